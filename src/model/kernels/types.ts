@@ -1,0 +1,72 @@
+// The small set of compute kernels the model's forward pass is written over. The TypeScript
+// reference kernels (reference.ts) are the oracle; the native addon (native.ts) must match them.
+//
+// Batch invariance is a contract of every kernel: the result for one row (token) must depend only on
+// that row's inputs — never on how many other rows are in the call, on what they contain, on the
+// thread count, or on how a prompt was chunked. So a row's reduction order is fixed (e.g. split work
+// across output features, never across the reduction dimension).
+
+import type { WeightTensor } from '../weights.js';
+
+/** Paged KV storage of one model: per layer, K and V arrays of numBlocks*blockSize slots. */
+export interface KvStorage {
+  readonly numBlocks: number;
+  readonly blockSize: number;
+  readonly nLayers: number;
+  readonly nKvHeads: number;
+  readonly headDim: number;
+  /** k[layer][slot*nKvHeads*headDim + h*headDim + d], slot = block*blockSize + offset. */
+  readonly k: Float32Array[];
+  readonly v: Float32Array[];
+}
+
+/** Where each row of a ragged batch lives, for attention over paged KV. */
+export interface AttentionMeta {
+  /** Rows (tokens) in the batch. */
+  numRows: number;
+  /** Absolute position of each row inside its sequence. Row r attends to keys 0..positions[r]. */
+  positions: Int32Array;
+  /** Index (0..numSeqs-1) of the sequence each row belongs to. */
+  rowSeq: Int32Array;
+  /** Block tables, numSeqs x maxBlocksPerSeq, row-major; entries beyond a sequence's length are unused. */
+  blockTables: Int32Array;
+  maxBlocksPerSeq: number;
+  /** KV slot each row writes its key/value into, or -1 for a padding row that writes nothing. */
+  slotMapping: Int32Array;
+}
+
+export interface Kernels {
+  /** Human-readable backend name, logged by the CLI and server ("typescript", "native-avx2", ...). */
+  readonly name: string;
+
+  /** out[m*rows + n] = sum_k x[m*cols + k] * W[n][k], for m < M. */
+  matmul(out: Float32Array, x: Float32Array, w: WeightTensor, M: number): void;
+
+  /** out[m] = x[m] / sqrt(mean(x[m]^2) + eps) * weight, over rows of width dim. out may alias x. */
+  rmsnorm(out: Float32Array, x: Float32Array, weight: Float32Array, M: number, dim: number, eps: number): void;
+
+  /**
+   * In-place rotary embedding (Llama/GGUF "normal" style: adjacent pairs (2i, 2i+1)) on M rows, each
+   * nHeads*headDim wide; only the first ropeDim dims of each head rotate. Row m uses positions[m].
+   */
+  rope(x: Float32Array, positions: Int32Array, M: number, nHeads: number, headDim: number, ropeDim: number, theta: number): void;
+
+  /** out[i] = silu(gate[i]) * up[i], i < n. out may alias gate. */
+  siluMul(out: Float32Array, gate: Float32Array, up: Float32Array, n: number): void;
+
+  /** out[i] += a[i], i < n. */
+  add(out: Float32Array, a: Float32Array, n: number): void;
+
+  /** Gathers (dequantizing) rows tokens[m] of the embedding table into out[m*cols...]. */
+  embed(out: Float32Array, table: WeightTensor, tokens: Int32Array, M: number): void;
+
+  /** Writes each row's key and value (nKvHeads*headDim wide) into its slot of layer `layer`. Rows with slot -1 are skipped. */
+  writeKv(kv: KvStorage, layer: number, k: Float32Array, v: Float32Array, meta: AttentionMeta): void;
+
+  /**
+   * Causal attention over paged KV for every row: out[r] (nHeads*headDim) = softmax(q·K^T/sqrt(headDim)) V
+   * over keys 0..positions[r] of its sequence, query head h reading KV head floor(h / (nHeads/nKvHeads)).
+   * Keys are visited in position order so the result does not depend on chunking.
+   */
+  attention(out: Float32Array, q: Float32Array, kv: KvStorage, layer: number, meta: AttentionMeta, nHeads: number): void;
+}
