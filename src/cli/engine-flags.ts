@@ -1,0 +1,103 @@
+// The engine's knobs as CLI flags, shared by `generate`, `bench`, `serve` and `simulate`, so every
+// command spells them the same way and maps them onto the same library options.
+import type { ParseArgsConfig } from 'node:util';
+import type { LoadOptions } from '../llm.js';
+import { UsageError } from './usage-error.js';
+
+type OptionSpecs = NonNullable<ParseArgsConfig['options']>;
+
+export const ENGINE_FLAG_OPTIONS = {
+  policy: { type: 'string' },
+  'scheduling-policy': { type: 'string' },
+  'max-num-seqs': { type: 'string' },
+  'max-num-batched-tokens': { type: 'string' },
+  'num-blocks': { type: 'string' },
+  'kv-cache-memory': { type: 'string' },
+  'block-size': { type: 'string' },
+  'no-prefix-caching': { type: 'boolean' },
+  'long-prefill-token-threshold': { type: 'string' },
+  'max-queue': { type: 'string' },
+  'static-batch-size': { type: 'string' },
+  'static-wait-ms': { type: 'string' },
+  'static-drop-finished': { type: 'boolean' },
+  'max-model-len': { type: 'string' },
+  backend: { type: 'string' },
+  threads: { type: 'string' },
+  tokenizer: { type: 'string' },
+} satisfies OptionSpecs;
+
+/** Help text for the engine flags, appended to each command's usage. */
+export const ENGINE_FLAGS_HELP = `Engine options:
+  --policy continuous|static|none   batching policy (default continuous)
+  --scheduling-policy fcfs|priority  order of admission (default fcfs)
+  --max-num-seqs N                  sequences in one step at most (default 64)
+  --max-num-batched-tokens N        tokens in one step at most (default 2048)
+  --num-blocks N                    KV cache blocks (default: enough for max-num-seqs full contexts)
+  --kv-cache-memory BYTES           KV cache size instead of --num-blocks (suffixes K, M, G allowed)
+  --block-size N                    tokens per KV block (default 16)
+  --no-prefix-caching               turn automatic prefix caching off
+  --long-prefill-token-threshold N  most prompt tokens one request may prefill per step
+  --max-queue N                     waiting requests at most; more are rejected (default unbounded)
+  --static-batch-size N             batch size of the static policy (default max-num-seqs)
+  --static-wait-ms MS               static policy: wait this long for a batch to fill (default 0)
+  --static-drop-finished            static policy: drop finished rows instead of padding them
+  --max-model-len N                 context length cap (default: the model's)
+  --backend auto|native|typescript  compute kernels (default auto: native when built)
+  --threads N                       kernel threads (default: number of cores)
+  --tokenizer FILE                  llama2.c tokenizer.bin for llama2.c checkpoints`;
+
+const ENUMS: Record<string, readonly string[]> = {
+  policy: ['continuous', 'static', 'none'],
+  'scheduling-policy': ['fcfs', 'priority'],
+  backend: ['auto', 'native', 'typescript'],
+};
+
+export function parseIntFlag(name: string, raw: string, min = 1): number {
+  if (!/^-?\d+$/.test(raw.trim())) throw new UsageError(`--${name} must be an integer, got '${raw}'`);
+  const n = Number(raw);
+  if (n < min) throw new UsageError(`--${name} must be at least ${min}, got ${n}`);
+  return n;
+}
+
+/** Parses "512M", "2G", "1048576" into bytes. */
+export function parseBytes(name: string, raw: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(raw.trim());
+  if (!m) throw new UsageError(`--${name} must be a size in bytes such as 268435456, 256M or 1G, got '${raw}'`);
+  const mult = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[m[2].toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
+  const bytes = Math.floor(Number(m[1]) * mult);
+  if (bytes <= 0) throw new UsageError(`--${name} must be positive, got '${raw}'`);
+  return bytes;
+}
+
+function enumFlag<T extends string>(name: string, raw: string): T {
+  const allowed = ENUMS[name];
+  if (!allowed.includes(raw)) throw new UsageError(`--${name} must be one of ${allowed.join(', ')}, got '${raw}'`);
+  return raw as T;
+}
+
+/** Maps parsed engine flags onto LLM.load options. Unset flags stay unset (library defaults apply). */
+export function engineOptionsFromFlags(v: Record<string, string | boolean | undefined | (string | boolean)[]>): LoadOptions {
+  const o: LoadOptions = {};
+  const s = (k: string): string | undefined => (typeof v[k] === 'string' ? (v[k] as string) : undefined);
+  const int = (k: string, min = 1): number | undefined => (s(k) === undefined ? undefined : parseIntFlag(k, s(k)!, min));
+  if (s('policy') !== undefined) o.policy = enumFlag('policy', s('policy')!);
+  if (s('scheduling-policy') !== undefined) o.schedulingPolicy = enumFlag('scheduling-policy', s('scheduling-policy')!);
+  o.maxNumSeqs = int('max-num-seqs');
+  o.maxNumBatchedTokens = int('max-num-batched-tokens');
+  o.numBlocks = int('num-blocks');
+  if (s('kv-cache-memory') !== undefined) o.kvCacheMemory = parseBytes('kv-cache-memory', s('kv-cache-memory')!);
+  if (o.numBlocks !== undefined && o.kvCacheMemory !== undefined) throw new UsageError('give either --num-blocks or --kv-cache-memory, not both');
+  o.blockSize = int('block-size');
+  if (v['no-prefix-caching'] === true) o.enablePrefixCaching = false;
+  o.longPrefillTokenThreshold = int('long-prefill-token-threshold');
+  o.maxQueue = int('max-queue', 0);
+  o.staticBatchSize = int('static-batch-size');
+  o.staticWaitMs = int('static-wait-ms', 0);
+  if (v['static-drop-finished'] === true) o.staticDropFinished = true;
+  o.maxModelLen = int('max-model-len');
+  if (s('backend') !== undefined) o.backend = enumFlag('backend', s('backend')!);
+  o.threads = int('threads');
+  if (s('tokenizer') !== undefined) o.tokenizer = s('tokenizer');
+  for (const k of Object.keys(o) as (keyof LoadOptions)[]) if (o[k] === undefined) delete o[k];
+  return o;
+}

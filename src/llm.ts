@@ -1,0 +1,236 @@
+// The library entry point: load a model, then stream or batch-generate through the continuous-batching
+// engine. Everything here is glue: the engine schedules, the runner computes, the tokenizer translates.
+import { basename } from 'node:path';
+import { availableParallelism } from 'node:os';
+import { Engine, type EngineOptions, type RequestStream } from './engine/engine.js';
+import { blocksForMemory } from './engine/kv-cache.js';
+import { resolveSamplingParams } from './engine/sampling.js';
+import type { FinishReason, ModelRunner, RequestOutput, SamplingParams, TokenLogprob } from './engine/types.js';
+import { WorkerModelRunner } from './engine/worker-runner.js';
+import { LocalModelRunner } from './engine/model-runner.js';
+import { loadModel, type LoadedModel } from './model/loaders/index.js';
+import type { GgufValue } from './model/loaders/gguf.js';
+import { readModelHeader } from './model/loaders/header.js';
+import { getKernels } from './model/kernels/index.js';
+import type { ModelConfig } from './model/config.js';
+import { tokenizerFromGguf, tokenizerFromLlama2cFile } from './model/tokenizer.js';
+import type { Tokenizer } from './model/tokenizer-types.js';
+
+export type Backend = 'auto' | 'native' | 'typescript';
+
+export type LoadOptions = Partial<Omit<EngineOptions, 'tokenizer' | 'eogIds'>> & {
+  /** llama2.c tokenizer.bin, for llama2.c checkpoints (GGUF files carry their own). */
+  tokenizer?: string;
+  backend?: Backend;
+  threads?: number;
+  /** Run the model on the main thread instead of a worker thread (simpler to debug, blocks the event loop). */
+  inProcess?: boolean;
+  /** KV cache size in bytes, instead of numBlocks. */
+  kvCacheMemory?: number;
+};
+
+export type ResolvedLoadOptions = Omit<EngineOptions, 'tokenizer' | 'eogIds'> & {
+  backend: Backend;
+  threads: number;
+  inProcess: boolean;
+  tokenizerPath?: string;
+};
+
+export type Prompt = string | number[];
+
+export type GenerateParams = Partial<SamplingParams> & {
+  priority?: number;
+  requestId?: string;
+  signal?: AbortSignal;
+};
+
+export interface CompletionResult {
+  index: number;
+  text: string;
+  tokenIds: number[];
+  finishReason: FinishReason;
+  stopReason?: string | number;
+  logprobs?: Array<{ tokenId: number; logprob: number; top: TokenLogprob[] }>;
+  numPreemptions: number;
+}
+
+export interface GenerateResult extends CompletionResult {
+  requestId: string;
+  numPromptTokens: number;
+  numCachedTokens: number;
+  /** All n completions (the first one is also spread into this object). */
+  completions: CompletionResult[];
+}
+
+/** Default KV budget when neither numBlocks nor kvCacheMemory is given: full contexts for every slot, capped. */
+const DEFAULT_KV_CAP_BYTES = 1024 ** 3;
+
+export class LLM {
+  private closed = false;
+
+  private constructor(
+    readonly engine: Engine,
+    readonly tokenizer: Tokenizer | null,
+    readonly config: ModelConfig,
+    readonly metadata: Record<string, GgufValue>,
+    readonly modelName: string,
+    readonly backend: string,
+    readonly options: ResolvedLoadOptions,
+  ) {}
+
+  static async load(path: string, options: LoadOptions = {}): Promise<LLM> {
+    const header = await readModelHeader(path);
+    const config = header.config;
+    const tokenizer = options.tokenizer
+      ? tokenizerFromLlama2cFile(options.tokenizer)
+      : header.format === 'gguf'
+        ? tokenizerFromGguf(header.metadata)
+        : null;
+    const eogIds = tokenizer ? [...tokenizer.eogIds] : header.format === 'llama2c' ? [2] : [];
+
+    const maxNumSeqs = options.maxNumSeqs ?? 64;
+    const blockSize = options.blockSize ?? 16;
+    const maxModelLen = Math.min(options.maxModelLen ?? config.contextLength, config.contextLength);
+    const numBlocks =
+      options.numBlocks ??
+      (options.kvCacheMemory !== undefined
+        ? blocksForMemory(options.kvCacheMemory, config, blockSize)
+        : Math.min(
+            maxNumSeqs * Math.ceil(maxModelLen / blockSize),
+            blocksForMemory(DEFAULT_KV_CAP_BYTES, config, blockSize),
+          ));
+    if (numBlocks * blockSize < maxModelLen && numBlocks < Math.ceil(maxModelLen / blockSize)) {
+      // A sequence of maxModelLen must fit on its own, or it could never finish.
+      throw new RangeError(
+        `KV cache of ${numBlocks} blocks x ${blockSize} tokens cannot hold one ${maxModelLen}-token context; ` +
+          `raise --num-blocks/--kv-cache-memory or lower --max-model-len`,
+      );
+    }
+    const resolved: ResolvedLoadOptions = {
+      policy: options.policy ?? 'continuous',
+      schedulingPolicy: options.schedulingPolicy ?? 'fcfs',
+      maxNumSeqs,
+      maxNumBatchedTokens: options.maxNumBatchedTokens ?? Math.max(2048, maxNumSeqs),
+      numBlocks,
+      blockSize,
+      enablePrefixCaching: options.enablePrefixCaching ?? true,
+      longPrefillTokenThreshold: options.longPrefillTokenThreshold ?? 0,
+      maxQueue: options.maxQueue ?? 0,
+      staticBatchSize: options.staticBatchSize ?? maxNumSeqs,
+      staticWaitMs: options.staticWaitMs ?? 0,
+      staticDropFinished: options.staticDropFinished ?? false,
+      maxModelLen,
+      backend: options.backend ?? 'auto',
+      threads: options.threads ?? availableParallelism(),
+      inProcess: options.inProcess ?? false,
+      tokenizerPath: options.tokenizer,
+    };
+
+    let runner: ModelRunner;
+    let backendName: string;
+    if (resolved.inProcess) {
+      const model: LoadedModel = await loadModel(path);
+      const kernels = await getKernels(resolved.backend, { threads: resolved.threads });
+      runner = await LocalModelRunner.create({ model, kernels, numBlocks, blockSize, eogIds });
+      backendName = kernels.name;
+    } else {
+      const w = await WorkerModelRunner.create({
+        modelPath: path,
+        backend: resolved.backend,
+        threads: resolved.threads,
+        numBlocks,
+        blockSize,
+        eogIds,
+      });
+      runner = w;
+      backendName = w.kernelsName;
+    }
+    const { tokenizerPath: _t, backend: _b, threads: _th, inProcess: _i, ...engineOpts } = resolved;
+    const engine = new Engine(runner, { ...engineOpts, tokenizer, eogIds });
+    return new LLM(engine, tokenizer, config, header.metadata, basename(path), backendName, resolved);
+  }
+
+  /** Token ids of a prompt: strings are tokenized (with BOS as the model asks); id arrays pass through. */
+  encode(prompt: Prompt): number[] {
+    if (typeof prompt !== 'string') {
+      for (const id of prompt) {
+        if (!Number.isInteger(id) || id < 0 || id >= this.config.vocabSize) {
+          throw new RangeError(`prompt token id ${id} is outside the vocabulary (0..${this.config.vocabSize - 1})`);
+        }
+      }
+      return [...prompt];
+    }
+    if (!this.tokenizer) throw new Error('this model has no tokenizer: pass token ids, or give a tokenizer file');
+    return this.tokenizer.encode(prompt);
+  }
+
+  /** Streams one request's outputs as the engine produces them. */
+  stream(prompt: Prompt, params: GenerateParams = {}): RequestStream {
+    this.assertOpen();
+    const { priority, requestId, signal, ...sampling } = params;
+    const stream = this.engine.addRequest({
+      requestId,
+      promptTokenIds: this.encode(prompt),
+      sampling: resolveSamplingParams(sampling),
+      priority,
+    });
+    if (signal) {
+      if (signal.aborted) this.engine.abort(stream.requestId);
+      else signal.addEventListener('abort', () => this.engine.abort(stream.requestId), { once: true });
+    }
+    return stream;
+  }
+
+  /** Generates for many prompts at once (they are batched by the engine); one result per prompt, in order. */
+  async generate(prompts: Prompt | Prompt[], params: GenerateParams = {}): Promise<GenerateResult[]> {
+    const list: Prompt[] = isSinglePrompt(prompts) ? [prompts] : prompts;
+    if (params.requestId !== undefined && list.length > 1) throw new Error('requestId can only be given for a single prompt');
+    // Add every request before awaiting any, so they share steps from the start.
+    const streams = list.map((p) => this.stream(p, params));
+    return Promise.all(streams.map((s) => collect(s)));
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.engine.close();
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new Error('LLM is closed');
+  }
+}
+
+function isSinglePrompt(p: Prompt | Prompt[]): p is Prompt {
+  return typeof p === 'string' || (Array.isArray(p) && p.every((x) => typeof x === 'number'));
+}
+
+async function collect(stream: RequestStream): Promise<GenerateResult> {
+  const byIndex = new Map<number, CompletionResult>();
+  let last: RequestOutput | undefined;
+  for await (const out of stream) {
+    last = out;
+    let c = byIndex.get(out.index);
+    if (!c) {
+      c = { index: out.index, text: '', tokenIds: [], finishReason: 'length', numPreemptions: 0 };
+      byIndex.set(out.index, c);
+    }
+    c.text += out.text;
+    c.tokenIds.push(...out.newTokenIds);
+    if (out.logprobs) (c.logprobs ??= []).push(...out.logprobs);
+    c.numPreemptions = out.numPreemptions;
+    if (out.finished) {
+      c.finishReason = out.finishReason ?? 'stop';
+      if (out.stopReason !== undefined) c.stopReason = out.stopReason;
+    }
+  }
+  const completions = [...byIndex.values()].sort((a, b) => a.index - b.index);
+  const first = completions[0] ?? { index: 0, text: '', tokenIds: [], finishReason: 'abort' as const, numPreemptions: 0 };
+  return {
+    ...first,
+    requestId: stream.requestId,
+    numPromptTokens: last?.numPromptTokens ?? 0,
+    numCachedTokens: last?.numCachedTokens ?? 0,
+    completions,
+  };
+}
