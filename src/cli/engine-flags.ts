@@ -80,8 +80,8 @@ export function engineOptionsFromFlags(v: Record<string, string | boolean | unde
   const o: LoadOptions = {};
   const s = (k: string): string | undefined => (typeof v[k] === 'string' ? (v[k] as string) : undefined);
   const int = (k: string, min = 1): number | undefined => (s(k) === undefined ? undefined : parseIntFlag(k, s(k)!, min));
-  if (s('policy') !== undefined) o.policy = enumFlag('policy', s('policy')!);
-  if (s('scheduling-policy') !== undefined) o.schedulingPolicy = enumFlag('scheduling-policy', s('scheduling-policy')!);
+  if (s('policy') !== undefined) o.policy = enumFlag<NonNullable<LoadOptions['policy']>>('policy', s('policy')!);
+  if (s('scheduling-policy') !== undefined) o.schedulingPolicy = enumFlag<NonNullable<LoadOptions['schedulingPolicy']>>('scheduling-policy', s('scheduling-policy')!);
   o.maxNumSeqs = int('max-num-seqs');
   o.maxNumBatchedTokens = int('max-num-batched-tokens');
   o.numBlocks = int('num-blocks');
@@ -95,7 +95,7 @@ export function engineOptionsFromFlags(v: Record<string, string | boolean | unde
   o.staticWaitMs = int('static-wait-ms', 0);
   if (v['static-drop-finished'] === true) o.staticDropFinished = true;
   o.maxModelLen = int('max-model-len');
-  if (s('backend') !== undefined) o.backend = enumFlag('backend', s('backend')!);
+  if (s('backend') !== undefined) o.backend = enumFlag<NonNullable<LoadOptions['backend']>>('backend', s('backend')!);
   o.threads = int('threads');
   if (s('tokenizer') !== undefined) o.tokenizer = s('tokenizer');
   for (const k of Object.keys(o) as (keyof LoadOptions)[]) if (o[k] === undefined) delete o[k];
