@@ -1,0 +1,205 @@
+// The model runner executes what the scheduler decided: it turns a SchedulerOutput (plain data) into
+// one ragged ForwardBatch over the paged KV cache, runs the model, and samples the rows that asked.
+// It keeps, per sequence, what sampling needs to see (prompt and output ids, params, seed), so the
+// scheduler never handles logits and the model never decides who runs.
+
+import { performance } from 'node:perf_hooks';
+import type { ModelRunner, ModelRunnerOutput, SampledToken, SchedulerOutput, ScheduledSequence, SamplingParams } from './types.js';
+import type { Kernels, KvStorage } from '../model/kernels/types.js';
+import type { LoadedModel } from '../model/loaders/index.js';
+import { LlamaModel, type ForwardBatch } from '../model/llama.js';
+import { copyBlock, createKvStorage } from '../model/kv-storage.js';
+import { sampleToken } from './sampling.js';
+
+/** Thrown when a SchedulerOutput does not fit the runner's state (unknown sequence, short block table...). */
+export class RunnerInputError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RunnerInputError';
+  }
+}
+
+/** What sampling needs for one sequence; outputTokenIds grows by one with every sampled token. */
+interface SequenceSamplingState {
+  params: SamplingParams;
+  seed: number;
+  promptTokenIds: number[];
+  outputTokenIds: number[];
+}
+
+export interface LocalModelRunnerOptions {
+  model: Pick<LoadedModel, 'config' | 'weights'>;
+  kernels: Kernels;
+  numBlocks: number;
+  blockSize: number;
+  eogIds: number[];
+}
+
+export class LocalModelRunner implements ModelRunner {
+  readonly model: LlamaModel;
+  readonly kv: KvStorage;
+  readonly kernelsName: string;
+  private readonly eogIds: ReadonlySet<number>;
+  private readonly seqs = new Map<number, SequenceSamplingState>();
+  private closed = false;
+
+  private constructor(model: LlamaModel, kv: KvStorage, eogIds: number[]) {
+    this.model = model;
+    this.kv = kv;
+    this.kernelsName = model.kernels.name;
+    this.eogIds = new Set(eogIds);
+  }
+
+  static async create(opts: LocalModelRunnerOptions): Promise<LocalModelRunner> {
+    const model = new LlamaModel(opts.model.config, opts.model.weights, opts.kernels);
+    const kv = createKvStorage(opts.model.config, opts.numBlocks, opts.blockSize);
+    return new LocalModelRunner(model, kv, opts.eogIds);
+  }
+
+  /** Sequences the runner currently keeps sampling state for (for tests and debugging). */
+  get activeSeqIds(): number[] {
+    return [...this.seqs.keys()];
+  }
+
+  async execute(step: SchedulerOutput): Promise<ModelRunnerOutput> {
+    return this.executeSync(step);
+  }
+
+  /** The synchronous body of execute(), so a worker thread can run it without extra ticks. */
+  executeSync(step: SchedulerOutput): ModelRunnerOutput {
+    if (this.closed) throw new RunnerInputError('model runner is closed');
+    // Finished sequences go first: their ids may be reused by new ones in the same step.
+    for (const id of step.finishedSeqIds) this.seqs.delete(id);
+    for (const ns of step.newSequences) {
+      this.seqs.set(ns.seqId, {
+        params: ns.sampling,
+        seed: ns.seed,
+        promptTokenIds: [...ns.promptTokenIds],
+        outputTokenIds: [...ns.outputTokenIds],
+      });
+    }
+    // Copy-on-write must land before any row of this step writes into the destination block.
+    for (const [src, dst] of step.blockCopies) copyBlock(this.kv, src, dst);
+
+    if (step.scheduled.length === 0) return { sampled: [], forwardMs: 0, sampleMs: 0 };
+    for (const s of step.scheduled) {
+      if (s.sample && !this.seqs.has(s.seqId)) {
+        throw new RunnerInputError(`step ${step.step}: sequence ${s.seqId} is scheduled for sampling but was never announced in newSequences`);
+      }
+    }
+
+    const { batch, sampleSeqIds } = buildForwardBatch(step.scheduled, this.kv.blockSize);
+    let sampled: SampledToken[] = [];
+    let forwardMs = 0;
+    let sampleMs = 0;
+    if (batch.meta.numRows > 0) {
+      const t0 = performance.now();
+      const logits = this.model.forward(batch, this.kv);
+      const t1 = performance.now();
+      sampled = this.sample(logits, sampleSeqIds);
+      forwardMs = t1 - t0;
+      sampleMs = performance.now() - t1;
+    }
+    return { sampled, forwardMs, sampleMs };
+  }
+
+  private sample(logits: Float32Array, seqIds: number[]): SampledToken[] {
+    const vocab = this.model.config.vocabSize;
+    const out: SampledToken[] = [];
+    for (let i = 0; i < seqIds.length; i++) {
+      const seqId = seqIds[i];
+      const st = this.seqs.get(seqId)!;
+      const row = logits.subarray(i * vocab, (i + 1) * vocab);
+      const r = sampleToken(row, {
+        params: st.params,
+        seed: st.seed,
+        promptTokenIds: st.promptTokenIds,
+        outputTokenIds: st.outputTokenIds,
+        eogIds: this.eogIds,
+      });
+      st.outputTokenIds.push(r.tokenId);
+      const tok: SampledToken = { seqId, tokenId: r.tokenId };
+      if (r.logprob !== undefined) tok.logprob = r.logprob;
+      if (r.topLogprobs !== undefined) tok.topLogprobs = r.topLogprobs;
+      out.push(tok);
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.seqs.clear();
+  }
+}
+
+/**
+ * Flattens the scheduled sequences into one ragged batch. Rows are each sequence's tokenIds in
+ * order, then its padding rows; row positions count up from startPosition; a row's KV slot comes
+ * from its block table. The logit rows are the last real row of each sequence that samples, in
+ * scheduled order (sampleSeqIds says whose each is).
+ */
+export function buildForwardBatch(scheduled: readonly ScheduledSequence[], blockSize: number): { batch: ForwardBatch; sampleSeqIds: number[] } {
+  let numRows = 0;
+  let maxBlocks = 0;
+  for (const s of scheduled) {
+    const pad = s.padRows ?? 0;
+    if (!Number.isInteger(pad) || pad < 0) throw new RunnerInputError(`sequence ${s.seqId}: padRows ${pad} must be a non-negative integer`);
+    if (!Number.isInteger(s.startPosition) || s.startPosition < 0) throw new RunnerInputError(`sequence ${s.seqId}: startPosition ${s.startPosition} must be a non-negative integer`);
+    numRows += s.tokenIds.length + pad;
+    maxBlocks = Math.max(maxBlocks, s.blockTable.length);
+  }
+  const tokens = new Int32Array(numRows);
+  const positions = new Int32Array(numRows);
+  const rowSeq = new Int32Array(numRows);
+  const slotMapping = new Int32Array(numRows);
+  const stride = Math.max(1, maxBlocks);
+  const blockTables = new Int32Array(scheduled.length * stride);
+  const logitRows: number[] = [];
+  const sampleSeqIds: number[] = [];
+
+  let r = 0;
+  scheduled.forEach((s, i) => {
+    const n = s.tokenIds.length;
+    // Every position this step touches must have a block: the newest is startPosition + n - 1.
+    const lastPos = s.startPosition + n - 1;
+    if (lastPos >= s.blockTable.length * blockSize) {
+      throw new RunnerInputError(`sequence ${s.seqId}: position ${lastPos} needs block ${Math.floor(lastPos / blockSize)}, its block table has ${s.blockTable.length} blocks`);
+    }
+    blockTables.set(s.blockTable, i * stride);
+    for (let j = 0; j < n; j++, r++) {
+      const pos = s.startPosition + j;
+      tokens[r] = s.tokenIds[j];
+      positions[r] = pos;
+      rowSeq[r] = i;
+      slotMapping[r] = s.blockTable[Math.floor(pos / blockSize)] * blockSize + (pos % blockSize);
+    }
+    if (s.sample) {
+      if (n === 0) throw new RunnerInputError(`sequence ${s.seqId}: sample is set but no tokens are scheduled`);
+      logitRows.push(r - 1);
+      sampleSeqIds.push(s.seqId);
+    }
+    // Padding rows (static batching's wasted work): token 0 at the newest token's position, attending
+    // its context, writing nothing. A finished sequence held in the batch has no new token; its
+    // newest token is the last one already cached.
+    const pad = s.padRows ?? 0;
+    const padPos = n > 0 ? lastPos : Math.max(0, s.startPosition - 1);
+    if (pad > 0 && padPos >= s.blockTable.length * blockSize) {
+      throw new RunnerInputError(`sequence ${s.seqId}: padding at position ${padPos} has no block in its ${s.blockTable.length}-block table`);
+    }
+    for (let j = 0; j < pad; j++, r++) {
+      tokens[r] = 0;
+      positions[r] = padPos;
+      rowSeq[r] = i;
+      slotMapping[r] = -1;
+    }
+  });
+
+  return {
+    batch: {
+      tokens,
+      logitRows: Int32Array.from(logitRows),
+      meta: { numRows, positions, rowSeq, blockTables, maxBlocksPerSeq: stride, slotMapping },
+    },
+    sampleSeqIds,
+  };
+}

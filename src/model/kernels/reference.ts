@@ -1,0 +1,273 @@
+// The reference kernels: plain TypeScript, written to be read. They are the oracle the native kernels
+// are checked against, and the backend used wherever the addon is not built.
+//
+// Batch invariance (see types.ts) holds by construction: every reduction for a row (a dot product,
+// a sum of squares, an attention softmax) runs over that row's data alone, in one fixed order, so the
+// result cannot depend on M, on the other rows, or on how a prompt was chunked. Arithmetic happens in
+// JavaScript doubles and is rounded to float32 once on store; JS never fuses multiply-adds, so the
+// same inputs always give the same bits.
+
+import type { AttentionMeta, Kernels, KvStorage } from './types.js';
+import type { WeightTensor } from '../weights.js';
+import { dequantizeRow } from '../quant.js';
+
+/** Thrown when a kernel is called with buffers or indices that do not fit together. */
+export class KernelArgumentError extends Error {
+  constructor(kernel: string, message: string) {
+    super(`${kernel}: ${message}`);
+    this.name = 'KernelArgumentError';
+  }
+}
+
+// Float32 copies of weight matrices, made once per tensor. For f32 this is usually a view of the
+// file's bytes (no copy); for f16/bf16/quantized types the whole matrix is dequantized once, which
+// trades memory for a matmul that is a plain float loop. Keyed weakly so a dropped model frees them.
+const f32Cache = new WeakMap<WeightTensor, Float32Array>();
+
+function checkShape(kernel: string, w: WeightTensor): void {
+  if (!Number.isInteger(w.rows) || !Number.isInteger(w.cols) || w.rows <= 0 || w.cols <= 0) {
+    throw new KernelArgumentError(kernel, `weight ${w.name} has invalid shape ${w.rows}x${w.cols}`);
+  }
+}
+
+/** The whole matrix as float32, row-major [rows x cols]. */
+export function weightAsF32(w: WeightTensor): Float32Array {
+  const cached = f32Cache.get(w);
+  if (cached) return cached;
+  checkShape('weightAsF32', w);
+  const n = w.rows * w.cols;
+  let out: Float32Array;
+  if (w.dtype === 'f32') {
+    if (w.data.byteLength < n * 4) {
+      throw new KernelArgumentError('weightAsF32', `weight ${w.name} holds ${w.data.byteLength} bytes, f32 ${w.rows}x${w.cols} needs ${n * 4}`);
+    }
+    // A typed-array view needs 4-byte alignment; copy when the tensor sits at an odd offset.
+    out = w.data.byteOffset % 4 === 0
+      ? new Float32Array(w.data.buffer, w.data.byteOffset, n)
+      : new Float32Array(w.data.slice(0, n * 4).buffer);
+  } else {
+    out = new Float32Array(n);
+    for (let r = 0; r < w.rows; r++) dequantizeRow(w, r, out.subarray(r * w.cols, (r + 1) * w.cols));
+  }
+  f32Cache.set(w, out);
+  return out;
+}
+
+// Scratch reused across calls: JavaScript is single-threaded per isolate, so one set per module is safe.
+let scoreScratch = new Float64Array(256);
+let slotScratch = new Int32Array(256);
+const accScratch = { buf: new Float64Array(128) };
+
+function matmul(out: Float32Array, x: Float32Array, w: WeightTensor, M: number): void {
+  const rows = w.rows;
+  const cols = w.cols;
+  if (x.length < M * cols) throw new KernelArgumentError('matmul', `x holds ${x.length} floats, ${M} rows of ${w.name} input width ${cols} need ${M * cols}`);
+  if (out.length < M * rows) throw new KernelArgumentError('matmul', `out holds ${out.length} floats, ${M} rows of ${w.name} output width ${rows} need ${M * rows}`);
+  const W = weightAsF32(w);
+  // Four weight rows at a time: each x element is loaded once for four independent dot products
+  // (four dependency chains for the CPU to overlap). Every dot product itself is a single
+  // accumulator walking k = 0..cols-1 in order, whichever group or tail computes it.
+  const n4 = rows - (rows % 4);
+  for (let n = 0; n < n4; n += 4) {
+    const o0 = n * cols;
+    const o1 = o0 + cols;
+    const o2 = o1 + cols;
+    const o3 = o2 + cols;
+    for (let m = 0; m < M; m++) {
+      const xo = m * cols;
+      let a0 = 0;
+      let a1 = 0;
+      let a2 = 0;
+      let a3 = 0;
+      for (let k = 0; k < cols; k++) {
+        const xv = x[xo + k];
+        a0 += xv * W[o0 + k];
+        a1 += xv * W[o1 + k];
+        a2 += xv * W[o2 + k];
+        a3 += xv * W[o3 + k];
+      }
+      const oo = m * rows + n;
+      out[oo] = a0;
+      out[oo + 1] = a1;
+      out[oo + 2] = a2;
+      out[oo + 3] = a3;
+    }
+  }
+  for (let n = n4; n < rows; n++) {
+    const wo = n * cols;
+    for (let m = 0; m < M; m++) {
+      const xo = m * cols;
+      let a = 0;
+      for (let k = 0; k < cols; k++) a += x[xo + k] * W[wo + k];
+      out[m * rows + n] = a;
+    }
+  }
+}
+
+function rmsnorm(out: Float32Array, x: Float32Array, weight: Float32Array, M: number, dim: number, eps: number): void {
+  if (x.length < M * dim || out.length < M * dim) throw new KernelArgumentError('rmsnorm', `buffers hold ${x.length}/${out.length} floats, ${M} rows of ${dim} need ${M * dim}`);
+  if (weight.length < dim) throw new KernelArgumentError('rmsnorm', `weight holds ${weight.length} floats, dim is ${dim}`);
+  for (let m = 0; m < M; m++) {
+    const o = m * dim;
+    let ss = 0;
+    for (let i = 0; i < dim; i++) ss += x[o + i] * x[o + i];
+    // Rounded to float32 like llama.cpp's scale, so both normalise by the same factor.
+    const scale = Math.fround(1 / Math.sqrt(ss / dim + eps));
+    for (let i = 0; i < dim; i++) out[o + i] = Math.fround(x[o + i] * scale) * weight[i];
+  }
+}
+
+// Inverse frequencies theta^(-2i/ropeDim), cached per (theta, ropeDim).
+const ropeFreqCache = new Map<string, Float64Array>();
+function ropeFreqs(theta: number, ropeDim: number): Float64Array {
+  const key = `${theta}:${ropeDim}`;
+  let f = ropeFreqCache.get(key);
+  if (!f) {
+    f = new Float64Array(ropeDim / 2);
+    for (let i = 0; i < ropeDim / 2; i++) f[i] = Math.pow(theta, (-2 * i) / ropeDim);
+    ropeFreqCache.set(key, f);
+  }
+  return f;
+}
+
+function rope(x: Float32Array, positions: Int32Array, M: number, nHeads: number, headDim: number, ropeDim: number, theta: number): void {
+  const width = nHeads * headDim;
+  if (x.length < M * width) throw new KernelArgumentError('rope', `x holds ${x.length} floats, ${M} rows of ${width} need ${M * width}`);
+  if (positions.length < M) throw new KernelArgumentError('rope', `${positions.length} positions for ${M} rows`);
+  if (ropeDim % 2 !== 0 || ropeDim > headDim || ropeDim < 0) throw new KernelArgumentError('rope', `ropeDim ${ropeDim} must be even and at most headDim ${headDim}`);
+  const freqs = ropeFreqs(theta, ropeDim);
+  const half = ropeDim / 2;
+  for (let m = 0; m < M; m++) {
+    const pos = positions[m];
+    for (let i = 0; i < half; i++) {
+      const angle = pos * freqs[i];
+      const c = Math.cos(angle);
+      const s = Math.sin(angle);
+      for (let h = 0; h < nHeads; h++) {
+        const o = m * width + h * headDim + 2 * i;
+        const a = x[o];
+        const b = x[o + 1];
+        x[o] = a * c - b * s;
+        x[o + 1] = a * s + b * c;
+      }
+    }
+  }
+}
+
+function siluMul(out: Float32Array, gate: Float32Array, up: Float32Array, n: number): void {
+  if (gate.length < n || up.length < n || out.length < n) throw new KernelArgumentError('siluMul', `buffers shorter than n=${n}`);
+  for (let i = 0; i < n; i++) {
+    const g = gate[i];
+    out[i] = (g / (1 + Math.exp(-g))) * up[i];
+  }
+}
+
+function add(out: Float32Array, a: Float32Array, n: number): void {
+  if (a.length < n || out.length < n) throw new KernelArgumentError('add', `buffers shorter than n=${n}`);
+  for (let i = 0; i < n; i++) out[i] += a[i];
+}
+
+function embed(out: Float32Array, table: WeightTensor, tokens: Int32Array, M: number): void {
+  const cols = table.cols;
+  if (tokens.length < M) throw new KernelArgumentError('embed', `${tokens.length} tokens for ${M} rows`);
+  if (out.length < M * cols) throw new KernelArgumentError('embed', `out holds ${out.length} floats, ${M} rows of ${cols} need ${M * cols}`);
+  // Use the float copy when one exists (f32, or a tied table the output matmul already expanded);
+  // otherwise dequantize just the rows asked for rather than the whole vocabulary.
+  const full = table.dtype === 'f32' ? weightAsF32(table) : f32Cache.get(table);
+  for (let m = 0; m < M; m++) {
+    const t = tokens[m];
+    if (!(t >= 0 && t < table.rows)) throw new KernelArgumentError('embed', `token id ${t} at row ${m} is outside the vocabulary (0..${table.rows - 1})`);
+    const dst = out.subarray(m * cols, (m + 1) * cols);
+    if (full) dst.set(full.subarray(t * cols, (t + 1) * cols));
+    else dequantizeRow(table, t, dst);
+  }
+}
+
+function checkSlot(kernel: string, kv: KvStorage, slot: number, row: number): void {
+  if (!(slot >= 0 && slot < kv.numBlocks * kv.blockSize)) {
+    throw new KernelArgumentError(kernel, `row ${row} maps to KV slot ${slot}, outside 0..${kv.numBlocks * kv.blockSize - 1}`);
+  }
+}
+
+function writeKv(kv: KvStorage, layer: number, k: Float32Array, v: Float32Array, meta: AttentionMeta): void {
+  if (!(layer >= 0 && layer < kv.nLayers)) throw new KernelArgumentError('writeKv', `layer ${layer} outside 0..${kv.nLayers - 1}`);
+  const kvDim = kv.nKvHeads * kv.headDim;
+  const kc = kv.k[layer];
+  const vc = kv.v[layer];
+  for (let r = 0; r < meta.numRows; r++) {
+    const slot = meta.slotMapping[r];
+    if (slot === -1) continue;
+    checkSlot('writeKv', kv, slot, r);
+    kc.set(k.subarray(r * kvDim, (r + 1) * kvDim), slot * kvDim);
+    vc.set(v.subarray(r * kvDim, (r + 1) * kvDim), slot * kvDim);
+  }
+}
+
+function attention(out: Float32Array, q: Float32Array, kv: KvStorage, layer: number, meta: AttentionMeta, nHeads: number): void {
+  const { headDim, nKvHeads, blockSize } = kv;
+  if (!(layer >= 0 && layer < kv.nLayers)) throw new KernelArgumentError('attention', `layer ${layer} outside 0..${kv.nLayers - 1}`);
+  if (nHeads % nKvHeads !== 0) throw new KernelArgumentError('attention', `nHeads ${nHeads} is not a multiple of nKvHeads ${nKvHeads}`);
+  const qDim = nHeads * headDim;
+  const kvDim = nKvHeads * headDim;
+  const group = nHeads / nKvHeads;
+  const scale = 1 / Math.sqrt(headDim);
+  const kc = kv.k[layer];
+  const vc = kv.v[layer];
+  if (accScratch.buf.length < headDim) accScratch.buf = new Float64Array(headDim);
+  const acc = accScratch.buf;
+  for (let r = 0; r < meta.numRows; r++) {
+    const pos = meta.positions[r];
+    const s = meta.rowSeq[r];
+    const n = pos + 1;
+    if (n > meta.maxBlocksPerSeq * blockSize) {
+      throw new KernelArgumentError('attention', `row ${r} at position ${pos} needs ${Math.ceil(n / blockSize)} blocks, block tables hold ${meta.maxBlocksPerSeq}`);
+    }
+    if (scoreScratch.length < n) scoreScratch = new Float64Array(Math.max(n, 2 * scoreScratch.length));
+    if (slotScratch.length < n) slotScratch = new Int32Array(Math.max(n, 2 * slotScratch.length));
+    const scores = scoreScratch;
+    const slots = slotScratch;
+    // Resolve each key position's slot once per row; every head reuses the list.
+    const bt = s * meta.maxBlocksPerSeq;
+    for (let t = 0; t < n; t++) {
+      const slot = meta.blockTables[bt + Math.floor(t / blockSize)] * blockSize + (t % blockSize);
+      checkSlot('attention', kv, slot, r);
+      slots[t] = slot;
+    }
+    for (let h = 0; h < nHeads; h++) {
+      const qo = r * qDim + h * headDim;
+      const ho = Math.floor(h / group) * headDim;
+      // Pass 1: scores and their maximum, keys in position order.
+      let max = -Infinity;
+      for (let t = 0; t < n; t++) {
+        const ko = slots[t] * kvDim + ho;
+        let dot = 0;
+        for (let d = 0; d < headDim; d++) dot += q[qo + d] * kc[ko + d];
+        const sc = dot * scale;
+        scores[t] = sc;
+        if (sc > max) max = sc;
+      }
+      // Pass 2: softmax weights and the weighted sum of values, same order.
+      let sum = 0;
+      for (let d = 0; d < headDim; d++) acc[d] = 0;
+      for (let t = 0; t < n; t++) {
+        const p = Math.exp(scores[t] - max);
+        sum += p;
+        const vo = slots[t] * kvDim + ho;
+        for (let d = 0; d < headDim; d++) acc[d] += p * vc[vo + d];
+      }
+      for (let d = 0; d < headDim; d++) out[qo + d] = acc[d] / sum;
+    }
+  }
+}
+
+export const referenceKernels: Kernels = {
+  name: 'typescript',
+  matmul,
+  rmsnorm,
+  rope,
+  siluMul,
+  add,
+  embed,
+  writeKv,
+  attention,
+};
