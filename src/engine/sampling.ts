@@ -1,0 +1,594 @@
+// Turns one row of logits into one token, the way vLLM does:
+//
+//   raw logits ── log-softmax ──────────────────────────────────────────────> logprobs (reported)
+//        │
+//        └─ repetition penalty (prompt + output) → frequency / presence penalties (output)
+//           → mask EOG + stop ids until minTokens → mask EOG when ignoreEos
+//           → temperature 0: argmax (lowest id wins ties)
+//             otherwise: ÷ temperature → top-k → top-p → min-p → draw with u = uniformAt(seed, step)
+//
+// The draw's randomness comes from a counter-based RNG keyed by (seed, number of tokens generated
+// so far), so a token depends only on (logits, params, seed, step): never on which other sequences
+// share the batch, and a preempted sequence that is recomputed samples the same tokens again.
+//
+// Speed matters at a 32000-token vocabulary: nothing here sorts the whole vocabulary. Top-k uses a
+// k-sized heap, top-p a quickselect that tracks probability mass, plain sampling walks the ids
+// in order, and all scratch memory is allocated once and reused (sampling is synchronous, so one
+// set of buffers per thread is enough).
+import { DEFAULT_SAMPLING, type SamplingParams, type TokenLogprob } from './types.js';
+import { mixSeed, uniformAt } from './counter-rng.js';
+
+/** Everything sampleToken needs to know about one sequence. */
+export interface SamplingContext {
+  params: SamplingParams;
+  /** Seed of this sequence's random stream (see deriveSeed). */
+  seed: number;
+  promptTokenIds: readonly number[];
+  /** Tokens generated so far; its length is the step index of the draw. */
+  outputTokenIds: readonly number[];
+  /** The model's end-of-generation ids (masked until minTokens, and always with ignoreEos). */
+  eogIds: ReadonlySet<number>;
+}
+
+export interface SampleResult {
+  tokenId: number;
+  /** Log-softmax of the raw logits at tokenId; present when params.logprobs is not null. */
+  logprob?: number;
+  /** The params.logprobs most likely tokens of the raw logits, most likely first (ties: lower id first). */
+  topLogprobs?: TokenLogprob[];
+}
+
+/** A sampling parameter out of range or of the wrong type; `param` is its (library) name. */
+export class InvalidParamError extends Error {
+  readonly param: string;
+  constructor(param: string, message: string) {
+    super(message);
+    this.name = 'InvalidParamError';
+    this.param = param;
+  }
+}
+
+/** Sampling could not pick any token (every logit was NaN or -Infinity after penalties and masks). */
+export class SamplingError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SamplingError';
+  }
+}
+
+/** Most alternatives a request may ask logprobs for (OpenAI's limit for top_logprobs). */
+export const MAX_LOGPROBS = 20;
+
+// ---------------------------------------------------------------------------------------------
+// Parameters
+
+const PARAM_NAMES = new Set(Object.keys(DEFAULT_SAMPLING).concat('seed'));
+
+/**
+ * Fills the unset fields of `partial` from DEFAULT_SAMPLING (fields set to undefined count as unset)
+ * and checks every field; throws InvalidParamError naming the first field that is wrong.
+ */
+export function resolveSamplingParams(partial: Partial<SamplingParams> = {}): SamplingParams {
+  if (partial === null || typeof partial !== 'object') {
+    throw new InvalidParamError('sampling', `sampling parameters must be an object, got ${describe(partial)}`);
+  }
+  for (const key of Object.keys(partial)) {
+    if (!PARAM_NAMES.has(key)) throw new InvalidParamError(key, `unknown sampling parameter '${key}'`);
+  }
+  const pick = <K extends keyof SamplingParams>(k: K): SamplingParams[K] =>
+    partial[k] === undefined ? DEFAULT_SAMPLING[k] : (partial[k] as SamplingParams[K]);
+
+  const p: SamplingParams = {
+    maxTokens: pick('maxTokens'),
+    temperature: pick('temperature'),
+    topK: pick('topK'),
+    topP: pick('topP'),
+    minP: pick('minP'),
+    presencePenalty: pick('presencePenalty'),
+    frequencyPenalty: pick('frequencyPenalty'),
+    repetitionPenalty: pick('repetitionPenalty'),
+    stopTokenIds: pick('stopTokenIds'),
+    stop: pick('stop'),
+    ignoreEos: pick('ignoreEos'),
+    minTokens: pick('minTokens'),
+    logprobs: pick('logprobs'),
+    seed: pick('seed'),
+    n: pick('n'),
+  };
+
+  requireInteger('maxTokens', p.maxTokens, 1);
+  requireNumber('temperature', p.temperature, 0, Infinity, 'a finite number >= 0');
+  requireInteger('topK', p.topK, -1, undefined, ' (0 or -1 disables it)');
+  if (typeof p.topP !== 'number' || !(p.topP > 0 && p.topP <= 1)) {
+    throw new InvalidParamError('topP', `topP must be a number in (0, 1], got ${describe(p.topP)}`);
+  }
+  requireNumber('minP', p.minP, 0, 1, 'a number in [0, 1]');
+  requireNumber('presencePenalty', p.presencePenalty, -2, 2, 'a number in [-2, 2]');
+  requireNumber('frequencyPenalty', p.frequencyPenalty, -2, 2, 'a number in [-2, 2]');
+  if (typeof p.repetitionPenalty !== 'number' || !(p.repetitionPenalty > 0) || !Number.isFinite(p.repetitionPenalty)) {
+    throw new InvalidParamError('repetitionPenalty', `repetitionPenalty must be a finite number > 0, got ${describe(p.repetitionPenalty)}`);
+  }
+  if (!Array.isArray(p.stopTokenIds)) {
+    throw new InvalidParamError('stopTokenIds', `stopTokenIds must be an array of token ids, got ${describe(p.stopTokenIds)}`);
+  }
+  p.stopTokenIds.forEach((id, i) => {
+    if (!Number.isSafeInteger(id) || id < 0) {
+      throw new InvalidParamError('stopTokenIds', `stopTokenIds[${i}] must be an integer token id >= 0, got ${describe(id)}`);
+    }
+  });
+  if (!Array.isArray(p.stop)) throw new InvalidParamError('stop', `stop must be an array of strings, got ${describe(p.stop)}`);
+  p.stop.forEach((s, i) => {
+    if (typeof s !== 'string' || s.length === 0) {
+      throw new InvalidParamError('stop', `stop[${i}] must be a non-empty string, got ${describe(s)}`);
+    }
+  });
+  if (typeof p.ignoreEos !== 'boolean') throw new InvalidParamError('ignoreEos', `ignoreEos must be a boolean, got ${describe(p.ignoreEos)}`);
+  requireInteger('minTokens', p.minTokens, 0);
+  if (p.minTokens > p.maxTokens) {
+    throw new InvalidParamError('minTokens', `minTokens (${p.minTokens}) must not exceed maxTokens (${p.maxTokens})`);
+  }
+  if (p.logprobs !== null) requireInteger('logprobs', p.logprobs, 0, MAX_LOGPROBS, ' or null');
+  if (p.seed !== undefined && !Number.isSafeInteger(p.seed)) {
+    throw new InvalidParamError('seed', `seed must be an integer (safe-integer range), got ${describe(p.seed)}`);
+  }
+  requireInteger('n', p.n, 1);
+
+  // Copies, so a caller mutating its arrays later cannot change a running request.
+  p.stopTokenIds = [...p.stopTokenIds];
+  p.stop = [...p.stop];
+  return p;
+}
+
+function requireInteger(name: string, v: unknown, min: number, max?: number, note = ''): void {
+  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= min && (max === undefined || v <= max)) return;
+  const range = max === undefined ? `>= ${min}` : `in [${min}, ${max}]`;
+  throw new InvalidParamError(name, `${name} must be an integer ${range}${note}, got ${describe(v)}`);
+}
+
+function requireNumber(name: string, v: unknown, min: number, max: number, what: string): void {
+  if (typeof v === 'number' && Number.isFinite(v) && v >= min && v <= max) return;
+  throw new InvalidParamError(name, `${name} must be ${what}, got ${describe(v)}`);
+}
+
+function describe(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (Array.isArray(v)) return 'an array';
+  if (v === null) return 'null';
+  if (typeof v === 'object') return 'an object';
+  return String(v);
+}
+
+/**
+ * The seed of completion `index` of a request. With a request seed, completion 0 uses that seed
+ * as is and the others a hash of (seed, index), so every completion has its own reproducible
+ * stream. Without one, a fresh random seed (non-negative, 53 bits).
+ */
+export function deriveSeed(requestSeed: number | undefined, index: number): number {
+  if (!Number.isSafeInteger(index) || index < 0) throw new RangeError(`completion index must be an integer >= 0, got ${index}`);
+  if (requestSeed === undefined) {
+    const w = crypto.getRandomValues(new Uint32Array(2));
+    return (w[0] >>> 11) * 4294967296 + w[1];
+  }
+  if (!Number.isSafeInteger(requestSeed)) throw new RangeError(`seed must be an integer, got ${requestSeed}`);
+  return index === 0 ? requestSeed : mixSeed(requestSeed, index);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scratch memory
+
+let vocab = 0;
+/** Logits after penalties and masks. */
+let work = new Float32Array(0);
+/** Unnormalised probabilities exp((work - max) / T), indexed by token id; only candidates are valid. */
+let weight = new Float64Array(0);
+/** Candidate token ids (top-k heap, then most likely first), or a max-heap for top-p. */
+let order = new Int32Array(0);
+/** Stamps that mark ids seen in the current call, so dedup needs no clearing. */
+let seenStamp = new Uint32Array(0);
+let countStamp = new Uint32Array(0);
+let counts = new Int32Array(0);
+let stamp = 0;
+/** Distinct output ids of the current call (for frequency/presence penalties). */
+let distinct = new Int32Array(0);
+
+function ensureScratch(v: number): void {
+  if (v === vocab) return;
+  vocab = v;
+  work = new Float32Array(v);
+  weight = new Float64Array(v);
+  order = new Int32Array(v);
+  seenStamp = new Uint32Array(v);
+  countStamp = new Uint32Array(v);
+  counts = new Int32Array(v);
+  distinct = new Int32Array(v);
+  stamp = 0;
+}
+
+function nextStamp(): number {
+  if (stamp === 0xffffffff) {
+    seenStamp.fill(0);
+    countStamp.fill(0);
+    stamp = 0;
+  }
+  return ++stamp;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sampling
+
+/** Picks the next token of one sequence from its row of logits (see the file comment for the order of steps). */
+export function sampleToken(logits: Float32Array, ctx: SamplingContext): SampleResult {
+  const v = prepare(logits, ctx);
+  const p = ctx.params;
+  let tokenId = -1;
+  if (isGreedy(p)) tokenId = argmax(work, v);
+  else {
+    const c = truncate(p, v);
+    if (c) tokenId = draw(c, uniformAt(ctx.seed, ctx.outputTokenIds.length), v);
+  }
+  if (tokenId < 0) throw nothingToSample(ctx, v);
+
+  if (p.logprobs === null) return { tokenId };
+  const lse = logSumExp(logits);
+  const n = selectTopK(logits, Math.min(p.logprobs, v), order);
+  const topLogprobs: TokenLogprob[] = [];
+  for (let j = 0; j < n; j++) topLogprobs.push({ tokenId: order[j], logprob: logits[order[j]] - lse });
+  return { tokenId, logprob: logits[tokenId] - lse, topLogprobs };
+}
+
+/** The logits after penalties and masks (a copy), for inspection and tests. */
+export function adjustedLogits(logits: Float32Array, ctx: SamplingContext): Float32Array {
+  const v = prepare(logits, ctx);
+  return work.slice(0, v);
+}
+
+/**
+ * The distribution sampleToken draws from for this context (after penalties, masks, temperature,
+ * top-k, top-p and min-p), as normalised probabilities in token-id order; greedy gives one token
+ * with probability 1. For inspection and tests: it runs the same code as sampleToken.
+ */
+export function samplingDistribution(logits: Float32Array, ctx: SamplingContext): Array<{ tokenId: number; prob: number }> {
+  const v = prepare(logits, ctx);
+  const p = ctx.params;
+  if (isGreedy(p)) {
+    const id = argmax(work, v);
+    if (id < 0) throw nothingToSample(ctx, v);
+    return [{ tokenId: id, prob: 1 }];
+  }
+  const c = truncate(p, v);
+  if (!c) throw nothingToSample(ctx, v);
+  const ids = c.n >= 0 ? Array.from(order.subarray(0, c.n)).sort((a, b) => a - b) : [];
+  if (c.n < 0) for (let i = 0; i < v; i++) if (weight[i] >= c.floor) ids.push(i);
+  return ids.map((tokenId) => ({ tokenId, prob: weight[tokenId] / c.total }));
+}
+
+/** Copies the logits into the scratch row and applies penalties and masks; returns the vocabulary size. */
+function prepare(logits: Float32Array, ctx: SamplingContext): number {
+  const v = logits.length;
+  if (v === 0) throw new SamplingError('cannot sample from an empty row of logits');
+  ensureScratch(v);
+  work.set(logits);
+  applyPenalties(ctx, v);
+  applyMasks(ctx, v);
+  return v;
+}
+
+/** Temperature 0 is greedy; so is one so small that 1/T overflows (its limit is the argmax anyway). */
+function isGreedy(p: SamplingParams): boolean {
+  return p.temperature === 0 || !Number.isFinite(1 / p.temperature);
+}
+
+function nothingToSample(ctx: SamplingContext, v: number): SamplingError {
+  const p = ctx.params;
+  const masked = ctx.outputTokenIds.length < p.minTokens || p.ignoreEos ? ' (end-of-generation and stop ids are masked)' : '';
+  return new SamplingError(`no token can be sampled: all ${v} logits are NaN or -Infinity after penalties and masks${masked}`);
+}
+
+/** log Σ exp(x) over the finite entries, computed stably around the maximum. */
+function logSumExp(x: Float32Array): number {
+  let max = -Infinity;
+  for (let i = 0; i < x.length; i++) if (x[i] > max) max = x[i];
+  if (max === -Infinity || max === Infinity) return max;
+  let sum = 0;
+  for (let i = 0; i < x.length; i++) {
+    const xi = x[i];
+    if (xi > -Infinity) sum += Math.exp(xi - max);
+  }
+  return max + Math.log(sum);
+}
+
+/**
+ * Repetition penalty once per distinct id of prompt + output (CTRL: a positive logit is divided by
+ * the penalty, a negative one multiplied, so both move toward "less likely"); then frequency
+ * (× occurrences) and presence (once) penalties subtracted for each distinct output id.
+ */
+function applyPenalties(ctx: SamplingContext, v: number): void {
+  const { repetitionPenalty: rep, frequencyPenalty: freq, presencePenalty: pres } = ctx.params;
+  if (rep !== 1) {
+    const s = nextStamp();
+    const penalize = (ids: readonly number[]): void => {
+      for (let i = 0; i < ids.length; i++) {
+        const id = ids[i];
+        if (!(id >= 0 && id < v) || seenStamp[id] === s) continue;
+        seenStamp[id] = s;
+        const l = work[id];
+        work[id] = l > 0 ? l / rep : l * rep;
+      }
+    };
+    penalize(ctx.promptTokenIds);
+    penalize(ctx.outputTokenIds);
+  }
+  if (freq !== 0 || pres !== 0) {
+    const s = nextStamp();
+    const out = ctx.outputTokenIds;
+    let nDistinct = 0;
+    for (let i = 0; i < out.length; i++) {
+      const id = out[i];
+      if (!(id >= 0 && id < v)) continue;
+      if (countStamp[id] !== s) {
+        countStamp[id] = s;
+        counts[id] = 0;
+        distinct[nDistinct++] = id;
+      }
+      counts[id]++;
+    }
+    for (let j = 0; j < nDistinct; j++) {
+      const id = distinct[j];
+      work[id] = work[id] - (freq * counts[id] + pres);
+    }
+  }
+}
+
+/** Before minTokens the sequence may not end, so EOG and stop ids are unsampleable; ignoreEos always hides EOG. */
+function applyMasks(ctx: SamplingContext, v: number): void {
+  const p = ctx.params;
+  const early = ctx.outputTokenIds.length < p.minTokens;
+  if (early || p.ignoreEos) {
+    for (const id of ctx.eogIds) if (id >= 0 && id < v) work[id] = -Infinity;
+  }
+  if (early) {
+    for (const id of p.stopTokenIds) if (id >= 0 && id < v) work[id] = -Infinity;
+  }
+}
+
+/** Index of the largest value, the lowest index among equals; -1 when none is above -Infinity. */
+function argmax(x: Float32Array, v: number): number {
+  let best = -1;
+  let bestValue = -Infinity;
+  for (let i = 0; i < v; i++) {
+    if (x[i] > bestValue) {
+      bestValue = x[i];
+      best = i;
+    }
+  }
+  return best;
+}
+
+/**
+ * What is left to draw from after temperature, top-k, top-p and min-p: the candidate ids in
+ * order[0..n) with their unnormalised probabilities in weight[id], or (n = -1) every id whose
+ * weight is at least `floor`, walked in id order. `total` is the candidates' summed weight.
+ */
+interface Candidates {
+  n: number;
+  total: number;
+  floor: number;
+}
+
+/** Temperature, top-k, top-p and min-p over `work`; null when no token is sampleable. */
+function truncate(p: SamplingParams, v: number): Candidates | null {
+  const invT = 1 / p.temperature;
+  const useTopK = p.topK > 0 && p.topK < v;
+  const useTopP = p.topP < 1;
+
+  // order[0..n) is most likely first after top-k, in a fixed but arbitrary order after top-p alone.
+  let n = -1;
+  let total = 0;
+  if (useTopK) {
+    n = selectTopK(work, p.topK, order);
+    if (n === 0) return null;
+    const max = work[order[0]];
+    for (let j = 0; j < n; j++) {
+      const id = order[j];
+      const w = Math.exp((work[id] - max) * invT);
+      weight[id] = w;
+      total += w;
+    }
+    if (useTopP) {
+      // Smallest prefix of the sorted candidates whose probability reaches topP (at least one).
+      const target = p.topP * total;
+      let cum = 0;
+      let m = 0;
+      while (m < n) {
+        cum += weight[order[m]];
+        m++;
+        if (cum >= target) break;
+      }
+      n = m;
+      total = cum;
+    }
+  } else {
+    const max = maxValue(work, v);
+    if (max === -Infinity) return null;
+    for (let i = 0; i < v; i++) {
+      const w = Math.exp((work[i] - max) * invT); // -Infinity and NaN logits give 0 / NaN: never candidates
+      weight[i] = w > 0 ? w : 0;
+      total += weight[i];
+    }
+    if (useTopP) [n, total] = nucleus(p.topP, total, v);
+  }
+
+  // min-p: drop tokens below minP × (probability of the most likely). The most likely token's
+  // weight is exp(0) = 1, and normalisation cancels in the ratio, so the threshold is minP itself.
+  const threshold = p.minP;
+  if (threshold > 0 && n >= 0) {
+    let m = 0;
+    total = 0;
+    for (let j = 0; j < n; j++) {
+      const id = order[j];
+      if (weight[id] < threshold) continue;
+      order[m++] = id;
+      total += weight[id];
+    }
+    n = m;
+  } else if (threshold > 0) {
+    total = 0;
+    for (let i = 0; i < v; i++) if (weight[i] >= threshold) total += weight[i];
+  }
+
+  if (n === 0 || !(total > 0)) return null;
+  return { n, total, floor: threshold > 0 ? threshold : Number.MIN_VALUE };
+}
+
+/** The draw: walks the candidates subtracting their weights from u × total, u uniform in [0, 1). */
+function draw(c: Candidates, u: number, v: number): number {
+  const { n, total, floor } = c;
+  let rest = u * total;
+  // If rounding leaves `rest` just short of going negative, the last candidate that can be drawn wins.
+  let last = -1;
+  if (n >= 0) {
+    for (let j = 0; j < n; j++) {
+      const w = weight[order[j]];
+      if (!(w > 0)) continue;
+      last = order[j];
+      rest -= w;
+      if (rest < 0) return last;
+    }
+    return last;
+  }
+  for (let i = 0; i < v; i++) {
+    const w = weight[i];
+    if (w < floor) continue;
+    last = i;
+    rest -= w;
+    if (rest < 0) return i;
+  }
+  return last;
+}
+
+function maxValue(x: Float32Array, v: number): number {
+  let max = -Infinity;
+  for (let i = 0; i < v; i++) if (x[i] > max) max = x[i];
+  return max;
+}
+
+/**
+ * Top-p without top-k: the smallest set of most likely tokens whose mass reaches topP × total,
+ * found by a quickselect that partitions on weight and keeps the mass of each side, so it costs
+ * O(V) on average instead of a full sort (flat distributions have nuclei of thousands of tokens).
+ * Writes the nucleus to order[0..n), in no particular but deterministic order; returns its mass.
+ */
+function nucleus(topP: number, total: number, v: number): [n: number, mass: number] {
+  let hi = 0;
+  for (let i = 0; i < v; i++) if (weight[i] > 0) order[hi++] = i;
+  const target = topP * total;
+  // order[0..lo) is in the nucleus; the boundary lies in order[lo..hi); the rest is out.
+  let lo = 0;
+  let kept = 0;
+  while (hi - lo > 16) {
+    const pivot = medianOfThree(lo, (lo + hi) >> 1, hi - 1);
+    let split = lo;
+    let heavyMass = 0;
+    for (let i = lo; i < hi; i++) {
+      const id = order[i];
+      if (id !== pivot && heavier(id, pivot)) {
+        order[i] = order[split];
+        order[split++] = id;
+        heavyMass += weight[id];
+      }
+    }
+    if (kept + heavyMass >= target) {
+      hi = split; // the heavier side alone completes the nucleus
+      continue;
+    }
+    // Everything heavier is in, then the pivot itself.
+    kept += heavyMass + weight[pivot];
+    const at = order.indexOf(pivot, split);
+    order[at] = order[split];
+    order[split] = pivot;
+    lo = split + 1;
+    if (kept >= target) return [lo, kept];
+  }
+  // A few candidates left: sort them most likely first and take until the mass is reached.
+  for (let i = lo + 1; i < hi; i++) {
+    const id = order[i];
+    let j = i;
+    while (j > lo && heavier(id, order[j - 1])) {
+      order[j] = order[j - 1];
+      j--;
+    }
+    order[j] = id;
+  }
+  while (lo < hi) {
+    kept += weight[order[lo++]];
+    if (kept >= target) break;
+  }
+  return [lo, kept];
+}
+
+/** The id, among order[a], order[b], order[c], that is neither the heaviest nor the lightest. */
+function medianOfThree(a: number, b: number, c: number): number {
+  let x = order[a];
+  let y = order[b];
+  const z = order[c];
+  if (heavier(x, y)) [x, y] = [y, x]; // now x is the lighter of the two
+  if (heavier(z, y)) return y;
+  return heavier(z, x) ? z : x;
+}
+
+/** Candidate order for top-p: larger weight first, lower id first among equal weights. */
+function heavier(a: number, b: number): boolean {
+  const wa = weight[a];
+  const wb = weight[b];
+  return wa > wb || (wa === wb && a < b);
+}
+
+/**
+ * The k largest entries of `x` (NaN and -Infinity excluded), written to out[0..n) largest first,
+ * lower index first among equals; returns n <= k. A k-sized min-heap: O(V log k), and most
+ * entries are rejected by one comparison with the heap's smallest.
+ */
+export function selectTopK(x: Float32Array, k: number, out: Int32Array): number {
+  if (k <= 0) return 0;
+  // "a is worse than b": smaller value, or equal value and higher id.
+  const worse = (a: number, b: number): boolean => x[a] < x[b] || (x[a] === x[b] && a > b);
+  const siftDown = (i: number, size: number): void => {
+    const id = out[i];
+    for (;;) {
+      let child = 2 * i + 1;
+      if (child >= size) break;
+      if (child + 1 < size && worse(out[child + 1], out[child])) child++;
+      if (!worse(out[child], id)) break;
+      out[i] = out[child];
+      i = child;
+    }
+    out[i] = id;
+  };
+  let size = 0;
+  for (let i = 0; i < x.length; i++) {
+    const xi = x[i];
+    if (!(xi > -Infinity)) continue;
+    if (size < k) {
+      // Sift up: ids arrive in increasing order, so among equal values the newcomer is the worse.
+      let j = size++;
+      while (j > 0) {
+        const parent = (j - 1) >> 1;
+        if (!worse(i, out[parent])) break;
+        out[j] = out[parent];
+        j = parent;
+      }
+      out[j] = i;
+    } else if (xi > x[out[0]]) {
+      out[0] = i;
+      siftDown(0, size);
+    }
+  }
+  // Heap sort: move the worst to the end repeatedly, leaving the best at the front.
+  for (let end = size - 1; end > 0; end--) {
+    const t = out[0];
+    out[0] = out[end];
+    out[end] = t;
+    siftDown(0, end);
+  }
+  return size;
+}
