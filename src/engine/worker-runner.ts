@@ -20,18 +20,18 @@ export class WorkerRunnerError extends Error {
 }
 
 /**
- * The worker's entry module: compiled JavaScript beside this file when running from dist/, otherwise
- * the TypeScript source (tests and development under tsx), which the worker loads through tsx too.
+ * The worker's entry module: the compiled JavaScript beside this file when running from dist/.
+ * Otherwise (tests and development under tsx) the TypeScript source, loaded through a one-line ESM
+ * bootstrap that registers tsx inside the worker first: Node 20 does not apply the parent's
+ * `--import tsx` hooks to a worker's entry module, so the worker has to register them itself.
  */
-function workerEntry(): { url: URL; execArgv: string[] } {
+function workerEntry(): URL {
   const js = new URL('./runner-worker.js', import.meta.url);
-  if (existsSync(fileURLToPath(js))) return { url: js, execArgv: process.execArgv };
+  if (existsSync(fileURLToPath(js))) return js;
   const ts = new URL('./runner-worker.ts', import.meta.url);
-  const execArgv = [...process.execArgv];
-  // Under `node --import tsx` the flag is inherited; when the loader came in another way (e.g. the
-  // tsx CLI), ask for it explicitly so the worker can load .ts.
-  if (!execArgv.some((a) => a.includes('tsx'))) execArgv.push('--import', 'tsx');
-  return { url: ts, execArgv };
+  const tsxApi = import.meta.resolve('tsx/esm/api');
+  const code = `import { register } from ${JSON.stringify(tsxApi)};\nregister();\nawait import(${JSON.stringify(ts.href)});\n`;
+  return new URL(`data:text/javascript,${encodeURIComponent(code)}`);
 }
 
 interface Pending {
@@ -60,7 +60,7 @@ export class WorkerModelRunner implements ModelRunner {
   }
 
   static async create(opts: WorkerRunnerOptions): Promise<WorkerModelRunner> {
-    const { url, execArgv } = workerEntry();
+    const url = workerEntry();
     const init: RunnerWorkerInit = {
       modelPath: opts.modelPath,
       backend: opts.backend,
@@ -69,7 +69,7 @@ export class WorkerModelRunner implements ModelRunner {
       blockSize: opts.blockSize,
       eogIds: [...opts.eogIds],
     };
-    const worker = new Worker(url, { workerData: init, execArgv });
+    const worker = new Worker(url, { workerData: init });
     const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
     const kernelsName = await new Promise<string>((resolve, reject) => {
       const onMessage = (m: FromWorker): void => {
