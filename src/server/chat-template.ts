@@ -1,0 +1,107 @@
+// Renders chat messages into one prompt with the model's own template (GGUF
+// `tokenizer.chat_template`, a Jinja template as Hugging Face ships it), via @huggingface/jinja.
+//
+// Models without a template get FALLBACK_CHAT_TEMPLATE: a plain transcript that any vocabulary can
+// encode, since it uses no special tokens:
+//
+//     System: You are terse.
+//     User: Hello
+//     Assistant:
+//
+// Each message is one "<Role>: <content>" line; with add_generation_prompt the prompt ends with
+// "Assistant:" so the model continues as the assistant.
+import { Template } from '@huggingface/jinja';
+import type { Tokenizer } from '../model/tokenizer-types.js';
+import { invalidParam } from './errors.js';
+
+export const FALLBACK_CHAT_TEMPLATE =
+  '{%- for message in messages -%}' +
+  '{{ message.role | capitalize }}: {{ message.content }}{{ "\\n" }}' +
+  '{%- endfor -%}' +
+  '{%- if add_generation_prompt -%}Assistant:{%- endif -%}';
+
+export interface ChatMessage {
+  role: string;
+  content: string;
+  name?: string;
+}
+
+const ROLES = new Set(['system', 'developer', 'user', 'assistant', 'tool']);
+const MAX_MESSAGE_CHARS = 1_000_000;
+
+/** Checks the shape of `messages` and flattens text-part content into plain strings. */
+export function normalizeMessages(raw: unknown[]): ChatMessage[] {
+  return raw.map((m, i) => {
+    const where = `messages[${i}]`;
+    if (typeof m !== 'object' || m === null || Array.isArray(m)) throw invalidParam(where, `'${where}' must be an object with 'role' and 'content'`);
+    const { role, content, name } = m as Record<string, unknown>;
+    if (typeof role !== 'string' || !ROLES.has(role)) {
+      throw invalidParam(`${where}.role`, `'${where}.role' must be one of ${[...ROLES].join(', ')}`);
+    }
+    let text: string;
+    if (typeof content === 'string') text = content;
+    else if (content === null || content === undefined) {
+      if (role !== 'assistant') throw invalidParam(`${where}.content`, `'${where}.content' is required`);
+      text = '';
+    } else if (Array.isArray(content)) {
+      text = content
+        .map((part, j) => {
+          const p = part as Record<string, unknown> | null;
+          if (typeof p !== 'object' || p === null || p.type !== 'text' || typeof p.text !== 'string') {
+            throw invalidParam(`${where}.content[${j}]`, `'${where}.content[${j}]' must be a text part {type: 'text', text: string}; other part types are not supported`);
+          }
+          return p.text;
+        })
+        .join('');
+    } else {
+      throw invalidParam(`${where}.content`, `'${where}.content' must be a string or an array of text parts`);
+    }
+    if (text.length > MAX_MESSAGE_CHARS) throw invalidParam(`${where}.content`, `'${where}.content' is too long`);
+    const msg: ChatMessage = { role, content: text };
+    if (typeof name === 'string') msg.name = name;
+    return msg;
+  });
+}
+
+export class ChatTemplate {
+  private readonly template: Template;
+  readonly isFallback: boolean;
+
+  /** Throws if the model's template does not parse, so a broken model file fails at startup. */
+  constructor(source: string | undefined, private readonly tokenizer: Tokenizer | null) {
+    this.isFallback = source === undefined;
+    this.template = new Template(source ?? FALLBACK_CHAT_TEMPLATE);
+  }
+
+  /** The prompt text for `messages`, ready to encode. Template errors (e.g. roles out of order) are 400s. */
+  render(messages: ChatMessage[]): string {
+    const tok = this.tokenizer;
+    const pieceOf = (id: number | undefined): string => (tok && id !== undefined ? tok.tokenText(id) : '');
+    try {
+      return this.template.render({
+        messages,
+        add_generation_prompt: true,
+        bos_token: pieceOf(tok?.bosId),
+        eos_token: pieceOf(tok?.eosId),
+      });
+    } catch (e) {
+      throw invalidParam('messages', `the chat template rejected the messages: ${(e as Error).message}`);
+    }
+  }
+
+  /** Renders and encodes; BOS is added unless the template already wrote it. */
+  encode(messages: ChatMessage[]): number[] {
+    const tok = this.tokenizer;
+    if (!tok) throw invalidParam('messages', 'this model has no tokenizer, so chat is unavailable: use /v1/completions with token ids');
+    const text = this.render(messages);
+    const bosText = tok.bosId !== undefined ? tok.tokenText(tok.bosId) : '';
+    const templateWroteBos = bosText !== '' && text.startsWith(bosText);
+    return tok.encode(text, { addBos: tok.addBos && !templateWroteBos, parseSpecial: true });
+  }
+}
+
+/** The chat template stored in a GGUF's metadata, if any. */
+export function chatTemplateSource(metadata: Record<string, unknown>): string | undefined {
+  const t = metadata['tokenizer.chat_template'];
+  return typeof t === 'string' && t.length > 0 ? t : undefined;
+}

@@ -1,0 +1,190 @@
+// Runs a planned generation and answers it, whole or as a server-sent event stream, for both
+// /v1/completions and /v1/chat/completions (they differ only in how a choice is spelled).
+import { randomUUID } from 'node:crypto';
+import type { FastifyReply } from 'fastify';
+import type { LLM } from '../llm.js';
+import type { RequestOutput } from '../engine/types.js';
+import { ApiError } from './errors.js';
+import { Generation } from './generation.js';
+import type { ServerMetrics } from './metrics.js';
+import {
+  apiFinishReason,
+  chatLogprobs,
+  completionLogprobs,
+  tokenString,
+  unixSeconds,
+  usage,
+  type ApiFinishReason,
+  type TokenLogprobEntry,
+} from './openai-format.js';
+import type { GenerationPlan } from './request-params.js';
+import { SseWriter } from './sse.js';
+
+/** What the routes share: the model, its public name, metrics, and the set of live generations. */
+export interface ServeContext {
+  llm: LLM;
+  modelName: string;
+  metrics: ServerMetrics;
+  /** Live generations, so shutdown can wait for them (and abort them after the drain timeout). */
+  active: Set<Generation>;
+}
+
+export type Endpoint = 'completion' | 'chat';
+
+export interface RespondOptions {
+  endpoint: Endpoint;
+  /** Report logprobs in the response (completions: `logprobs` set; chat: `logprobs: true`). */
+  wantLogprobs: boolean;
+  /** vLLM extension: include generated token ids in each choice. */
+  returnTokenIds: boolean;
+  /** Field named by errors about the prompt ('prompt' or 'messages'). */
+  promptParam: string;
+}
+
+/** Everything generated for one choice so far. */
+class Choice {
+  text = '';
+  tokenIds: number[] = [];
+  logprobs: TokenLogprobEntry[] = [];
+  finishReason: ApiFinishReason | null = null;
+  stopReason: string | number | null = null;
+  /** Characters of token strings reported so far (completions logprobs' text_offset). */
+  tokenTextLength = 0;
+
+  add(out: RequestOutput): void {
+    this.text += out.text;
+    this.tokenIds.push(...out.newTokenIds);
+    if (out.logprobs) this.logprobs.push(...out.logprobs);
+    if (out.finished) {
+      this.finishReason = apiFinishReason(out.finishReason);
+      this.stopReason = out.stopReason ?? null;
+    }
+  }
+}
+
+export async function respond(ctx: ServeContext, reply: FastifyReply, plan: GenerationPlan, opts: RespondOptions): Promise<unknown> {
+  const id = `${opts.endpoint === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomUUID().replace(/-/g, '')}`;
+  const gen = Generation.start(ctx.llm, plan, id, ctx.metrics, opts.promptParam);
+  ctx.active.add(gen);
+  try {
+    if (plan.stream) {
+      await streamResponse(ctx, reply, plan, opts, id, gen);
+      return reply;
+    }
+    return await wholeResponse(ctx, reply, plan, opts, id, gen);
+  } finally {
+    ctx.active.delete(gen);
+  }
+}
+
+function choiceIndex(plan: GenerationPlan, promptIndex: number, index: number): number {
+  return promptIndex * plan.sampling.n + index;
+}
+
+function promptTokenCount(plan: GenerationPlan): number {
+  return plan.prompts.reduce((s, p) => s + p.length, 0);
+}
+
+async function wholeResponse(ctx: ServeContext, reply: FastifyReply, plan: GenerationPlan, opts: RespondOptions, id: string, gen: Generation) {
+  // A client that hangs up while waiting frees its sequences at once.
+  reply.raw.on('close', () => {
+    if (!reply.raw.writableFinished) gen.abort();
+  });
+  const choices = new Map<number, Choice>();
+  for (let p = 0; p < plan.prompts.length; p++) for (let i = 0; i < plan.sampling.n; i++) choices.set(choiceIndex(plan, p, i), new Choice());
+  try {
+    await gen.run(({ promptIndex, out }) => choices.get(choiceIndex(plan, promptIndex, out.index))?.add(out));
+  } catch (e) {
+    throw new ApiError(500, `generation failed: ${(e as Error)?.message ?? String(e)}`, 'server_error');
+  }
+  const tok = ctx.llm.tokenizer;
+  const list = [...choices.entries()].sort((a, b) => a[0] - b[0]);
+  const completionTokens = list.reduce((s, [, c]) => s + c.tokenIds.length, 0);
+  const common = { id, created: unixSeconds(), model: ctx.modelName };
+  const extra = (c: Choice) => ({ stop_reason: c.stopReason, ...(opts.returnTokenIds ? { token_ids: c.tokenIds } : {}) });
+  const finish = (c: Choice): ApiFinishReason => c.finishReason ?? 'abort';
+  if (opts.endpoint === 'completion') {
+    return {
+      ...common,
+      object: 'text_completion',
+      choices: list.map(([index, c]) => ({
+        index,
+        text: c.text,
+        logprobs: opts.wantLogprobs ? completionLogprobs(tok, c.logprobs, 0) : null,
+        finish_reason: finish(c),
+        ...extra(c),
+      })),
+      usage: usage(promptTokenCount(plan), completionTokens),
+    };
+  }
+  return {
+    ...common,
+    object: 'chat.completion',
+    choices: list.map(([index, c]) => ({
+      index,
+      message: { role: 'assistant', content: c.text },
+      logprobs: opts.wantLogprobs ? chatLogprobs(tok, c.logprobs) : null,
+      finish_reason: finish(c),
+      ...extra(c),
+    })),
+    usage: usage(promptTokenCount(plan), completionTokens),
+  };
+}
+
+async function streamResponse(ctx: ServeContext, reply: FastifyReply, plan: GenerationPlan, opts: RespondOptions, id: string, gen: Generation) {
+  reply.hijack();
+  const sse = new SseWriter(reply.raw);
+  sse.onClose(() => gen.abort());
+  sse.open();
+  const tok = ctx.llm.tokenizer;
+  const chat = opts.endpoint === 'chat';
+  const base = { id, object: chat ? 'chat.completion.chunk' : 'text_completion', created: unixSeconds(), model: ctx.modelName };
+  // With include_usage, every chunk carries `usage: null` and a last chunk carries the totals.
+  const usageField = plan.includeUsage ? { usage: null } : {};
+  const chunk = (choice: object) => ({ ...base, choices: [choice], ...usageField });
+  const choices = new Map<number, Choice>();
+  const total = plan.prompts.length * plan.sampling.n;
+  for (let i = 0; i < total; i++) choices.set(i, new Choice());
+
+  if (chat) {
+    // The assistant role goes out first, before any token, as OpenAI's stream does.
+    for (let i = 0; i < total; i++) await sse.send(chunk({ index: i, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }));
+  }
+  try {
+    await gen.run(async ({ promptIndex, out }) => {
+      const index = choiceIndex(plan, promptIndex, out.index);
+      const c = choices.get(index);
+      if (!c) return;
+      c.add(out);
+      const entries = out.logprobs ?? [];
+      // Text held back (a partial UTF-8 character or a possible stop string) makes no chunk.
+      if (out.text === '' && !out.finished && !(opts.wantLogprobs && entries.length > 0)) return;
+      const finishReason = out.finished ? apiFinishReason(out.finishReason) : null;
+      const ids = opts.returnTokenIds ? { token_ids: out.newTokenIds } : {};
+      if (chat) {
+        await sse.send(
+          chunk({
+            index,
+            delta: out.text !== '' ? { content: out.text } : {},
+            logprobs: opts.wantLogprobs ? chatLogprobs(tok, entries) : null,
+            finish_reason: finishReason,
+            ...ids,
+          }),
+        );
+      } else {
+        const logprobs = opts.wantLogprobs ? completionLogprobs(tok, entries, c.tokenTextLength) : null;
+        if (logprobs) c.tokenTextLength += logprobs.tokens.reduce((s, t) => s + t.length, 0);
+        await sse.send(chunk({ index, text: out.text, logprobs, finish_reason: finishReason, ...ids }));
+      }
+    });
+  } catch (e) {
+    // Headers are long gone: report the failure in-band, as vLLM does, then end the stream normally.
+    await sse.send(new ApiError(500, `generation failed: ${(e as Error)?.message ?? String(e)}`, 'server_error').body());
+  }
+  if (plan.includeUsage) {
+    const completionTokens = [...choices.values()].reduce((s, c) => s + c.tokenIds.length, 0);
+    await sse.send({ ...base, choices: [], usage: usage(promptTokenCount(plan), completionTokens) });
+  }
+  await sse.done();
+}
+
