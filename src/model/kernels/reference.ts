@@ -64,27 +64,58 @@ function matmul(out: Float32Array, x: Float32Array, w: WeightTensor, M: number):
   if (x.length < M * cols) throw new KernelArgumentError('matmul', `x holds ${x.length} floats, ${M} rows of ${w.name} input width ${cols} need ${M * cols}`);
   if (out.length < M * rows) throw new KernelArgumentError('matmul', `out holds ${out.length} floats, ${M} rows of ${w.name} output width ${rows} need ${M * rows}`);
   const W = weightAsF32(w);
-  // Four weight rows at a time: each x element is loaded once for four independent dot products
-  // (four dependency chains for the CPU to overlap). Every dot product itself is a single
-  // accumulator walking k = 0..cols-1 in order, whichever group or tail computes it.
+  // Register tiles of 2 input rows x 4 weight rows: each weight and input element loaded once feeds
+  // several independent dot products (eight dependency chains for the CPU to overlap), which about
+  // halves the loads per multiply-add. Tiling never changes a result: every dot product is its own
+  // single accumulator walking k = 0..cols-1 in order, whichever tile or tail computes it.
   const n4 = rows - (rows % 4);
   for (let n = 0; n < n4; n += 4) {
     const o0 = n * cols;
     const o1 = o0 + cols;
     const o2 = o1 + cols;
     const o3 = o2 + cols;
-    for (let m = 0; m < M; m++) {
-      const xo = m * cols;
-      let a0 = 0;
-      let a1 = 0;
-      let a2 = 0;
-      let a3 = 0;
+    let m = 0;
+    for (; m + 1 < M; m += 2) {
+      const xa = m * cols;
+      const xb = xa + cols;
+      let a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+      let b0 = 0, b1 = 0, b2 = 0, b3 = 0;
       for (let k = 0; k < cols; k++) {
-        const xv = x[xo + k];
-        a0 += xv * W[o0 + k];
-        a1 += xv * W[o1 + k];
-        a2 += xv * W[o2 + k];
-        a3 += xv * W[o3 + k];
+        const w0 = W[o0 + k];
+        const w1 = W[o1 + k];
+        const w2 = W[o2 + k];
+        const w3 = W[o3 + k];
+        const u = x[xa + k];
+        const v = x[xb + k];
+        a0 += u * w0;
+        a1 += u * w1;
+        a2 += u * w2;
+        a3 += u * w3;
+        b0 += v * w0;
+        b1 += v * w1;
+        b2 += v * w2;
+        b3 += v * w3;
+      }
+      const oa = m * rows + n;
+      const ob = oa + rows;
+      out[oa] = a0;
+      out[oa + 1] = a1;
+      out[oa + 2] = a2;
+      out[oa + 3] = a3;
+      out[ob] = b0;
+      out[ob + 1] = b1;
+      out[ob + 2] = b2;
+      out[ob + 3] = b3;
+    }
+    for (; m < M; m++) {
+      const xo = m * cols;
+      let a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+      for (let k = 0; k < cols; k++) {
+        const u = x[xo + k];
+        a0 += u * W[o0 + k];
+        a1 += u * W[o1 + k];
+        a2 += u * W[o2 + k];
+        a3 += u * W[o3 + k];
       }
       const oo = m * rows + n;
       out[oo] = a0;
