@@ -62,7 +62,7 @@ export const MAX_LOGPROBS = 20;
 // ---------------------------------------------------------------------------------------------
 // Parameters
 
-const PARAM_NAMES = new Set(Object.keys(DEFAULT_SAMPLING).concat('seed'));
+const PARAM_NAMES = new Set(Object.keys(DEFAULT_SAMPLING)); // includes 'seed' (present, undefined)
 
 /**
  * Fills the unset fields of `partial` from DEFAULT_SAMPLING (fields set to undefined count as unset)
@@ -174,14 +174,14 @@ export function deriveSeed(requestSeed: number | undefined, index: number): numb
 }
 
 // ---------------------------------------------------------------------------------------------
-// Scratch memory
+// Scratch memory, sized to the vocabulary of the last call (a process normally serves one model).
 
 let vocab = 0;
 /** Logits after penalties and masks. */
 let work = new Float32Array(0);
 /** Unnormalised probabilities exp((work - max) / T), indexed by token id; only candidates are valid. */
 let weight = new Float64Array(0);
-/** Candidate token ids (top-k heap, then most likely first), or a max-heap for top-p. */
+/** Candidate token ids: the top-k heap, then the candidates; also the top-logprobs selection. */
 let order = new Int32Array(0);
 /** Stamps that mark ids seen in the current call, so dedup needs no clearing. */
 let seenStamp = new Uint32Array(0);
