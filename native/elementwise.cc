@@ -1,0 +1,151 @@
+// The per-row and per-element kernels: rmsnorm, rope, siluMul, add, embed, and the read loop the
+// benchmark uses to measure memory bandwidth. Each row's result depends only on that row, so rows
+// (or element ranges) can go to any thread.
+//
+// rmsnorm and rope follow the TypeScript reference's arithmetic (double sums and angles, float32
+// rounding at the same points), which makes them match it bit for bit on normal inputs.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "kernels.h"
+#include "simd.h"
+
+namespace stepwise {
+namespace {
+
+// Below this much work a kernel runs on the calling thread: waking the pool costs more.
+constexpr int64_t kParallelElems = 1 << 15;
+
+/** Splits [0, n) into about `parts` ranges aligned to `align`, calling fn(begin, end) in parallel. */
+template <class F>
+void parallelRanges(Context& ctx, int64_t n, int64_t align, F&& fn) {
+  const int64_t parts = n >= kParallelElems ? 4 * ctx.pool.size() : 1;
+  int64_t chunk = (n + parts - 1) / parts;
+  chunk = (chunk + align - 1) / align * align;
+  const int64_t tasks = (n + chunk - 1) / chunk;
+  ctx.pool.parallelFor(tasks, [&](int64_t t, int) { fn(t * chunk, std::min(n, (t + 1) * chunk)); });
+}
+
+}  // namespace
+
+void rmsnorm(Context& ctx, float* out, const float* x, const float* weight, int64_t M, int64_t dim, double eps) {
+  const int64_t rowsPerTask = std::max<int64_t>(1, kParallelElems / std::max<int64_t>(1, dim));
+  const int64_t tasks = M * dim >= kParallelElems ? (M + rowsPerTask - 1) / rowsPerTask : 1;
+  const int64_t per = (M + tasks - 1) / tasks;
+  ctx.pool.parallelFor(tasks, [&](int64_t t, int) {
+    for (int64_t m = t * per; m < std::min(M, (t + 1) * per); m++) {
+      const float* xr = x + m * dim;
+      float* orow = out + m * dim;
+      double ss = 0;
+      for (int64_t i = 0; i < dim; i++) ss += static_cast<double>(xr[i]) * static_cast<double>(xr[i]);
+      const float scale = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(dim) + eps));
+      for (int64_t i = 0; i < dim; i++) orow[i] = (xr[i] * scale) * weight[i];
+    }
+  });
+}
+
+void rope(Context& ctx, float* x, const int32_t* positions, int64_t M, int64_t nHeads, int64_t headDim,
+          int64_t ropeDim, double theta) {
+  const int64_t half = ropeDim / 2;
+  std::vector<double> freqs(static_cast<size_t>(half));
+  for (int64_t i = 0; i < half; i++) freqs[static_cast<size_t>(i)] = std::pow(theta, static_cast<double>(-2 * i) / static_cast<double>(ropeDim));
+  const int64_t width = nHeads * headDim;
+  const int64_t rowsPerTask = std::max<int64_t>(1, kParallelElems / std::max<int64_t>(1, width));
+  const int64_t tasks = M * width >= kParallelElems ? (M + rowsPerTask - 1) / rowsPerTask : 1;
+  const int64_t per = (M + tasks - 1) / tasks;
+  ctx.pool.parallelFor(tasks, [&](int64_t t, int) {
+    for (int64_t m = t * per; m < std::min(M, (t + 1) * per); m++) {
+      const double pos = positions[m];
+      for (int64_t i = 0; i < half; i++) {
+        const double angle = pos * freqs[static_cast<size_t>(i)];
+        const double c = std::cos(angle);
+        const double s = std::sin(angle);
+        for (int64_t h = 0; h < nHeads; h++) {
+          float* p = x + m * width + h * headDim + 2 * i;
+          const double a = p[0];
+          const double b = p[1];
+          p[0] = static_cast<float>(a * c - b * s);
+          p[1] = static_cast<float>(a * s + b * c);
+        }
+      }
+    }
+  });
+}
+
+void siluMul(Context& ctx, float* out, const float* gate, const float* up, int64_t n) {
+  parallelRanges(ctx, n, 8, [&](int64_t b, int64_t e) {
+    int64_t i = b;
+#if STEPWISE_AVX2
+    const __m256 one = _mm256_set1_ps(1.0f);
+    const __m256 signBit = _mm256_set1_ps(-0.0f);
+    const auto silu8 = [&](__m256 g, __m256 u) {
+      const __m256 den = _mm256_add_ps(one, exp8(_mm256_xor_ps(g, signBit)));
+      return _mm256_mul_ps(_mm256_div_ps(g, den), u);
+    };
+    for (; i + 8 <= e; i += 8) _mm256_storeu_ps(out + i, silu8(_mm256_loadu_ps(gate + i), _mm256_loadu_ps(up + i)));
+    if (i < e) {
+      // The last few elements go through the same 8-lane code (padded), so an element's value
+      // never depends on where the end of the buffer falls, i.e. on how many rows it holds.
+      alignas(32) float g[8] = {0}, u[8] = {0}, o[8];
+      for (int64_t j = i; j < e; j++) g[j - i] = gate[j], u[j - i] = up[j];
+      _mm256_store_ps(o, silu8(_mm256_load_ps(g), _mm256_load_ps(u)));
+      for (int64_t j = i; j < e; j++) out[j] = o[j - i];
+    }
+#else
+    for (; i < e; i++) out[i] = (gate[i] / (1.0f + std::exp(-gate[i]))) * up[i];
+#endif
+  });
+}
+
+void add(Context& ctx, float* out, const float* a, int64_t n) {
+  parallelRanges(ctx, n, 8, [&](int64_t b, int64_t e) {
+    int64_t i = b;
+#if STEPWISE_AVX2
+    for (; i + 8 <= e; i += 8) _mm256_storeu_ps(out + i, _mm256_add_ps(_mm256_loadu_ps(out + i), _mm256_loadu_ps(a + i)));
+#endif
+    for (; i < e; i++) out[i] += a[i];
+  });
+}
+
+void embed(Context& ctx, float* out, const uint8_t* table, DType dt, int64_t cols, const int32_t* tokens, int64_t M) {
+  const size_t rb = rowBytes(dt, cols);
+  const int64_t tasks = M * cols >= kParallelElems ? std::min<int64_t>(M, 4 * ctx.pool.size()) : 1;
+  const int64_t per = (M + tasks - 1) / tasks;
+  ctx.pool.parallelFor(tasks, [&](int64_t t, int) {
+    for (int64_t m = t * per; m < std::min(M, (t + 1) * per); m++) {
+      dequantizeSpan(dt, table + static_cast<size_t>(tokens[m]) * rb, 0, cols, out + m * cols);
+    }
+  });
+}
+
+double readBuffer(Context& ctx, const float* buf, int64_t n, int reps) {
+  const int64_t parts = ctx.pool.size();
+  std::vector<double> sums(static_cast<size_t>(parts) * 8, 0.0);  // one cache line per part
+  const int64_t chunk = ((n + parts - 1) / parts + 7) / 8 * 8;
+  for (int r = 0; r < reps; r++) {
+    ctx.pool.parallelFor(parts, [&](int64_t t, int) {
+      const int64_t b = t * chunk;
+      const int64_t e = std::min(n, b + chunk);
+      int64_t i = b;
+      float s = 0;
+#if STEPWISE_AVX2
+      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+      for (; i + 32 <= e; i += 32) {
+        a0 = _mm256_add_ps(a0, _mm256_loadu_ps(buf + i));
+        a1 = _mm256_add_ps(a1, _mm256_loadu_ps(buf + i + 8));
+        a2 = _mm256_add_ps(a2, _mm256_loadu_ps(buf + i + 16));
+        a3 = _mm256_add_ps(a3, _mm256_loadu_ps(buf + i + 24));
+      }
+      s = fold1(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+#endif
+      for (; i < e; i++) s += buf[i];
+      sums[static_cast<size_t>(t) * 8] += s;
+    });
+  }
+  double total = 0;
+  for (int64_t t = 0; t < parts; t++) total += sums[static_cast<size_t>(t) * 8];
+  return total;
+}
+
+}  // namespace stepwise

@@ -1,0 +1,64 @@
+// A persistent pool of worker threads for the kernels. The calling thread is worker 0 and takes
+// part in every job, so `threads = 2` means the caller plus one pool thread.
+//
+// A job is a number of independent tasks handed out dynamically (an atomic counter), so a core
+// that is busy elsewhere does not hold the others up. Results never depend on which thread ran a
+// task: kernels split work over output features, heads or rows, never over a reduction.
+//
+// Workers spin briefly between jobs (a forward pass issues kernels back to back, microseconds
+// apart) and then sleep on a condition variable, so an idle engine costs no CPU.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+namespace stepwise {
+
+class ThreadPool {
+ public:
+  explicit ThreadPool(int threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int size() const { return size_; }
+
+  /** Runs fn(task, threadIndex) for task = 0..ntasks-1 across the pool; returns when all are done. */
+  template <class F>
+  void parallelFor(int64_t ntasks, F&& fn) {
+    if (ntasks <= 0) return;
+    if (size_ == 1 || ntasks == 1) {
+      for (int64_t t = 0; t < ntasks; t++) fn(t, 0);
+      return;
+    }
+    using Fn = std::remove_reference_t<F>;
+    run(ntasks, [](void* ctx, int64_t task, int tid) { (*static_cast<Fn*>(ctx))(task, tid); },
+        const_cast<void*>(static_cast<const void*>(&fn)));
+  }
+
+ private:
+  using TaskFn = void (*)(void* ctx, int64_t task, int tid);
+  void run(int64_t ntasks, TaskFn fn, void* ctx);
+  void work(int tid);
+  void workerLoop(int tid);
+
+  const int size_;
+  TaskFn fn_ = nullptr;
+  void* ctx_ = nullptr;
+  int64_t ntasks_ = 0;
+  std::atomic<int64_t> next_{0};
+  std::atomic<int> pending_{0};
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> sleepers_{0};
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace stepwise

@@ -1,0 +1,200 @@
+// The native kernels: a C++ addon (native/, built by scripts/build-native.mjs during npm install)
+// with AVX2/FMA GEMMs that keep quantized weights quantized, paged attention with an online
+// softmax, and a persistent thread pool. This file finds and loads the addon and adapts it to the
+// `Kernels` interface; the addon checks every size and index itself, and its complaints are
+// rethrown here as KernelArgumentError, the same error the TypeScript kernels throw.
+//
+// The kernels are synchronous: a call returns when the work is done. Run the model in a worker
+// thread to keep an event loop free (the addon is context-aware and safe to load in several).
+
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { availableParallelism } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import type { DType, WeightTensor } from '../weights.js';
+import { KernelArgumentError } from './reference.js';
+import type { AttentionMeta, Kernels, KvStorage } from './types.js';
+
+/** Thrown when the addon is not built or does not load in this Node. */
+export class NativeKernelsUnavailableError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'NativeKernelsUnavailableError';
+  }
+}
+
+/** The addon's own class (native/addon.cc); every method validates its arguments. */
+interface AddonKernels {
+  readonly threads: number;
+  matmul(out: Float32Array, x: Float32Array, w: Uint8Array, dtype: number, rows: number, cols: number, M: number, name: string): void;
+  rmsnorm(out: Float32Array, x: Float32Array, weight: Float32Array, M: number, dim: number, eps: number): void;
+  rope(x: Float32Array, positions: Int32Array, M: number, nHeads: number, headDim: number, ropeDim: number, theta: number): void;
+  siluMul(out: Float32Array, gate: Float32Array, up: Float32Array, n: number): void;
+  add(out: Float32Array, a: Float32Array, n: number): void;
+  embed(out: Float32Array, table: Uint8Array, dtype: number, rows: number, cols: number, tokens: Int32Array, M: number, name: string): void;
+  writeKv(kc: Float32Array, vc: Float32Array, numSlots: number, kvDim: number, k: Float32Array, v: Float32Array, numRows: number, slotMapping: Int32Array): void;
+  attention(
+    out: Float32Array, q: Float32Array, kc: Float32Array, vc: Float32Array, numBlocks: number, blockSize: number,
+    nKvHeads: number, headDim: number, numRows: number, positions: Int32Array, rowSeq: Int32Array,
+    blockTables: Int32Array, maxBlocksPerSeq: number, nHeads: number,
+  ): void;
+  readBuffer(buf: Float32Array, reps: number): number;
+  close(): void;
+}
+
+interface Addon {
+  NativeKernels: new (threads: number) => AddonKernels;
+  /** 'avx2' or 'scalar': which code path the addon was compiled with. */
+  simd: string;
+}
+
+/** Codes the addon uses for weight types (native/dtypes.h). */
+const DTYPE_CODES: Record<DType, number> = { f32: 0, f16: 1, bf16: 2, q8_0: 3, q4_0: 4, q4_k: 5, q6_k: 6 };
+
+const ADDON_FILE = join('build', 'Release', 'stepwise_kernels.node');
+
+/** Where the addon may be: the package root is 3 levels up from src/model/kernels, 4 from dist/src/model/kernels. */
+function addonCandidates(): string[] {
+  const here = dirname(fileURLToPath(import.meta.url));
+  return [resolve(here, '..', '..', '..', ADDON_FILE), resolve(here, '..', '..', '..', '..', ADDON_FILE)];
+}
+
+let loaded: Addon | NativeKernelsUnavailableError | undefined;
+
+/** Loads the addon once per thread; throws NativeKernelsUnavailableError saying why it cannot. */
+export function loadNativeAddon(): Addon {
+  if (loaded === undefined) loaded = tryLoad();
+  if (loaded instanceof Error) throw loaded;
+  return loaded;
+}
+
+function tryLoad(): Addon | NativeKernelsUnavailableError {
+  const candidates = addonCandidates();
+  const path = candidates.find((p) => existsSync(p));
+  if (!path) {
+    return new NativeKernelsUnavailableError(
+      `the native kernels are not built (no ${candidates.join(' or ')}); ` +
+        'build them with `node scripts/build-native.mjs` (needs a C++17 compiler, make and python3) or use the typescript backend',
+    );
+  }
+  try {
+    const addon = createRequire(import.meta.url)(path) as Addon;
+    if (typeof addon.NativeKernels !== 'function') throw new Error('it does not export NativeKernels');
+    return addon;
+  } catch (e) {
+    return new NativeKernelsUnavailableError(
+      `the native kernels at ${path} do not load (${e instanceof Error ? e.message : String(e)}); ` +
+        'rebuild them with `node scripts/build-native.mjs` or use the typescript backend',
+    );
+  }
+}
+
+/** Why the native kernels cannot be used here, or null when they can. */
+export function nativeUnavailableReason(): string | null {
+  try {
+    loadNativeAddon();
+    return null;
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
+export interface NativeKernels extends Kernels {
+  /** Threads the kernels use, the calling thread included. */
+  readonly threads: number;
+  /** The SIMD path compiled in: 'avx2' or 'scalar'. */
+  readonly simd: string;
+  /** Sums `buf` `reps` times with every thread (for measuring memory bandwidth); returns the sum. */
+  readBuffer(buf: Float32Array, reps: number): number;
+  /** Stops the thread pool now instead of at garbage collection; later calls throw. */
+  close(): void;
+}
+
+function dtypeCode(kernel: string, w: WeightTensor): number {
+  const code = DTYPE_CODES[w.dtype];
+  if (code === undefined) throw new KernelArgumentError(kernel, `weight ${w.name} has unsupported dtype ${String(w.dtype)}`);
+  return code;
+}
+
+function checkLayer(kernel: string, kv: KvStorage, layer: number): void {
+  if (!Number.isInteger(layer) || layer < 0 || layer >= kv.nLayers) {
+    throw new KernelArgumentError(kernel, `layer ${layer} outside 0..${kv.nLayers - 1}`);
+  }
+}
+
+/** Runs an addon call, turning its argument complaints (TypeError/RangeError) into KernelArgumentError. */
+function call(kernel: string, fn: () => void): void {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof TypeError || e instanceof RangeError) throw new KernelArgumentError(kernel, e.message);
+    throw e;
+  }
+}
+
+/**
+ * Creates native kernels with their own thread pool. `threads` defaults to the machine's cores.
+ * Throws NativeKernelsUnavailableError when the addon is not built.
+ */
+export function createNativeKernels(opts: { threads?: number } = {}): NativeKernels {
+  const threads = opts.threads ?? availableParallelism();
+  if (!Number.isInteger(threads) || threads < 1 || threads > 256) {
+    throw new RangeError(`threads must be an integer from 1 to 256, got ${threads}`);
+  }
+  const addon = loadNativeAddon();
+  const k = new addon.NativeKernels(threads);
+  const name = `native-${addon.simd} (${threads} thread${threads === 1 ? '' : 's'})`;
+  return {
+    name,
+    threads,
+    simd: addon.simd,
+    matmul(out, x, w, M) {
+      const code = dtypeCode('matmul', w);
+      call('matmul', () => k.matmul(out, x, w.data, code, w.rows, w.cols, M, w.name));
+    },
+    rmsnorm(out, x, weight, M, dim, eps) {
+      call('rmsnorm', () => k.rmsnorm(out, x, weight, M, dim, eps));
+    },
+    rope(x, positions, M, nHeads, headDim, ropeDim, theta) {
+      call('rope', () => k.rope(x, positions, M, nHeads, headDim, ropeDim, theta));
+    },
+    siluMul(out, gate, up, n) {
+      call('siluMul', () => k.siluMul(out, gate, up, n));
+    },
+    add(out, a, n) {
+      call('add', () => k.add(out, a, n));
+    },
+    embed(out, table, tokens, M) {
+      const code = dtypeCode('embed', table);
+      call('embed', () => k.embed(out, table.data, code, table.rows, table.cols, tokens, M, table.name));
+    },
+    writeKv(kv: KvStorage, layer: number, kIn: Float32Array, vIn: Float32Array, meta: AttentionMeta) {
+      checkLayer('writeKv', kv, layer);
+      const kvDim = kv.nKvHeads * kv.headDim;
+      call('writeKv', () =>
+        k.writeKv(kv.k[layer]!, kv.v[layer]!, kv.numBlocks * kv.blockSize, kvDim, kIn, vIn, meta.numRows, meta.slotMapping),
+      );
+    },
+    attention(out, q, kv, layer, meta, nHeads) {
+      checkLayer('attention', kv, layer);
+      call('attention', () =>
+        k.attention(
+          out, q, kv.k[layer]!, kv.v[layer]!, kv.numBlocks, kv.blockSize, kv.nKvHeads, kv.headDim,
+          meta.numRows, meta.positions, meta.rowSeq, meta.blockTables, meta.maxBlocksPerSeq, nHeads,
+        ),
+      );
+    },
+    readBuffer(buf, reps) {
+      let sum = 0;
+      call('readBuffer', () => {
+        sum = k.readBuffer(buf, reps);
+      });
+      return sum;
+    },
+    close() {
+      k.close();
+    },
+  };
+}
