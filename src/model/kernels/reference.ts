@@ -214,12 +214,6 @@ function embed(out: Float32Array, table: WeightTensor, tokens: Int32Array, M: nu
   }
 }
 
-function checkSlot(kernel: string, kv: KvStorage, slot: number, row: number): void {
-  if (!(slot >= 0 && slot < kv.numBlocks * kv.blockSize)) {
-    throw new KernelArgumentError(kernel, `row ${row} maps to KV slot ${slot}, outside 0..${kv.numBlocks * kv.blockSize - 1}`);
-  }
-}
-
 function writeKv(kv: KvStorage, layer: number, k: Float32Array, v: Float32Array, meta: AttentionMeta): void {
   if (!(layer >= 0 && layer < kv.nLayers)) throw new KernelArgumentError('writeKv', `layer ${layer} outside 0..${kv.nLayers - 1}`);
   const kvDim = kv.nKvHeads * kv.headDim;
@@ -228,7 +222,9 @@ function writeKv(kv: KvStorage, layer: number, k: Float32Array, v: Float32Array,
   for (let r = 0; r < meta.numRows; r++) {
     const slot = meta.slotMapping[r];
     if (slot === -1) continue;
-    checkSlot('writeKv', kv, slot, r);
+    if (!(slot >= 0 && slot < kv.numBlocks * kv.blockSize)) {
+      throw new KernelArgumentError('writeKv', `row ${r} maps to KV slot ${slot}, outside 0..${kv.numBlocks * kv.blockSize - 1}`);
+    }
     kc.set(k.subarray(r * kvDim, (r + 1) * kvDim), slot * kvDim);
     vc.set(v.subarray(r * kvDim, (r + 1) * kvDim), slot * kvDim);
   }
@@ -244,51 +240,107 @@ function attention(out: Float32Array, q: Float32Array, kv: KvStorage, layer: num
   const scale = 1 / Math.sqrt(headDim);
   const kc = kv.k[layer];
   const vc = kv.v[layer];
-  if (accScratch.buf.length < headDim) accScratch.buf = new Float64Array(headDim);
+  if (accScratch.buf.length < group * headDim) accScratch.buf = new Float64Array(group * headDim);
   const acc = accScratch.buf;
   for (let r = 0; r < meta.numRows; r++) {
     const pos = meta.positions[r];
-    const s = meta.rowSeq[r];
     const n = pos + 1;
-    if (n > meta.maxBlocksPerSeq * blockSize) {
-      throw new KernelArgumentError('attention', `row ${r} at position ${pos} needs ${Math.ceil(n / blockSize)} blocks, block tables hold ${meta.maxBlocksPerSeq}`);
+    const nBlocks = Math.ceil(n / blockSize);
+    if (nBlocks > meta.maxBlocksPerSeq) {
+      throw new KernelArgumentError('attention', `row ${r} at position ${pos} needs ${nBlocks} blocks, block tables hold ${meta.maxBlocksPerSeq}`);
     }
-    if (scoreScratch.length < n) scoreScratch = new Float64Array(Math.max(n, 2 * scoreScratch.length));
+    if (scoreScratch.length < group * n) scoreScratch = new Float64Array(Math.max(group * n, 2 * scoreScratch.length));
     if (slotScratch.length < n) slotScratch = new Int32Array(Math.max(n, 2 * slotScratch.length));
     const scores = scoreScratch;
     const slots = slotScratch;
     // Resolve each key position's slot once per row; every head reuses the list.
-    const bt = s * meta.maxBlocksPerSeq;
-    for (let t = 0; t < n; t++) {
-      const slot = meta.blockTables[bt + Math.floor(t / blockSize)] * blockSize + (t % blockSize);
-      checkSlot('attention', kv, slot, r);
-      slots[t] = slot;
+    const bt = meta.rowSeq[r] * meta.maxBlocksPerSeq;
+    for (let b = 0; b < nBlocks; b++) {
+      const block = meta.blockTables[bt + b];
+      if (!(block >= 0 && block < kv.numBlocks)) {
+        throw new KernelArgumentError('attention', `row ${r}: block table entry ${b} is ${block}, outside 0..${kv.numBlocks - 1}`);
+      }
+      const end = Math.min(n, (b + 1) * blockSize);
+      for (let t = b * blockSize; t < end; t++) slots[t] = block * blockSize + (t - b * blockSize);
     }
-    for (let h = 0; h < nHeads; h++) {
-      const qo = r * qDim + h * headDim;
-      const ho = Math.floor(h / group) * headDim;
-      // Pass 1: scores and their maximum, keys in position order.
-      let max = -Infinity;
+    // The query heads that share one KV head are done together, so each key and value row is read
+    // once per group. For every (row, head) the keys are still visited in position order.
+    for (let g = 0; g < nKvHeads; g++) {
+      const ho = g * headDim;
+      const q0 = r * qDim + g * group * headDim;
+      // Pass 1: scores q·k / sqrt(headDim) for all positions.
       for (let t = 0; t < n; t++) {
         const ko = slots[t] * kvDim + ho;
-        let dot = 0;
-        for (let d = 0; d < headDim; d++) dot += q[qo + d] * kc[ko + d];
-        const sc = dot * scale;
-        scores[t] = sc;
-        if (sc > max) max = sc;
+        for (let j = 0; j < group; j++) {
+          const qo = q0 + j * headDim;
+          scores[j * n + t] = dotInOrder(q, qo, kc, ko, headDim) * scale;
+        }
       }
-      // Pass 2: softmax weights and the weighted sum of values, same order.
-      let sum = 0;
-      for (let d = 0; d < headDim; d++) acc[d] = 0;
+      // Softmax weights (unnormalised) per head.
+      const sums = softmaxWeights(scores, group, n);
+      // Pass 2: weighted sum of values, positions in order.
+      acc.fill(0, 0, group * headDim);
       for (let t = 0; t < n; t++) {
-        const p = Math.exp(scores[t] - max);
-        sum += p;
         const vo = slots[t] * kvDim + ho;
-        for (let d = 0; d < headDim; d++) acc[d] += p * vc[vo + d];
+        for (let j = 0; j < group; j++) {
+          const p = scores[j * n + t];
+          axpy(acc, j * headDim, p, vc, vo, headDim);
+        }
       }
-      for (let d = 0; d < headDim; d++) out[qo + d] = acc[d] / sum;
+      for (let j = 0; j < group; j++) {
+        const qo = q0 + j * headDim;
+        for (let d = 0; d < headDim; d++) out[qo + d] = acc[j * headDim + d] / sums[j];
+      }
     }
   }
+}
+
+/**
+ * sum_d a[ao+d] * b[bo+d], one accumulator, d in order. Unrolled by four (head widths are multiples
+ * of four in practice), which only removes loop overhead: the additions happen in the same order.
+ */
+function dotInOrder(a: Float32Array, ao: number, b: Float32Array, bo: number, n: number): number {
+  let s = 0;
+  let d = 0;
+  for (; d + 3 < n; d += 4) {
+    s += a[ao + d] * b[bo + d];
+    s += a[ao + d + 1] * b[bo + d + 1];
+    s += a[ao + d + 2] * b[bo + d + 2];
+    s += a[ao + d + 3] * b[bo + d + 3];
+  }
+  for (; d < n; d++) s += a[ao + d] * b[bo + d];
+  return s;
+}
+
+/** y[yo+d] += p * x[xo+d] for d < n. */
+function axpy(y: Float64Array, yo: number, p: number, x: Float32Array, xo: number, n: number): void {
+  let d = 0;
+  for (; d + 3 < n; d += 4) {
+    y[yo + d] += p * x[xo + d];
+    y[yo + d + 1] += p * x[xo + d + 1];
+    y[yo + d + 2] += p * x[xo + d + 2];
+    y[yo + d + 3] += p * x[xo + d + 3];
+  }
+  for (; d < n; d++) y[yo + d] += p * x[xo + d];
+}
+
+let sumScratch = new Float64Array(8);
+/** In place: scores[j*n + t] becomes exp(score - max_j); returns the per-head sums. */
+function softmaxWeights(scores: Float64Array, heads: number, n: number): Float64Array {
+  if (sumScratch.length < heads) sumScratch = new Float64Array(heads);
+  for (let j = 0; j < heads; j++) {
+    const o = j * n;
+    let max = -Infinity;
+    for (let t = 0; t < n; t++) if (scores[o + t] > max) max = scores[o + t];
+    let sum = 0;
+    for (let t = 0; t < n; t++) {
+      const p = Math.exp(scores[o + t] - max);
+      scores[o + t] = p;
+      sum += p;
+    }
+    sumScratch[j] = sum;
+  }
+  return sumScratch;
 }
 
 export const referenceKernels: Kernels = {
