@@ -61,6 +61,11 @@ function addonCandidates(): string[] {
   return [resolve(here, '..', '..', '..', ADDON_FILE), resolve(here, '..', '..', '..', '..', ADDON_FILE)];
 }
 
+/** The built addon's path, or null when it is not built. */
+export function nativeAddonPath(): string | null {
+  return addonCandidates().find((p) => existsSync(p)) ?? null;
+}
+
 let loaded: Addon | NativeKernelsUnavailableError | undefined;
 
 /** Loads the addon once per thread; throws NativeKernelsUnavailableError saying why it cannot. */
@@ -72,7 +77,7 @@ export function loadNativeAddon(): Addon {
 
 function tryLoad(): Addon | NativeKernelsUnavailableError {
   const candidates = addonCandidates();
-  const path = candidates.find((p) => existsSync(p));
+  const path = nativeAddonPath();
   if (!path) {
     return new NativeKernelsUnavailableError(
       `the native kernels are not built (no ${candidates.join(' or ')}); ` +

@@ -1,0 +1,108 @@
+// The native addon as a process component: safe in worker threads, never keeps a process alive,
+// and an install that cannot build it still succeeds (with a warning) so the TypeScript kernels
+// take over.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { Worker } from 'node:worker_threads';
+
+import { createNativeKernels, nativeAddonPath, nativeUnavailableReason } from '../../src/model/kernels/native.js';
+import { quantize } from '../../src/model/quant.js';
+
+const skip = nativeUnavailableReason() ?? false;
+
+function values(n: number, seed: number): Float32Array {
+  return Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37 + seed));
+}
+
+describe('native addon', { skip }, () => {
+  it('runs in several worker threads at once, with the same bits as on the main thread, and lets them exit', async () => {
+    const rows = 96;
+    const cols = 512;
+    const M = 7;
+    const w = quantize('q4_k', values(rows * cols, 1), rows, cols);
+    const x = values(M * cols, 2);
+    const expected = new Float32Array(M * rows);
+    const k = createNativeKernels({ threads: 2 });
+    k.matmul(expected, x, { name: 'w', dtype: 'q4_k', rows, cols, data: w }, M);
+    k.close();
+
+    // Plain JavaScript workers load the addon directly: this checks the addon, not tsx.
+    const code = `
+      const { parentPort, workerData } = require('node:worker_threads');
+      const addon = require(workerData.path);
+      const k = new addon.NativeKernels(2);
+      const out = new Float32Array(workerData.M * workerData.rows);
+      for (let i = 0; i < 20; i++) k.matmul(out, workerData.x, workerData.w, 5, workerData.rows, workerData.cols, workerData.M, 'w');
+      parentPort.postMessage(out);
+      // No close(): the pool must not keep the worker alive.
+    `;
+    const results = await Promise.all(
+      [0, 1].map(
+        () =>
+          new Promise<Float32Array>((resolve, reject) => {
+            const worker = new Worker(code, { eval: true, workerData: { path: nativeAddonPath(), w, x, rows, cols, M } });
+            let result: Float32Array | undefined;
+            const timer = setTimeout(() => reject(new Error('worker did not exit within 10 s')), 10_000);
+            worker.on('message', (m: Float32Array) => (result = m));
+            worker.on('error', reject);
+            worker.on('exit', (codeOut) => {
+              clearTimeout(timer);
+              if (codeOut !== 0 || !result) reject(new Error(`worker exited with ${codeOut}`));
+              else resolve(result);
+            });
+          }),
+      ),
+    );
+    for (const r of results) assert.deepEqual(new Uint32Array(r.buffer), new Uint32Array(expected.buffer));
+  });
+
+  it('does not keep a process alive after its last call', () => {
+    const code = `
+      const addon = require(${JSON.stringify(nativeAddonPath())});
+      const k = new addon.NativeKernels(2);
+      const out = new Float32Array(64 * 64);
+      k.matmul(out, new Float32Array(64 * 256).fill(1), new Uint8Array(64 * 256 * 4), 0, 64, 256, 64, 'w');
+      console.log('done');
+    `;
+    const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', timeout: 10_000 });
+    assert.equal(r.signal, null, 'the process had to be killed');
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout.trim(), 'done');
+  });
+});
+
+describe('install script (scripts/build-native.mjs)', () => {
+  const script = 'scripts/build-native.mjs';
+
+  it('warns and exits 0 when no C++ compiler runs, leaving the build alone', () => {
+    const before = nativeAddonPath();
+    const r = spawnSync(process.execPath, [script], { encoding: 'utf8', env: { ...process.env, CXX: '/nonexistent/c++' } });
+    assert.equal(r.status, 0);
+    assert.match(r.stderr, /the native kernels were not built \(the C\+\+ compiler CXX=\/nonexistent\/c\+\+ does not run\)/);
+    assert.match(r.stderr, /the TypeScript kernels will be used instead/);
+    assert.equal(nativeAddonPath(), before);
+  });
+
+  it('warns and exits 0 when neither g++ nor c++ is on PATH', () => {
+    const env: NodeJS.ProcessEnv = { ...process.env, PATH: '/nonexistent' };
+    delete env.CXX;
+    const r = spawnSync(process.execPath, [script], { encoding: 'utf8', env });
+    assert.equal(r.status, 0);
+    assert.match(r.stderr, /no C\+\+ compiler: neither g\+\+ nor c\+\+ is on PATH/);
+  });
+
+  it('can be skipped with STEPWISE_SKIP_NATIVE=1', () => {
+    const r = spawnSync(process.execPath, [script], { encoding: 'utf8', env: { ...process.env, STEPWISE_SKIP_NATIVE: '1' } });
+    assert.equal(r.status, 0);
+    assert.match(r.stderr, /not built \(STEPWISE_SKIP_NATIVE=1\)/);
+  });
+
+  it('prints the CPU flags binding.gyp compiles with', { skip: process.arch !== 'x64' && 'x64 only' }, () => {
+    const r = spawnSync(process.execPath, [script, '--cflags'], { encoding: 'utf8' });
+    assert.equal(r.status, 0);
+    const cpuinfo = spawnSync('cat', ['/proc/cpuinfo'], { encoding: 'utf8' }).stdout ?? '';
+    const avx2 = /^flags\s*:.*\bavx2\b/m.test(cpuinfo) && /^flags\s*:.*\bfma\b/m.test(cpuinfo) && /^flags\s*:.*\bf16c\b/m.test(cpuinfo);
+    assert.equal(r.stdout.includes('-mavx2 -mfma -mf16c'), avx2, r.stdout);
+  });
+});
