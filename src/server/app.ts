@@ -9,6 +9,7 @@ import { ApiError } from './errors.js';
 import { errorHandler } from './error-handler.js';
 import type { Generation } from './generation.js';
 import { ServerMetrics } from './metrics.js';
+import { LiveRequests } from './live-requests.js';
 import type { ServeContext } from './respond.js';
 import { registerCompletionRoutes } from './routes/completions.js';
 import { registerChatRoutes } from './routes/chat.js';
@@ -69,7 +70,7 @@ export async function buildServer(llm: LLM, opts: ServerOptions = {}): Promise<F
 
   const metrics = new ServerMetrics(modelName, () => engineGaugeValues(llm.engine));
   const active = new Set<Generation>();
-  const context: ServeContext = { llm, modelName, metrics, active };
+  const context: ServeContext = { llm, modelName, metrics, active, live: new LiveRequests(llm.engine.trace) };
   const limits: ModelLimits = { tokenizer: llm.tokenizer, vocabSize: llm.config.vocabSize, maxModelLen: llm.options.maxModelLen };
   // Parsed once at startup so a broken template fails loudly here, not on the first chat request.
   const chatTemplate = new ChatTemplate(chatTemplateSource(llm.metadata), llm.tokenizer);

@@ -3,11 +3,13 @@
 // everything the moment the client goes away so the KV blocks come back on the next step.
 import type { LLM } from '../llm.js';
 import type { RequestStream } from '../engine/engine.js';
-import { PromptTooLongError, QueueFullError } from '../engine/engine.js';
+import { EngineClosedError, InvalidRequestError, PromptTooLongError, QueueFullError } from '../engine/request-errors.js';
 import type { RequestOutput } from '../engine/types.js';
 import { ApiError, invalidParam } from './errors.js';
 import type { GenerationPlan } from './request-params.js';
-import type { RequestTracker, ServerMetrics } from './metrics.js';
+import type { RequestTracker } from './metrics.js';
+import type { LiveRequests } from './live-requests.js';
+import type { ServeContext } from './respond.js';
 
 /** Seconds a client is told to wait after a 429 (the queue drains at step speed, so retry soon). */
 export const RETRY_AFTER_SECONDS = 1;
@@ -20,11 +22,12 @@ export function apiErrorFromEngine(e: unknown, promptParam: string): ApiError {
       'retry-after': String(RETRY_AFTER_SECONDS),
     });
   }
-  if (e instanceof PromptTooLongError) return invalidParam(promptParam, e.message);
+  if (e instanceof PromptTooLongError || e instanceof InvalidRequestError || e instanceof RangeError) return invalidParam(promptParam, e.message);
   const param = (e as { param?: unknown }).param;
   if (typeof param === 'string') return invalidParam(param, (e as Error).message);
-  if (e instanceof RangeError) return invalidParam(promptParam, e.message);
-  if (e instanceof Error && e.message === 'LLM is closed') return new ApiError(503, 'the server is shutting down', 'server_error', null, 'shutting_down');
+  if (e instanceof EngineClosedError || (e instanceof Error && e.message === 'LLM is closed')) {
+    return new ApiError(503, 'the server is shutting down', 'server_error', null, 'shutting_down');
+  }
   return new ApiError(500, `internal error: ${(e as Error)?.message ?? String(e)}`, 'server_error');
 }
 
@@ -39,12 +42,15 @@ export class Generation {
 
   private constructor(
     private readonly llm: LLM,
+    private readonly live: LiveRequests,
+    private readonly n: number,
     readonly streams: RequestStream[],
     private readonly trackers: RequestTracker[],
   ) {}
 
   /** Adds one engine request per prompt; if any is refused, the ones already added are aborted. */
-  static start(llm: LLM, plan: GenerationPlan, idBase: string, metrics: ServerMetrics, promptParam: string): Generation {
+  static start(ctx: ServeContext, plan: GenerationPlan, idBase: string, promptParam: string): Generation {
+    const { llm, metrics, live } = ctx;
     const streams: RequestStream[] = [];
     const trackers: RequestTracker[] = [];
     try {
@@ -62,7 +68,8 @@ export class Generation {
       for (const s of streams) safeAbort(llm, s.requestId);
       throw apiErrorFromEngine(e, promptParam);
     }
-    return new Generation(llm, streams, trackers);
+    for (const s of streams) live.arrived(s.requestId, plan.sampling.n);
+    return new Generation(llm, live, plan.sampling.n, streams, trackers);
   }
 
   /** Stops every engine request of this HTTP request (client gone, or server draining). */
@@ -82,7 +89,9 @@ export class Generation {
       const tracker = this.trackers[promptIndex];
       try {
         for await (const out of stream) {
-          tracker.onOutput(out);
+          const t = stream.timing;
+          tracker.onOutput(out, t.firstScheduledMs !== undefined ? t.firstScheduledMs - t.arrivalMs : undefined);
+          if (out.finished) this.live.finished(stream.requestId, out.index, this.n, out.finishReason ?? 'stop');
           await onOutput({ promptIndex, out });
         }
       } catch (e) {

@@ -7,6 +7,7 @@ import type { RequestOutput } from '../engine/types.js';
 import { ApiError } from './errors.js';
 import { Generation } from './generation.js';
 import type { ServerMetrics } from './metrics.js';
+import type { LiveRequests } from './live-requests.js';
 import {
   apiFinishReason,
   chatLogprobs,
@@ -27,6 +28,8 @@ export interface ServeContext {
   metrics: ServerMetrics;
   /** Live generations, so shutdown can wait for them (and abort them after the drain timeout). */
   active: Set<Generation>;
+  /** Arrival and finish steps of recent requests, for the live view. */
+  live: LiveRequests;
 }
 
 export type Endpoint = 'completion' | 'chat';
@@ -64,7 +67,7 @@ class Choice {
 
 export async function respond(ctx: ServeContext, reply: FastifyReply, plan: GenerationPlan, opts: RespondOptions): Promise<unknown> {
   const id = `${opts.endpoint === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomUUID().replace(/-/g, '')}`;
-  const gen = Generation.start(ctx.llm, plan, id, ctx.metrics, opts.promptParam);
+  const gen = Generation.start(ctx, plan, id, opts.promptParam);
   ctx.active.add(gen);
   try {
     if (plan.stream) {

@@ -1,0 +1,233 @@
+// The server driven by the official `openai` client over loopback, on a tiny generated model whose
+// steps run in a worker thread: completions and chat, whole and streamed, n > 1, stop strings,
+// logprobs, seeds, include_usage, aborts (KV freed), and OpenAI-style errors.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import OpenAI from 'openai';
+import { makeTinyModel, startServer, waitFor, type TestServer } from './server-helpers.js';
+
+/** Body fields the official client's types do not list but passes through (vLLM extensions). */
+type Extra = { ignore_eos?: boolean; top_k?: number; return_token_ids?: boolean; min_tokens?: number };
+const extra = <T extends object>(params: T, more: Extra): T => ({ ...params, ...more });
+
+describe('OpenAI-compatible API over loopback', () => {
+  let model: { path: string; cleanup: () => void };
+  let s: TestServer;
+  let client: OpenAI;
+
+  before(async () => {
+    model = await makeTinyModel();
+    s = await startServer(model.path, { maxNumSeqs: 8 });
+    client = s.client;
+  });
+  after(async () => {
+    await s?.close();
+    model?.cleanup();
+  });
+
+  it('lists the served model', async () => {
+    const models = await client.models.list();
+    assert.equal(models.data.length, 1);
+    assert.equal(models.data[0].id, s.llm.modelName);
+    assert.equal(models.data[0].object, 'model');
+  });
+
+  it('completes greedily, with usage, identical to the library and to its own stream', async () => {
+    const prompt = 'Once upon a time';
+    const whole = await client.completions.create(extra({ model: s.llm.modelName, prompt, max_tokens: 12, temperature: 0 }, { ignore_eos: true }));
+    assert.equal(whole.object, 'text_completion');
+    assert.equal(whole.choices.length, 1);
+    assert.equal(whole.choices[0].finish_reason, 'length');
+    assert.deepEqual(whole.usage, { prompt_tokens: s.llm.encode(prompt).length, completion_tokens: 12, total_tokens: s.llm.encode(prompt).length + 12 });
+    const [lib] = await s.llm.generate(prompt, { maxTokens: 12, temperature: 0, ignoreEos: true });
+    assert.equal(whole.choices[0].text, lib.text);
+
+    const stream = await client.completions.create(
+      extra({ prompt, max_tokens: 12, temperature: 0, stream: true as const, stream_options: { include_usage: true } }, { ignore_eos: true }),
+    );
+    let text = '';
+    let finish: string | null = null;
+    let usage: OpenAI.CompletionUsage | undefined;
+    let chunksWithNullUsage = 0;
+    for await (const chunk of stream) {
+      if (chunk.choices.length === 0) {
+        usage = chunk.usage;
+        continue;
+      }
+      if (chunk.usage === null) chunksWithNullUsage++;
+      text += chunk.choices[0].text;
+      finish = chunk.choices[0].finish_reason ?? finish;
+    }
+    assert.equal(text, whole.choices[0].text);
+    assert.equal(finish, 'length');
+    assert.deepEqual(usage, whole.usage);
+    assert.ok(chunksWithNullUsage > 0, 'with include_usage, content chunks carry usage: null');
+  });
+
+  it('chats through the chat template, whole and streamed', async () => {
+    const messages: OpenAI.ChatCompletionMessageParam[] = [
+      { role: 'system', content: 'You are a storyteller.' },
+      { role: 'user', content: 'Tell me about a cat.' },
+    ];
+    const whole = await client.chat.completions.create(extra({ model: s.llm.modelName, messages, max_tokens: 10, temperature: 0 }, { ignore_eos: true }));
+    assert.equal(whole.object, 'chat.completion');
+    assert.equal(whole.choices[0].message.role, 'assistant');
+    assert.equal(whole.choices[0].finish_reason, 'length');
+    assert.equal(whole.usage?.completion_tokens, 10);
+    assert.ok((whole.usage?.prompt_tokens ?? 0) > s.llm.encode('Tell me about a cat.').length, 'the template adds to the prompt');
+
+    const stream = await client.chat.completions.create(
+      extra({ messages, max_completion_tokens: 10, temperature: 0, stream: true as const, stream_options: { include_usage: true } }, { ignore_eos: true }),
+    );
+    const chunks: OpenAI.ChatCompletionChunk[] = [];
+    for await (const c of stream) chunks.push(c);
+    assert.equal(chunks[0].object, 'chat.completion.chunk');
+    assert.equal(chunks[0].choices[0].delta.role, 'assistant', 'the first chunk carries the role');
+    const content = chunks.map((c) => c.choices[0]?.delta.content ?? '').join('');
+    assert.equal(content, whole.choices[0].message.content);
+    const finishes = chunks.flatMap((c) => c.choices.map((ch) => ch.finish_reason)).filter((f) => f !== null);
+    assert.deepEqual(finishes, ['length']);
+    const last = chunks[chunks.length - 1];
+    assert.deepEqual(last.choices, []);
+    assert.deepEqual(last.usage, whole.usage);
+  });
+
+  it('n > 1 returns n choices; seeds reproduce, whatever else shares the batch', async () => {
+    const params = extra({ prompt: 'The dog', max_tokens: 8, temperature: 1, n: 3, seed: 1234 }, { ignore_eos: true });
+    // The same seeded request twice, the second alongside unrelated traffic.
+    const first = await client.completions.create(params);
+    const [second] = await Promise.all([
+      client.completions.create(params),
+      client.completions.create(extra({ prompt: 'Something else entirely', max_tokens: 12, temperature: 1 }, { ignore_eos: true })),
+      client.chat.completions.create({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 6 }),
+    ]);
+    assert.deepEqual(first.choices.map((c) => c.index), [0, 1, 2]);
+    assert.equal(first.usage?.completion_tokens, 24);
+    assert.deepEqual(second.choices.map((c) => c.text), first.choices.map((c) => c.text));
+    const other = await client.completions.create({ ...params, seed: 4321 });
+    assert.notDeepEqual(other.choices.map((c) => c.text), first.choices.map((c) => c.text));
+    // Streaming n=2: chunks of both indices, each ending once.
+    const stream = await client.completions.create({ ...params, n: 2, stream: true as const });
+    const texts = ['', ''];
+    const finished = [0, 0];
+    for await (const c of stream) {
+      for (const ch of c.choices) {
+        texts[ch.index] += ch.text;
+        if (ch.finish_reason) finished[ch.index]++;
+      }
+    }
+    assert.deepEqual(finished, [1, 1]);
+    assert.deepEqual(texts, first.choices.slice(0, 2).map((c) => c.text));
+  });
+
+  it('stop strings end the text just before the stop string', async () => {
+    const base = extra({ prompt: 'Once', max_tokens: 24, temperature: 0 }, { ignore_eos: true });
+    const full = (await client.completions.create(base)).choices[0].text;
+    assert.ok(full.length >= 8, `need some text to cut, got ${JSON.stringify(full)}`);
+    const stop = full.slice(Math.floor(full.length / 2), Math.floor(full.length / 2) + 3);
+    const cut = await client.completions.create({ ...base, stop: [stop, 'never-appears'] });
+    assert.equal(cut.choices[0].text, full.slice(0, full.indexOf(stop)));
+    assert.equal(cut.choices[0].finish_reason, 'stop');
+    // The same through a stream: no part of the stop string leaks out.
+    const stream = await client.completions.create({ ...base, stop, stream: true as const });
+    let streamed = '';
+    for await (const c of stream) streamed += c.choices[0]?.text ?? '';
+    assert.equal(streamed, cut.choices[0].text);
+  });
+
+  it('reports logprobs for completions and chat', async () => {
+    const c = await client.completions.create(extra({ prompt: 'A', max_tokens: 5, temperature: 0, logprobs: 3 }, { ignore_eos: true }));
+    const lp = c.choices[0].logprobs!;
+    assert.equal(lp.tokens!.length, 5);
+    assert.equal(lp.token_logprobs!.length, 5);
+    assert.equal(lp.top_logprobs!.length, 5);
+    lp.token_logprobs!.forEach((x, i) => {
+      assert.ok(x <= 0);
+      const top = Object.values(lp.top_logprobs![i]);
+      assert.ok(top.length >= 3);
+      // Greedy picks the most likely token.
+      assert.ok(Math.abs(Math.max(...top) - x) < 1e-5);
+    });
+    assert.equal(lp.text_offset![0], 0);
+
+    const chat = await client.chat.completions.create(
+      extra({ messages: [{ role: 'user', content: 'Hi' }], max_tokens: 4, temperature: 0, logprobs: true, top_logprobs: 2 }, { ignore_eos: true }),
+    );
+    const content = chat.choices[0].logprobs!.content!;
+    assert.equal(content.length, 4);
+    for (const t of content) {
+      assert.equal(t.top_logprobs.length, 2);
+      assert.ok(t.top_logprobs[0].logprob >= t.top_logprobs[1].logprob);
+      assert.ok(Math.abs(t.top_logprobs[0].logprob - t.logprob) < 1e-5);
+      assert.deepEqual(t.bytes, [...Buffer.from(t.token, 'utf8')]);
+    }
+    const none = await client.chat.completions.create({ messages: [{ role: 'user', content: 'Hi' }], max_tokens: 2 });
+    assert.equal(none.choices[0].logprobs, null);
+  });
+
+  it('token-id prompts and batched prompts', async () => {
+    const ids = s.llm.encode('Once upon');
+    const r = await client.completions.create(extra({ prompt: [ids, ids], max_tokens: 4, temperature: 0 }, { ignore_eos: true, return_token_ids: true }));
+    assert.deepEqual(r.choices.map((c) => c.index), [0, 1]);
+    assert.equal(r.choices[0].text, r.choices[1].text);
+    assert.deepEqual(r.usage, { prompt_tokens: 2 * ids.length, completion_tokens: 8, total_tokens: 2 * ids.length + 8 });
+    const tokenIds = (r.choices[0] as unknown as { token_ids: number[] }).token_ids;
+    assert.equal(tokenIds.length, 4);
+    assert.equal(s.llm.tokenizer!.decode(tokenIds), r.choices[0].text);
+  });
+
+  it('a client abort ends the request and frees its KV blocks', async () => {
+    const controller = new AbortController();
+    const stream = await client.completions.create(
+      extra({ prompt: 'Abort me', max_tokens: 200, temperature: 0, stream: true as const }, { ignore_eos: true }),
+      { signal: controller.signal },
+    );
+    let chunks = 0;
+    await assert.rejects(async () => {
+      for await (const _ of stream) {
+        if (++chunks === 3) controller.abort();
+      }
+    });
+    assert.equal(chunks, 3);
+    await waitFor(() => s.llm.engine.stats().running === 0 && s.llm.engine.stats().waiting === 0, 2000, 'the aborted request to leave the engine');
+    assert.equal(s.llm.engine.stats().blocksUsed, 0, 'no KV block is still referenced');
+    assert.ok(s.llm.engine.stats().requestsAborted >= 1);
+    assert.equal(s.app.stepwise.activeRequests(), 0);
+  });
+
+  it('answers mistakes with OpenAI-style errors naming the field', async () => {
+    await assert.rejects(client.completions.create({ model: 'gpt-9', prompt: 'x' }), (e: unknown) => {
+      assert.ok(e instanceof OpenAI.NotFoundError);
+      assert.equal((e.error as { code?: string }).code, 'model_not_found');
+      return true;
+    });
+    await assert.rejects(client.completions.create({ prompt: 'x', temperature: -1 }), (e: unknown) => {
+      assert.ok(e instanceof OpenAI.BadRequestError);
+      assert.equal(e.param, 'temperature');
+      return true;
+    });
+    await assert.rejects(client.completions.create({ prompt: 'x', max_tokens: 10_000_000 }), (e: unknown) => {
+      assert.ok(e instanceof OpenAI.BadRequestError);
+      assert.equal(e.param, 'max_tokens');
+      assert.match(e.message, /maximum context length/);
+      return true;
+    });
+    await assert.rejects(client.chat.completions.create({ messages: [] }), (e: unknown) => e instanceof OpenAI.BadRequestError && e.param === 'messages');
+
+    const post = (body: string, headers: Record<string, string> = { 'content-type': 'application/json' }) =>
+      fetch(`${s.baseURL}/v1/completions`, { method: 'POST', headers, body });
+    const badJson = await post('{"prompt": "x",');
+    assert.equal(badJson.status, 400);
+    assert.equal(((await badJson.json()) as { error: { type: string } }).error.type, 'invalid_request_error');
+    const huge = await post(JSON.stringify({ prompt: 'x'.repeat(2 * 1024 * 1024) }));
+    assert.equal(huge.status, 413);
+    assert.ok(((await huge.json()) as { error: { message: string } }).error.message.length > 0);
+    const missing = await post('{"max_tokens": 3}');
+    assert.equal(missing.status, 400);
+    assert.equal(((await missing.json()) as { error: { param: string } }).error.param, 'prompt');
+    const wrongType = await post('{"prompt": "x", "n": "2"}');
+    assert.equal(((await wrongType.json()) as { error: { param: string } }).error.param, 'n');
+    const unknownRoute = await fetch(`${s.baseURL}/v1/nothing`);
+    assert.equal(unknownRoute.status, 404);
+  });
+});

@@ -1,0 +1,56 @@
+// Shared set-up for the server tests: a tiny generated model in a temp dir, a real server on
+// loopback, and the official `openai` client pointed at it.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import OpenAI from 'openai';
+import type { FastifyInstance } from 'fastify';
+import { LLM, type LoadOptions } from '../../src/llm.js';
+import { makeModel } from '../../src/model/make-model.js';
+import { buildServer, type ServerOptions } from '../../src/server/app.js';
+
+/** Writes the 'tiny' preset (synthetic SentencePiece vocabulary) into a fresh temp dir. */
+export async function makeTinyModel(seed = 7): Promise<{ path: string; cleanup: () => void }> {
+  const dir = mkdtempSync(join(tmpdir(), 'stepwise-server-'));
+  const path = join(dir, 'tiny.gguf');
+  await makeModel({ preset: 'tiny', dtype: 'f32', seed, out: path });
+  return { path, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export interface TestServer {
+  llm: LLM;
+  app: FastifyInstance;
+  baseURL: string;
+  client: OpenAI;
+  close(): Promise<void>;
+}
+
+/** Loads the model, serves it on 127.0.0.1 (a free port) and returns a client for it. */
+export async function startServer(modelPath: string, load: LoadOptions = {}, server: ServerOptions = {}): Promise<TestServer> {
+  const llm = await LLM.load(modelPath, { threads: 1, ...load });
+  const app = await buildServer(llm, server);
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const { port } = app.server.address() as AddressInfo;
+  const baseURL = `http://127.0.0.1:${port}`;
+  const client = new OpenAI({ baseURL: `${baseURL}/v1`, apiKey: server.apiKey ?? 'unused', maxRetries: 0, timeout: 60_000 });
+  return {
+    llm,
+    app,
+    baseURL,
+    client,
+    async close() {
+      await app.close();
+      await llm.close();
+    },
+  };
+}
+
+/** Polls `cond` every few ms until true, failing after `timeoutMs`. */
+export async function waitFor(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
