@@ -263,14 +263,15 @@ export class Engine {
       return true;
     }
     const t3 = this.clock();
+    const ended = new Set<string>();
     for (const o of outputs) {
-      const stream = this.streams.get(o.requestId);
-      if (!stream) continue;
-      stream.push(o);
-      if (o.finished && !sched.getRequest(o.requestId)) {
-        stream.end();
-        this.streams.delete(o.requestId);
-      }
+      this.streams.get(o.requestId)?.push(o);
+      if (o.finished && !sched.getRequest(o.requestId)) ended.add(o.requestId);
+    }
+    // Only after every output of the step: several completions of one request can finish together.
+    for (const id of ended) {
+      this.streams.get(id)?.end();
+      this.streams.delete(id);
     }
     this.trace.push(this.record(out, t0, t1, t2, t3, result, sched.lastNumFinished));
     return true;
@@ -329,7 +330,9 @@ export class Engine {
     }
     if (!this.autoRun || this.loopRunning || this.closed) return;
     this.loopRunning = true;
-    void this.loop();
+    // Started from a microtask, so requests added in the same tick (LLM.generate adds a whole
+    // batch in a loop) are all waiting when the first step is scheduled.
+    queueMicrotask(() => void this.loop());
   }
 
   private async loop(): Promise<void> {
