@@ -5,8 +5,8 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
-import { makeTinyModel, startServer, type TestServer } from './server-helpers.js';
+import { chromium, type BrowserContext } from 'playwright-core';
+import { extra, makeTinyModel, startServer, type TestServer } from './server-helpers.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const missing = existsSync(CHROMIUM) ? undefined : `${CHROMIUM} is missing (apt-get install chromium): skipping the browser test`;
@@ -14,18 +14,19 @@ const missing = existsSync(CHROMIUM) ? undefined : `${CHROMIUM} is missing (apt-
 describe('live view in headless Chromium', { skip: missing }, () => {
   let model: { path: string; cleanup: () => void };
   let s: TestServer;
-  let browser: Browser;
+  let browser: BrowserContext;
   let profile: string;
 
   before(async () => {
     model = await makeTinyModel();
     s = await startServer(model.path, { maxNumSeqs: 4 }, { apiKey: 'live-key' });
     profile = mkdtempSync(join(tmpdir(), 'stepwise-chromium-'));
-    browser = await chromium.launch({
+    // A fresh profile directory (Playwright passes it as --user-data-dir).
+    browser = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
       args: [
         '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync', `--user-data-dir=${profile}`,
+        '--disable-component-update', '--disable-sync',
       ],
     });
   });
@@ -39,7 +40,7 @@ describe('live view in headless Chromium', { skip: missing }, () => {
   it('shows running requests, the queue and KV usage while requests run', async () => {
     // Six long requests on four slots: some run, some wait.
     const load = Array.from({ length: 6 }, (_, i) =>
-      s.client.completions.create({ prompt: `Request number ${i}`, max_tokens: 150, temperature: 0, ignore_eos: true } as never),
+      s.client.completions.create(extra({ prompt: `Request number ${i}`, max_tokens: 150, temperature: 0 }, { ignore_eos: true })),
     );
     const page = await browser.newPage();
     const pageErrors: string[] = [];

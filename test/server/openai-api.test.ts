@@ -4,11 +4,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
-import { makeTinyModel, startServer, waitFor, type TestServer } from './server-helpers.js';
-
-/** Body fields the official client's types do not list but passes through (vLLM extensions). */
-type Extra = { ignore_eos?: boolean; top_k?: number; return_token_ids?: boolean; min_tokens?: number };
-const extra = <T extends object>(params: T, more: Extra): T => ({ ...params, ...more });
+import { extra, makeTinyModel, startServer, waitFor, type TestServer } from './server-helpers.js';
 
 describe('OpenAI-compatible API over loopback', () => {
   let model: { path: string; cleanup: () => void };

@@ -46,6 +46,10 @@ export async function startServer(modelPath: string, load: LoadOptions = {}, ser
   };
 }
 
+/** Body fields the official client's types do not list but passes through (vLLM extensions). */
+export type ExtraParams = { ignore_eos?: boolean; top_k?: number; return_token_ids?: boolean; min_tokens?: number };
+export const extra = <T extends object>(params: T, more: ExtraParams): T => ({ ...params, ...more });
+
 /** Polls `cond` every few ms until true, failing after `timeoutMs`. */
 export async function waitFor(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
