@@ -256,6 +256,9 @@ export class Scheduler {
     if (P > o.maxModelLen) {
       throw new PromptTooLongError(`prompt of ${P} tokens exceeds the maximum model length of ${o.maxModelLen} tokens`, P, M, o.maxModelLen);
     }
+    if (P === o.maxModelLen) {
+      throw new PromptTooLongError(`prompt of ${P} tokens fills the maximum model length of ${o.maxModelLen} tokens, leaving no room for max_tokens ${M}`, P, M, o.maxModelLen);
+    }
     if (P + M > o.maxModelLen) {
       throw new PromptTooLongError(
         `prompt of ${P} tokens plus max_tokens ${M} is ${P + M} tokens, more than the maximum model length of ${o.maxModelLen}; ` +

@@ -4,9 +4,10 @@ import { Scheduler, RunnerOutputError } from '../../src/engine/scheduler.js';
 import { InvalidRequestError, PromptTooLongError, QueueFullError } from '../../src/engine/request-errors.js';
 import { deriveSeed } from '../../src/engine/sampling.js';
 import { Driver, prompt, sampling, schedOptions, type Completion } from './scheduler-driver.js';
+import type { SchedulerOutput } from '../../src/engine/types.js';
 
 const tokensOf = (m: Map<string, Completion[]>) => new Map([...m].map(([k, cs]) => [k, cs.map((c) => c.tokenIds)]));
-const entry = (out: { scheduled: { seqId: number }[] }, seqId: number) => out.scheduled.find((s) => s.seqId === seqId);
+const entry = (out: SchedulerOutput, seqId: number) => out.scheduled.find((s) => s.seqId === seqId);
 
 test('decodes go first; a new prompt fills the rest of the token budget, chunked across steps', () => {
   const d = new Driver({ maxNumBatchedTokens: 16, blockSize: 4 });
@@ -139,6 +140,7 @@ test('requests that cannot fit are rejected with errors that name the lengths', 
     (e: unknown) => e instanceof PromptTooLongError && /prompt of 21 tokens exceeds the maximum model length of 20/.test(e.message));
   assert.throws(() => s.addRequest({ promptTokenIds: prompt(1, 15), sampling: sampling({ maxTokens: 6 }) }, 0),
     (e: unknown) => e instanceof PromptTooLongError && /15 tokens plus max_tokens 6 is 21 tokens.*20.*lower max_tokens to 5/.test(e.message));
+  assert.throws(() => s.addRequest({ promptTokenIds: prompt(1, 20), sampling: sampling({ maxTokens: 1 }) }, 0), /prompt of 20 tokens fills the maximum model length of 20 tokens, leaving no room for max_tokens 1/);
   s.addRequest({ promptTokenIds: prompt(1, 15), sampling: sampling({ maxTokens: 5 }) }, 0);
   const small = new Scheduler(schedOptions({ maxModelLen: 100, numBlocks: 3, blockSize: 4 }));
   assert.throws(() => small.addRequest({ promptTokenIds: prompt(1, 10), sampling: sampling({ maxTokens: 4 }) }, 0),
