@@ -1,14 +1,23 @@
 // Causal attention over paged KV with an online softmax (no score matrix), grouped-query aware.
 //
-// One task is one (row, KV head): the row's G = nHeads/nKvHeads query heads that share that KV
-// head walk the row's keys together, so each key and value vector is loaded once for all of
-// them. Keys go in tiles of 8 aligned to absolute positions (0-7, 8-15, ...): per tile, 8 scores
-// per head, the running max and sum are updated (rescaling the accumulator by e^(m_old - m_new)),
-// and the tile's values are added in position order. A row's result therefore depends only on
-// its query, its position and the cached keys/values, not on the batch or on prompt chunking.
+// Work unit: a group of up to QR=3 consecutive batch rows of the same sequence (a prefill chunk
+// gives such groups; a decode row is a group of one) times a range of KV heads. The group walks
+// its keys in tiles of 8 aligned to absolute positions (0-7, 8-15, ...). Per tile and head, each
+// K vector load serves every query row of the group and every query head sharing that KV head:
+// the scores are a small GEMM with the same register blocking as matmul.cc. Then, per row, the
+// running max and sum are updated (the accumulator is rescaled by e^(m_old - m_new)) and the
+// tile's values are added in position order, each V load again shared by the group's rows.
+//
+// Batch invariance: for one row and head the operations are always the same, whatever the group
+// or the task split: dot products with 8 lanes over the head dimension folded by the fixed tree,
+// the same tile boundaries (they depend only on absolute positions), and values added in key
+// order. Grouping only interleaves independent rows. So a row's output depends only on its query,
+// its position and the cached keys and values: not on the batch, the chunking or the threads.
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <utility>
+#include <vector>
 
 #include "kernels.h"
 #include "simd.h"
@@ -17,126 +26,247 @@ namespace stepwise {
 namespace {
 
 constexpr int kTile = 8;
-constexpr int64_t kParallelWork = 1 << 15;  // key*dim products below which one thread is quicker
+constexpr int QR = 3;                        // rows per group
+constexpr int64_t kParallelWork = 1 << 15;   // key*dim products below which one thread is quicker
 
-/** s[i] = (q . k_i) * scale for 8 keys, each dot with the fixed lane order and fold tree. */
-inline void scoreTile(const float* q, const float* const* kp, int64_t hd, float scale, float* s) {
+/**
+ * s[q*kTile + koff + i] = q_q . k_i for KN keys (4 or 8) and NQ query rows: the dot products only,
+ * scaling and masking come later. Lane j of each 8-lane accumulator sums d = j, j+8, ...; fold4
+ * applies the fixed tree; a head-dimension tail is added element by element. NQ*KN accumulators
+ * run side by side (at most 12, so all stay in registers).
+ */
+template <int NQ, int KN>
+inline void scores(const float* const* qv, const float* const* kp, int64_t hd, float* s, int koff) {
   const int64_t hv = hd & ~int64_t{7};
 #if STEPWISE_AVX2
-  __m256 a[kTile];
-  for (int i = 0; i < kTile; i++) a[i] = _mm256_setzero_ps();
+  __m256 a[NQ][KN];
+  for (int q = 0; q < NQ; q++)
+    for (int i = 0; i < KN; i++) a[q][i] = _mm256_setzero_ps();
   for (int64_t d = 0; d < hv; d += 8) {
-    const __m256 qv = _mm256_loadu_ps(q + d);
-    for (int i = 0; i < kTile; i++) a[i] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kp[i] + d), a[i]);
+    __m256 qx[NQ];
+    for (int q = 0; q < NQ; q++) {
+      qx[q] = _mm256_loadu_ps(qv[q] + d);
+      asm("" : "+x"(qx[q]));  // keep in registers (see matmul.cc)
+    }
+    for (int i = 0; i < KN; i++) {
+      __m256 kx = _mm256_loadu_ps(kp[i] + d);
+      asm("" : "+x"(kx));
+      for (int q = 0; q < NQ; q++) a[q][i] = _mm256_fmadd_ps(qx[q], kx, a[q][i]);
+    }
   }
-  _mm_storeu_ps(s, fold4(a[0], a[1], a[2], a[3]));
-  _mm_storeu_ps(s + 4, fold4(a[4], a[5], a[6], a[7]));
+  for (int q = 0; q < NQ; q++)
+    for (int i = 0; i < KN; i += 4)
+      _mm_storeu_ps(s + q * kTile + koff + i, fold4(a[q][i], a[q][i + 1], a[q][i + 2], a[q][i + 3]));
 #else
-  for (int i = 0; i < kTile; i++) {
-    float l[8] = {0};
-    for (int64_t d = 0; d < hv; d += 8)
-      for (int j = 0; j < 8; j++) l[j] += q[d + j] * kp[i][d + j];
-    s[i] = foldLanes(l);
+  for (int q = 0; q < NQ; q++) {
+    for (int i = 0; i < KN; i++) {
+      float l[8] = {0};
+      for (int64_t d = 0; d < hv; d += 8)
+        for (int j = 0; j < 8; j++) l[j] += qv[q][d + j] * kp[i][d + j];
+      s[q * kTile + koff + i] = foldLanes(l);
+    }
   }
 #endif
-  for (int i = 0; i < kTile; i++) {
-    float v = s[i];
-    for (int64_t d = hv; d < hd; d++) v += q[d] * kp[i][d];
-    s[i] = v * scale;
+  for (int q = 0; q < NQ; q++) {
+    for (int i = 0; i < KN; i++) {
+      float v = s[q * kTile + koff + i];
+      for (int64_t d = hv; d < hd; d++) v += qv[q][d] * kp[i][d];
+      s[q * kTile + koff + i] = v;
+    }
   }
 }
 
-/** acc = acc*corr + sum_i p[i]*v_i (i < cnt, in order). */
-inline void accumulateTile(float* acc, float corr, const float* p, const float* const* vp, int cnt, int64_t hd) {
+/**
+ * One tile for one row and head: scales and masks the scores (keys i >= cnt are outside the row),
+ * updates the running max and sum, and leaves the softmax weights in p and the accumulator's
+ * rescale factor in *corr.
+ */
+inline void softmaxTile(float* s, int cnt, float scale, float& runMax, float& runSum, float* p, float* corr) {
+  const float negInf = -std::numeric_limits<float>::infinity();
+  for (int i = 0; i < kTile; i++) s[i] = i < cnt ? s[i] * scale : negInf;
+  float tmax = s[0];
+  for (int i = 1; i < cnt; i++) tmax = std::max(tmax, s[i]);
+  const float mNew = std::max(runMax, tmax);
+  // e^0 is exactly 1, so skipping the exp when the max stands changes no bits.
+  *corr = mNew == runMax ? 1.0f : runMax == negInf ? 0.0f : std::exp(runMax - mNew);
+#if STEPWISE_AVX2
+  _mm256_storeu_ps(p, exp8(_mm256_sub_ps(_mm256_loadu_ps(s), _mm256_set1_ps(mNew))));
+#else
+  for (int i = 0; i < kTile; i++) p[i] = std::exp(s[i] - mNew);
+#endif
+  for (int i = cnt; i < kTile; i++) p[i] = 0.0f;
+  runSum = runSum * *corr + foldLanes(p);
+  runMax = mNew;
+}
+
+/** acc_q = acc_q*corr_q + sum_{i<cnt_q} p_q[i]*v_i for the group's rows, keys in order. */
+template <int NQ>
+inline void accumulate(float* const* acc, const float* corr, const float* p, const int* cnt, const float* const* vp,
+                       int64_t hd) {
+  int maxCnt = 0;
+  for (int q = 0; q < NQ; q++) maxCnt = std::max(maxCnt, cnt[q]);
   int64_t d = 0;
 #if STEPWISE_AVX2
-  const __m256 c = _mm256_set1_ps(corr);
   for (; d + 8 <= hd; d += 8) {
-    __m256 a = _mm256_mul_ps(_mm256_loadu_ps(acc + d), c);
-    for (int i = 0; i < cnt; i++) a = _mm256_fmadd_ps(_mm256_set1_ps(p[i]), _mm256_loadu_ps(vp[i] + d), a);
-    _mm256_storeu_ps(acc + d, a);
+    __m256 a[NQ];
+    for (int q = 0; q < NQ; q++) a[q] = _mm256_mul_ps(_mm256_loadu_ps(acc[q] + d), _mm256_set1_ps(corr[q]));
+    for (int i = 0; i < maxCnt; i++) {
+      const __m256 v = _mm256_loadu_ps(vp[i] + d);
+      for (int q = 0; q < NQ; q++) {
+        if (i < cnt[q]) a[q] = _mm256_fmadd_ps(_mm256_set1_ps(p[q * kTile + i]), v, a[q]);
+      }
+    }
+    for (int q = 0; q < NQ; q++) _mm256_storeu_ps(acc[q] + d, a[q]);
   }
   for (; d < hd; d++) {
-    float a = acc[d] * corr;
-    for (int i = 0; i < cnt; i++) a = std::fma(p[i], vp[i][d], a);
-    acc[d] = a;
+    for (int q = 0; q < NQ; q++) {
+      float a = acc[q][d] * corr[q];
+      for (int i = 0; i < cnt[q]; i++) a = std::fma(p[q * kTile + i], vp[i][d], a);
+      acc[q][d] = a;
+    }
   }
 #else
   for (; d < hd; d++) {
-    float a = acc[d] * corr;
-    for (int i = 0; i < cnt; i++) a += p[i] * vp[i][d];
-    acc[d] = a;
+    for (int q = 0; q < NQ; q++) {
+      float a = acc[q][d] * corr[q];
+      for (int i = 0; i < cnt[q]; i++) a += p[q * kTile + i] * vp[i][d];
+      acc[q][d] = a;
+    }
   }
 #endif
 }
 
-/** p[i] = e^(s[i] - m), 0 for masked (-inf) scores. */
-inline void expTile(const float* s, float m, float* p) {
-#if STEPWISE_AVX2
-  _mm256_storeu_ps(p, exp8(_mm256_sub_ps(_mm256_loadu_ps(s), _mm256_set1_ps(m))));
-#else
-  for (int i = 0; i < kTile; i++) p[i] = std::exp(s[i] - m);
-#endif
+struct Job {
+  float* out;
+  const float* q;
+  const PagedKv* kv;
+  const AttentionRows* rows;
+  int64_t nHeads;
+  int64_t G;       // query heads per KV head
+  float scale;
+};
+
+/** Attention for NQ rows of one sequence (batch rows r[0..NQ)) and KV heads g0..g1-1. */
+template <int NQ>
+void attendGroup(const Job& job, const int64_t* r, int64_t g0, int64_t g1, Scratch& scratch) {
+  const PagedKv& kv = *job.kv;
+  const int64_t hd = kv.headDim;
+  const int64_t G = job.G;
+  const int64_t qDim = job.nHeads * hd;
+  const int64_t kvDim = kv.nKvHeads * hd;
+  const int64_t heads = (g1 - g0) * G;  // query heads this task covers
+  const int32_t* bt = job.rows->blockTables + static_cast<int64_t>(job.rows->rowSeq[r[0]]) * job.rows->maxBlocksPerSeq;
+
+  int64_t n[NQ];
+  int64_t nMax = 0;
+  for (int q = 0; q < NQ; q++) {
+    n[q] = static_cast<int64_t>(job.rows->positions[r[q]]) + 1;
+    nMax = std::max(nMax, n[q]);
+  }
+  // Scratch: accumulators [NQ][heads][hd], then each (row, head)'s running max and sum.
+  float* accBase = scratch.need(scratch.a, static_cast<size_t>(NQ * heads * (hd + 2)));
+  float* runMax = accBase + NQ * heads * hd;
+  float* runSum = runMax + NQ * heads;
+  std::fill(accBase, accBase + NQ * heads * hd, 0.0f);
+  std::fill(runMax, runMax + NQ * heads, -std::numeric_limits<float>::infinity());
+  std::fill(runSum, runSum + NQ * heads, 0.0f);
+
+  const float* kp[kTile];
+  const float* vp[kTile];
+  alignas(32) float s[QR * kTile];
+  alignas(32) float p[QR * kTile];
+  float corr[QR];
+  int cnt[QR];
+  const float* qv[QR];
+  float* acc[QR];
+  for (int64_t t0 = 0; t0 < nMax; t0 += kTile) {
+    const int tileCnt = static_cast<int>(std::min<int64_t>(kTile, nMax - t0));
+    int64_t slot[kTile];
+    for (int i = 0; i < kTile; i++) {
+      // Past the last key, point at a real key; its score is masked.
+      const int64_t pos = t0 + std::min(i, tileCnt - 1);
+      slot[i] = static_cast<int64_t>(bt[pos / kv.blockSize]) * kv.blockSize + pos % kv.blockSize;
+    }
+    for (int q = 0; q < NQ; q++) cnt[q] = static_cast<int>(std::clamp<int64_t>(n[q] - t0, 0, kTile));
+    for (int64_t g = g0; g < g1; g++) {
+      for (int i = 0; i < kTile; i++) {
+        kp[i] = kv.k + slot[i] * kvDim + g * hd;
+        vp[i] = kv.v + slot[i] * kvDim + g * hd;
+      }
+      for (int64_t hq = 0; hq < G; hq++) {
+        const int64_t h = g * G + hq;            // query head
+        const int64_t hl = (g - g0) * G + hq;    // its index within this task
+        for (int q = 0; q < NQ; q++) {
+          qv[q] = job.q + r[q] * qDim + h * hd;
+          acc[q] = accBase + (q * heads + hl) * hd;
+        }
+        if constexpr (NQ == 1) {
+          scores<1, 8>(qv, kp, hd, s, 0);
+        } else {
+          scores<NQ, 4>(qv, kp, hd, s, 0);
+          scores<NQ, 4>(qv, kp + 4, hd, s, 4);
+        }
+        for (int q = 0; q < NQ; q++) {
+          // A row whose keys are all done keeps its accumulator as is (corr 1, no values).
+          corr[q] = 1.0f;
+          if (cnt[q] > 0) {
+            softmaxTile(s + q * kTile, cnt[q], job.scale, runMax[q * heads + hl], runSum[q * heads + hl], p + q * kTile, &corr[q]);
+          }
+        }
+        accumulate<NQ>(acc, corr, p, cnt, vp, hd);
+      }
+    }
+  }
+  for (int q = 0; q < NQ; q++) {
+    for (int64_t hl = 0; hl < heads; hl++) {
+      const float* a = accBase + (q * heads + hl) * hd;
+      const float sum = runSum[q * heads + hl];
+      float* o = job.out + r[q] * qDim + (g0 * G + hl) * hd;
+      for (int64_t d = 0; d < hd; d++) o[d] = a[d] / sum;
+    }
+  }
 }
 
 }  // namespace
 
 void attention(Context& ctx, float* out, const float* q, const PagedKv& kv, const AttentionRows& rows, int64_t nHeads) {
+  if (rows.numRows <= 0) return;
   const int64_t hd = kv.headDim;
-  const int64_t G = nHeads / kv.nKvHeads;
-  const int64_t qDim = nHeads * hd;
-  const int64_t kvDim = kv.nKvHeads * hd;
-  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)));
-  const float negInf = -std::numeric_limits<float>::infinity();
+  const Job job{out, q, &kv, &rows, nHeads, nHeads / kv.nKvHeads,
+                static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)))};
 
+  // Groups of up to QR consecutive rows of one sequence: start index and size.
+  std::vector<std::pair<int64_t, int>> groups;
   int64_t work = 0;
-  for (int64_t r = 0; r < rows.numRows; r++) work += (static_cast<int64_t>(rows.positions[r]) + 1) * qDim;
-  const int64_t ntasks = rows.numRows * kv.nKvHeads;
-  const auto task = [&](int64_t t, int tid) {
-    const int64_t r = t / kv.nKvHeads;
-    const int64_t g = t % kv.nKvHeads;
-    const int64_t n = static_cast<int64_t>(rows.positions[r]) + 1;
-    const int32_t* bt = rows.blockTables + static_cast<int64_t>(rows.rowSeq[r]) * rows.maxBlocksPerSeq;
-    Scratch& sc = ctx.scratch[static_cast<size_t>(tid)];
-    float* acc = sc.need(sc.a, static_cast<size_t>(G * hd + G * 2));
-    float* mx = acc + G * hd;
-    float* sum = mx + G;
-    std::fill(acc, acc + G * hd, 0.0f);
-    std::fill(mx, mx + G, negInf);
-    std::fill(sum, sum + G, 0.0f);
-    const float* qr = q + r * qDim + g * G * hd;
-    const float* kp[kTile];
-    const float* vp[kTile];
-    alignas(32) float s[kTile];
-    alignas(32) float p[kTile];
-    for (int64_t t0 = 0; t0 < n; t0 += kTile) {
-      const int cnt = static_cast<int>(std::min<int64_t>(kTile, n - t0));
-      for (int i = 0; i < kTile; i++) {
-        // Past the row's last key, point at a real key and mask its score below.
-        const int64_t pos = t0 + std::min(i, cnt - 1);
-        const int64_t slot = static_cast<int64_t>(bt[pos / kv.blockSize]) * kv.blockSize + pos % kv.blockSize;
-        kp[i] = kv.k + slot * kvDim + g * hd;
-        vp[i] = kv.v + slot * kvDim + g * hd;
-      }
-      for (int64_t h = 0; h < G; h++) {
-        scoreTile(qr + h * hd, kp, hd, scale, s);
-        for (int i = cnt; i < kTile; i++) s[i] = negInf;
-        float tmax = s[0];
-        for (int i = 1; i < cnt; i++) tmax = std::max(tmax, s[i]);
-        const float mNew = std::max(mx[h], tmax);
-        const float corr = mx[h] == negInf ? 0.0f : std::exp(mx[h] - mNew);
-        expTile(s, mNew, p);
-        for (int i = cnt; i < kTile; i++) p[i] = 0.0f;
-        sum[h] = sum[h] * corr + foldLanes(p);
-        accumulateTile(acc + h * hd, corr, p, vp, cnt, hd);
-        mx[h] = mNew;
-      }
+  for (int64_t r = 0; r < rows.numRows; r++) {
+    work += (static_cast<int64_t>(rows.positions[r]) + 1) * nHeads * hd;
+    if (!groups.empty() && groups.back().second < QR && rows.rowSeq[groups.back().first] == rows.rowSeq[r]) {
+      groups.back().second++;
+    } else {
+      groups.emplace_back(r, 1);
     }
-    for (int64_t h = 0; h < G; h++) {
-      float* o = out + r * qDim + (g * G + h) * hd;
-      for (int64_t d = 0; d < hd; d++) o[d] = acc[h * hd + d] / sum[h];
+  }
+  // KV heads per task: all of them (contiguous reads per key slot) unless that leaves too few
+  // tasks to spread over the threads.
+  const int64_t numGroups = static_cast<int64_t>(groups.size());
+  const int64_t wantTasks = 4 * ctx.pool.size();
+  const int64_t chunks = std::min(kv.nKvHeads, std::max<int64_t>(1, (wantTasks + numGroups - 1) / numGroups));
+  const int64_t perChunk = (kv.nKvHeads + chunks - 1) / chunks;
+  const int64_t headChunks = (kv.nKvHeads + perChunk - 1) / perChunk;
+
+  const auto task = [&](int64_t t, int tid) {
+    const auto& [r0, size] = groups[static_cast<size_t>(t / headChunks)];
+    const int64_t g0 = (t % headChunks) * perChunk;
+    const int64_t g1 = std::min(kv.nKvHeads, g0 + perChunk);
+    const int64_t r[QR] = {r0, r0 + 1, r0 + 2};
+    Scratch& sc = ctx.scratch[static_cast<size_t>(tid)];
+    switch (size) {
+      case 1: attendGroup<1>(job, r, g0, g1, sc); break;
+      case 2: attendGroup<2>(job, r, g0, g1, sc); break;
+      default: attendGroup<3>(job, r, g0, g1, sc); break;
     }
   };
+  const int64_t ntasks = numGroups * headChunks;
   if (work < kParallelWork) {
     for (int64_t t = 0; t < ntasks; t++) task(t, 0);
   } else {

@@ -1,0 +1,128 @@
+// Kernel benchmark: GEMM throughput of the native kernels per weight type and batch size M at the
+// shapes of the 110m preset (dim 768, hidden 2048, vocab 32000), plus M=1 weight bandwidth
+// against the machine's measured memory read bandwidth, and paged attention at decode.
+//
+//   npx tsx bench/kernels.ts [--threads N] [--dtypes f32,q8_0] [--ms 1,8,32,64] [--time-ms 150]
+//
+// Each measurement repeats the call for about --time-ms and reports the fastest run, which is the
+// least disturbed by other work on a shared machine. Not a test: nothing here asserts.
+
+import { availableParallelism } from 'node:os';
+import { parseArgs } from 'node:util';
+
+import { createNativeKernels, type NativeKernels } from '../src/model/kernels/native.js';
+import type { AttentionMeta, KvStorage } from '../src/model/kernels/types.js';
+import { DTYPES, quantize, rowBytes } from '../src/model/quant.js';
+import type { DType, WeightTensor } from '../src/model/weights.js';
+
+const SHAPES: Array<[rows: number, cols: number, what: string]> = [
+  [768, 768, 'wq/wk/wv/wo'],
+  [2048, 768, 'w1/w3 (gate/up)'],
+  [768, 2048, 'w2 (down)'],
+  [32000, 768, 'output'],
+];
+
+const { values: args } = parseArgs({
+  options: {
+    threads: { type: 'string', default: String(availableParallelism()) },
+    dtypes: { type: 'string', default: DTYPES.join(',') },
+    ms: { type: 'string', default: '1,8,32,64' },
+    'time-ms': { type: 'string', default: '150' },
+  },
+});
+const threads = Number(args.threads);
+const dtypes = args.dtypes!.split(',') as DType[];
+const Ms = args.ms!.split(',').map(Number);
+const timeMs = Number(args['time-ms']);
+for (const d of dtypes) if (!DTYPES.includes(d)) throw new Error(`unknown dtype ${d}; use ${DTYPES.join(',')}`);
+
+/** Fastest of repeated runs of fn (ms), after one warm-up call. */
+function fastest(fn: () => void, budgetMs = timeMs, minRuns = 3): number {
+  fn();
+  let best = Infinity;
+  const start = performance.now();
+  for (let runs = 0; runs < minRuns || performance.now() - start < budgetMs; runs++) {
+    const t = performance.now();
+    fn();
+    best = Math.min(best, performance.now() - t);
+  }
+  return best;
+}
+
+/** A rows x cols weight of smooth pseudo-random values: 256 rows quantized once, then tiled. */
+function makeWeight(dtype: DType, rows: number, cols: number): WeightTensor {
+  const base = Math.min(256, rows);
+  const v = Float32Array.from({ length: base * cols }, (_, i) => Math.sin(i * 0.7311) * 0.05);
+  const q = quantize(dtype, v, base, cols);
+  const rb = rowBytes(dtype, cols);
+  const data = new Uint8Array(rows * rb);
+  for (let r = 0; r < rows; r += base) data.set(q.subarray(0, Math.min(base, rows - r) * rb), r * rb);
+  return { name: `${dtype} ${rows}x${cols}`, dtype, rows, cols, data };
+}
+
+function memoryBandwidth(k: NativeKernels): number {
+  const buf = new Float32Array(64 * 2 ** 20).fill(1); // 256 MiB, far beyond the caches
+  const ms = fastest(() => k.readBuffer(buf, 1), 300, 3);
+  return buf.byteLength / (ms / 1e3) / 1e9;
+}
+
+function attentionBench(k: NativeKernels, rows: number, context: number): number {
+  const nHeads = 12;
+  const headDim = 64;
+  const blockSize = 16;
+  const blocksPer = Math.ceil(context / blockSize);
+  const numBlocks = rows * blocksPer;
+  const n = numBlocks * blockSize * nHeads * headDim;
+  const kv: KvStorage = {
+    numBlocks, blockSize, nLayers: 1, nKvHeads: nHeads, headDim,
+    k: [Float32Array.from({ length: n }, (_, i) => Math.sin(i))], v: [Float32Array.from({ length: n }, (_, i) => Math.cos(i))],
+  };
+  const meta: AttentionMeta = {
+    numRows: rows,
+    positions: new Int32Array(rows).fill(context - 1),
+    rowSeq: Int32Array.from({ length: rows }, (_, i) => i),
+    blockTables: Int32Array.from({ length: numBlocks }, (_, i) => i),
+    maxBlocksPerSeq: blocksPer,
+    slotMapping: new Int32Array(rows).fill(-1),
+  };
+  const q = Float32Array.from({ length: rows * nHeads * headDim }, (_, i) => Math.sin(i * 0.1));
+  const out = new Float32Array(q.length);
+  const ms = fastest(() => k.attention(out, q, kv, 0, meta, nHeads));
+  return (4 * rows * context * nHeads * headDim) / (ms / 1e3) / 1e9;
+}
+
+const k = createNativeKernels({ threads });
+console.log(`# Native kernels benchmark: ${k.name}\n`);
+const bw = memoryBandwidth(k);
+console.log(`Memory read bandwidth (256 MiB, ${threads} thread(s)): ${bw.toFixed(1)} GB/s\n`);
+
+const header = ['dtype', 'shape (rows x cols)', ...Ms.map((M) => `M=${M} GFLOP/s`), 'M=1 GB/s (% of memory)'];
+console.log(`| ${header.join(' | ')} |`);
+console.log(`|${header.map(() => '---').join('|')}|`);
+for (const dtype of dtypes) {
+  for (const [rows, cols, what] of SHAPES) {
+    const w = makeWeight(dtype, rows, cols);
+    const cells = [dtype, `${rows}x${cols} ${what}`];
+    let gbs = '';
+    for (const M of Ms) {
+      const x = Float32Array.from({ length: M * cols }, (_, i) => Math.cos(i * 0.013));
+      const out = new Float32Array(M * rows);
+      const ms = fastest(() => k.matmul(out, x, w, M));
+      cells.push(((2 * rows * cols * M) / (ms / 1e3) / 1e9).toFixed(1));
+      if (M === 1) {
+        const rate = w.data.byteLength / (ms / 1e3) / 1e9;
+        gbs = `${rate.toFixed(1)} (${((100 * rate) / bw).toFixed(0)}%${w.data.byteLength < 32 * 2 ** 20 ? ', fits in L3' : ''})`;
+      }
+    }
+    cells.push(gbs || '-');
+    console.log(`| ${cells.join(' | ')} |`);
+  }
+}
+
+console.log('\nPaged attention at decode (12 heads x 64, one row per sequence, key position = context-1):\n');
+console.log('| rows | context | GFLOP/s |');
+console.log('|---|---|---|');
+for (const [rows, context] of [[1, 512], [32, 256], [64, 512]] as const) {
+  console.log(`| ${rows} | ${context} | ${attentionBench(k, rows, context).toFixed(1)} |`);
+}
+k.close();
