@@ -117,12 +117,24 @@ export async function buildServer(llm: LLM, opts: ServerOptions = {}): Promise<F
     activeRequests: () => active.size,
     async drainAndClose(timeoutMs: number) {
       draining = true;
-      const closed = app.close();
+      const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+      let isClosed = false;
+      const closed = app.close().then(() => {
+        isClosed = true;
+      });
       const deadline = Date.now() + timeoutMs;
-      while (active.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      while (active.size > 0 && Date.now() < deadline) await sleep(20);
       const aborted = active.size;
       for (const g of active) g.abort();
-      await closed;
+      // A keep-alive connection that was busy when close() began turns idle only when its response
+      // ends, and Node would then keep it open until the keep-alive timeout: close such connections
+      // as they go idle, and give the last responses a moment to flush before cutting the rest.
+      const hardStop = Date.now() + 2000;
+      while (!isClosed) {
+        app.server.closeIdleConnections();
+        if (Date.now() > hardStop) app.server.closeAllConnections();
+        await Promise.race([closed, sleep(20)]);
+      }
       return { aborted };
     },
   } satisfies StepwiseServerState);

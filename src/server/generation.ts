@@ -18,7 +18,7 @@ export const RETRY_AFTER_SECONDS = 1;
 export function apiErrorFromEngine(e: unknown, promptParam: string): ApiError {
   if (e instanceof ApiError) return e;
   if (e instanceof QueueFullError) {
-    return new ApiError(429, `the server is overloaded: ${e.message}; retry later`, 'rate_limit_error', null, 'queue_full', {
+    return new ApiError(429, `the server is overloaded: ${e.message}`, 'rate_limit_error', null, 'queue_full', {
       'retry-after': String(RETRY_AFTER_SECONDS),
     });
   }
