@@ -329,7 +329,7 @@ export class Scheduler {
     for (const id of ids) {
       const req = this.seqById.get(id)?.request;
       if (!req || !this.requests.has(req.requestId) || failed.includes(req.requestId)) continue;
-      for (const seq of req.seqs) this.pendingFinished.push(seq.seqId);
+      // Every sequence announced to the runner (this step's new ones too) is queued for dropping.
       this.removeRequest(req, 'abort', now);
       this.counts.failed++;
       failed.push(req.requestId);
@@ -395,7 +395,6 @@ export class Scheduler {
       steps: this.stepCount,
     };
   }
-
 
   // ---------------------------------------------------------------------------------------------
   // One step: decide
