@@ -6,7 +6,8 @@
 // A failed build must not fail the install: Stepwise then runs on its TypeScript kernels, so this
 // script prints a warning saying so and exits 0. STEPWISE_SKIP_NATIVE=1 skips the build.
 //
-// `node scripts/build-native.mjs --cflags` prints the CPU-specific compiler flags binding.gyp uses.
+// `node scripts/build-native.mjs --cflags` prints the CPU-specific compiler flags binding.gyp uses;
+// STEPWISE_NATIVE_PORTABLE=1 builds without them (portable scalar code).
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -16,9 +17,14 @@ import { fileURLToPath } from 'node:url';
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const addonPath = join(root, 'build', 'Release', 'stepwise_kernels.node');
 
-/** Flags for this machine's CPU: -march=native when the compiler takes it, AVX2/FMA/F16C when present. */
+/**
+ * Flags for this machine's CPU: -march=native when the compiler takes it, AVX2/FMA/F16C when
+ * present. STEPWISE_NATIVE_PORTABLE=1 gives none (the portable scalar kernels, for a build that
+ * must run on other CPUs).
+ */
 function cpuFlags() {
   const flags = [];
+  if (process.env.STEPWISE_NATIVE_PORTABLE === '1') return flags;
   const cxx = process.env.CXX || 'c++';
   const probe = spawnSync(cxx, ['-march=native', '-x', 'c++', '-E', '-'], { input: '', stdio: ['pipe', 'ignore', 'ignore'] });
   if (probe.status === 0) flags.push('-march=native');

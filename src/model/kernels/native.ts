@@ -55,8 +55,14 @@ const DTYPE_CODES: Record<DType, number> = { f32: 0, f16: 1, bf16: 2, q8_0: 3, q
 
 const ADDON_FILE = join('build', 'Release', 'stepwise_kernels.node');
 
-/** Where the addon may be: the package root is 3 levels up from src/model/kernels, 4 from dist/src/model/kernels. */
+/**
+ * Where the addon may be: STEPWISE_NATIVE_ADDON when set (another build, e.g. a portable one),
+ * else the package root's build/Release, 3 levels up from src/model/kernels or 4 from
+ * dist/src/model/kernels.
+ */
 function addonCandidates(): string[] {
+  const override = process.env.STEPWISE_NATIVE_ADDON;
+  if (override) return [resolve(override)];
   const here = dirname(fileURLToPath(import.meta.url));
   return [resolve(here, '..', '..', '..', ADDON_FILE), resolve(here, '..', '..', '..', '..', ADDON_FILE)];
 }
