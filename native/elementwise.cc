@@ -45,22 +45,70 @@ void rmsnorm(Context& ctx, float* out, const float* x, const float* weight, int6
   });
 }
 
+namespace {
+
+// Positions the cos/sin table may cover (16 MiB at ropeDim 128); rows beyond compute their own.
+constexpr int64_t kRopeTablePositions = 1 << 14;
+
+/**
+ * Makes ctx.rope cover positions 0..maxPos for (theta, ropeDim). Angles and their cos/sin are
+ * computed in double exactly as the reference does, once per position instead of once per call.
+ */
+void ensureRopeTable(Context& ctx, double theta, int64_t ropeDim, int64_t maxPos) {
+  RopeTable& t = ctx.rope;
+  if (t.theta != theta || t.ropeDim != ropeDim) {
+    t.theta = theta;
+    t.ropeDim = ropeDim;
+    t.positions = 0;
+    t.cos.clear();
+    t.sin.clear();
+  }
+  if (maxPos < t.positions) return;
+  const int64_t half = ropeDim / 2;
+  const int64_t n = std::min(kRopeTablePositions, std::max<int64_t>(maxPos + 1, 2 * t.positions));
+  std::vector<double> freqs(static_cast<size_t>(half));
+  for (int64_t i = 0; i < half; i++) {
+    freqs[static_cast<size_t>(i)] = std::pow(theta, static_cast<double>(-2 * i) / static_cast<double>(ropeDim));
+  }
+  t.cos.resize(static_cast<size_t>(n * half));
+  t.sin.resize(static_cast<size_t>(n * half));
+  for (int64_t p = t.positions; p < n; p++) {
+    for (int64_t i = 0; i < half; i++) {
+      const double angle = static_cast<double>(p) * freqs[static_cast<size_t>(i)];
+      t.cos[static_cast<size_t>(p * half + i)] = std::cos(angle);
+      t.sin[static_cast<size_t>(p * half + i)] = std::sin(angle);
+    }
+  }
+  t.positions = n;
+}
+
+}  // namespace
+
 void rope(Context& ctx, float* x, const int32_t* positions, int64_t M, int64_t nHeads, int64_t headDim,
           int64_t ropeDim, double theta) {
   const int64_t half = ropeDim / 2;
-  std::vector<double> freqs(static_cast<size_t>(half));
-  for (int64_t i = 0; i < half; i++) freqs[static_cast<size_t>(i)] = std::pow(theta, static_cast<double>(-2 * i) / static_cast<double>(ropeDim));
+  // Positions the table covers read it; others (negative, or very large) compute the same values.
+  int64_t maxPos = -1;
+  for (int64_t m = 0; m < M; m++) maxPos = std::max<int64_t>(maxPos, positions[m]);
+  if (maxPos >= 0) ensureRopeTable(ctx, theta, ropeDim, maxPos);
+  const RopeTable& table = ctx.rope;
   const int64_t width = nHeads * headDim;
   const int64_t rowsPerTask = std::max<int64_t>(1, kParallelElems / std::max<int64_t>(1, width));
   const int64_t tasks = M * width >= kParallelElems ? (M + rowsPerTask - 1) / rowsPerTask : 1;
   const int64_t per = (M + tasks - 1) / tasks;
   ctx.pool.parallelFor(tasks, [&](int64_t t, int) {
     for (int64_t m = t * per; m < std::min(M, (t + 1) * per); m++) {
-      const double pos = positions[m];
+      const int64_t pos = positions[m];
       for (int64_t i = 0; i < half; i++) {
-        const double angle = pos * freqs[static_cast<size_t>(i)];
-        const double c = std::cos(angle);
-        const double s = std::sin(angle);
+        double c, s;
+        if (pos >= 0 && pos < table.positions) {
+          c = table.cos[static_cast<size_t>(pos * half + i)];
+          s = table.sin[static_cast<size_t>(pos * half + i)];
+        } else {
+          const double angle = static_cast<double>(pos) * std::pow(theta, static_cast<double>(-2 * i) / static_cast<double>(ropeDim));
+          c = std::cos(angle);
+          s = std::sin(angle);
+        }
         for (int64_t h = 0; h < nHeads; h++) {
           float* p = x + m * width + h * headDim + 2 * i;
           const double a = p[0];

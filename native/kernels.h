@@ -20,10 +20,19 @@ struct Scratch {
   }
 };
 
+/** cos/sin of pos * theta^(-2i/ropeDim) for positions 0..n-1, i < ropeDim/2, row-major by position. */
+struct RopeTable {
+  double theta = 0;
+  int64_t ropeDim = -1;
+  int64_t positions = 0;
+  std::vector<double> cos, sin;
+};
+
 struct Context {
   explicit Context(int threads) : pool(threads), scratch(static_cast<size_t>(pool.size())) {}
   ThreadPool pool;
   std::vector<Scratch> scratch;
+  RopeTable rope;
 };
 
 /** out[m*N + n] = sum_k x[m*K + k] * W[n][k] for m < M; W is N x K of type dt. */

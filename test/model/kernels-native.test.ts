@@ -208,6 +208,25 @@ describe('native kernels', { skip }, () => {
     assertSameBits(o1, o2, 'add');
   });
 
+  it('rope gives a position the same bits whether its angles come from the cached table or not', () => {
+    const width = 2 * 64;
+    const x = randomF32(4 * width, 8);
+    const positions = Int32Array.from([5, 20000, -3, 3000]);
+    const fresh = createNativeKernels({ threads: 1 });
+    const results = [0, 1, 2, 3].map((m) => {
+      const row = x.slice(m * width, (m + 1) * width);
+      fresh.rope(row, positions.subarray(m, m + 1), 1, 2, 64, 64, 10000);
+      return row;
+    });
+    fresh.close();
+    const all = x.slice();
+    nk.rope(all, positions, 4, 2, 64, 64, 10000); // the table has grown past 5 and 3000 by now
+    const want = x.slice();
+    ref.rope(want, positions, 4, 2, 64, 64, 10000);
+    assertClose(all, want, 'rope at 5, 20000, -3, 3000');
+    for (let m = 0; m < 4; m++) assertSameBits(results[m]!, all.subarray(m * width, (m + 1) * width), `position ${positions[m]}`);
+  });
+
   it('elementwise kernels are row-invariant, including the sizes that leave a vector tail', () => {
     const width = 172; // not a multiple of 8, like stories260K's hidden size
     const gate = randomF32(3 * width, 1, 8);
