@@ -1,0 +1,97 @@
+// `stepwise make-model`: writes a deterministic random-weight GGUF model (see src/model/make-model.ts).
+import { parseArgs } from 'node:util';
+import { makeModel, PRESETS, type ModelPreset } from '../model/make-model.js';
+import { DTYPES, isDType } from '../model/quant.js';
+import { ModelFileError } from '../model/loaders/errors.js';
+
+const HELP = `Usage: stepwise make-model --preset tiny|small|110m --dtype TYPE --seed N --out FILE [options]
+
+  --preset NAME     tiny (dim 64, 2 layers, vocab 512), small (dim 256, 4 layers, vocab 4096),
+                    110m (dim 768, 12 layers, vocab 32000)
+  --dtype TYPE      ${DTYPES.join(', ')} (default f32); k-quants fall back to q4_0/q8_0 for
+                    matrices whose rows are not a multiple of 256
+  --seed N          random seed (default 0); the same seed writes the same bytes
+  --out FILE        where to write the .gguf file
+  --vocab FILE      llama2.c tokenizer.bin to take the vocabulary from (default: synthetic)
+  --tied            share the embedding with the output projection
+  --untied          separate output projection
+  --kv-heads N      key/value heads (must divide the preset's heads)`;
+
+/** Prints a usage mistake and returns the exit code for it (no stack trace). */
+function usageError(msg: string): number {
+  process.stderr.write(`stepwise make-model: ${msg}\n(see stepwise make-model --help)\n`);
+  return 2;
+}
+
+export async function runMakeModel(argv: string[]): Promise<number> {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        preset: { type: 'string' },
+        dtype: { type: 'string', default: 'f32' },
+        seed: { type: 'string', default: '0' },
+        out: { type: 'string' },
+        vocab: { type: 'string' },
+        tied: { type: 'boolean' },
+        untied: { type: 'boolean' },
+        'kv-heads': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (e) {
+    return usageError((e as Error).message);
+  }
+  if (values.help) {
+    process.stdout.write(HELP + '\n');
+    return 0;
+  }
+  const preset = values.preset as string | undefined;
+  if (preset === undefined) return usageError('--preset is required (tiny, small or 110m)');
+  if (!Object.prototype.hasOwnProperty.call(PRESETS, preset)) return usageError(`unknown --preset '${preset}' (tiny, small or 110m)`);
+  const dtype = values.dtype as string;
+  if (!isDType(dtype)) return usageError(`unknown --dtype '${dtype}' (${DTYPES.join(', ')})`);
+  const seedText = values.seed as string;
+  const seed = Number(seedText);
+  if (!/^-?\d+$/.test(seedText.trim()) || !Number.isSafeInteger(seed)) return usageError(`--seed must be an integer, got '${seedText}'`);
+  const out = values.out as string | undefined;
+  if (!out) return usageError('--out FILE is required');
+  if (values.tied && values.untied) return usageError('--tied and --untied exclude each other');
+  let nKvHeads: number | undefined;
+  if (values['kv-heads'] !== undefined) {
+    const raw = values['kv-heads'] as string;
+    nKvHeads = Number(raw);
+    const nHeads = PRESETS[preset as ModelPreset].nHeads;
+    if (!/^\d+$/.test(raw.trim()) || nKvHeads < 1 || nHeads % nKvHeads !== 0) {
+      return usageError(`--kv-heads must be a positive divisor of the preset's ${nHeads} heads, got '${raw}'`);
+    }
+  }
+  const t0 = performance.now();
+  try {
+    const s = await makeModel({
+      preset: preset as ModelPreset,
+      dtype,
+      seed,
+      out,
+      vocab: values.vocab as string | undefined,
+      tied: values.tied ? true : values.untied ? false : undefined,
+      nKvHeads,
+    });
+    const types = Object.entries(s.tensorsByDtype).map(([d, n]) => `${n} ${d}`).join(', ');
+    process.stdout.write(
+      `wrote ${s.path}: ${preset} ${dtype}, ${(s.params / 1e6).toFixed(2)}M params, ${(s.bytes / 2 ** 20).toFixed(1)} MiB of tensors ` +
+        `(${types}), vocab ${s.shape.vocabSize}, ${s.shape.tied ? 'tied' : 'untied'}, ${s.shape.nKvHeads} kv heads, ` +
+        `${((performance.now() - t0) / 1000).toFixed(1)} s\n`,
+    );
+    return 0;
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (e instanceof ModelFileError) process.stderr.write(`stepwise make-model: ${err.message}\n`);
+    else if (err.code) process.stderr.write(`stepwise make-model: cannot write ${out}: ${err.message}\n`);
+    else throw e;
+    return 1;
+  }
+}

@@ -1,0 +1,271 @@
+// Deterministic random-weight Llama models written as GGUF v3, loadable by llama.cpp and Stepwise.
+// They let every test and benchmark run on a model of a realistic shape without downloading one.
+//
+// Every tensor draws from its own stream, seeded by (seed, tensor name), so a tensor's values do not
+// depend on the dtype, on tying, or on which other tensors exist: the q8_0 and f32 files of one seed
+// are the same model up to quantization.
+//
+// Weight scales keep activations O(1) through the layers, make the output depend on the context
+// (not only on the current token), and make logits decisive:
+//   - embeddings ~ N(0, (EMBED_SCALE^2)/dim): small next to the layers' contributions, so the final
+//     state is mostly what attention and the FFNs computed from the context. (RMSNorm rescales the
+//     embedding to unit RMS before layer 0 reads it, so its absolute size does not matter there.)
+//     A tied output then gives the current token only a small bonus to repeat itself, instead of
+//     the e.e = |e|^2 that would make greedy decoding echo its input;
+//   - q/k ~ N(0, 2/dim): attention scores q.k/sqrt(headDim) have std ~2, so heads attend
+//     selectively and results depend on positions (RoPE) and on the right KV entries;
+//   - v/gate/up ~ N(0, 1/dim): unit-variance outputs after RMSNorm;
+//   - wo/down ~ N(0, 1/(fanIn * 2L)): the 2L residual branches add O(1) variance in total for
+//     any depth (GPT-2's residual scaling);
+//   - norm weights 1 + N(0, 0.1^2);
+//   - logits get std ~LOGIT_STD (via the output matrix, or when tied via the final norm, whose
+//     weights are then ~LOGIT_STD/EMBED_SCALE since the embedding is small), wide
+//     enough that greedy choices are far apart relative to float rounding noise.
+
+import type { DType } from './weights.js';
+import { DTYPE_INFO, quantize } from './quant.js';
+import { writeGgufFile, ggufValue, type GgufTensorSpec, type GgufTypedValue } from './loaders/gguf-writer.js';
+import { readLlama2cVocab } from './loaders/llama2c-vocab.js';
+import { spmVocabFromLlama2c, syntheticVocab, type SpmVocab } from './synthetic-vocab.js';
+
+export type ModelPreset = 'tiny' | 'small' | '110m';
+
+export interface PresetShape {
+  dim: number;
+  hiddenDim: number;
+  nLayers: number;
+  nHeads: number;
+  nKvHeads: number;
+  vocabSize: number;
+  contextLength: number;
+  tied: boolean;
+}
+
+export const PRESETS: Record<ModelPreset, PresetShape> = {
+  tiny: { dim: 64, hiddenDim: 192, nLayers: 2, nHeads: 8, nKvHeads: 4, vocabSize: 512, contextLength: 512, tied: true },
+  small: { dim: 256, hiddenDim: 768, nLayers: 4, nHeads: 8, nKvHeads: 4, vocabSize: 4096, contextLength: 1024, tied: false },
+  '110m': { dim: 768, hiddenDim: 2048, nLayers: 12, nHeads: 12, nKvHeads: 12, vocabSize: 32000, contextLength: 1024, tied: false },
+};
+
+export interface MakeModelOptions {
+  preset: ModelPreset;
+  dtype: DType;
+  seed: number;
+  out: string;
+  /** A llama2.c tokenizer.bin whose vocabulary the model gets (its size overrides the preset's). */
+  vocab?: string;
+  tied?: boolean;
+  nKvHeads?: number;
+}
+
+export interface MakeModelSummary {
+  path: string;
+  params: number;
+  bytes: number;
+  /** Tensors written per dtype (k-quants fall back when a row is not a multiple of 256). */
+  tensorsByDtype: Partial<Record<DType, number>>;
+  shape: PresetShape;
+}
+
+const LOGIT_STD = 3;
+const NORM_JITTER = 0.1;
+const EMBED_SCALE = 0.25;
+
+/** llama_ftype values for general.file_type ("mostly X"). */
+const FILE_TYPE: Record<DType, number> = { f32: 0, f16: 1, q4_0: 2, q8_0: 7, q4_k: 14, q6_k: 18, bf16: 32 };
+
+/**
+ * The dtype a matrix with `cols` inputs is stored in. K-quants need rows of whole 256-blocks; like
+ * llama.cpp's quantizer, rows that are not fall back to a 32-block type of similar size.
+ */
+export function storageDtype(dtype: DType, cols: number): DType {
+  if (cols % DTYPE_INFO[dtype].blockSize === 0) return dtype;
+  if (dtype === 'q4_k') return 'q4_0';
+  if (dtype === 'q6_k') return 'q8_0';
+  throw new RangeError(`cannot store a ${cols}-wide matrix as ${dtype}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Random numbers: splitmix32-style seeding into xoshiro128**, normals by Box-Muller.
+
+/** 32-bit FNV-1a of a string, to key a tensor's stream by its name. */
+function hashString(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
+
+function splitmix32(state: { s: number }): number {
+  let z = (state.s = (state.s + 0x9e3779b9) | 0);
+  z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
+  z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
+  return (z ^ (z >>> 16)) >>> 0;
+}
+
+export class Xoshiro128 {
+  private a: number;
+  private b: number;
+  private c: number;
+  private d: number;
+
+  constructor(seed: number, stream = 0) {
+    // Low and high 32 bits of the seed and the stream id each pass through the mixer.
+    const st = { s: seed | 0 };
+    st.s = splitmix32(st) ^ (Math.floor(seed / 2 ** 32) | 0);
+    st.s = splitmix32(st) ^ stream;
+    this.a = splitmix32(st);
+    this.b = splitmix32(st);
+    this.c = splitmix32(st);
+    this.d = splitmix32(st);
+    if ((this.a | this.b | this.c | this.d) === 0) this.a = 1;
+  }
+
+  /** Uniform 32-bit unsigned integer. */
+  nextU32(): number {
+    const r = Math.imul(rotl(Math.imul(this.b, 5), 7), 9) >>> 0;
+    const t = this.b << 9;
+    this.c ^= this.a;
+    this.d ^= this.b;
+    this.b ^= this.c;
+    this.a ^= this.d;
+    this.c ^= t;
+    this.d = rotl(this.d, 11);
+    return r;
+  }
+
+  /** Uniform in (0, 1): never 0, so log() is safe. */
+  nextOpen(): number {
+    return ((this.nextU32() >>> 8) + 0.5) / 16777216;
+  }
+
+  /** Fills out with N(0, std^2) samples. */
+  fillNormal(out: Float32Array, std: number, mean = 0): void {
+    for (let i = 0; i < out.length; i += 2) {
+      const r = Math.sqrt(-2 * Math.log(this.nextOpen())) * std;
+      const th = 2 * Math.PI * this.nextOpen();
+      out[i] = mean + r * Math.cos(th);
+      if (i + 1 < out.length) out[i + 1] = mean + r * Math.sin(th);
+    }
+  }
+}
+
+function rotl(x: number, k: number): number {
+  return (x << k) | (x >>> (32 - k));
+}
+
+function randomTensor(seed: number, name: string, n: number, std: number, mean = 0): Float32Array {
+  const out = new Float32Array(n);
+  new Xoshiro128(seed, hashString(name)).fillNormal(out, std, mean);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function checkOptions(o: MakeModelOptions): void {
+  if (!Object.prototype.hasOwnProperty.call(PRESETS, o.preset)) throw new RangeError(`unknown preset '${o.preset}' (tiny, small, 110m)`);
+  if (!Object.prototype.hasOwnProperty.call(DTYPE_INFO, o.dtype)) throw new RangeError(`unknown dtype '${o.dtype}' (${Object.keys(DTYPE_INFO).join(', ')})`);
+  if (!Number.isSafeInteger(o.seed)) throw new RangeError(`seed must be an integer, got ${o.seed}`);
+  if (o.nKvHeads !== undefined) {
+    const nHeads = PRESETS[o.preset].nHeads;
+    if (!Number.isInteger(o.nKvHeads) || o.nKvHeads < 1 || nHeads % o.nKvHeads !== 0) {
+      throw new RangeError(`kv heads must divide the preset's ${nHeads} heads, got ${o.nKvHeads}`);
+    }
+  }
+}
+
+export async function makeModel(opts: MakeModelOptions): Promise<MakeModelSummary> {
+  checkOptions(opts);
+  const vocab: SpmVocab = opts.vocab
+    ? (() => {
+        const v = readLlama2cVocab(opts.vocab);
+        return spmVocabFromLlama2c(v.pieces, v.scores);
+      })()
+    : syntheticVocab(PRESETS[opts.preset].vocabSize);
+  const shape: PresetShape = {
+    ...PRESETS[opts.preset],
+    vocabSize: vocab.pieces.length,
+    ...(opts.tied !== undefined ? { tied: opts.tied } : {}),
+    ...(opts.nKvHeads !== undefined ? { nKvHeads: opts.nKvHeads } : {}),
+  };
+  const { dim, hiddenDim, nLayers, nHeads, nKvHeads, vocabSize } = shape;
+  const headDim = dim / nHeads;
+  const seed = opts.seed;
+
+  const tensors: GgufTensorSpec[] = [];
+  const tensorsByDtype: Partial<Record<DType, number>> = {};
+  let params = 0;
+  let bytes = 0;
+  const matrix = (name: string, rows: number, cols: number, std: number): void => {
+    const dtype = storageDtype(opts.dtype, cols);
+    tensorsByDtype[dtype] = (tensorsByDtype[dtype] ?? 0) + 1;
+    params += rows * cols;
+    bytes += (rows * cols / DTYPE_INFO[dtype].blockSize) * DTYPE_INFO[dtype].blockBytes;
+    tensors.push({
+      name,
+      type: dtype,
+      dims: [cols, rows],
+      data: () => {
+        const values = randomTensor(seed, name, rows * cols, std);
+        return dtype === 'f32' ? new Uint8Array(values.buffer) : quantize(dtype, values, rows, cols);
+      },
+    });
+  };
+  const norm = (name: string, scale = 1): void => {
+    tensorsByDtype.f32 = (tensorsByDtype.f32 ?? 0) + 1;
+    params += dim;
+    bytes += dim * 4;
+    tensors.push({ name, type: 'f32', dims: [dim], data: () => new Uint8Array(randomTensor(seed, name, dim, NORM_JITTER * scale, scale).buffer) });
+  };
+
+  const branchScale = 1 / Math.sqrt(2 * nLayers);
+  const unit = 1 / Math.sqrt(dim);
+  matrix('token_embd.weight', vocabSize, dim, EMBED_SCALE * unit);
+  for (let l = 0; l < nLayers; l++) {
+    const p = `blk.${l}.`;
+    norm(`${p}attn_norm.weight`);
+    matrix(`${p}attn_q.weight`, nHeads * headDim, dim, Math.SQRT2 * unit);
+    matrix(`${p}attn_k.weight`, nKvHeads * headDim, dim, Math.SQRT2 * unit);
+    matrix(`${p}attn_v.weight`, nKvHeads * headDim, dim, unit);
+    matrix(`${p}attn_output.weight`, dim, nHeads * headDim, branchScale / Math.sqrt(nHeads * headDim));
+    norm(`${p}ffn_norm.weight`);
+    matrix(`${p}ffn_gate.weight`, hiddenDim, dim, unit);
+    matrix(`${p}ffn_up.weight`, hiddenDim, dim, unit);
+    matrix(`${p}ffn_down.weight`, dim, hiddenDim, branchScale / Math.sqrt(hiddenDim));
+  }
+  // Logits = W_out . (normed x), x with unit RMS: std(W_out) * sqrt(dim) * norm weight per logit.
+  if (shape.tied) {
+    norm('output_norm.weight', LOGIT_STD / EMBED_SCALE);
+  } else {
+    norm('output_norm.weight');
+    matrix('output.weight', vocabSize, dim, LOGIT_STD * unit);
+  }
+
+  const quantized = opts.dtype !== 'f32' && opts.dtype !== 'f16' && opts.dtype !== 'bf16';
+  const metadata: Array<[string, GgufTypedValue]> = [
+    ['general.architecture', ggufValue.string('llama')],
+    ['general.name', ggufValue.string(`stepwise-${opts.preset}-${opts.dtype}-seed${seed}`)],
+    ['general.file_type', ggufValue.u32(FILE_TYPE[opts.dtype])],
+    ...(quantized ? [['general.quantization_version', ggufValue.u32(2)] as [string, GgufTypedValue]] : []),
+    ['llama.vocab_size', ggufValue.u32(vocabSize)],
+    ['llama.context_length', ggufValue.u32(shape.contextLength)],
+    ['llama.embedding_length', ggufValue.u32(dim)],
+    ['llama.block_count', ggufValue.u32(nLayers)],
+    ['llama.feed_forward_length', ggufValue.u32(hiddenDim)],
+    ['llama.rope.dimension_count', ggufValue.u32(headDim)],
+    ['llama.rope.freq_base', ggufValue.f32(10000)],
+    ['llama.attention.head_count', ggufValue.u32(nHeads)],
+    ['llama.attention.head_count_kv', ggufValue.u32(nKvHeads)],
+    ['llama.attention.layer_norm_rms_epsilon', ggufValue.f32(1e-5)],
+    ['tokenizer.ggml.model', ggufValue.string('llama')],
+    ['tokenizer.ggml.tokens', ggufValue.array('string', vocab.pieces)],
+    ['tokenizer.ggml.scores', ggufValue.array('f32', vocab.scores)],
+    ['tokenizer.ggml.token_type', ggufValue.array('i32', vocab.tokenTypes)],
+    ['tokenizer.ggml.bos_token_id', ggufValue.u32(1)],
+    ['tokenizer.ggml.eos_token_id', ggufValue.u32(2)],
+    ['tokenizer.ggml.unknown_token_id', ggufValue.u32(0)],
+    ['tokenizer.ggml.add_bos_token', ggufValue.bool(true)],
+    ['tokenizer.ggml.add_eos_token', ggufValue.bool(false)],
+  ];
+  writeGgufFile(opts.out, { metadata, tensors });
+  return { path: opts.out, params, bytes, tensorsByDtype, shape };
+}
