@@ -17,6 +17,8 @@ export interface RunResult {
   compute: ComputeUtilization | null;
   numSteps: number | null;
   numPreemptions: number | null;
+  /** Decode tokens per second of engine time over steps that did no prefill (null without a trace). */
+  decodeThroughput: number | null;
   records: RequestRecord[];
   /** Only for Stepwise runs. */
   steps?: StepRecord[];
@@ -115,6 +117,7 @@ function runJson(x: RunResult) {
     saturated_steps: x.slot?.saturatedSteps ?? null,
     compute_utilization: x.compute?.utilization ?? null,
     achieved_gflops: x.compute ? x.compute.achievedFlops / 1e9 : null,
+    decode_throughput: x.decodeThroughput,
     num_steps: x.numSteps,
     num_preemptions: x.numPreemptions,
     ttft_ms: dist(m.ttftMs),

@@ -109,8 +109,9 @@ export function throughputTable(r: BenchResults, format: TableFormat): string {
     fmt.num(x.metrics.requestThroughput, 2),
     fmt.num(x.metrics.outputThroughput),
     fmt.num(x.metrics.totalTokenThroughput),
+    fmt.num(x.decodeThroughput),
     x.numSteps === null ? '–' : String(x.numSteps),
     x.numPreemptions === null ? '–' : String(x.numPreemptions),
   ]);
-  return formatTable(['run', 'completed', 'duration s', 'req/s', 'output tok/s', 'total tok/s', 'steps', 'preemptions'], rows, format);
+  return formatTable(['run', 'completed', 'duration s', 'req/s', 'output tok/s', 'total tok/s', 'decode-step tok/s', 'steps', 'preemptions'], rows, format);
 }

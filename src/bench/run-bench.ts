@@ -1,0 +1,210 @@
+// One benchmark run end to end: build the workload once, run it under each batching policy (a fresh
+// engine per policy, same model, same workload), optionally through the llama.cpp peer or a remote
+// server, and gather every figure into BenchResults.
+import { availableParallelism } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { LLM, type LoadOptions } from '../llm.js';
+import type { BatchingPolicy, StepRecord } from '../engine/step-trace.js';
+import type { ModelConfig } from '../model/config.js';
+import type { Tokenizer } from '../model/tokenizer-types.js';
+import { readModelHeader, type ModelHeader } from '../model/loaders/header.js';
+import { getKernels } from '../model/kernels/index.js';
+import { tokenizerFromGguf, tokenizerFromLlama2cFile } from '../model/tokenizer.js';
+import { computeMetrics, type RequestRecord } from './metrics.js';
+import { buildWorkload, workloadTotals, type Workload, type WorkloadSpec, type WorkloadTarget } from './workload.js';
+import { runOffline, warmUp } from './offline.js';
+import { runOnline } from './online.js';
+import { runLlamaCpp } from './peers/llama-cpp.js';
+import { measurePeakFlops } from './peak.js';
+import { computeUtilization, matmulParams, slotCapacity, slotUtilization } from './utilization.js';
+import { buildTimeline } from './timeline.js';
+import type { BenchResults, RunResult } from './results.js';
+import type { Progress } from './progress.js';
+import { WorkloadError } from './errors.js';
+import { basename } from 'node:path';
+
+export interface BenchOptions {
+  /** Model file: run in process (offline), and/or give the workload its vocabulary and the peer its GGUF. */
+  model?: string;
+  /** OpenAI-compatible server to measure (online mode). */
+  url?: string;
+  servedModelName?: string;
+  apiKey?: string;
+  useText?: boolean;
+  /** Vocabulary size for synthetic prompts when no --model is given (online mode). */
+  vocabSize?: number;
+  workload: WorkloadSpec;
+  /** Stepwise policies to run, in order (offline mode). */
+  policies: BatchingPolicy[];
+  peer?: 'llama.cpp';
+  load: LoadOptions;
+  progress: Progress;
+  /** Called with each finished run (to print its timeline, say). */
+  onRun?: (run: RunResult) => void;
+}
+
+export async function runBenchmark(o: BenchOptions): Promise<BenchResults> {
+  const wall0 = performance.now();
+  const startedAt = new Date().toISOString();
+  const header = o.model ? await readModelHeader(o.model) : undefined;
+  const tokenizer = header ? modelTokenizer(header, o.load.tokenizer) : null;
+  const workload = buildWorkload(o.workload, workloadTarget(header, tokenizer, o));
+  if (workload.clipped > 0) o.progress.note(`note: ${workload.clipped} of ${workload.requests.length} requests clipped to fit the ${workloadTarget(header, tokenizer, o).maxModelLen}-token context`);
+  const totals = workloadTotals(workload);
+  const results: BenchResults = {
+    mode: o.url ? 'online' : 'offline',
+    startedAt,
+    model: { name: o.model ? basename(o.model) : (o.servedModelName ?? o.url ?? '?') },
+    workload: {
+      name: workload.name,
+      description: workload.description,
+      seed: workload.seed,
+      numRequests: workload.requests.length,
+      promptTokens: totals.promptTokens,
+      outputTokens: totals.outputTokens,
+      clipped: workload.clipped,
+    },
+    runs: [],
+    wallS: 0,
+  };
+  if (header) {
+    results.model.params = matmulParams(header.config);
+    results.model.contextLength = header.config.contextLength;
+  }
+
+  if (o.url) {
+    const label = 'server';
+    o.progress.stage(label, workload.requests.length);
+    const run = await runOnline(workload, { url: o.url, model: o.servedModelName, apiKey: o.apiKey, useText: o.useText, onRequestDone: () => o.progress.tick() });
+    results.model.name = run.model;
+    const r = remoteResult('online', `server ${run.model}`, run.records, run.durationMs);
+    o.progress.done(summaryLine(r));
+    results.runs.push(r);
+    o.onRun?.(r);
+  }
+
+  let threads = o.load.threads ?? availableParallelism();
+  let maxNumSeqs = o.load.maxNumSeqs ?? 64;
+  if (!o.url) {
+    for (const policy of o.policies) {
+      const llm = await LLM.load(o.model!, { ...o.load, policy });
+      try {
+        const opts = llm.options;
+        threads = opts.threads;
+        maxNumSeqs = opts.maxNumSeqs;
+        if (results.peakFlops === undefined) {
+          results.model.backend = llm.backend;
+          results.model.threads = opts.threads;
+          results.engine = {
+            max_num_seqs: opts.maxNumSeqs,
+            max_num_batched_tokens: opts.maxNumBatchedTokens,
+            static_batch_size: Math.min(opts.staticBatchSize, opts.maxNumSeqs),
+            num_blocks: opts.numBlocks,
+            block_size: opts.blockSize,
+            prefix_caching: opts.enablePrefixCaching,
+            max_model_len: opts.maxModelLen,
+          };
+          o.progress.note(`measuring the kernels' peak (${llm.backend})...`);
+          results.peakFlops = measurePeakFlops(await getKernels(opts.backend, { threads: opts.threads })).flops;
+        }
+        await warmUp(llm, header!.config.vocabSize, tokenizer?.bosId ?? (header!.format === 'llama2c' ? 1 : undefined));
+        const label = policyLabel(policy, Math.min(opts.staticBatchSize, opts.maxNumSeqs));
+        o.progress.stage(label, workload.requests.length);
+        const run = await runOffline(llm, workload, { onRequestDone: () => o.progress.tick() });
+        const r = stepwiseResult(policy, label, run, header!.config, slotCapacity(policy, opts.maxNumSeqs, opts.staticBatchSize), results.peakFlops);
+        o.progress.done(summaryLine(r));
+        results.runs.push(r);
+        o.onRun?.(r);
+      } finally {
+        await llm.close();
+      }
+    }
+  }
+
+  if (o.peer === 'llama.cpp') {
+    if (!o.model || header?.format !== 'gguf') throw new WorkloadError('--peer llama.cpp needs --model with a GGUF file (llama.cpp cannot read llama2.c checkpoints)');
+    o.progress.stage('llama.cpp', workload.requests.length);
+    const run = await runLlamaCpp(workload, { modelPath: o.model, threads, concurrency: maxNumSeqs, onRequestDone: () => o.progress.tick() });
+    const r = { ...remoteResult('llama.cpp', `llama.cpp (${run.concurrency} seqs)`, run.records, run.durationMs), version: run.version };
+    o.progress.done(summaryLine(r));
+    results.peer = r;
+    o.onRun?.(r);
+  }
+  results.wallS = (performance.now() - wall0) / 1000;
+  return results;
+}
+
+export function policyLabel(policy: BatchingPolicy, staticBatch: number): string {
+  if (policy === 'none') return 'no batching';
+  if (policy === 'static') return `static (batch ${staticBatch})`;
+  return 'continuous';
+}
+
+function modelTokenizer(h: ModelHeader, tokenizerFile: string | undefined): Tokenizer | null {
+  if (tokenizerFile) return tokenizerFromLlama2cFile(tokenizerFile);
+  return h.format === 'gguf' ? tokenizerFromGguf(h.metadata) : null;
+}
+
+function workloadTarget(h: ModelHeader | undefined, tokenizer: Tokenizer | null, o: BenchOptions): WorkloadTarget {
+  if (!h) {
+    if (o.workload.kind === 'sharegpt') throw new WorkloadError('the sharegpt workload needs --model (its tokenizer measures the conversations)');
+    if (o.vocabSize === undefined) throw new WorkloadError('synthetic prompts are token ids: give --model (a local copy of the served model) or --vocab-size N');
+    return { vocabSize: o.vocabSize, maxModelLen: o.load.maxModelLen, tokenizer: null };
+  }
+  const ctx = h.config.contextLength;
+  return {
+    vocabSize: h.config.vocabSize,
+    bosId: tokenizer?.bosId ?? (h.format === 'llama2c' ? 1 : undefined),
+    maxModelLen: Math.min(o.load.maxModelLen ?? ctx, ctx),
+    tokenizer,
+  };
+}
+
+/** Decode tokens per second of engine time, over the steps that did no prefill work. */
+export function decodeThroughput(steps: readonly StepRecord[]): number | null {
+  let tokens = 0;
+  let ms = 0;
+  for (const s of steps) {
+    if (s.numPrefillTokens > 0 || s.numDecodeTokens === 0) continue;
+    tokens += s.numDecodeTokens;
+    ms += s.totalMs;
+  }
+  return ms > 0 ? tokens / (ms / 1000) : null;
+}
+
+function stepwiseResult(
+  policy: BatchingPolicy,
+  label: string,
+  run: Awaited<ReturnType<typeof runOffline>>,
+  config: ModelConfig,
+  capacity: number,
+  peakFlops: number | undefined,
+): RunResult {
+  const metrics = computeMetrics(run.records, run.durationMs);
+  return {
+    policy,
+    label,
+    metrics,
+    slot: slotUtilization(run.steps, capacity),
+    compute: peakFlops ? computeUtilization(run.steps, config, metrics.durationS, peakFlops) : null,
+    numSteps: run.steps.length,
+    numPreemptions: run.numPreemptions,
+    decodeThroughput: decodeThroughput(run.steps),
+    records: run.records,
+    steps: run.steps,
+    timeline: buildTimeline(run.steps, run.timelineRequests),
+  };
+}
+
+function remoteResult(policy: 'online' | 'llama.cpp', label: string, records: RequestRecord[], durationMs: number): RunResult {
+  return { policy, label, metrics: computeMetrics(records, durationMs), slot: null, compute: null, numSteps: null, numPreemptions: null, decodeThroughput: null, records };
+}
+
+function summaryLine(r: RunResult): string {
+  const m = r.metrics;
+  const util = r.slot ? `, slot util ${r.slot.saturated === null ? '–' : (r.slot.saturated * 100).toFixed(0) + '%'} saturated / ${(r.slot.overall * 100).toFixed(0)}% overall` : '';
+  const failed = m.failed ? `, ${m.failed} FAILED` : '';
+  return `${r.label}: ${m.completed} requests in ${m.durationS.toFixed(2)} s, ${m.outputThroughput.toFixed(1)} output tok/s${util}${failed}`;
+}
+
+export type { Workload };

@@ -1,0 +1,241 @@
+// `stepwise bench`: runs a workload through the engine under one or more batching policies (or
+// against a remote OpenAI-compatible server, or llama.cpp), prints the seed's comparison table with
+// our numbers beside it, and writes the report.
+import { parseArgs } from 'node:util';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import type { BatchingPolicy } from '../engine/step-trace.js';
+import { ENGINE_FLAG_OPTIONS, ENGINE_FLAGS_HELP, engineOptionsFromFlags, parseIntFlag } from './engine-flags.js';
+import { UsageError } from './usage-error.js';
+import { parseDistribution } from '../bench/distributions.js';
+import type { ArrivalSpec, WorkloadKind, WorkloadSpec } from '../bench/workload.js';
+import { runBenchmark } from '../bench/run-bench.js';
+import { createProgress } from '../bench/progress.js';
+import { comparisonTable, latencyTable, ratioTable, throughputTable } from '../bench/tables.js';
+import { renderAsciiTimeline } from '../bench/timeline.js';
+import { resultsJson } from '../bench/results.js';
+import { writeReport } from '../bench/report.js';
+import { WorkloadError } from '../bench/errors.js';
+
+const HELP = `Usage: stepwise bench (--model FILE | --url URL) [options]
+
+Measures throughput and latency (TTFT, TPOT, ITL, E2E as vLLM defines them) and slot/compute
+utilisation, and compares batching policies: stepwise bench --model M --compare none,static,continuous
+
+Target:
+  --model FILE                  GGUF or llama2.c checkpoint, run in this process (offline mode)
+  --url URL                     measure an OpenAI-compatible server instead (online mode:
+                                streaming /v1/completions; Stepwise, llama.cpp's server, vLLM...)
+  --served-model-name NAME      model name sent to --url (default: the first of /v1/models)
+  --api-key KEY                 bearer token for --url
+  --use-text                    send prompt text instead of token ids (ShareGPT workloads)
+  --vocab-size N                vocabulary of the served model, for synthetic prompts without --model
+
+Workload (all drawn from --seed):
+  --workload NAME               standard (default): 128 requests, prompt uniform 32-512,
+                                  output lognormal median 128 sigma 1.0 clipped to 16-1024
+                                nano: 256 requests, prompt and output uniform 100-1024
+                                fixed: --input-len and --output-len exactly
+                                synthetic: --prompt-dist and --output-dist
+                                sharegpt: conversations from --dataset FILE
+  --num-requests N              requests (scales the presets)
+  --input-len N, --output-len N lengths of the fixed workload
+  --prompt-dist SPEC            fixed:N | uniform:MIN,MAX | normal:MEAN,STD[,MIN,MAX] |
+  --output-dist SPEC              lognormal:MEDIAN,SIGMA[,MIN,MAX]
+  --dataset FILE                ShareGPT JSON (sharegpt workload)
+  --seed N                      default 0
+  --arrival KIND                offline (default: all at once) | poisson (--qps) | burst
+  --qps X                       Poisson arrival rate, requests per second
+  --burst-size N                burst: requests per burst (default 8)
+  --burst-interval-ms MS        burst: time between bursts (default 1000)
+  Every request generates exactly its output length (EOS ignored), greedily.
+
+Runs:
+  --compare LIST                policies to run one after another, e.g. none,static,continuous
+                                (default: --policy, itself continuous by default)
+  --peer llama.cpp              also run the workload through llama.cpp (node-llama-cpp, same
+                                GGUF, same threads, max-num-seqs parallel sequences)
+  --peer-only                   run only the peer
+
+Output:
+  --out DIR                     write report.html, report.md, results.json and charts/ there
+  --json FILE                   write results.json here (too)
+  --timeline                    print each run's request timeline (rows = requests, columns = steps)
+  --no-progress                 no progress bar on stderr
+
+${ENGINE_FLAGS_HELP}`;
+
+const POLICIES: readonly BatchingPolicy[] = ['none', 'static', 'continuous'];
+const WORKLOADS: readonly WorkloadKind[] = ['standard', 'nano', 'fixed', 'synthetic', 'sharegpt'];
+
+function parsePositiveNumber(name: string, raw: string): number {
+  const x = Number(raw);
+  if (raw.trim() === '' || !Number.isFinite(x) || x <= 0) throw new UsageError(`--${name} must be a positive number, got '${raw}'`);
+  return x;
+}
+
+export async function runBench(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      ...ENGINE_FLAG_OPTIONS,
+      help: { type: 'boolean', short: 'h' },
+      model: { type: 'string', short: 'm' },
+      url: { type: 'string' },
+      'served-model-name': { type: 'string' },
+      'api-key': { type: 'string' },
+      'use-text': { type: 'boolean' },
+      'vocab-size': { type: 'string' },
+      workload: { type: 'string' },
+      'num-requests': { type: 'string' },
+      'input-len': { type: 'string' },
+      'output-len': { type: 'string' },
+      'prompt-dist': { type: 'string' },
+      'output-dist': { type: 'string' },
+      dataset: { type: 'string' },
+      seed: { type: 'string' },
+      arrival: { type: 'string' },
+      qps: { type: 'string' },
+      'burst-size': { type: 'string' },
+      'burst-interval-ms': { type: 'string' },
+      compare: { type: 'string' },
+      peer: { type: 'string' },
+      'peer-only': { type: 'boolean' },
+      out: { type: 'string' },
+      json: { type: 'string' },
+      timeline: { type: 'boolean' },
+      'no-progress': { type: 'boolean' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(HELP + '\n');
+    return 0;
+  }
+  if (!values.model && !values.url) throw new UsageError('give --model FILE (run in process) or --url URL (measure a server); see stepwise bench --help');
+  if (values.model && !existsSync(values.model)) throw new UsageError(`model file not found: ${values.model}`);
+  const load = engineOptionsFromFlags(values);
+
+  // Which runs.
+  if (values.peer !== undefined && values.peer !== 'llama.cpp') throw new UsageError(`--peer must be llama.cpp, got '${values.peer}'`);
+  if (values['peer-only'] && values.peer === undefined) values.peer = 'llama.cpp';
+  let policies: BatchingPolicy[];
+  if (values.compare !== undefined) {
+    if (values.policy !== undefined) throw new UsageError('give either --policy or --compare, not both');
+    policies = values.compare.split(',').map((s) => s.trim()).filter((s) => s !== '') as BatchingPolicy[];
+    const bad = policies.find((p) => !POLICIES.includes(p));
+    if (bad !== undefined || policies.length === 0) throw new UsageError(`--compare takes a comma-separated list of ${POLICIES.join(', ')}, got '${values.compare}'`);
+    if (new Set(policies).size !== policies.length) throw new UsageError(`--compare lists a policy twice: '${values.compare}'`);
+    delete load.policy;
+  } else {
+    policies = [load.policy ?? 'continuous'];
+  }
+  if (values['peer-only']) policies = [];
+  if (values.url) {
+    if (values.compare !== undefined) throw new UsageError('--compare runs policies in process; it cannot be combined with --url');
+    policies = [];
+  }
+  if (!values.model && values.peer) throw new UsageError('--peer llama.cpp needs --model FILE (a GGUF)');
+
+  const workload = workloadSpec(values);
+  const vocabSize = values['vocab-size'] !== undefined ? parseIntFlag('vocab-size', values['vocab-size'], 2) : undefined;
+  const progress = createProgress(!values['no-progress']);
+
+  const results = await runBenchmark({
+    model: values.model,
+    url: values.url,
+    servedModelName: values['served-model-name'],
+    apiKey: values['api-key'],
+    useText: values['use-text'],
+    vocabSize,
+    workload,
+    policies,
+    peer: values.peer as 'llama.cpp' | undefined,
+    load,
+    progress,
+    onRun: (run) => {
+      if (values.timeline && run.timeline) {
+        const width = Math.max(40, (process.stdout.columns ?? 120) - 12);
+        process.stdout.write('\n' + renderAsciiTimeline(run.timeline, { title: `Request timeline: ${run.label}`, width }) + '\n');
+      }
+    },
+  });
+
+  const out = process.stdout;
+  out.write(`\nStepwise bench: ${results.model.name}${results.model.backend ? ` on ${results.model.backend} (${results.model.threads} threads)` : ''}\n`);
+  out.write(`workload: ${results.workload.description}, seed ${results.workload.seed}\n\n`);
+  out.write(comparisonTable(results, 'text') + '\n\n');
+  const rt = ratioTable(results, 'text');
+  if (rt) out.write(rt + '\n\n');
+  if (results.runs.some((r) => r.policy === 'none' || r.policy === 'static' || r.policy === 'continuous')) {
+    out.write('Seed figures are GPU numbers; ours are measured on this CPU: compare ratios and utilisation.\n\n');
+  }
+  out.write(throughputTable(results, 'text') + '\n\n');
+  out.write(latencyTable(results, 'text') + '\n');
+  const failures = [...results.runs, ...(results.peer ? [results.peer] : [])].flatMap((r) => r.records.filter((x) => !x.success).map((x) => `${r.label}: request ${x.index}: ${x.error}`));
+  if (failures.length > 0) process.stderr.write(`\n${failures.length} requests failed, first: ${failures[0]}\n`);
+
+  if (values.out) {
+    const files = await writeReport(results, resolve(values.out));
+    out.write(`\nreport: ${files.html}\n        ${files.markdown}\n        ${files.json}\n`);
+  }
+  if (values.json) {
+    const file = resolve(values.json);
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(file, JSON.stringify(resultsJson(results), null, 2) + '\n');
+    if (!values.out) out.write(`\nresults: ${file}\n`);
+  }
+  return failures.length > 0 ? 1 : 0;
+}
+
+type Values = Record<string, string | boolean | undefined>;
+
+/** The workload flags as a WorkloadSpec (errors name the flag). */
+export function workloadSpec(values: Values): WorkloadSpec {
+  const str = (k: string) => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
+  const kind = (str('workload') ?? 'standard') as WorkloadKind;
+  if (!WORKLOADS.includes(kind)) throw new UsageError(`--workload must be one of ${WORKLOADS.join(', ')}, got '${kind}'`);
+  const int = (k: string, min = 1) => (str(k) === undefined ? undefined : parseIntFlag(k, str(k)!, min));
+  const spec: WorkloadSpec = { kind, seed: int('seed', 0) ?? 0, arrival: arrivalSpec(values) };
+  const n = int('num-requests');
+  if (n !== undefined) spec.numRequests = n;
+  const il = int('input-len');
+  const ol = int('output-len');
+  if ((il !== undefined || ol !== undefined) && kind !== 'fixed') throw new UsageError('--input-len/--output-len belong to --workload fixed');
+  if (kind === 'fixed' && (il === undefined || ol === undefined)) throw new UsageError('--workload fixed needs --input-len N and --output-len N');
+  if (il !== undefined) spec.inputLen = il;
+  if (ol !== undefined) spec.outputLen = ol;
+  try {
+    if (str('prompt-dist') !== undefined) spec.promptDist = parseDistribution(str('prompt-dist')!, '--prompt-dist');
+    if (str('output-dist') !== undefined) spec.outputDist = parseDistribution(str('output-dist')!, '--output-dist');
+  } catch (e) {
+    if (e instanceof WorkloadError) throw new UsageError(e.message);
+    throw e;
+  }
+  if ((spec.promptDist || spec.outputDist) && (kind === 'fixed' || kind === 'sharegpt')) throw new UsageError(`--prompt-dist/--output-dist do not apply to --workload ${kind}`);
+  if (kind === 'synthetic' && (!spec.promptDist || !spec.outputDist)) throw new UsageError('--workload synthetic needs --prompt-dist and --output-dist');
+  if (str('dataset') !== undefined && kind !== 'sharegpt') throw new UsageError('--dataset belongs to --workload sharegpt');
+  if (kind === 'sharegpt' && str('dataset') === undefined) throw new UsageError('--workload sharegpt needs --dataset FILE');
+  if (str('dataset') !== undefined) spec.dataset = str('dataset');
+  return spec;
+}
+
+function arrivalSpec(values: Values): ArrivalSpec {
+  const str = (k: string) => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
+  const kind = str('arrival') ?? (str('qps') !== undefined ? 'poisson' : str('burst-size') !== undefined ? 'burst' : 'offline');
+  if (kind === 'offline') {
+    if (str('qps') !== undefined || str('burst-size') !== undefined) throw new UsageError('--arrival offline sends everything at once: drop --qps/--burst-size');
+    return { kind };
+  }
+  if (kind === 'poisson') {
+    if (str('qps') === undefined) throw new UsageError('--arrival poisson needs --qps X');
+    return { kind, qps: parsePositiveNumber('qps', str('qps')!) };
+  }
+  if (kind === 'burst') {
+    const size = str('burst-size') !== undefined ? parseIntFlag('burst-size', str('burst-size')!) : 8;
+    const ms = str('burst-interval-ms') !== undefined ? parseIntFlag('burst-interval-ms', str('burst-interval-ms')!, 0) : 1000;
+    return { kind, size, intervalMs: ms };
+  }
+  throw new UsageError(`--arrival must be offline, poisson or burst, got '${kind}'`);
+}
