@@ -61,7 +61,7 @@ export class ServerMetrics {
     // Engine-side cumulative counts become counters by adding the increase since the last scrape.
     const engineCounter = (name: string, help: string, pick: (v: EngineGaugeValues) => number) => {
       let seen = 0;
-      return new Counter({
+      const counter = new Counter({
         name,
         help,
         labelNames,
@@ -72,6 +72,8 @@ export class ServerMetrics {
           seen = Math.max(seen, now);
         },
       });
+      counter.inc(labels, 0);
+      return counter;
     };
     engineCounter('vllm:num_preemptions_total', 'Cumulative number of preemptions from the engine.', (v) => v.preemptions);
     engineCounter('vllm:prefix_cache_queries_total', 'Prefix cache queries, in number of queried tokens.', (v) => v.prefixCacheQueries);
@@ -92,6 +94,7 @@ export class ServerMetrics {
     this.queueTime = histogram('vllm:request_queue_time_seconds', 'Histogram of time spent in WAITING phase for request.', REQUEST_BUCKETS);
     // Every series exists from the start (at zero), so a scrape before the first request sees them.
     for (const reason of ['stop', 'length', 'abort']) this.requestSuccess.inc({ ...labels, finished_reason: reason }, 0);
+    for (const h of [this.ttft, this.itl, this.e2e, this.queueTime]) h.zero(labels);
     this.promptTokens.inc(labels, 0);
     this.generationTokens.inc(labels, 0);
   }

@@ -90,6 +90,7 @@ function promptTokenCount(plan: GenerationPlan): number {
 
 async function wholeResponse(ctx: ServeContext, reply: FastifyReply, plan: GenerationPlan, opts: RespondOptions, id: string, gen: Generation) {
   // A client that hangs up while waiting frees its sequences at once.
+  if (reply.raw.destroyed) gen.abort();
   reply.raw.on('close', () => {
     if (!reply.raw.writableFinished) gen.abort();
   });

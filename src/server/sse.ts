@@ -9,6 +9,8 @@ export class SseWriter {
   private readonly closeListeners: Array<() => void> = [];
 
   constructor(private readonly res: ServerResponse) {
+    // The client may already be gone (it hung up while the request was being parsed).
+    if (res.destroyed) this.closedByPeer = true;
     res.on('close', () => {
       if (!res.writableFinished) {
         this.closedByPeer = true;
