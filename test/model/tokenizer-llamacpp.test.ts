@@ -42,6 +42,7 @@ const TRICKY = [
   'x'.repeat(60),
   'Ω≈ç√∫ ‰ ¿¡',
   '\u00a0nbsp\u3000ideographic\u0085nel\ufeffbom',
+  'x \ufeffy a\u0085\u0085b',
   'CamelCaseWordsAndMORE_snake_case',
 ];
 
