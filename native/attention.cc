@@ -83,19 +83,31 @@ inline void scores(const float* const* qv, const float* const* kp, int64_t hd, f
  */
 inline void softmaxTile(float* s, int cnt, float scale, float& runMax, float& runSum, float* p, float* corr) {
   const float negInf = -std::numeric_limits<float>::infinity();
+#if STEPWISE_AVX2
+  // Lanes i >= cnt are masked to -inf (their weights come out 0). max is exact in any order.
+  const __m256 live = _mm256_cmp_ps(_mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_ps(static_cast<float>(cnt)), _CMP_LT_OQ);
+  const __m256 sv = _mm256_blendv_ps(_mm256_set1_ps(negInf), _mm256_mul_ps(_mm256_loadu_ps(s), _mm256_set1_ps(scale)), live);
+  __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(sv), _mm256_extractf128_ps(sv, 1));
+  m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+  m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
+  const float tmax = _mm_cvtss_f32(m4);
+#else
   for (int i = 0; i < kTile; i++) s[i] = i < cnt ? s[i] * scale : negInf;
   float tmax = s[0];
   for (int i = 1; i < cnt; i++) tmax = std::max(tmax, s[i]);
+#endif
   const float mNew = std::max(runMax, tmax);
   // e^0 is exactly 1, so skipping the exp when the max stands changes no bits.
   *corr = mNew == runMax ? 1.0f : runMax == negInf ? 0.0f : std::exp(runMax - mNew);
 #if STEPWISE_AVX2
-  _mm256_storeu_ps(p, exp8(_mm256_sub_ps(_mm256_loadu_ps(s), _mm256_set1_ps(mNew))));
+  const __m256 pv = exp8(_mm256_sub_ps(sv, _mm256_set1_ps(mNew)));  // exp8(-inf) = 0
+  _mm256_storeu_ps(p, pv);
+  const __m256 zero = _mm256_setzero_ps();
+  runSum = runSum * *corr + _mm_cvtss_f32(fold4(pv, zero, zero, zero));
 #else
-  for (int i = 0; i < kTile; i++) p[i] = std::exp(s[i] - mNew);
-#endif
-  for (int i = cnt; i < kTile; i++) p[i] = 0.0f;
+  for (int i = 0; i < kTile; i++) p[i] = i < cnt ? std::exp(s[i] - mNew) : 0.0f;
   runSum = runSum * *corr + foldLanes(p);
+#endif
   runMax = mNew;
 }
 
@@ -104,9 +116,40 @@ template <int NQ>
 inline void accumulate(float* const* acc, const float* corr, const float* p, const int* cnt, const float* const* vp,
                        int64_t hd) {
   int maxCnt = 0;
-  for (int q = 0; q < NQ; q++) maxCnt = std::max(maxCnt, cnt[q]);
+  bool full = true;
+  for (int q = 0; q < NQ; q++) {
+    maxCnt = std::max(maxCnt, cnt[q]);
+    full = full && cnt[q] == kTile;
+  }
   int64_t d = 0;
 #if STEPWISE_AVX2
+  if (full) {
+    // Every row takes all 8 keys (all tiles but a row's last): the same FMAs in the same order,
+    // without per-key checks, 4 head-dimension vectors at a time so each broadcast weight and
+    // each V load serves several FMAs (12 accumulators at NQ = 3).
+    constexpr int DC = NQ == 1 ? 8 : 4;
+    for (; d + 8 * DC <= hd; d += 8 * DC) {
+      __m256 a[NQ][DC];
+      for (int q = 0; q < NQ; q++) {
+        const __m256 c = _mm256_set1_ps(corr[q]);
+        for (int j = 0; j < DC; j++) a[q][j] = _mm256_mul_ps(_mm256_loadu_ps(acc[q] + d + 8 * j), c);
+      }
+      for (int i = 0; i < kTile; i++) {
+        __m256 pb[NQ];
+        for (int q = 0; q < NQ; q++) {
+          pb[q] = _mm256_broadcast_ss(p + q * kTile + i);
+          asm("" : "+x"(pb[q]));
+        }
+        for (int j = 0; j < DC; j++) {
+          __m256 v = _mm256_loadu_ps(vp[i] + d + 8 * j);
+          asm("" : "+x"(v));
+          for (int q = 0; q < NQ; q++) a[q][j] = _mm256_fmadd_ps(pb[q], v, a[q][j]);
+        }
+      }
+      for (int q = 0; q < NQ; q++)
+        for (int j = 0; j < DC; j++) _mm256_storeu_ps(acc[q] + d + 8 * j, a[q][j]);
+    }
+  }
   for (; d + 8 <= hd; d += 8) {
     __m256 a[NQ];
     for (int q = 0; q < NQ; q++) a[q] = _mm256_mul_ps(_mm256_loadu_ps(acc[q] + d), _mm256_set1_ps(corr[q]));
