@@ -24,7 +24,7 @@
 
 import type { DType } from './weights.js';
 import { DTYPE_INFO, quantize } from './quant.js';
-import { writeGgufFile, ggufValue, type GgufTensorSpec, type GgufTypedValue } from './loaders/gguf-writer.js';
+import { writeGgufFile, ggufValue, type GgufSpec, type GgufTensorSpec, type GgufTypedValue } from './loaders/gguf-writer.js';
 import { readLlama2cVocab } from './loaders/llama2c-vocab.js';
 import { spmVocabFromLlama2c, syntheticVocab, type SpmVocab } from './synthetic-vocab.js';
 
@@ -187,16 +187,31 @@ export async function makeModel(opts: MakeModelOptions): Promise<MakeModelSummar
     ...(opts.tied !== undefined ? { tied: opts.tied } : {}),
     ...(opts.nKvHeads !== undefined ? { nKvHeads: opts.nKvHeads } : {}),
   };
+  const { spec, summary } = modelSpec({ shape, dtype: opts.dtype, seed: opts.seed, vocab, name: `stepwise-${opts.preset}-${opts.dtype}-seed${opts.seed}` });
+  writeGgufFile(opts.out, spec);
+  return { path: opts.out, ...summary };
+}
+
+/**
+ * The GGUF contents of a random model of any shape (tensor data generated lazily, as the writer
+ * reaches each tensor). makeModel() is this plus presets, a vocabulary and a file.
+ */
+export function modelSpec(o: { shape: PresetShape; dtype: DType; seed: number; vocab: SpmVocab; name: string }): {
+  spec: GgufSpec;
+  summary: Omit<MakeModelSummary, 'path'>;
+} {
+  const { shape, vocab, seed } = o;
   const { dim, hiddenDim, nLayers, nHeads, nKvHeads, vocabSize } = shape;
+  if (vocab.pieces.length !== vocabSize) throw new RangeError(`vocabulary of ${vocab.pieces.length} pieces for a model of vocab ${vocabSize}`);
+  if (dim % nHeads !== 0 || nHeads % nKvHeads !== 0) throw new RangeError(`bad head layout: dim ${dim}, ${nHeads} heads, ${nKvHeads} kv heads`);
   const headDim = dim / nHeads;
-  const seed = opts.seed;
 
   const tensors: GgufTensorSpec[] = [];
   const tensorsByDtype: Partial<Record<DType, number>> = {};
   let params = 0;
   let bytes = 0;
   const matrix = (name: string, rows: number, cols: number, std: number): void => {
-    const dtype = storageDtype(opts.dtype, cols);
+    const dtype = storageDtype(o.dtype, cols);
     tensorsByDtype[dtype] = (tensorsByDtype[dtype] ?? 0) + 1;
     params += rows * cols;
     bytes += (rows * cols / DTYPE_INFO[dtype].blockSize) * DTYPE_INFO[dtype].blockBytes;
@@ -240,11 +255,11 @@ export async function makeModel(opts: MakeModelOptions): Promise<MakeModelSummar
     matrix('output.weight', vocabSize, dim, LOGIT_STD * unit);
   }
 
-  const quantized = opts.dtype !== 'f32' && opts.dtype !== 'f16' && opts.dtype !== 'bf16';
+  const quantized = o.dtype !== 'f32' && o.dtype !== 'f16' && o.dtype !== 'bf16';
   const metadata: Array<[string, GgufTypedValue]> = [
     ['general.architecture', ggufValue.string('llama')],
-    ['general.name', ggufValue.string(`stepwise-${opts.preset}-${opts.dtype}-seed${seed}`)],
-    ['general.file_type', ggufValue.u32(FILE_TYPE[opts.dtype])],
+    ['general.name', ggufValue.string(o.name)],
+    ['general.file_type', ggufValue.u32(FILE_TYPE[o.dtype])],
     ...(quantized ? [['general.quantization_version', ggufValue.u32(2)] as [string, GgufTypedValue]] : []),
     ['llama.vocab_size', ggufValue.u32(vocabSize)],
     ['llama.context_length', ggufValue.u32(shape.contextLength)],
@@ -266,6 +281,5 @@ export async function makeModel(opts: MakeModelOptions): Promise<MakeModelSummar
     ['tokenizer.ggml.add_bos_token', ggufValue.bool(true)],
     ['tokenizer.ggml.add_eos_token', ggufValue.bool(false)],
   ];
-  writeGgufFile(opts.out, { metadata, tensors });
-  return { path: opts.out, params, bytes, tensorsByDtype, shape };
+  return { spec: { metadata, tensors }, summary: { params, bytes, tensorsByDtype, shape } };
 }

@@ -191,7 +191,7 @@ class Cursor {
     if (v > limit) {
       throw new ModelFileError(
         this.path,
-        `${what} at byte ${at} is ${v}, which cannot fit in the ${this.remainingInFile()} bytes left in the file (truncated or corrupt GGUF)`,
+        `${what} at byte ${at} is ${v}, more than the ${this.remainingInFile()} bytes left in the file can hold (truncated or corrupt GGUF file)`,
       );
     }
     return Number(v);
