@@ -4,24 +4,9 @@
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { loadModel } from '../model/loaders/index.js';
-import type { Kernels } from '../model/kernels/types.js';
-import { referenceKernels } from '../model/kernels/reference.js';
+import { getKernels } from '../model/kernels/index.js';
 import { LocalModelRunner } from './model-runner.js';
 import { serializeError, type FromWorker, type RunnerWorkerInit, type ToWorker } from './runner-worker-protocol.js';
-
-async function loadKernels(backend: RunnerWorkerInit['backend'], threads: number | undefined): Promise<Kernels> {
-  // TODO(native-kernels): import getKernels statically once src/model/kernels/index.ts has landed.
-  // Until then a missing module falls back to the reference kernels for 'auto' and 'typescript'.
-  const spec = '../model/kernels/index.js';
-  let mod: { getKernels?: (b: RunnerWorkerInit['backend'], o?: { threads?: number }) => Promise<Kernels> } | null = null;
-  try {
-    mod = await import(spec);
-  } catch (e) {
-    if (backend === 'native') throw new Error(`native kernels requested but the kernel selector could not be loaded: ${(e as Error).message}`);
-  }
-  if (mod?.getKernels) return mod.getKernels(backend, { threads });
-  return referenceKernels;
-}
 
 async function main(): Promise<void> {
   const port = parentPort;
@@ -31,7 +16,7 @@ async function main(): Promise<void> {
 
   let runner: LocalModelRunner;
   try {
-    const [model, kernels] = await Promise.all([loadModel(init.modelPath), loadKernels(init.backend, init.threads)]);
+    const [model, kernels] = await Promise.all([loadModel(init.modelPath), getKernels(init.backend, { threads: init.threads })]);
     runner = await LocalModelRunner.create({ model, kernels, numBlocks: init.numBlocks, blockSize: init.blockSize, eogIds: init.eogIds });
   } catch (e) {
     send({ type: 'init-error', error: serializeError(e) });
