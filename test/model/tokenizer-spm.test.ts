@@ -231,8 +231,15 @@ describe('tokenizerFromGguf errors', () => {
   });
 
   it('refuses to add a BOS the vocabulary does not have', () => {
+    // A one-token vocabulary: only <unk>, which the dummy-prefix space and 'x' both fall back to.
     const t = tokenizerFromLlama2cVocab(['<unk>'], [0]);
     assert.equal(t.bosId, undefined);
-    assert.throws(() => t.encode('x'), /no BOS token/);
+    assert.equal(t.addBos, false);
+    assert.deepEqual(t.encode('x'), [0, 0]);
+    assert.throws(() => t.encode('x', { addBos: true }), /no BOS token/);
+  });
+
+  it('names the file when a llama2.c tokenizer file cannot be read', () => {
+    assert.throws(() => tokenizerFromLlama2cFile('/nonexistent/tokenizer.bin'), /\/nonexistent\/tokenizer\.bin.*no such file/);
   });
 });

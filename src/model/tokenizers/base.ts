@@ -30,7 +30,8 @@ export abstract class BaseTokenizer implements Tokenizer {
     readonly vocab: Vocab,
     opts: BaseOptions,
   ) {
-    this.addBos = opts.addBos;
+    // A vocabulary without a BOS token cannot add one, whatever its metadata says.
+    this.addBos = opts.addBos && vocab.bosId !== undefined;
     this.addEos = opts.addEos;
     this.dummyPrefix = opts.dummyPrefix;
     this.bytesCache = new Array<Uint8Array | undefined>(vocab.size);
