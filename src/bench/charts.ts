@@ -60,7 +60,7 @@ export function utilizationSpec(r: BenchResults): TopLevelSpec {
       y: { field: 'run', type: 'nominal', sort: null, title: null },
       yOffset: { field: 'measure', type: 'nominal' },
       x: { field: 'value', type: 'quantitative', axis: { format: '%' }, scale: { domain: [0, 1] }, title: null },
-      color: { field: 'measure', type: 'nominal', title: null, legend: { orient: 'bottom' } },
+      color: { field: 'measure', type: 'nominal', title: null, legend: { orient: 'bottom', labelLimit: 320 } },
     },
   };
 }
@@ -103,7 +103,7 @@ export function latencyCdfSpec(r: BenchResults, metric: LatencyMetric): TopLevel
     encoding: {
       x: { field: 'ms', type: 'quantitative', title: 'ms' },
       y: { field: 'fraction', type: 'quantitative', title: 'fraction of requests', axis: { format: '%' } },
-      color: { field: 'run', type: 'nominal', sort: null, title: null, legend: { orient: 'bottom' } },
+      color: { field: 'run', type: 'nominal', sort: null, title: null, legend: { orient: 'bottom', labelLimit: 320 } },
     },
   };
 }
@@ -128,7 +128,7 @@ export function timelineSpec(t: Timeline, title: string): TopLevelSpec {
         type: 'nominal',
         title: null,
         scale: { domain: ['running', 'waiting', 'held'], range: [STATE_COLORS.running, STATE_COLORS.waiting, STATE_COLORS.held] },
-        legend: { orient: 'bottom', labelExpr: "datum.label === 'held' ? 'finished, held as padding' : datum.label" },
+        legend: { orient: 'bottom', labelLimit: 320, labelExpr: "datum.label === 'held' ? 'finished, held as padding' : datum.label" },
       },
     },
   };
@@ -154,7 +154,7 @@ export function slotsOverStepsSpec(x: RunResult): TopLevelSpec | undefined {
     encoding: {
       x: { field: 'step', type: 'quantitative', title: 'engine step' },
       y: { field: 'value', type: 'quantitative', title: null },
-      color: { field: 'series', type: 'nominal', title: null, scale: { range: [STATE_COLORS.running, STATE_COLORS.waiting] }, legend: { orient: 'bottom' } },
+      color: { field: 'series', type: 'nominal', title: null, scale: { range: [STATE_COLORS.running, STATE_COLORS.waiting] }, legend: { orient: 'bottom', labelLimit: 320 } },
     },
   };
 }

@@ -39,7 +39,7 @@ function header(r: BenchResults): Array<[string, string]> {
   const rows: Array<[string, string]> = [
     ['model', `${r.model.name}${r.model.params ? ` (${(r.model.params / 1e6).toFixed(2)}M matmul params)` : ''}`],
   ];
-  if (r.model.backend) rows.push(['kernels', `${r.model.backend}${r.model.threads ? `, ${r.model.threads} threads` : ''}`]);
+  if (r.model.backend) rows.push(['kernels', r.model.backend]);
   rows.push(['workload', `${r.workload.name}: ${r.workload.description} (seed ${r.workload.seed})`]);
   rows.push(['tokens', `${r.workload.promptTokens} prompt + ${r.workload.outputTokens} output${r.workload.clipped ? `; ${r.workload.clipped} requests clipped to the context length` : ''}`]);
   if (r.engine) rows.push(['engine', Object.entries(r.engine).map(([k, v]) => `${k}=${String(v)}`).join(', ')]);

@@ -163,7 +163,7 @@ export async function runBench(argv: string[]): Promise<number> {
   });
 
   const out = process.stdout;
-  out.write(`\nStepwise bench: ${results.model.name}${results.model.backend ? ` on ${results.model.backend} (${results.model.threads} threads)` : ''}\n`);
+  out.write(`\nStepwise bench: ${results.model.name}${results.model.backend ? ` on ${results.model.backend}` : ''}\n`);
   out.write(`workload: ${results.workload.description}, seed ${results.workload.seed}\n\n`);
   out.write(comparisonTable(results, 'text') + '\n\n');
   const rt = ratioTable(results, 'text');

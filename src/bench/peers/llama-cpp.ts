@@ -45,7 +45,7 @@ export async function runLlamaCpp(workload: Workload, opts: LlamaCppRunOptions):
       const context = await model.createContext({
         sequences: K,
         contextSize: Math.min(longest + 1, model.trainContextSize),
-        threads: { ideal: opts.threads, min: opts.threads },
+        threads: opts.threads,
       });
       try {
         const sequences = Array.from({ length: K }, () => context.getSequence());
