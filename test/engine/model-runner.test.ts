@@ -144,6 +144,37 @@ describe('model runners on stories260K', { skip: file.missing }, () => {
     await runner.close();
   });
 
+  it('padding rows (static batching) change neither the sampled token nor the KV cache', async () => {
+    const mk = () => LocalModelRunner.create({ model, kernels: referenceKernels, numBlocks: 4, blockSize: BLOCK, eogIds: [2] });
+    const plain = await mk();
+    const padded = await mk();
+    const announce = [{ seqId: 3, promptTokenIds: [1, 5, 9], outputTokenIds: [], sampling: GREEDY, seed: 0 }];
+    const run = (r: LocalModelRunner, padRows: number | undefined, step: number, seq: Partial<ScheduledSequence>) =>
+      r.execute({
+        step,
+        scheduled: [{ seqId: 3, tokenIds: [1, 5, 9], startPosition: 0, blockTable: [2, 0], sample: true, padRows, ...seq }],
+        newSequences: step === 0 ? announce : [],
+        finishedSeqIds: [],
+        blockCopies: [],
+        numBatchedTokens: 3 + (padRows ?? 0),
+      });
+    const a = await run(plain, undefined, 0, {});
+    const b = await run(padded, 2, 0, {});
+    assert.deepEqual(b.sampled, a.sampled);
+    // A finished sequence held in a static batch: no new tokens, only padding at its last position.
+    await run(padded, 3, 1, { tokenIds: [], startPosition: 3, sample: false });
+    for (let l = 0; l < model.config.nLayers; l++) {
+      assert.deepEqual(padded.kv.k[l], plain.kv.k[l], `layer ${l} keys`);
+      assert.deepEqual(padded.kv.v[l], plain.kv.v[l], `layer ${l} values`);
+    }
+    // The next decode step agrees too.
+    const tok = a.sampled[0].tokenId;
+    const next = { tokenIds: [tok], startPosition: 3 };
+    assert.deepEqual((await run(padded, 1, 2, next)).sampled, (await run(plain, undefined, 2, next)).sampled);
+    await plain.close();
+    await padded.close();
+  });
+
   it('WorkerModelRunner gives the same tokens as LocalModelRunner, survives a bad step, and closes', async () => {
     const sampled: SamplingParams = { ...DEFAULT_SAMPLING, temperature: 0.9, topP: 0.95, maxTokens: 1000 };
     const seeded = plans.map((p, i) => ({ ...p, sampling: sampled, seed: 1234 + i }));
