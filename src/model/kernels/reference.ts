@@ -56,7 +56,7 @@ export function weightAsF32(w: WeightTensor): Float32Array {
 // Scratch reused across calls: JavaScript is single-threaded per isolate, so one set per module is safe.
 let scoreScratch = new Float64Array(256);
 let slotScratch = new Int32Array(256);
-const accScratch = { buf: new Float64Array(128) };
+let accScratch = new Float64Array(128);
 
 function matmul(out: Float32Array, x: Float32Array, w: WeightTensor, M: number): void {
   const rows = w.rows;
@@ -240,8 +240,8 @@ function attention(out: Float32Array, q: Float32Array, kv: KvStorage, layer: num
   const scale = 1 / Math.sqrt(headDim);
   const kc = kv.k[layer];
   const vc = kv.v[layer];
-  if (accScratch.buf.length < group * headDim) accScratch.buf = new Float64Array(group * headDim);
-  const acc = accScratch.buf;
+  if (accScratch.length < group * headDim) accScratch = new Float64Array(group * headDim);
+  const acc = accScratch;
   for (let r = 0; r < meta.numRows; r++) {
     const pos = meta.positions[r];
     const n = pos + 1;
