@@ -11,6 +11,8 @@ export class SseWriter {
   constructor(private readonly res: ServerResponse) {
     // The client may already be gone (it hung up while the request was being parsed).
     if (res.destroyed) this.closedByPeer = true;
+    // A write racing a reset socket reports an error here; the close handler below does the cleanup.
+    res.on('error', () => {});
     res.on('close', () => {
       if (!res.writableFinished) {
         this.closedByPeer = true;
@@ -34,7 +36,7 @@ export class SseWriter {
 
   /** True once the client disconnected; writes are then dropped. */
   get isClosed(): boolean {
-    return this.closedByPeer || this.ended;
+    return this.closedByPeer || this.ended || this.res.destroyed;
   }
 
   /** Runs `f` when the client disconnects before the stream ended (at most once). */

@@ -43,7 +43,7 @@ describe('live view in headless Chromium', { skip: missing }, () => {
     const finishes: string[] = [];
     const load = Array.from({ length: 6 }, async (_, i) => {
       while (!stop) {
-        const r = await s.client.completions.create(extra({ prompt: `Request number ${i}`, max_tokens: 150, temperature: 0 }, { ignore_eos: true }));
+        const r = await s.client.completions.create(extra({ model: s.model, prompt: `Request number ${i}`, max_tokens: 150, temperature: 0 }, { ignore_eos: true }));
         finishes.push(r.choices[0].finish_reason);
       }
     });

@@ -30,7 +30,7 @@ describe('OpenAI-compatible API over loopback', () => {
 
   it('completes greedily, with usage, identical to the library and to its own stream', async () => {
     const prompt = 'Once upon a time';
-    const whole = await client.completions.create(extra({ model: s.llm.modelName, prompt, max_tokens: 12, temperature: 0 }, { ignore_eos: true }));
+    const whole = await client.completions.create(extra({ model: s.model, prompt, max_tokens: 12, temperature: 0 }, { ignore_eos: true }));
     assert.equal(whole.object, 'text_completion');
     assert.equal(whole.choices.length, 1);
     assert.equal(whole.choices[0].finish_reason, 'length');
@@ -39,7 +39,7 @@ describe('OpenAI-compatible API over loopback', () => {
     assert.equal(whole.choices[0].text, lib.text);
 
     const stream = await client.completions.create(
-      extra({ prompt, max_tokens: 12, temperature: 0, stream: true as const, stream_options: { include_usage: true } }, { ignore_eos: true }),
+      extra({ model: s.model, prompt, max_tokens: 12, temperature: 0, stream: true as const, stream_options: { include_usage: true } }, { ignore_eos: true }),
     );
     let text = '';
     let finish: string | null = null;
@@ -65,7 +65,7 @@ describe('OpenAI-compatible API over loopback', () => {
       { role: 'system', content: 'You are a storyteller.' },
       { role: 'user', content: 'Tell me about a cat.' },
     ];
-    const whole = await client.chat.completions.create(extra({ model: s.llm.modelName, messages, max_tokens: 10, temperature: 0 }, { ignore_eos: true }));
+    const whole = await client.chat.completions.create(extra({ model: s.model, messages, max_tokens: 10, temperature: 0 }, { ignore_eos: true }));
     assert.equal(whole.object, 'chat.completion');
     assert.equal(whole.choices[0].message.role, 'assistant');
     assert.equal(whole.choices[0].finish_reason, 'length');
@@ -73,7 +73,7 @@ describe('OpenAI-compatible API over loopback', () => {
     assert.ok((whole.usage?.prompt_tokens ?? 0) > s.llm.encode('Tell me about a cat.').length, 'the template adds to the prompt');
 
     const stream = await client.chat.completions.create(
-      extra({ messages, max_completion_tokens: 10, temperature: 0, stream: true as const, stream_options: { include_usage: true } }, { ignore_eos: true }),
+      extra({ model: s.model, messages, max_completion_tokens: 10, temperature: 0, stream: true as const, stream_options: { include_usage: true } }, { ignore_eos: true }),
     );
     const chunks: OpenAI.ChatCompletionChunk[] = [];
     for await (const c of stream) chunks.push(c);
@@ -89,13 +89,13 @@ describe('OpenAI-compatible API over loopback', () => {
   });
 
   it('n > 1 returns n choices; seeds reproduce, whatever else shares the batch', async () => {
-    const params = extra({ prompt: 'The dog', max_tokens: 8, temperature: 1, n: 3, seed: 1234 }, { ignore_eos: true });
+    const params = extra({ model: s.model, prompt: 'The dog', max_tokens: 8, temperature: 1, n: 3, seed: 1234 }, { ignore_eos: true });
     // The same seeded request twice, the second alongside unrelated traffic.
     const first = await client.completions.create(params);
     const [second] = await Promise.all([
       client.completions.create(params),
-      client.completions.create(extra({ prompt: 'Something else entirely', max_tokens: 12, temperature: 1 }, { ignore_eos: true })),
-      client.chat.completions.create({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 6 }),
+      client.completions.create(extra({ model: s.model, prompt: 'Something else entirely', max_tokens: 12, temperature: 1 }, { ignore_eos: true })),
+      client.chat.completions.create({ model: s.model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 6 }),
     ]);
     assert.deepEqual(first.choices.map((c) => c.index), [0, 1, 2]);
     assert.equal(first.usage?.completion_tokens, 24);
@@ -117,7 +117,7 @@ describe('OpenAI-compatible API over loopback', () => {
   });
 
   it('stop strings end the text just before the stop string', async () => {
-    const base = extra({ prompt: 'Once', max_tokens: 24, temperature: 0 }, { ignore_eos: true });
+    const base = extra({ model: s.model, prompt: 'Once', max_tokens: 24, temperature: 0 }, { ignore_eos: true });
     const full = (await client.completions.create(base)).choices[0].text;
     assert.ok(full.length >= 8, `need some text to cut, got ${JSON.stringify(full)}`);
     const stop = full.slice(Math.floor(full.length / 2), Math.floor(full.length / 2) + 3);
@@ -132,7 +132,7 @@ describe('OpenAI-compatible API over loopback', () => {
   });
 
   it('reports logprobs for completions and chat', async () => {
-    const c = await client.completions.create(extra({ prompt: 'A', max_tokens: 5, temperature: 0, logprobs: 3 }, { ignore_eos: true }));
+    const c = await client.completions.create(extra({ model: s.model, prompt: 'A', max_tokens: 5, temperature: 0, logprobs: 3 }, { ignore_eos: true }));
     const lp = c.choices[0].logprobs!;
     assert.equal(lp.tokens!.length, 5);
     assert.equal(lp.token_logprobs!.length, 5);
@@ -147,7 +147,7 @@ describe('OpenAI-compatible API over loopback', () => {
     assert.equal(lp.text_offset![0], 0);
 
     const chat = await client.chat.completions.create(
-      extra({ messages: [{ role: 'user', content: 'Hi' }], max_tokens: 4, temperature: 0, logprobs: true, top_logprobs: 2 }, { ignore_eos: true }),
+      extra({ model: s.model, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 4, temperature: 0, logprobs: true, top_logprobs: 2 }, { ignore_eos: true }),
     );
     const content = chat.choices[0].logprobs!.content!;
     assert.equal(content.length, 4);
@@ -157,13 +157,13 @@ describe('OpenAI-compatible API over loopback', () => {
       assert.ok(Math.abs(t.top_logprobs[0].logprob - t.logprob) < 1e-5);
       assert.deepEqual(t.bytes, [...Buffer.from(t.token, 'utf8')]);
     }
-    const none = await client.chat.completions.create({ messages: [{ role: 'user', content: 'Hi' }], max_tokens: 2 });
+    const none = await client.chat.completions.create({ model: s.model, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 2 });
     assert.equal(none.choices[0].logprobs, null);
   });
 
   it('token-id prompts and batched prompts', async () => {
     const ids = s.llm.encode('Once upon');
-    const r = await client.completions.create(extra({ prompt: [ids, ids], max_tokens: 4, temperature: 0 }, { ignore_eos: true, return_token_ids: true }));
+    const r = await client.completions.create(extra({ model: s.model, prompt: [ids, ids], max_tokens: 4, temperature: 0 }, { ignore_eos: true, return_token_ids: true }));
     assert.deepEqual(r.choices.map((c) => c.index), [0, 1]);
     assert.equal(r.choices[0].text, r.choices[1].text);
     assert.deepEqual(r.usage, { prompt_tokens: 2 * ids.length, completion_tokens: 8, total_tokens: 2 * ids.length + 8 });
@@ -175,7 +175,7 @@ describe('OpenAI-compatible API over loopback', () => {
   it('a client abort ends the request and frees its KV blocks', async () => {
     const controller = new AbortController();
     const stream = await client.completions.create(
-      extra({ prompt: 'Abort me', max_tokens: 200, temperature: 0, stream: true as const }, { ignore_eos: true }),
+      extra({ model: s.model, prompt: 'Abort me', max_tokens: 200, temperature: 0, stream: true as const }, { ignore_eos: true }),
       { signal: controller.signal },
     );
     let chunks = 0;
@@ -200,7 +200,7 @@ describe('OpenAI-compatible API over loopback', () => {
 
     // A client that gives up on a whole (non-streamed) response is aborted too.
     const c2 = new AbortController();
-    const pending = client.completions.create(extra({ prompt: 'Abort me too', max_tokens: 200, temperature: 0 }, { ignore_eos: true }), { signal: c2.signal });
+    const pending = client.completions.create(extra({ model: s.model, prompt: 'Abort me too', max_tokens: 200, temperature: 0 }, { ignore_eos: true }), { signal: c2.signal });
     await waitFor(() => s.llm.engine.stats().running === 1, 5000, 'the request to start');
     c2.abort();
     await assert.rejects(pending);
@@ -215,18 +215,18 @@ describe('OpenAI-compatible API over loopback', () => {
       assert.equal((e.error as { code?: string }).code, 'model_not_found');
       return true;
     });
-    await assert.rejects(client.completions.create({ prompt: 'x', temperature: -1 }), (e: unknown) => {
+    await assert.rejects(client.completions.create({ model: s.model, prompt: 'x', temperature: -1 }), (e: unknown) => {
       assert.ok(e instanceof OpenAI.BadRequestError);
       assert.equal(e.param, 'temperature');
       return true;
     });
-    await assert.rejects(client.completions.create({ prompt: 'x', max_tokens: 10_000_000 }), (e: unknown) => {
+    await assert.rejects(client.completions.create({ model: s.model, prompt: 'x', max_tokens: 10_000_000 }), (e: unknown) => {
       assert.ok(e instanceof OpenAI.BadRequestError);
       assert.equal(e.param, 'max_tokens');
       assert.match(e.message, /maximum context length/);
       return true;
     });
-    await assert.rejects(client.chat.completions.create({ messages: [] }), (e: unknown) => e instanceof OpenAI.BadRequestError && e.param === 'messages');
+    await assert.rejects(client.chat.completions.create({ model: s.model, messages: [] }), (e: unknown) => e instanceof OpenAI.BadRequestError && e.param === 'messages');
 
     const post = (body: string, headers: Record<string, string> = { 'content-type': 'application/json' }) =>
       fetch(`${s.baseURL}/v1/completions`, { method: 'POST', headers, body });

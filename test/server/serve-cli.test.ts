@@ -54,7 +54,7 @@ describe('stepwise serve', () => {
     it('logs the kernels backend, then drains on SIGTERM and exits 0', async () => {
       assert.match(stderr, /kernels: \S+/);
       const client = new OpenAI({ baseURL: `${baseURL}/v1`, apiKey: 'unused', maxRetries: 0 });
-      const stream = await client.completions.create(extra({ prompt: 'Before the signal', max_tokens: 40, temperature: 0, stream: true as const }, { ignore_eos: true }));
+      const stream = await client.completions.create(extra({ model: 'tiny.gguf', prompt: 'Before the signal', max_tokens: 40, temperature: 0, stream: true as const }, { ignore_eos: true }));
       const exited = once(child, 'exit');
       let chunks = 0;
       let finish: string | null = null;

@@ -9,6 +9,7 @@ import { LLM } from '../../src/llm.js';
 import type { RequestStream } from '../../src/engine/engine.js';
 import type { RequestOutput } from '../../src/engine/types.js';
 import { buildServer } from '../../src/server/app.js';
+import { fakeLLM } from './fake-llm.js';
 import { extra, makeTinyModel, startServer, waitFor, type TestServer } from './server-helpers.js';
 
 /** Parses Prometheus text: `name{labels} value` -> value, keyed by the series as written. */
@@ -55,10 +56,10 @@ describe('server behaviour', () => {
 
       // Two identical long prompts (the second hits the prefix cache), one stream aborted mid-way.
       const prompt = 'The quick brown fox jumps over the lazy dog and runs far away into the forest';
-      const r1 = await s.client.completions.create(extra({ prompt, max_tokens: 5, temperature: 0 }, { ignore_eos: true }));
-      const r2 = await s.client.completions.create(extra({ prompt, max_tokens: 7, temperature: 0 }, { ignore_eos: true }));
+      const r1 = await s.client.completions.create(extra({ model: s.model, prompt, max_tokens: 5, temperature: 0 }, { ignore_eos: true }));
+      const r2 = await s.client.completions.create(extra({ model: s.model, prompt, max_tokens: 7, temperature: 0 }, { ignore_eos: true }));
       const controller = new AbortController();
-      const stream = await s.client.completions.create(extra({ prompt: 'abort', max_tokens: 100, stream: true as const }, { ignore_eos: true }), { signal: controller.signal });
+      const stream = await s.client.completions.create(extra({ model: s.model, prompt: 'abort', max_tokens: 100, stream: true as const }, { ignore_eos: true }), { signal: controller.signal });
       let seenRunning = false;
       let n = 0;
       for await (const _ of stream) {
@@ -110,10 +111,10 @@ describe('server behaviour', () => {
         } as unknown as RequestStream;
       };
       try {
-        const normal = () => s.client.completions.create(extra({ prompt: 'fine', max_tokens: 6, temperature: 0 }, { ignore_eos: true }));
-        const failing = s.client.completions.create(extra({ prompt: MARK, max_tokens: 50 }, { ignore_eos: true }));
+        const normal = () => s.client.completions.create(extra({ model: s.model, prompt: 'fine', max_tokens: 6, temperature: 0 }, { ignore_eos: true }));
+        const failing = s.client.completions.create(extra({ model: s.model, prompt: MARK, max_tokens: 50 }, { ignore_eos: true }));
         const failingStream = (async () => {
-          const st = await s.client.completions.create(extra({ prompt: MARK, max_tokens: 50, stream: true as const }, { ignore_eos: true }));
+          const st = await s.client.completions.create(extra({ model: s.model, prompt: MARK, max_tokens: 50, stream: true as const }, { ignore_eos: true }));
           for await (const _ of st) {
             // the client raises on the in-band error event
           }
@@ -133,6 +134,30 @@ describe('server behaviour', () => {
         s.llm.stream = realStream;
       }
     });
+  });
+
+  it('a failed engine step fails its requests with a 500 (or an in-band stream error) and service goes on', async () => {
+    // The fake runner throws for any step that computes the marker token (byte 0xFF -> id 258).
+    const llm = fakeLLM({ runner: { failWhen: (step) => step.scheduled.some((q) => q.tokenIds.includes(258)) } });
+    const app = await buildServer(llm);
+    try {
+      const bad = await app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: [65, 258], max_tokens: 4 } });
+      assert.equal(bad.statusCode, 500);
+      const err = (bad.json() as { error: { type: string; message: string } }).error;
+      assert.equal(err.type, 'server_error');
+      assert.match(err.message, /generation failed/);
+      const badStream = await app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: [65, 258], max_tokens: 4, stream: true } });
+      assert.equal(badStream.statusCode, 200);
+      assert.match(badStream.body, /data: \{"error":\{"message":"generation failed/);
+      assert.match(badStream.body, /data: \[DONE\]\n\n$/);
+      const good = await app.inject({ method: 'POST', url: '/v1/completions', payload: { prompt: 'fine', max_tokens: 4, ignore_eos: true } });
+      assert.equal(good.statusCode, 200);
+      assert.equal((good.json() as { usage: { completion_tokens: number } }).usage.completion_tokens, 4);
+      assert.equal(llm.engine.stats().blocksUsed, 0);
+    } finally {
+      await app.close();
+      await llm.close();
+    }
   });
 
   it('a full queue answers 429 with Retry-After, and accepted requests still complete', async () => {

@@ -20,6 +20,8 @@ export async function makeTinyModel(seed = 7): Promise<{ path: string; cleanup: 
 
 export interface TestServer {
   llm: LLM;
+  /** The served model name, for the `model` field the client's types require. */
+  model: string;
   app: FastifyInstance;
   baseURL: string;
   client: OpenAI;
@@ -36,6 +38,7 @@ export async function startServer(modelPath: string, load: LoadOptions = {}, ser
   const client = new OpenAI({ baseURL: `${baseURL}/v1`, apiKey: server.apiKey ?? 'unused', maxRetries: 0, timeout: 60_000 });
   return {
     llm,
+    model: app.stepwise.context.modelName,
     app,
     baseURL,
     client,
