@@ -41,6 +41,9 @@ export function llamaConfigFromGguf(header: GgufHeader): ModelConfig {
 
   const dim = positiveInt(meta, 'llama.embedding_length', path);
   const nHeads = positiveInt(meta, 'llama.attention.head_count', path);
+  if (!meta['llama.attention.key_length'] && dim % nHeads !== 0) {
+    throw new ModelFileError(path, `embedding_length ${dim} is not a multiple of head_count ${nHeads}`);
+  }
   const headDim = positiveInt(meta, 'llama.attention.key_length', path, dim / nHeads);
   const embd = header.tensorInfos.find((t) => t.name === 'token_embd.weight');
   if (!embd) throw new ModelFileError(path, `GGUF file has no tensor 'token_embd.weight'`);

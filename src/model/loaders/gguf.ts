@@ -84,6 +84,7 @@ export interface GgufTensor extends GgufTensorInfo {
 export interface GgufHeader {
   readonly path: string;
   readonly version: number;
+  /** Keys as written (e.g. 'llama.context_length'); a null-prototype object, so no key can clash with Object's. */
   readonly metadata: Record<string, GgufValue>;
   readonly tensorInfos: readonly GgufTensorInfo[];
   readonly alignment: number;
