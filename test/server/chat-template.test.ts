@@ -52,3 +52,27 @@ test('chat without a tokenizer is refused clearly', () => {
   const t = new ChatTemplate(undefined, null);
   assert.throws(() => t.encode([{ role: 'user', content: 'x' }]), (e: unknown) => e instanceof ApiError && /no tokenizer/.test(e.message));
 });
+
+test('typical template constructs render: ChatML-style and a Llama-2-style system fold', () => {
+  const chatml =
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}" +
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+  const msgs = normalizeMessages([{ role: 'system', content: 'S' }, { role: 'user', content: 'U' }]);
+  assert.equal(new ChatTemplate(chatml, tok).render(msgs), '<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\n');
+
+  // The system prompt folded into the first user turn; roles must alternate (checked with loop.index0).
+  const llama2 =
+    "{% if messages[0]['role'] == 'system' %}{% set sys = messages[0]['content'] %}{% set msgs = messages[1:] %}{% else %}{% set sys = '' %}{% set msgs = messages %}{% endif %}" +
+    "{% for m in msgs %}{% if (m['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('roles must alternate user/assistant') }}{% endif %}" +
+    "{% if m['role'] == 'user' %}{{ bos_token + '[INST] ' + (('<<SYS>>' + sys + '<</SYS>> ') if loop.first and sys else '') + m['content'].strip() + ' [/INST]' }}" +
+    "{% else %}{{ ' ' + m['content'].strip() + ' ' + eos_token }}{% endif %}{% endfor %}";
+  const t = new ChatTemplate(llama2, tok);
+  assert.equal(t.render(msgs), '<s>[INST] <<SYS>>S<</SYS>> U [/INST]');
+  const turns = normalizeMessages([{ role: 'user', content: 'a ' }, { role: 'assistant', content: ' b' }, { role: 'user', content: 'c' }]);
+  assert.equal(t.render(turns), '<s>[INST] a [/INST] b </s><s>[INST] c [/INST]');
+  assert.throws(() => t.render(normalizeMessages([{ role: 'assistant', content: 'x' }])), (e: unknown) => e instanceof ApiError && /alternate/.test(e.message));
+  // The template wrote BOS itself, so encode() does not add a second one; special tokens are parsed.
+  const ids = t.encode(turns);
+  assert.equal(ids.filter((id) => id === 1).length, 2);
+  assert.equal(ids.filter((id) => id === 2).length, 1);
+});

@@ -4,6 +4,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
+import { buildServer } from '../../src/server/app.js';
 import { extra, makeTinyModel, startServer, waitFor, type TestServer } from './server-helpers.js';
 
 describe('OpenAI-compatible API over loopback', () => {
@@ -86,6 +87,25 @@ describe('OpenAI-compatible API over loopback', () => {
     const last = chunks[chunks.length - 1];
     assert.deepEqual(last.choices, []);
     assert.deepEqual(last.usage, whole.usage);
+  });
+
+  it("renders chat with the model's own template when the GGUF has one", async () => {
+    const metadata = s.llm.metadata as Record<string, unknown>;
+    metadata['tokenizer.chat_template'] = '{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}<assistant>';
+    const app = await buildServer(s.llm);
+    try {
+      const payload = { messages: [{ role: 'user', content: 'Hi there' }], max_tokens: 2, ignore_eos: true };
+      const r = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload });
+      const tok = s.llm.tokenizer!;
+      const expected = tok.encode('<user>Hi there<assistant>', { addBos: tok.addBos, parseSpecial: true }).length;
+      assert.equal((r.json() as { usage: { prompt_tokens: number } }).usage.prompt_tokens, expected);
+      // The fallback transcript of the same message has a different length.
+      const fallback = await s.client.chat.completions.create({ model: s.model, ...payload } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+      assert.notEqual(fallback.usage?.prompt_tokens, expected);
+    } finally {
+      delete metadata['tokenizer.chat_template'];
+      await app.close();
+    }
   });
 
   it('n > 1 returns n choices; seeds reproduce, whatever else shares the batch', async () => {
