@@ -37,6 +37,8 @@ export interface BenchOptions {
   /** Stepwise policies to run, in order (offline mode). */
   policies: BatchingPolicy[];
   peer?: 'llama.cpp';
+  /** Threads for the peer (default: the Stepwise runs' thread count). */
+  peerThreads?: number;
   load: LoadOptions;
   progress: Progress;
   /** Called with each finished run (to print its timeline, say). */
@@ -124,7 +126,7 @@ export async function runBenchmark(o: BenchOptions): Promise<BenchResults> {
   if (o.peer === 'llama.cpp') {
     if (!o.model || header?.format !== 'gguf') throw new WorkloadError('--peer llama.cpp needs --model with a GGUF file (llama.cpp cannot read llama2.c checkpoints)');
     o.progress.stage('llama.cpp', workload.requests.length);
-    const run = await runLlamaCpp(workload, { modelPath: o.model, threads, concurrency: maxNumSeqs, onRequestDone: () => o.progress.tick() });
+    const run = await runLlamaCpp(workload, { modelPath: o.model, threads: o.peerThreads ?? threads, concurrency: maxNumSeqs, onRequestDone: () => o.progress.tick() });
     const r = { ...remoteResult('llama.cpp', `llama.cpp (${run.concurrency} seqs)`, run.records, run.durationMs), version: run.version };
     o.progress.done(summaryLine(r));
     results.peer = r;

@@ -56,6 +56,7 @@ Runs:
   --peer llama.cpp              also run the workload through llama.cpp (node-llama-cpp, same
                                 GGUF, same threads, max-num-seqs parallel sequences)
   --peer-only                   run only the peer
+  --peer-threads N              threads for the peer (default: the same as --threads)
 
 Output:
   --out DIR                     write report.html, report.md, results.json and charts/ there
@@ -74,7 +75,8 @@ function parsePositiveNumber(name: string, raw: string): number {
   return x;
 }
 
-export async function runBench(argv: string[]): Promise<number> {
+/** `out` receives the report text (tests pass their own; the progress bar always goes to stderr). */
+export async function runBench(argv: string[], out: { write(s: string): unknown } = process.stdout): Promise<number> {
   const { values } = parseArgs({
     args: argv,
     strict: true,
@@ -103,6 +105,7 @@ export async function runBench(argv: string[]): Promise<number> {
       compare: { type: 'string' },
       peer: { type: 'string' },
       'peer-only': { type: 'boolean' },
+      'peer-threads': { type: 'string' },
       out: { type: 'string' },
       json: { type: 'string' },
       timeline: { type: 'boolean' },
@@ -110,7 +113,7 @@ export async function runBench(argv: string[]): Promise<number> {
     },
   });
   if (values.help) {
-    process.stdout.write(HELP + '\n');
+    out.write(HELP + '\n');
     return 0;
   }
   if (!values.model && !values.url) throw new UsageError('give --model FILE (run in process) or --url URL (measure a server); see stepwise bench --help');
@@ -152,17 +155,17 @@ export async function runBench(argv: string[]): Promise<number> {
     workload,
     policies,
     peer: values.peer as 'llama.cpp' | undefined,
+    peerThreads: values['peer-threads'] !== undefined ? parseIntFlag('peer-threads', values['peer-threads']) : undefined,
     load,
     progress,
     onRun: (run) => {
       if (values.timeline && run.timeline) {
         const width = Math.max(40, (process.stdout.columns ?? 120) - 12);
-        process.stdout.write('\n' + renderAsciiTimeline(run.timeline, { title: `Request timeline: ${run.label}`, width }) + '\n');
+        out.write('\n' + renderAsciiTimeline(run.timeline, { title: `Request timeline: ${run.label}`, width }) + '\n');
       }
     },
   });
 
-  const out = process.stdout;
   out.write(`\nStepwise bench: ${results.model.name}${results.model.backend ? ` on ${results.model.backend}` : ''}\n`);
   out.write(`workload: ${results.workload.description}, seed ${results.workload.seed}\n\n`);
   out.write(comparisonTable(results, 'text') + '\n\n');

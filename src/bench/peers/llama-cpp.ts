@@ -4,7 +4,9 @@
 // node-llama-cpp batches the K sequences' pending tokens into shared llama_decode calls, so this is
 // llama.cpp's own continuous batching at concurrency K.
 import { performance } from 'node:perf_hooks';
-import { createRequire } from 'node:module';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { RequestRecord } from '../metrics.js';
 import type { BenchRequest, Workload } from '../workload.js';
 
@@ -109,10 +111,18 @@ async function generateOne(seq: EvaluatingSequence, req: BenchRequest, t0: numbe
   return rec;
 }
 
+/** node-llama-cpp's version (its package.json is not exported, so find it beside the entry point). */
 function packageVersion(): string {
   try {
-    return (createRequire(import.meta.url)('node-llama-cpp/package.json') as { version: string }).version;
+    let dir = dirname(fileURLToPath(import.meta.resolve('node-llama-cpp')));
+    for (let i = 0; i < 4; i++, dir = dirname(dir)) {
+      const file = join(dir, 'package.json');
+      if (!existsSync(file)) continue;
+      const pkg = JSON.parse(readFileSync(file, 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'node-llama-cpp' && pkg.version) return pkg.version;
+    }
   } catch {
-    return '?';
+    // Unknown version: not worth failing a benchmark over.
   }
+  return '?';
 }
