@@ -1,19 +1,36 @@
 // Predicts how long one engine step takes from the shape of its batch — a roofline model.
 // A step reads every weight once (however many rows share it: the reason batching pays), reads each
 // sequence's KV cache once, and does 2 FLOPs per weight per row plus attention's FLOPs. It is bound by
-// whichever of memory traffic and arithmetic takes longer, plus a fixed per-step and per-sequence cost.
-import profiles from './profiles.json' with { type: 'json' };
+// whichever of memory traffic and arithmetic takes longer, plus a fixed per-step, per-sequence and
+// per-row cost (scheduling, kernel launches or thread wake-ups, sampling, moving the batch around).
+//
+// The same formula serves two kinds of profile: datasheet GPUs (bandwidth and peak from the vendor,
+// times the fraction a real serving engine reaches) and a CPU profile measured on this machine by
+// `stepwise calibrate`, whose parameters are fitted to measured step times (see calibration.ts).
 
+/** What a machine offers a serving engine. All rates are what the engine achieves, after efficiency. */
 export interface HardwareProfile {
+  /** Memory that holds the weights and the KV cache (GB = 1e9 bytes). */
   memoryGB: number;
+  /** Memory bandwidth (GB/s) and dense peak (TFLOP/s) at the weight dtype, as the datasheet says. */
   bandwidthGBs: number;
   peakTflops: number;
+  /** Fractions of bandwidth and peak a real engine reaches (1 for calibrated profiles: already measured). */
   bandwidthEfficiency: number;
   computeEfficiency: number;
+  /** Fixed cost of a step: scheduling, launches or thread wake-ups, the hop to the runner and back. */
   stepOverheadMs: number;
+  /** Cost per scheduled sequence: its sampling, its share of batch assembly and output handling. */
   perSeqOverheadUs: number;
+  /** Cost per batched row that neither the weights nor the arithmetic peak explain (elementwise kernels, copies). Default 0. */
+  perTokenUs?: number;
   /** Memory not available to weights or KV (activations, runtime). */
   reservedGB: number;
+  /**
+   * When set, the KV cache gets exactly this much memory instead of what is left beside the weights
+   * (a CPU engine allocates a fixed budget; a GPU engine takes whatever remains).
+   */
+  kvCacheGB?: number;
   /**
    * When set, attention runs at this rate outside the roofline max (CPU kernels: attention is neither
    * bandwidth- nor GEMM-bound). GPU profiles leave it unset: attention is folded into the roofline.
@@ -22,18 +39,22 @@ export interface HardwareProfile {
   source?: string;
 }
 
+/** The shape of a Llama-family model, and the bytes its weights and KV cache take at the serving dtype. */
 export interface ModelProfile {
   dim: number;
   hiddenDim: number;
   nLayers: number;
   nHeads: number;
   nKvHeads: number;
+  /** Width of one head (default dim / nHeads). */
+  headDim?: number;
   vocabSize: number;
   contextLength: number;
   tiedEmbeddings: boolean;
   /** Bytes per weight and per KV element at the serving dtype. */
   weightBytes: number;
   kvBytes: number;
+  source?: string;
 }
 
 /** One sequence's share of a step: rows it computes and how many keys its last row attends. */
@@ -43,21 +64,24 @@ export interface SeqShape {
   contextLen: number;
   /** Whether a logit row (output projection) is computed for it. */
   sample: boolean;
-  /** Padding rows computed and discarded (static batching). */
+  /** Padding rows computed and discarded (static batching); each attends contextLen keys. */
   padRows?: number;
 }
 
 export interface StepCost {
   ms: number;
+  /** Memory-traffic time, arithmetic time (attention included unless separate), separate attention time, fixed costs. */
   memMs: number;
   computeMs: number;
   attentionMs: number;
+  overheadMs: number;
+  /** Useful arithmetic and bytes moved. */
   flops: number;
   bytes: number;
 }
 
 export function headDim(m: ModelProfile): number {
-  return m.dim / m.nHeads;
+  return m.headDim ?? m.dim / m.nHeads;
 }
 
 /** Weights of the transformer blocks (the part every row multiplies through). */
@@ -80,41 +104,73 @@ export function kvBytesPerToken(m: ModelProfile): number {
   return 2 * m.nLayers * m.nKvHeads * headDim(m) * m.kvBytes;
 }
 
-/** Tokens of KV cache that fit beside the weights. */
-export function kvCapacityTokens(hw: HardwareProfile, m: ModelProfile): number {
-  const free = (hw.memoryGB - hw.reservedGB) * 1e9 - totalParams(m) * m.weightBytes;
-  return Math.max(0, Math.floor(free / kvBytesPerToken(m)));
+/** Bytes of KV cache the engine gets on this hardware for this model. */
+export function kvCacheBytes(hw: HardwareProfile, m: ModelProfile): number {
+  if (hw.kvCacheGB !== undefined) return hw.kvCacheGB * 1e9;
+  return Math.max(0, (hw.memoryGB - hw.reservedGB) * 1e9 - totalParams(m) * m.weightBytes);
 }
 
-export function stepCost(hw: HardwareProfile, m: ModelProfile, seqs: readonly SeqShape[]): StepCost {
-  if (seqs.length === 0) return { ms: 0, memMs: 0, computeMs: 0, attentionMs: 0, flops: 0, bytes: 0 };
+/** Tokens of KV cache that fit. */
+export function kvCapacityTokens(hw: HardwareProfile, m: ModelProfile): number {
+  return Math.floor(kvCacheBytes(hw, m) / kvBytesPerToken(m));
+}
+
+/** The counts a step's time is a function of (separated from the rates, so calibration can fit them). */
+export interface StepFeatures {
+  numSeqs: number;
+  /** Rows of the forward pass, padding included. */
+  rows: number;
+  /** Bytes read or written: every weight once, each sequence's KV once, the new KV rows. */
+  bytes: number;
+  /** Matmul FLOPs (blocks for every row, output projection for sampled rows). */
+  linearFlops: number;
+  /** Attention FLOPs (q·k and p·v over every attended key). */
+  attnFlops: number;
+}
+
+export function stepFeatures(m: ModelProfile, seqs: readonly SeqShape[]): StepFeatures {
   let rows = 0;
   let logitRows = 0;
-  let attnFlops = 0;
-  let kvBytes = 0;
-  const qWidth = m.nHeads * headDim(m);
+  let keys = 0;
+  let kvTokens = 0;
   for (const s of seqs) {
     const pad = s.padRows ?? 0;
     rows += s.numTokens + pad;
     if (s.sample) logitRows++;
-    // Row i of the chunk attends (contextLen - numTokens + i + 1) keys; QK^T and PV are 2 FLOPs each per key per dim.
+    // Row i of a chunk attends (contextLen - numTokens + i + 1) keys; a padding row attends contextLen.
     const first = s.contextLen - s.numTokens + 1;
-    const keys = s.numTokens * (first + s.contextLen) / 2 + pad * s.contextLen;
-    attnFlops += 4 * m.nLayers * qWidth * keys;
+    keys += (s.numTokens * (first + s.contextLen)) / 2 + pad * s.contextLen;
     // Flash-style attention reads a sequence's KV once per step and writes its new rows.
-    kvBytes += (s.contextLen + s.numTokens) * kvBytesPerToken(m);
+    kvTokens += s.contextLen + s.numTokens;
   }
-  const linearFlops = 2 * blockParams(m) * rows + 2 * outputParams(m) * logitRows;
-  const weightBytes = (blockParams(m) + outputParams(m)) * m.weightBytes;
-  const bytes = weightBytes + kvBytes;
-  const memMs = (bytes / (hw.bandwidthGBs * 1e9 * hw.bandwidthEfficiency)) * 1e3;
-  const separateAttention = hw.attentionGflops !== undefined;
-  const computeFlops = separateAttention ? linearFlops : linearFlops + attnFlops;
-  const computeMs = (computeFlops / (hw.peakTflops * 1e12 * hw.computeEfficiency)) * 1e3;
-  const attentionMs = separateAttention ? (attnFlops / (hw.attentionGflops! * 1e9)) * 1e3 : 0;
-  const ms = hw.stepOverheadMs + (hw.perSeqOverheadUs * seqs.length) / 1e3 + Math.max(memMs, computeMs) + attentionMs;
-  return { ms, memMs, computeMs, attentionMs, flops: linearFlops + attnFlops, bytes };
+  const qWidth = m.nHeads * headDim(m);
+  return {
+    numSeqs: seqs.length,
+    rows,
+    bytes: seqs.length === 0 ? 0 : (blockParams(m) + outputParams(m)) * m.weightBytes + kvTokens * kvBytesPerToken(m),
+    linearFlops: 2 * blockParams(m) * rows + 2 * outputParams(m) * logitRows,
+    attnFlops: 4 * m.nLayers * qWidth * keys,
+  };
 }
 
-export const HARDWARE: Record<string, HardwareProfile> = profiles.hardware;
-export const MODELS: Record<string, ModelProfile> = profiles.models;
+/** Time of a step with these features on this hardware. */
+export function costOfFeatures(hw: HardwareProfile, f: StepFeatures): StepCost {
+  if (f.numSeqs === 0) return { ms: 0, memMs: 0, computeMs: 0, attentionMs: 0, overheadMs: 0, flops: 0, bytes: 0 };
+  const memMs = (f.bytes / (hw.bandwidthGBs * 1e9 * hw.bandwidthEfficiency)) * 1e3;
+  const separateAttention = hw.attentionGflops !== undefined;
+  const computeFlops = separateAttention ? f.linearFlops : f.linearFlops + f.attnFlops;
+  const computeMs = (computeFlops / (hw.peakTflops * 1e12 * hw.computeEfficiency)) * 1e3;
+  const attentionMs = separateAttention ? (f.attnFlops / (hw.attentionGflops! * 1e9)) * 1e3 : 0;
+  const overheadMs = hw.stepOverheadMs + (hw.perSeqOverheadUs * f.numSeqs + (hw.perTokenUs ?? 0) * f.rows) / 1e3;
+  const ms = overheadMs + Math.max(memMs, computeMs) + attentionMs;
+  return { ms, memMs, computeMs, attentionMs, overheadMs, flops: f.linearFlops + f.attnFlops, bytes: f.bytes };
+}
+
+export function stepCost(hw: HardwareProfile, m: ModelProfile, seqs: readonly SeqShape[]): StepCost {
+  return costOfFeatures(hw, stepFeatures(m, seqs));
+}
+
+/** Peak arithmetic rate (FLOP/s) a profile credits the hardware with, for utilisation figures. */
+export function peakFlops(hw: HardwareProfile): number {
+  return hw.peakTflops * 1e12;
+}

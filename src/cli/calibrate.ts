@@ -1,0 +1,92 @@
+// `stepwise calibrate`: measures this machine running a model (forward passes over a grid of batch
+// shapes, then a short engine run) and writes a cost-model profile that `stepwise simulate` can use
+// in place of a datasheet GPU — so simulated runs can be checked against real ones.
+import { parseArgs } from 'node:util';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { UsageError } from './usage-error.js';
+import { parseIntFlag } from './engine-flags.js';
+import { calibrate } from '../sim/calibration.js';
+import type { KernelBackend } from '../model/kernels/index.js';
+
+const HELP = `Usage: stepwise calibrate --model FILE [options]
+
+Times the engine on this machine over a grid of batch shapes (decode batches of 1..64 sequences at
+several context lengths, prefill chunks of 16..512 tokens, mixed batches), runs the real engine
+briefly to measure its per-step overhead, fits the cost model's parameters (bandwidth, peak,
+attention rate, overheads) by least squares, and writes a profile for stepwise simulate:
+
+  stepwise calibrate --model small.gguf --out cpu.json
+  stepwise simulate --hardware-file cpu.json --compare none,static,continuous
+
+Options:
+  --model FILE          GGUF or llama2.c checkpoint to measure with (required)
+  --out FILE            where to write the profile (default: cpu-profile.json)
+  --name NAME           the profile's hardware name (default: cpu)
+  --backend auto|native|typescript   kernels (default auto), as the engine would use them
+  --threads N           kernel threads (default: number of cores); simulate what you will run
+  --reps N              measurements per shape, median kept (default 5)
+  --quick               fewer shapes and repetitions (a first look, ~3x faster)
+  --max-batch N         largest decode batch measured (default 64)
+  --block-size N        KV block size (default 16)
+  --engine-requests N   requests in the engine-overhead run (default 40)`;
+
+export async function runCalibrate(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      help: { type: 'boolean', short: 'h' },
+      model: { type: 'string', short: 'm' },
+      out: { type: 'string', short: 'o' },
+      name: { type: 'string' },
+      backend: { type: 'string' },
+      threads: { type: 'string' },
+      reps: { type: 'string' },
+      quick: { type: 'boolean' },
+      'max-batch': { type: 'string' },
+      'block-size': { type: 'string' },
+      'engine-requests': { type: 'string' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(HELP + '\n');
+    return 0;
+  }
+  if (!values.model) throw new UsageError('--model FILE is required (the model to measure this machine with)');
+  if (!existsSync(values.model)) throw new UsageError(`model file not found: ${values.model}`);
+  const backend = (values.backend ?? 'auto') as KernelBackend;
+  if (!['auto', 'native', 'typescript'].includes(backend)) throw new UsageError(`--backend must be one of auto, native, typescript, got '${values.backend}'`);
+  if (values.name !== undefined && values.name.trim() === '') throw new UsageError('--name must not be empty');
+  const int = (k: 'threads' | 'reps' | 'max-batch' | 'block-size' | 'engine-requests') => (values[k] === undefined ? undefined : parseIntFlag(k, values[k]!, 1));
+  const maxBatch = int('max-batch');
+  if (maxBatch !== undefined && maxBatch > 1024) throw new UsageError(`--max-batch must be at most 1024, got ${maxBatch}`);
+  const engineRequests = int('engine-requests');
+  if (engineRequests !== undefined && engineRequests < 4) throw new UsageError(`--engine-requests must be at least 4, got ${engineRequests}`);
+
+  const r = await calibrate({
+    modelPath: values.model,
+    backend,
+    threads: int('threads'),
+    reps: int('reps'),
+    quick: values.quick ?? false,
+    maxBatch,
+    blockSize: int('block-size'),
+    engineRequests,
+    name: values.name,
+    log: (line) => process.stderr.write(`calibrate: ${line}\n`),
+  });
+  const file = resolve(values.out ?? 'cpu-profile.json');
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, JSON.stringify(r.profile, null, 2) + '\n');
+  const h = r.profile.hardware;
+  const out = process.stdout;
+  out.write(`\nprofile '${r.profile.name}' for ${r.profile.modelName}: ${file}\n`);
+  out.write(`  bandwidth ${h.bandwidthGBs.toFixed(2)} GB/s, peak ${(h.peakTflops * 1e3).toFixed(2)} GFLOP/s, attention ${h.attentionGflops?.toFixed(2)} GFLOP/s\n`);
+  out.write(`  overhead ${h.stepOverheadMs.toFixed(3)} ms/step + ${h.perSeqOverheadUs.toFixed(1)} us/sequence + ${(h.perTokenUs ?? 0).toFixed(1)} us/row\n`);
+  out.write(`  forward fit over ${r.forward.length} shapes: rms error ${(r.forwardFit.rmsRelError * 100).toFixed(1)}%, worst ${(r.forwardFit.maxRelError * 100).toFixed(1)}%\n`);
+  out.write(`  engine run: ${r.engineCheck.steps} steps, predicted total time off by ${(r.engineCheck.totalRelError * 100).toFixed(1)}%\n`);
+  out.write(`\nnext: stepwise simulate --hardware-file ${values.out ?? 'cpu-profile.json'} --compare none,static,continuous\n`);
+  return 0;
+}

@@ -1,0 +1,209 @@
+// `stepwise simulate`: the engine's real scheduler and KV cache manager, driven over virtual time by
+// a discrete-event loop, with step times from a hardware cost model — what a scheduler setting would
+// do on hardware we do not have. Same workload flags, metrics, tables and report as `stepwise bench`.
+import { parseArgs } from 'node:util';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, resolve, basename } from 'node:path';
+import type { BatchingPolicy } from '../engine/step-trace.js';
+import { ENGINE_FLAG_OPTIONS, ENGINE_FLAGS_HELP, engineOptionsFromFlags } from './engine-flags.js';
+import { UsageError } from './usage-error.js';
+import { workloadSpec } from './bench.js';
+import { comparisonTable, latencyTable, ratioTable, throughputTable } from '../bench/tables.js';
+import { renderAsciiTimeline } from '../bench/timeline.js';
+import { HARDWARE, MODELS, hardwareProfile, modelProfile, readProfileFile, ProfileError } from '../sim/profiles.js';
+import { kvBytesPerToken, totalParams, type HardwareProfile, type ModelProfile } from '../sim/cost-model.js';
+import { runSimulation } from '../sim/run-sim.js';
+import { simResultsJson, simulationSummary, simulationTable, writeSimReport } from '../sim/report.js';
+
+const HELP = `Usage: stepwise simulate --hardware NAME --model NAME [options]
+
+Runs the engine's own scheduler and KV cache manager against a cost model of the hardware, over
+virtual time (nothing is computed, nothing sleeps), and reports what \`stepwise bench\` would:
+  stepwise simulate --hardware A100-80GB --model llama-2-7b --compare none,static,continuous
+
+Hardware and model:
+  --hardware NAME          ${Object.keys(HARDWARE).join(', ')}, or cpu with --profile
+  --hardware-file FILE     a profile written by \`stepwise calibrate\` (hardware and model)
+  --profile FILE           the same, for --hardware cpu
+  --model NAME|FILE        ${Object.keys(MODELS).join(', ')}, or a GGUF/llama2.c file (its shape and
+                           bytes per weight); default: the model a --hardware-file was measured with
+  --weight-bytes X         bytes per weight at the serving dtype (default: the profile's; 2 = fp16)
+  --kv-bytes X             bytes per KV element (default: the profile's)
+  --list                   list the built-in profiles and exit
+
+Workload: the same flags as stepwise bench (--workload, --num-requests, --input-len, --output-len,
+  --prompt-dist, --output-dist, --seed, --arrival, --qps, --burst-size, --burst-interval-ms).
+
+Runs and output:
+  --compare LIST           policies to simulate, e.g. none,static,continuous (default: --policy)
+  --out DIR                write report.html, report.md, results.json and charts/ there
+  --json FILE              write results.json here
+  --timeline               print each run's request timeline
+
+The KV cache gets what the hardware's memory leaves beside the weights (capped, like the engine,
+at max-num-seqs full contexts), unless --num-blocks or --kv-cache-memory says otherwise.
+
+${ENGINE_FLAGS_HELP}`;
+
+const POLICIES: readonly BatchingPolicy[] = ['none', 'static', 'continuous'];
+
+function positiveNumber(name: string, raw: string): number {
+  const x = Number(raw);
+  if (raw.trim() === '' || !Number.isFinite(x) || x <= 0) throw new UsageError(`--${name} must be a positive number, got '${raw}'`);
+  return x;
+}
+
+/** Which hardware and model profiles the flags pick. */
+async function pickProfiles(v: Record<string, string | boolean | undefined>): Promise<{ hwName: string; hw: HardwareProfile; modelName: string; model: ModelProfile }> {
+  const str = (k: string) => (typeof v[k] === 'string' ? (v[k] as string) : undefined);
+  let hwName: string;
+  let hw: HardwareProfile;
+  let fileModel: { name: string; profile: ModelProfile } | undefined;
+  const file = str('hardware-file') ?? str('profile');
+  if (str('hardware-file') !== undefined && str('profile') !== undefined) throw new UsageError('give either --hardware-file or --profile, not both');
+  if (file !== undefined) {
+    if (str('hardware') !== undefined && str('hardware')!.toLowerCase() !== 'cpu') throw new UsageError(`--profile goes with --hardware cpu (or alone), not --hardware ${str('hardware')}`);
+    const p = readProfileFile(file);
+    hwName = p.name;
+    hw = p.hardware;
+    fileModel = { name: p.modelName ?? 'calibrated model', profile: p.model };
+  } else {
+    const name = str('hardware');
+    if (name === undefined) throw new UsageError(`--hardware NAME is required (${Object.keys(HARDWARE).join(', ')}, or a calibrated profile with --hardware-file FILE)`);
+    if (name.toLowerCase() === 'cpu') throw new UsageError('--hardware cpu needs --profile FILE (write one with stepwise calibrate --model FILE)');
+    ({ name: hwName, profile: hw } = hardwareProfile(name));
+  }
+  let modelName: string;
+  let model: ModelProfile;
+  const m = str('model');
+  if (m === undefined) {
+    if (!fileModel) throw new UsageError(`--model NAME is required (${Object.keys(MODELS).join(', ')}, or a model file)`);
+    ({ name: modelName, profile: model } = fileModel);
+  } else if (Object.keys(MODELS).some((k) => k.toLowerCase() === m.toLowerCase())) {
+    ({ name: modelName, profile: model } = modelProfile(m));
+  } else if (existsSync(m)) {
+    const { loadModel } = await import('../model/loaders/index.js');
+    const { modelProfileFromWeights } = await import('../sim/model-profile.js');
+    const loaded = await loadModel(m);
+    modelName = basename(m);
+    model = modelProfileFromWeights(loaded.config, loaded.weights, modelName);
+  } else {
+    throw new ProfileError(`unknown model '${m}': not a built-in profile (${Object.keys(MODELS).join(', ')}) and no such file`);
+  }
+  model = { ...model };
+  if (str('weight-bytes') !== undefined) model.weightBytes = positiveNumber('weight-bytes', str('weight-bytes')!);
+  if (str('kv-bytes') !== undefined) model.kvBytes = positiveNumber('kv-bytes', str('kv-bytes')!);
+  return { hwName, hw, modelName, model };
+}
+
+function listProfiles(): string {
+  const lines = ['Hardware profiles:'];
+  for (const [name, h] of Object.entries(HARDWARE)) lines.push(`  ${name.padEnd(12)} ${h.memoryGB} GB, ${h.bandwidthGBs} GB/s, ${h.peakTflops} TFLOP/s${h.source ? `  (${h.source})` : ''}`);
+  lines.push('  cpu          --profile FILE from stepwise calibrate', '', 'Model profiles:');
+  for (const [name, m] of Object.entries(MODELS)) {
+    lines.push(`  ${name.padEnd(12)} ${(totalParams(m) / 1e9).toFixed(2)}B params, ${m.nLayers} layers, dim ${m.dim}, ${m.nKvHeads}/${m.nHeads} KV heads, ${(kvBytesPerToken(m) / 1024).toFixed(0)} KiB KV/token, context ${m.contextLength}`);
+  }
+  return lines.join('\n');
+}
+
+export async function runSimulate(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      ...ENGINE_FLAG_OPTIONS,
+      help: { type: 'boolean', short: 'h' },
+      list: { type: 'boolean' },
+      hardware: { type: 'string' },
+      'hardware-file': { type: 'string' },
+      profile: { type: 'string' },
+      model: { type: 'string', short: 'm' },
+      'weight-bytes': { type: 'string' },
+      'kv-bytes': { type: 'string' },
+      workload: { type: 'string' },
+      'num-requests': { type: 'string' },
+      'input-len': { type: 'string' },
+      'output-len': { type: 'string' },
+      'prompt-dist': { type: 'string' },
+      'output-dist': { type: 'string' },
+      dataset: { type: 'string' },
+      seed: { type: 'string' },
+      arrival: { type: 'string' },
+      qps: { type: 'string' },
+      'burst-size': { type: 'string' },
+      'burst-interval-ms': { type: 'string' },
+      compare: { type: 'string' },
+      out: { type: 'string' },
+      json: { type: 'string' },
+      timeline: { type: 'boolean' },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(HELP + '\n');
+    return 0;
+  }
+  if (values.list) {
+    process.stdout.write(listProfiles() + '\n');
+    return 0;
+  }
+  for (const k of ['backend', 'threads', 'tokenizer'] as const) {
+    if (values[k] !== undefined) throw new UsageError(`--${k} does not apply to a simulation (nothing is computed); calibrate with it instead`);
+  }
+  if (values.workload === 'sharegpt') throw new UsageError('--workload sharegpt needs a tokenizer, which a simulation does not have; use a synthetic workload with the same length distributions');
+  const load = engineOptionsFromFlags(values);
+  let policies: BatchingPolicy[];
+  if (values.compare !== undefined) {
+    if (values.policy !== undefined) throw new UsageError('give either --policy or --compare, not both');
+    policies = values.compare.split(',').map((s) => s.trim()).filter((s) => s !== '') as BatchingPolicy[];
+    const bad = policies.find((p) => !POLICIES.includes(p));
+    if (bad !== undefined || policies.length === 0) throw new UsageError(`--compare takes a comma-separated list of ${POLICIES.join(', ')}, got '${values.compare}'`);
+    if (new Set(policies).size !== policies.length) throw new UsageError(`--compare lists a policy twice: '${values.compare}'`);
+    delete load.policy;
+  } else {
+    policies = [load.policy ?? 'continuous'];
+  }
+  const workload = workloadSpec(values);
+  const { hwName, hw, modelName, model } = await pickProfiles(values);
+
+  const out = process.stdout;
+  const results = runSimulation({
+    hardwareName: hwName,
+    hardware: hw,
+    modelName,
+    model,
+    workload,
+    policies,
+    load,
+    onRun: (run) => {
+      const m = run.metrics;
+      process.stderr.write(`simulate: ${run.label}: ${m.completed} requests in ${m.durationS.toFixed(2)} s virtual (${(run.sim.wallMs / 1000).toFixed(2)} s to simulate), ${m.outputThroughput.toFixed(1)} output tok/s\n`);
+      if (values.timeline && run.timeline) {
+        const width = Math.max(40, (process.stdout.columns ?? 120) - 12);
+        out.write('\n' + renderAsciiTimeline(run.timeline, { title: `Request timeline: ${run.label}`, width }) + '\n');
+      }
+    },
+  });
+
+  out.write(`\n${simulationSummary(results).join('\n')}\n`);
+  out.write(`workload: ${results.workload.description}, seed ${results.workload.seed}\n\n`);
+  out.write(comparisonTable(results, 'text') + '\n\n');
+  const rt = ratioTable(results, 'text');
+  if (rt) out.write(rt + '\n\n');
+  out.write(simulationTable(results, 'text') + '\n\n');
+  out.write(throughputTable(results, 'text') + '\n\n');
+  out.write(latencyTable(results, 'text') + '\n');
+  const failures = results.runs.flatMap((r) => r.records.filter((x) => !x.success).map((x) => `${r.label}: request ${x.index}: ${x.error}`));
+  if (failures.length > 0) process.stderr.write(`\n${failures.length} requests refused, first: ${failures[0]}\n`);
+  if (values.out) {
+    const files = await writeSimReport(results, resolve(values.out));
+    out.write(`\nreport: ${files.html}\n        ${files.markdown}\n        ${files.json}\n`);
+  }
+  if (values.json) {
+    const file = resolve(values.json);
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(file, JSON.stringify(simResultsJson(results), null, 2) + '\n');
+    if (!values.out) out.write(`\nresults: ${file}\n`);
+  }
+  return failures.length > 0 ? 1 : 0;
+}

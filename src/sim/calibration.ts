@@ -1,0 +1,385 @@
+// Measures the real engine on this machine and fits the cost model to it, so the simulator can stand
+// in for this CPU the way the datasheet profiles stand in for GPUs.
+//
+// Two measurements, two parts of the step time:
+// 1. The forward pass (and sampling) over a grid of batch shapes — decode batches of 1..64 sequences
+//    at several context lengths, prefill chunks of 16..512 tokens, and mixed batches — run through
+//    the real LocalModelRunner, timed as the runner times itself. The roofline's rates (bandwidth,
+//    peak, attention rate) and the forward pass's own fixed costs are fitted to these.
+// 2. The engine around the forward pass: a short run of the real Engine with its worker-thread
+//    runner, whose step trace gives each step's period (start to next start) minus the runner's own
+//    forward and sampling time — scheduling, the hop to the worker and back, update, delivery. A
+//    line in (sequences, rows) is fitted to that and added to the fixed costs.
+// Shapes are measured round-robin, several times each, and the median kept: on a shared machine
+// load comes and goes, and this way it falls on every shape alike.
+import { performance } from 'node:perf_hooks';
+import { cpus, totalmem } from 'node:os';
+import { basename } from 'node:path';
+import { loadModel } from '../model/loaders/index.js';
+import { getKernels, type KernelBackend } from '../model/kernels/index.js';
+import { LocalModelRunner } from '../engine/model-runner.js';
+import { WorkerModelRunner } from '../engine/worker-runner.js';
+import { Engine, DEFAULT_ENGINE_OPTIONS } from '../engine/engine.js';
+import { blocksForMemory } from '../engine/kv-cache.js';
+import { DEFAULT_SAMPLING, type ModelRunner, type SchedulerOutput, type ScheduledSequence, type NewSequenceData } from '../engine/types.js';
+import type { StepRecord } from '../engine/step-trace.js';
+import type { ModelConfig } from '../model/config.js';
+import { buildWorkload } from '../bench/workload.js';
+import { costOfFeatures, stepFeatures, type HardwareProfile, type ModelProfile, type SeqShape, type StepFeatures } from './cost-model.js';
+import { fitLinearOverhead, fitRoofline, type RooflineFit } from './fit.js';
+import { modelProfileFromWeights } from './model-profile.js';
+import { stepShape } from './step-time.js';
+import type { CalibratedProfileFile } from './profiles.js';
+
+/** The KV budget LLM.load gives a model when not told otherwise (see src/llm.ts). */
+export const ENGINE_DEFAULT_KV_BYTES = 1024 ** 3;
+
+export interface GridShape {
+  label: string;
+  kind: 'decode' | 'prefill' | 'mixed';
+  seqs: SeqShape[];
+}
+
+export interface GridOptions {
+  /** Largest decode batch (default 64). */
+  maxBatch?: number;
+  /** Tokens the KV cache holds: shapes needing more are left out (the engine could never run them). */
+  capacityTokens: number;
+  /** Fewer shapes (for tests and a first look). */
+  quick?: boolean;
+}
+
+/** The batch shapes calibration measures, within the model's context and the KV budget. */
+export function calibrationGrid(config: Pick<ModelConfig, 'contextLength'>, opts: GridOptions): GridShape[] {
+  const maxCtx = config.contextLength;
+  const maxBatch = opts.maxBatch ?? 64;
+  const fits = (seqs: SeqShape[]) => seqs.every((s) => s.contextLen <= maxCtx) && seqs.reduce((n, s) => n + s.contextLen, 0) <= opts.capacityTokens;
+  const out: GridShape[] = [];
+  const add = (g: GridShape) => {
+    if (fits(g.seqs)) out.push(g);
+  };
+  const batches = (opts.quick ? [1, 4, 16, 64] : [1, 2, 4, 8, 16, 32, 48, 64]).filter((b) => b <= maxBatch);
+  if (!batches.includes(maxBatch) && maxBatch > 1) batches.push(maxBatch);
+  const contexts = [64, Math.round(maxCtx / 4), Math.round(maxCtx / 2), maxCtx - 8].filter((c, i, a) => c >= 16 && a.indexOf(c) === i);
+  for (const L of opts.quick ? [contexts[0], contexts[contexts.length - 1]] : contexts) {
+    for (const B of batches) add({ label: `decode ${B}x @${L}`, kind: 'decode', seqs: Array.from({ length: B }, () => ({ numTokens: 1, contextLen: L, sample: true })) });
+  }
+  for (const C of opts.quick ? [16, 128, 512] : [16, 32, 64, 128, 256, 512]) {
+    add({ label: `prefill ${C}`, kind: 'prefill', seqs: [{ numTokens: Math.min(C, maxCtx), contextLen: Math.min(C, maxCtx), sample: true }] });
+  }
+  // A chunk continuing a long prompt, and several prompts at once (static batching's prefill).
+  add({ label: 'prefill 128 @512', kind: 'prefill', seqs: [{ numTokens: 128, contextLen: Math.min(512, maxCtx), sample: true }] });
+  add({ label: 'prefill 4x128', kind: 'prefill', seqs: Array.from({ length: 4 }, () => ({ numTokens: 128, contextLen: 128, sample: true })) });
+  if (!opts.quick) add({ label: 'prefill 16x32', kind: 'prefill', seqs: Array.from({ length: 16 }, () => ({ numTokens: 32, contextLen: 32, sample: true })) });
+  // Continuous batching's typical step: decodes with one prefill chunk riding along.
+  for (const [C, B] of opts.quick ? [[128, 16]] : [[64, 8], [256, 8], [64, 32], [256, 32]]) {
+    const L = Math.round(maxCtx / 4);
+    add({
+      label: `mixed ${C}+${B}x @${L}`,
+      kind: 'mixed',
+      seqs: [{ numTokens: C, contextLen: C, sample: true }, ...Array.from({ length: B }, () => ({ numTokens: 1, contextLen: L, sample: true }))],
+    });
+  }
+  return out;
+}
+
+export interface ShapeMeasurement {
+  label: string;
+  kind: GridShape['kind'];
+  seqs: SeqShape[];
+  features: StepFeatures;
+  /** Median forward + sampling time over the repetitions. */
+  ms: number;
+  samples: number[];
+}
+
+/** Builds the SchedulerOutput a scheduler would send for this shape (fresh sequences, distinct blocks). */
+function shapeStep(shape: GridShape, step: number, firstSeqId: number, blockSize: number, numBlocks: number, finished: number[]): SchedulerOutput {
+  let nextBlock = 0;
+  const scheduled: ScheduledSequence[] = [];
+  const newSequences: NewSequenceData[] = [];
+  shape.seqs.forEach((s, i) => {
+    const seqId = firstSeqId + i;
+    const start = s.contextLen - s.numTokens;
+    const blocks = Math.ceil(s.contextLen / blockSize);
+    const blockTable = Array.from({ length: blocks }, () => nextBlock++ % numBlocks);
+    const prompt = Array.from({ length: s.contextLen }, (_, j) => 3 + ((j * 7919 + i * 104729) % 200));
+    newSequences.push({ seqId, promptTokenIds: prompt, outputTokenIds: [], sampling: { ...DEFAULT_SAMPLING, temperature: 0, ignoreEos: true, maxTokens: 1 << 20 }, seed: seqId });
+    scheduled.push({ seqId, tokenIds: prompt.slice(start), startPosition: start, blockTable, sample: s.sample });
+  });
+  const numBatchedTokens = shape.seqs.reduce((n, s) => n + s.numTokens, 0);
+  return { step, scheduled, newSequences, finishedSeqIds: finished, blockCopies: [], numBatchedTokens };
+}
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+export interface ForwardMeasureOptions {
+  reps: number;
+  blockSize: number;
+  numBlocks: number;
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** Times the runner's forward pass and sampling over every shape, round-robin, `reps` times each (after one warm-up round). */
+export function measureForward(runner: LocalModelRunner, model: ModelProfile, grid: readonly GridShape[], opts: ForwardMeasureOptions): ShapeMeasurement[] {
+  const samples = grid.map(() => [] as number[]);
+  let step = 0;
+  let seqId = 0;
+  let finished: number[] = [];
+  const total = grid.length * (opts.reps + 1);
+  let done = 0;
+  for (let rep = -1; rep < opts.reps; rep++) {
+    grid.forEach((shape, i) => {
+      const out = shapeStep(shape, step++, seqId, opts.blockSize, opts.numBlocks, finished);
+      finished = out.newSequences.map((s) => s.seqId);
+      seqId += shape.seqs.length;
+      const r = runner.executeSync(out);
+      if (rep >= 0) samples[i].push(r.forwardMs + r.sampleMs);
+      opts.onProgress?.(++done, total);
+    });
+  }
+  return grid.map((g, i) => ({ label: g.label, kind: g.kind, seqs: g.seqs, features: stepFeatures(model, g.seqs), ms: median(samples[i]), samples: samples[i] }));
+}
+
+/** One engine step as calibration sees it: its exact shape (from the SchedulerOutput) and its trace record. */
+export interface EngineStepSample {
+  features: StepFeatures;
+  /** Step start to the next step's start. */
+  periodMs: number;
+  /** The runner's own forward + sampling time. */
+  runnerMs: number;
+}
+
+/** A runner wrapper that remembers the shape of every step it executes (by step number). */
+class ShapeRecordingRunner implements ModelRunner {
+  readonly shapes = new Map<number, SeqShape[]>();
+  constructor(private readonly inner: ModelRunner) {}
+  execute(out: SchedulerOutput) {
+    this.shapes.set(out.step, stepShape(out));
+    return this.inner.execute(out);
+  }
+  close() {
+    return this.inner.close();
+  }
+}
+
+export interface EngineMeasureOptions {
+  modelPath: string;
+  config: ModelConfig;
+  model: ModelProfile;
+  backend: KernelBackend;
+  threads: number;
+  numBlocks: number;
+  blockSize: number;
+  numRequests: number;
+  seed: number;
+}
+
+/**
+ * Runs short offline workloads through the real Engine (continuous with up to 16 sequences, then one
+ * at a time) and returns every step that was followed by another — its period covers everything the
+ * engine does per step.
+ */
+export async function measureEngineSteps(o: EngineMeasureOptions): Promise<EngineStepSample[]> {
+  const samples: EngineStepSample[] = [];
+  const maxLen = Math.min(o.config.contextLength, 512);
+  const workload = buildWorkload(
+    {
+      kind: 'synthetic',
+      seed: o.seed,
+      numRequests: o.numRequests,
+      promptDist: { kind: 'uniform', min: 8, max: Math.min(160, maxLen >> 1) },
+      outputDist: { kind: 'uniform', min: 8, max: 48 },
+      arrival: { kind: 'offline' },
+    },
+    { vocabSize: o.config.vocabSize, bosId: 1, maxModelLen: maxLen },
+  );
+  for (const [policy, maxNumSeqs, count] of [['continuous', 16, workload.requests.length], ['none', 1, Math.min(6, workload.requests.length)]] as const) {
+    const inner = await WorkerModelRunner.create({ modelPath: o.modelPath, backend: o.backend, threads: o.threads, numBlocks: o.numBlocks, blockSize: o.blockSize, eogIds: [] });
+    const runner = new ShapeRecordingRunner(inner);
+    const engine = new Engine(runner, {
+      ...DEFAULT_ENGINE_OPTIONS,
+      policy,
+      maxNumSeqs,
+      maxNumBatchedTokens: 512,
+      numBlocks: o.numBlocks,
+      blockSize: o.blockSize,
+      maxModelLen: o.config.contextLength,
+      tokenizer: null,
+      eogIds: [],
+    });
+    const steps: StepRecord[] = [];
+    const off = engine.onStep((r) => steps.push(r));
+    try {
+      // Warm-up: the worker's first steps pay for JIT and page faults.
+      await drain(engine, [[1, 5, 6, 7]], 4);
+      steps.length = 0;
+      await drain(engine, workload.requests.slice(0, count).map((r) => r.promptTokenIds), 0, workload.requests.map((r) => r.outputLen));
+    } finally {
+      off();
+      await engine.close();
+    }
+    for (let i = 0; i + 1 < steps.length; i++) {
+      const shape = runner.shapes.get(steps[i].step);
+      if (!shape || steps[i].error) continue;
+      samples.push({ features: stepFeatures(o.model, shape), periodMs: steps[i + 1].startMs - steps[i].startMs, runnerMs: steps[i].forwardMs + steps[i].sampleMs });
+    }
+  }
+  return samples;
+}
+
+async function drain(engine: Engine, prompts: number[][], fixedLen: number, lens?: number[]): Promise<void> {
+  const streams = prompts.map((p, i) =>
+    engine.addRequest({ promptTokenIds: p, sampling: { ...DEFAULT_SAMPLING, temperature: 0, ignoreEos: true, maxTokens: fixedLen || lens![i], seed: i } }),
+  );
+  await Promise.all(streams.map(async (s) => { for await (const _ of s) { /* drain */ } }));
+}
+
+export interface CalibrateOptions {
+  modelPath: string;
+  backend?: KernelBackend;
+  threads?: number;
+  /** Repetitions per shape (default 5; 3 with quick). */
+  reps?: number;
+  quick?: boolean;
+  maxBatch?: number;
+  blockSize?: number;
+  /** Requests of the engine-overhead run (default 40; 16 with quick). */
+  engineRequests?: number;
+  seed?: number;
+  name?: string;
+  log?: (line: string) => void;
+}
+
+export interface CalibrationResult {
+  profile: CalibratedProfileFile;
+  forward: ShapeMeasurement[];
+  forwardFit: RooflineFit;
+  engineSteps: EngineStepSample[];
+  /** How well the whole profile predicts the engine run's step periods. */
+  engineCheck: { steps: number; meanRelError: number; medianAbsRelError: number; totalRelError: number };
+}
+
+/** Measures this machine with the model at `modelPath` and returns the fitted profile. */
+export async function calibrate(o: CalibrateOptions): Promise<CalibrationResult> {
+  const log = o.log ?? (() => undefined);
+  const backend = o.backend ?? 'auto';
+  const threads = o.threads ?? (await import('node:os')).availableParallelism();
+  const blockSize = o.blockSize ?? DEFAULT_ENGINE_OPTIONS.blockSize;
+  const quick = o.quick ?? false;
+  const t0 = performance.now();
+
+  const loaded = await loadModel(o.modelPath);
+  const kernels = await getKernels(backend, { threads });
+  const model = modelProfileFromWeights(loaded.config, loaded.weights, basename(o.modelPath));
+  const maxBatch = o.maxBatch ?? 64;
+  // The KV budget the engine would have at its defaults (64 sequences, 1 GiB cap), as LLM.load sizes it.
+  const numBlocks = Math.min(maxBatch * Math.ceil(loaded.config.contextLength / blockSize), blocksForMemory(ENGINE_DEFAULT_KV_BYTES, loaded.config, blockSize));
+  const grid = calibrationGrid(loaded.config, { maxBatch, capacityTokens: numBlocks * blockSize, quick });
+  const reps = o.reps ?? (quick ? 3 : 5);
+  log(`calibrating ${basename(o.modelPath)} on ${kernels.name}: ${grid.length} batch shapes x ${reps} repetitions, then an engine run`);
+  const runner = await LocalModelRunner.create({ model: loaded, kernels, numBlocks, blockSize, eogIds: [] });
+  let lastPct = -1;
+  const forward = measureForward(runner, model, grid, {
+    reps,
+    blockSize,
+    numBlocks,
+    onProgress: (d, t) => {
+      const pct = Math.floor((100 * d) / t / 25) * 25;
+      if (pct !== lastPct) log(`  forward pass: ${Math.round((100 * d) / t)}%`);
+      lastPct = pct;
+    },
+  });
+  await runner.close();
+  const forwardFit = fitRoofline(forward.map((m) => ({ features: m.features, ms: m.ms })));
+  log(`  forward fit: rms error ${(forwardFit.rmsRelError * 100).toFixed(1)}%, worst ${(forwardFit.maxRelError * 100).toFixed(1)}%`);
+
+  log('  engine run (worker runner, step trace)...');
+  const engineSteps = await measureEngineSteps({
+    modelPath: o.modelPath,
+    config: loaded.config,
+    model,
+    backend,
+    threads,
+    numBlocks,
+    blockSize,
+    numRequests: o.engineRequests ?? (quick ? 16 : 40),
+    seed: o.seed ?? 20240601,
+  });
+  const overhead = fitLinearOverhead(engineSteps.map((s) => ({ numSeqs: s.features.numSeqs, rows: s.features.rows, ms: s.periodMs - s.runnerMs })));
+
+  const finite = (x: number, fallback: number) => (Number.isFinite(x) ? x : fallback);
+  const hardware: HardwareProfile = {
+    memoryGB: round(totalmem() / 1e9, 3),
+    // A rate the data never needed (e.g. no step was memory-bound) is left effectively unlimited.
+    bandwidthGBs: round(finite(forwardFit.bandwidthGBs, 1e6), 4),
+    peakTflops: round(finite(forwardFit.peakTflops, 1e6), 6),
+    bandwidthEfficiency: 1,
+    computeEfficiency: 1,
+    stepOverheadMs: round(forwardFit.stepOverheadMs + overhead.stepOverheadMs, 4),
+    perSeqOverheadUs: round(forwardFit.perSeqOverheadUs + overhead.perSeqOverheadUs, 3),
+    perTokenUs: round(forwardFit.perTokenUs + overhead.perTokenUs, 3),
+    reservedGB: 0,
+    kvCacheGB: ENGINE_DEFAULT_KV_BYTES / 1e9,
+    attentionGflops: round(finite(forwardFit.attentionGflops, 1e9), 4),
+    source: `stepwise calibrate: ${cpus()[0]?.model?.trim() ?? 'unknown CPU'}, ${kernels.name}, ${new Date().toISOString().slice(0, 10)}`,
+  };
+
+  // The whole profile against the engine run's own step periods: what the simulator will be judged on.
+  const rel = engineSteps.map((s) => (costOfFeatures(hardware, s.features).ms - s.periodMs) / s.periodMs);
+  const predictedTotal = engineSteps.reduce((n, s) => n + costOfFeatures(hardware, s.features).ms, 0);
+  const measuredTotal = engineSteps.reduce((n, s) => n + s.periodMs, 0);
+  const engineCheck = {
+    steps: engineSteps.length,
+    meanRelError: rel.reduce((a, b) => a + b, 0) / Math.max(1, rel.length),
+    medianAbsRelError: rel.length ? median(rel.map(Math.abs)) : 0,
+    totalRelError: measuredTotal > 0 ? (predictedTotal - measuredTotal) / measuredTotal : 0,
+  };
+  log(`  engine check: ${engineCheck.steps} steps, total time off by ${(engineCheck.totalRelError * 100).toFixed(1)}%, median step error ${(engineCheck.medianAbsRelError * 100).toFixed(1)}%`);
+
+  const profile: CalibratedProfileFile = {
+    kind: 'stepwise-profile',
+    version: 1,
+    name: o.name ?? 'cpu',
+    hardware,
+    model,
+    modelName: basename(o.modelPath),
+    calibration: {
+      date: new Date().toISOString(),
+      backend: kernels.name,
+      threads,
+      cpus: cpus().length,
+      cpuModel: cpus()[0]?.model?.trim(),
+      blockSize,
+      numBlocks,
+      wallS: round((performance.now() - t0) / 1000, 2),
+      forward: {
+        shapes: grid.length,
+        reps,
+        rmsRelError: round(forwardFit.rmsRelError, 4),
+        maxRelError: round(forwardFit.maxRelError, 4),
+        memoryBoundShapes: forwardFit.memoryBound,
+        fit: forwardFit,
+        measurements: forward.map((m) => ({ label: m.label, rows: m.features.rows, seqs: m.features.numSeqs, ms: round(m.ms, 4), fittedMs: round(predictForward(forwardFit, m.features), 4) })),
+      },
+      engine: { steps: engineSteps.length, overhead, check: engineCheck },
+    },
+  };
+  return { profile, forward, forwardFit, engineSteps, engineCheck };
+}
+
+function predictForward(f: RooflineFit, x: StepFeatures): number {
+  const inv = (rate: number, scale: number) => (Number.isFinite(rate) && rate > 0 ? 1e3 / (rate * scale) : 0);
+  const mem = x.bytes * inv(f.bandwidthGBs, 1e9);
+  const comp = x.linearFlops * inv(f.peakTflops, 1e12);
+  return f.stepOverheadMs + (f.perSeqOverheadUs * x.numSeqs + f.perTokenUs * x.rows) / 1e3 + Math.max(mem, comp) + x.attnFlops * inv(f.attentionGflops, 1e9);
+}
+
+function round(x: number, digits: number): number {
+  const p = 10 ** digits;
+  return Math.round(x * p) / p;
+}

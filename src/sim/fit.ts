@@ -1,0 +1,162 @@
+// Least-squares fitting of the cost model's rates to measured step times.
+//
+// The model is t = overhead + perSeq·seqs + perRow·rows + max(bytes/bandwidth, flops/peak) + attnFlops/attnRate.
+// Written in the reciprocals (seconds per byte, per FLOP, ...) it is linear in every parameter except
+// for the max. So we alternate: decide for each measurement which side of the max is the larger,
+// solve the then-linear problem by non-negative least squares (a rate cannot be negative), and
+// repeat until no measurement changes side. Errors are relative (each row divided by its measured
+// time), so a 2 ms step counts as much as a 200 ms one — the simulator needs both right.
+import type { StepFeatures } from './cost-model.js';
+
+/** The fitted parameters, in the cost model's units. */
+export interface RooflineFit {
+  stepOverheadMs: number;
+  perSeqOverheadUs: number;
+  perTokenUs: number;
+  /** Effective bandwidth (GB/s), peak (TFLOP/s) and attention rate (GFLOP/s); Infinity when the data gave that term no weight. */
+  bandwidthGBs: number;
+  peakTflops: number;
+  attentionGflops: number;
+  /** Root-mean-square and largest relative error of the fit over the measurements. */
+  rmsRelError: number;
+  maxRelError: number;
+  /** Measurements the fit put on the memory-bound side of the max. */
+  memoryBound: number;
+  iterations: number;
+}
+
+export interface TimedFeatures {
+  features: StepFeatures;
+  ms: number;
+}
+
+export class FitError extends Error {
+  override name = 'FitError';
+}
+
+/** Solves the normal equations of min |A x - b|^2 over the columns in `cols` (Gaussian elimination with pivoting). */
+function leastSquares(A: readonly number[][], b: readonly number[], cols: readonly number[]): number[] | null {
+  const k = cols.length;
+  const M = Array.from({ length: k }, () => new Array<number>(k + 1).fill(0));
+  for (let r = 0; r < A.length; r++) {
+    const row = A[r];
+    for (let i = 0; i < k; i++) {
+      const ai = row[cols[i]];
+      if (ai === 0) continue;
+      for (let j = 0; j < k; j++) M[i][j] += ai * row[cols[j]];
+      M[i][k] += ai * b[r];
+    }
+  }
+  for (let c = 0; c < k; c++) {
+    let p = c;
+    for (let r = c + 1; r < k; r++) if (Math.abs(M[r][c]) > Math.abs(M[p][c])) p = r;
+    if (Math.abs(M[p][c]) < 1e-300) return null;
+    [M[c], M[p]] = [M[p], M[c]];
+    for (let r = 0; r < k; r++) {
+      if (r === c) continue;
+      const f = M[r][c] / M[c][c];
+      if (f === 0) continue;
+      for (let j = c; j <= k; j++) M[r][j] -= f * M[c][j];
+    }
+  }
+  return cols.map((_, i) => M[i][k] / M[i][i]);
+}
+
+/**
+ * Non-negative least squares for a handful of unknowns: the best unconstrained solution over every
+ * subset of free columns that comes out non-negative (exact, and cheap below ~12 columns).
+ */
+export function nnls(A: readonly number[][], b: readonly number[]): number[] {
+  const n = A[0]?.length ?? 0;
+  if (n === 0) throw new FitError('nnls needs at least one column');
+  if (n > 12) throw new FitError(`nnls by subset enumeration takes at most 12 columns, got ${n}`);
+  let best: number[] = new Array<number>(n).fill(0);
+  let bestErr = b.reduce((s, v) => s + v * v, 0);
+  for (let mask = 1; mask < 1 << n; mask++) {
+    const cols: number[] = [];
+    for (let j = 0; j < n; j++) if (mask & (1 << j)) cols.push(j);
+    const x = leastSquares(A, b, cols);
+    if (!x || x.some((v) => !(v >= 0) || !Number.isFinite(v))) continue;
+    const full = new Array<number>(n).fill(0);
+    cols.forEach((c, i) => (full[c] = x[i]));
+    let err = 0;
+    for (let r = 0; r < A.length; r++) {
+      let p = 0;
+      for (let j = 0; j < n; j++) p += A[r][j] * full[j];
+      err += (p - b[r]) ** 2;
+    }
+    if (err < bestErr) {
+      bestErr = err;
+      best = full;
+    }
+  }
+  return best;
+}
+
+// Unknowns, in ms per unit: [overhead, per seq, per row, per byte, per flop, per attention flop].
+function predict(x: readonly number[], f: StepFeatures): { ms: number; memory: boolean } {
+  const mem = x[3] * f.bytes;
+  const comp = x[4] * f.linearFlops;
+  return { ms: x[0] + x[1] * f.numSeqs + x[2] * f.rows + Math.max(mem, comp) + x[5] * f.attnFlops, memory: mem >= comp };
+}
+
+/** Fits the roofline's rates and overheads to measured step times (relative least squares). */
+export function fitRoofline(data: readonly TimedFeatures[], opts: { separateAttention?: boolean } = {}): RooflineFit {
+  if (data.length < 6) throw new FitError(`fitting needs at least 6 measured steps, got ${data.length}`);
+  for (const d of data) if (!(d.ms > 0 && Number.isFinite(d.ms))) throw new FitError(`measured step time must be a positive number of ms, got ${d.ms}`);
+  const separate = opts.separateAttention ?? true;
+  const b = data.map(() => 1);
+  // Start with every step memory-bound below the median row count and compute-bound above it.
+  const rowsSorted = data.map((d) => d.features.rows).sort((p, q) => p - q);
+  const medianRows = rowsSorted[Math.floor(rowsSorted.length / 2)];
+  let side = data.map((d) => d.features.rows <= medianRows);
+  let x: number[] = [];
+  let iterations = 0;
+  const seen = new Set<string>();
+  for (; iterations < 50; iterations++) {
+    const A = data.map((d, i) => {
+      const f = d.features;
+      const attn = separate ? f.attnFlops : 0;
+      const linear = separate ? f.linearFlops : f.linearFlops + f.attnFlops;
+      return [1, f.numSeqs, f.rows, side[i] ? f.bytes : 0, side[i] ? 0 : linear, attn].map((v) => v / d.ms);
+    });
+    x = nnls(A, b);
+    const next = data.map((d) => predict(x, separate ? d.features : { ...d.features, linearFlops: d.features.linearFlops + d.features.attnFlops, attnFlops: 0 }).memory);
+    const key = next.map((v) => (v ? '1' : '0')).join('');
+    if (next.every((v, i) => v === side[i]) || seen.has(key)) break;
+    seen.add(key);
+    side = next;
+  }
+  let sq = 0;
+  let worst = 0;
+  let memoryBound = 0;
+  for (const d of data) {
+    const p = predict(x, separate ? d.features : { ...d.features, linearFlops: d.features.linearFlops + d.features.attnFlops, attnFlops: 0 });
+    const e = (p.ms - d.ms) / d.ms;
+    sq += e * e;
+    worst = Math.max(worst, Math.abs(e));
+    if (p.memory) memoryBound++;
+  }
+  // ms per byte -> GB/s: 1 byte per x ms = 1e3/x bytes per second.
+  const rate = (perUnitMs: number, scale: number) => (perUnitMs > 0 ? 1e3 / perUnitMs / scale : Infinity);
+  return {
+    stepOverheadMs: x[0],
+    perSeqOverheadUs: x[1] * 1e3,
+    perTokenUs: x[2] * 1e3,
+    bandwidthGBs: rate(x[3], 1e9),
+    peakTflops: rate(x[4], 1e12),
+    attentionGflops: rate(x[5], 1e9),
+    rmsRelError: Math.sqrt(sq / data.length),
+    maxRelError: worst,
+    memoryBound,
+    iterations: iterations + 1,
+  };
+}
+
+/** Fits t = a + b·seqs + c·rows (all >= 0) to measured times: the engine's cost around the forward pass. */
+export function fitLinearOverhead(data: ReadonlyArray<{ numSeqs: number; rows: number; ms: number }>): { stepOverheadMs: number; perSeqOverheadUs: number; perTokenUs: number } {
+  if (data.length < 3) throw new FitError(`fitting the engine overhead needs at least 3 steps, got ${data.length}`);
+  // Absolute error here: overheads are small and noisy; relative weighting would chase the tiniest.
+  const x = nnls(data.map((d) => [1, d.numSeqs, d.rows]), data.map((d) => Math.max(0, d.ms)));
+  return { stepOverheadMs: x[0], perSeqOverheadUs: x[1] * 1e3, perTokenUs: x[2] * 1e3 };
+}

@@ -1,0 +1,160 @@
+// A whole `stepwise simulate` run: build the workload exactly as `stepwise bench` would, simulate it
+// under each batching policy, and gather the results in the benchmark's own structure (BenchResults),
+// so its metrics, tables, charts and report apply to simulated runs unchanged.
+import { performance } from 'node:perf_hooks';
+import type { LoadOptions } from '../llm.js';
+import type { BatchingPolicy } from '../engine/step-trace.js';
+import type { ModelConfig } from '../model/config.js';
+import { computeMetrics } from '../bench/metrics.js';
+import { buildWorkload, workloadTotals, type Workload, type WorkloadSpec } from '../bench/workload.js';
+import { computeUtilization, slotCapacity, slotUtilization } from '../bench/utilization.js';
+import { buildTimeline } from '../bench/timeline.js';
+import { decodeThroughput, policyLabel } from '../bench/run-bench.js';
+import type { BenchResults, RunResult } from '../bench/results.js';
+import { blockParams, headDim, kvCapacityTokens, outputParams, type HardwareProfile, type ModelProfile } from './cost-model.js';
+import { CostModelTimer } from './step-time.js';
+import { simulate, type SimSchedulerOptions } from './simulator.js';
+import { resolveSimOptions } from './engine-options.js';
+
+export interface SimRunOptions {
+  hardwareName: string;
+  hardware: HardwareProfile;
+  modelName: string;
+  model: ModelProfile;
+  workload: WorkloadSpec;
+  policies: BatchingPolicy[];
+  load: LoadOptions;
+  /** Called with each finished run. */
+  onRun?: (run: SimRunResult) => void;
+  /** Keep step records (default true; the timeline and utilisation need them). */
+  keepSteps?: boolean;
+}
+
+/** A simulated run: the benchmark's RunResult plus what only a simulation knows. */
+export interface SimRunResult extends RunResult {
+  sim: {
+    /** Model FLOPs and memory-bandwidth utilisation against the datasheet peak and bandwidth. */
+    mfu: number;
+    mbu: number;
+    /** Fraction of steps bound by memory traffic rather than arithmetic. */
+    memoryBoundSteps: number;
+    /** Real time the simulation took. */
+    wallMs: number;
+    scheduler: SimSchedulerOptions;
+    kvCapacityTokens: number;
+  };
+}
+
+export interface SimResults extends BenchResults {
+  runs: SimRunResult[];
+  simulation: {
+    hardware: string;
+    hardwareProfile: HardwareProfile;
+    model: string;
+    modelProfile: ModelProfile;
+  };
+}
+
+/** The ModelConfig the benchmark's FLOP counting wants, from a profile (RoPE settings do not matter there). */
+export function configFromProfile(m: ModelProfile): ModelConfig {
+  return {
+    arch: 'llama',
+    dim: m.dim,
+    hiddenDim: m.hiddenDim,
+    nLayers: m.nLayers,
+    nHeads: m.nHeads,
+    nKvHeads: m.nKvHeads,
+    headDim: headDim(m),
+    vocabSize: m.vocabSize,
+    contextLength: m.contextLength,
+    ropeTheta: 10000,
+    ropeDim: headDim(m),
+    normEps: 1e-5,
+    tiedEmbeddings: m.tiedEmbeddings,
+  };
+}
+
+export function buildSimWorkload(spec: WorkloadSpec, model: ModelProfile, load: LoadOptions): Workload {
+  return buildWorkload(spec, { vocabSize: model.vocabSize, bosId: 1, maxModelLen: Math.min(load.maxModelLen ?? model.contextLength, model.contextLength) });
+}
+
+/** Simulates one policy on a built workload. */
+export function simulatePolicy(workload: Workload, policy: BatchingPolicy, o: Pick<SimRunOptions, 'hardware' | 'model' | 'load' | 'keepSteps'>): SimRunResult {
+  const sched = resolveSimOptions({ ...o.load, policy }, o.hardware, o.model);
+  const timer = new CostModelTimer(o.hardware, o.model);
+  const t0 = performance.now();
+  const keepSteps = o.keepSteps ?? true;
+  const run = simulate({ requests: workload.requests, scheduler: sched, stepTimeMs: (out) => timer.stepTimeMs(out), keepSteps });
+  const wallMs = performance.now() - t0;
+  const metrics = computeMetrics(run.records, run.durationMs);
+  const util = timer.utilization(run.durationMs);
+  const config = configFromProfile(o.model);
+  return {
+    policy,
+    label: policyLabel(policy, Math.min(sched.staticBatchSize, sched.maxNumSeqs)),
+    metrics,
+    slot: keepSteps ? slotUtilization(run.steps, slotCapacity(policy, sched.maxNumSeqs, sched.staticBatchSize)) : null,
+    compute: keepSteps ? computeUtilization(run.steps, config, metrics.durationS, o.hardware.peakTflops * 1e12) : null,
+    numSteps: run.numSteps,
+    numPreemptions: run.numPreemptions,
+    decodeThroughput: keepSteps ? decodeThroughput(run.steps) : null,
+    records: run.records,
+    ...(keepSteps ? { steps: run.steps, timeline: buildTimeline(run.steps, run.timelineRequests) } : {}),
+    sim: {
+      mfu: util.mfu,
+      mbu: util.mbu,
+      memoryBoundSteps: timer.totals.steps > 0 ? timer.totals.memBoundSteps / timer.totals.steps : 0,
+      wallMs,
+      scheduler: sched,
+      kvCapacityTokens: kvCapacityTokens(o.hardware, o.model),
+    },
+  };
+}
+
+export function runSimulation(o: SimRunOptions): SimResults {
+  const wall0 = performance.now();
+  const workload = buildSimWorkload(o.workload, o.model, o.load);
+  const totals = workloadTotals(workload);
+  const results: SimResults = {
+    mode: 'offline',
+    startedAt: new Date().toISOString(),
+    model: {
+      name: `${o.modelName} (simulated)`,
+      params: blockParams(o.model) + outputParams(o.model),
+      backend: `simulated ${o.hardwareName}`,
+      contextLength: o.model.contextLength,
+    },
+    workload: {
+      name: workload.name,
+      description: workload.description,
+      seed: workload.seed,
+      numRequests: workload.requests.length,
+      promptTokens: totals.promptTokens,
+      outputTokens: totals.outputTokens,
+      clipped: workload.clipped,
+    },
+    peakFlops: o.hardware.peakTflops * 1e12,
+    runs: [],
+    wallS: 0,
+    simulation: { hardware: o.hardwareName, hardwareProfile: o.hardware, model: o.modelName, modelProfile: o.model },
+  };
+  for (const policy of o.policies) {
+    const r = simulatePolicy(workload, policy, o);
+    if (!results.engine) {
+      const s = r.sim.scheduler;
+      results.engine = {
+        max_num_seqs: s.maxNumSeqs,
+        max_num_batched_tokens: s.maxNumBatchedTokens,
+        static_batch_size: Math.min(s.staticBatchSize, s.maxNumSeqs),
+        num_blocks: s.numBlocks,
+        block_size: s.blockSize,
+        prefix_caching: s.enablePrefixCaching,
+        max_model_len: s.maxModelLen,
+      };
+    }
+    results.runs.push(r);
+    o.onRun?.(r);
+  }
+  results.wallS = (performance.now() - wall0) / 1000;
+  return results;
+}

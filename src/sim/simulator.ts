@@ -1,0 +1,223 @@
+// The discrete-event simulation: the engine's own Scheduler (and through it the KV cache manager),
+// unchanged, driven over virtual time by a loop instead of the Engine's async machinery.
+//
+// Two kinds of event move the clock: a request arrives (from the workload's arrival times), or a step
+// completes (its duration from a step-time function — the cost model). At each step start the loop
+// admits every request that has arrived, asks the scheduler for a step, prices it, lets the simulated
+// runner answer it with tokens, advances the clock by the step's duration and hands the tokens to
+// the scheduler's update() at the new time — the moment a real engine would deliver them. Nothing
+// sleeps: a run of hours of virtual time takes as long as its scheduling decisions take.
+//
+// The outputs are exactly what a real benchmark run collects: per-request records (sent time and the
+// time of every token, as a client would see them) and the engine's step records, so the benchmark's
+// metrics, utilisation figures, timeline and report apply to a simulated run unchanged.
+import { Scheduler, type SchedulerOptions, type SchedulerStats } from '../engine/scheduler.js';
+import type { StepRecord } from '../engine/step-trace.js';
+import { DEFAULT_SAMPLING, type RequestOutput, type SamplingParams, type SchedulerOutput } from '../engine/types.js';
+import type { RequestRecord } from '../bench/metrics.js';
+import type { TimelineRequest } from '../bench/timeline.js';
+import { LengthOutputState, SimulatedTokenRunner, type SyncRunner } from './token-runner.js';
+
+/** One request of the workload (a BenchRequest fits). */
+export interface SimRequest {
+  index: number;
+  promptTokenIds: number[];
+  /** Tokens it generates (max_tokens with EOS ignored). */
+  outputLen: number;
+  /** Virtual milliseconds after the start at which it arrives. */
+  arrivalMs: number;
+  priority?: number;
+}
+
+export type SimSchedulerOptions = Omit<SchedulerOptions, 'tokenizer' | 'eogIds' | 'createOutputState'>;
+
+export interface SimulationOptions {
+  requests: readonly SimRequest[];
+  scheduler: SimSchedulerOptions;
+  /** Virtual milliseconds one step takes (the cost model), given what the scheduler decided. */
+  stepTimeMs: (out: SchedulerOutput) => number;
+  /** Produces the sampled tokens (default: SimulatedTokenRunner). */
+  runner?: SyncRunner;
+  /**
+   * Decide finishing with the engine's real SequenceOutputState instead of a token counter (slower;
+   * for cross-checks against a real engine run).
+   */
+  realOutputState?: boolean;
+  /** Sampling of every request, beyond maxTokens = outputLen and ignoreEos (default greedy, seed = request index). */
+  sampling?: Partial<SamplingParams>;
+  /** Keep the step records (default true; a huge run may drop them to save memory). */
+  keepSteps?: boolean;
+  /** Keep every SchedulerOutput (tests: compare with a real engine's). */
+  keepSchedulerOutputs?: boolean;
+  /** Called after every step. */
+  onStep?: (record: StepRecord, out: SchedulerOutput) => void;
+  /** Stop with SimulationError after this many steps (default 50 million: a runaway guard). */
+  maxSteps?: number;
+}
+
+export interface SimulationResult {
+  /** One per request, in workload order, timed on the virtual clock like a benchmark client's. */
+  records: RequestRecord[];
+  steps: StepRecord[];
+  schedulerOutputs?: SchedulerOutput[];
+  timelineRequests: TimelineRequest[];
+  /** Virtual time from the start to the last request's end. */
+  durationMs: number;
+  numSteps: number;
+  numPreemptions: number;
+  stats: SchedulerStats;
+}
+
+/** The simulation could not go on (a step time that is not a number, a stalled scheduler, ...). */
+export class SimulationError extends Error {
+  override name = 'SimulationError';
+}
+
+/** Request id of a workload request: the same one the real benchmark uses, so traces line up. */
+export function simRequestId(index: number): string {
+  return `bench-${index}`;
+}
+
+export function simulate(opts: SimulationOptions): SimulationResult {
+  const sched = new Scheduler({
+    ...opts.scheduler,
+    tokenizer: null,
+    eogIds: [],
+    ...(opts.realOutputState ? {} : { createOutputState: ({ params }) => new LengthOutputState(params.maxTokens) }),
+  });
+  const runner = opts.runner ?? new SimulatedTokenRunner();
+  const keepSteps = opts.keepSteps ?? true;
+  const maxSteps = opts.maxSteps ?? 50_000_000;
+
+  // Arrival order; ties keep workload order, as the benchmark client sends them.
+  const order = [...opts.requests].sort((a, b) => a.arrivalMs - b.arrivalMs || a.index - b.index);
+  for (const r of order) {
+    if (!Number.isFinite(r.arrivalMs) || r.arrivalMs < 0) throw new SimulationError(`request ${r.index}: arrival time must be a finite number >= 0 ms, got ${r.arrivalMs}`);
+  }
+  const records = new Map<string, RequestRecord>();
+  const byIndex: RequestRecord[] = [];
+  const timelineRequests: TimelineRequest[] = [];
+  const steps: StepRecord[] = [];
+  const schedulerOutputs: SchedulerOutput[] | undefined = opts.keepSchedulerOutputs ? [] : undefined;
+  let numPreemptions = 0;
+
+  const arrive = (r: SimRequest): void => {
+    const requestId = simRequestId(r.index);
+    const rec: RequestRecord = { index: r.index, promptLen: r.promptTokenIds.length, outputLen: 0, sentMs: r.arrivalMs, chunkMs: [], endMs: r.arrivalMs, success: false, requestId };
+    byIndex.push(rec);
+    try {
+      sched.addRequest(
+        {
+          requestId,
+          promptTokenIds: r.promptTokenIds,
+          sampling: { ...DEFAULT_SAMPLING, temperature: 0, seed: r.index, ...opts.sampling, maxTokens: r.outputLen, ignoreEos: true },
+          priority: r.priority,
+        },
+        r.arrivalMs,
+      );
+      records.set(requestId, rec);
+      timelineRequests.push({ index: r.index, requestId, addedAtMs: r.arrivalMs });
+    } catch (err) {
+      // Refused (too long for the model or the KV cache, queue full): failed at once, as in a real run.
+      rec.error = (err as Error).message;
+    }
+  };
+
+  const deliver = (o: RequestOutput, now: number): void => {
+    const rec = records.get(o.requestId);
+    if (!rec) return;
+    if (o.newTokenIds.length > 0) {
+      rec.chunkMs.push(now);
+      rec.outputLen += o.newTokenIds.length;
+    }
+    if (o.finished && !sched.getRequest(o.requestId)) {
+      rec.endMs = now;
+      rec.success = o.finishReason !== 'abort';
+      if (!rec.success) rec.error = 'request was aborted';
+      numPreemptions += o.numPreemptions;
+      records.delete(o.requestId);
+    }
+  };
+
+  let now = 0;
+  let next = 0;
+  let numSteps = 0;
+  for (;;) {
+    while (next < order.length && order[next].arrivalMs <= now) arrive(order[next++]);
+    if (!sched.hasWork()) {
+      if (next >= order.length) break;
+      now = order[next].arrivalMs; // idle until the next arrival
+      continue;
+    }
+    const out = sched.schedule(now);
+    if (out.scheduled.length === 0) {
+      // Nothing can run yet (a static batch waiting to fill): wake at its deadline or the next arrival.
+      sched.skipStep(out);
+      const wake = Math.min(sched.nextWakeMs() ?? Infinity, next < order.length ? order[next].arrivalMs : Infinity);
+      if (!(wake > now && wake < Infinity)) {
+        throw new SimulationError(`the scheduler has ${sched.numWaiting} waiting sequences at ${now.toFixed(3)} ms but scheduled nothing and set no wake-up time`);
+      }
+      now = wake;
+      continue;
+    }
+    if (++numSteps > maxSteps) throw new SimulationError(`simulation exceeded ${maxSteps} steps at ${now.toFixed(3)} ms of virtual time`);
+    const dt = opts.stepTimeMs(out);
+    if (!(Number.isFinite(dt) && dt >= 0)) throw new SimulationError(`step ${out.step}: step time must be a finite number of ms >= 0, got ${dt}`);
+    const result = runner.executeSync(out);
+    result.forwardMs = dt;
+    const start = now;
+    now += dt;
+    const outputs = sched.update(out, result, now);
+    for (const o of outputs) deliver(o, now);
+    schedulerOutputs?.push(out);
+    if (keepSteps || opts.onStep) {
+      const rec = stepRecord(sched, out, start, dt);
+      if (keepSteps) steps.push(rec);
+      opts.onStep?.(rec, out);
+    }
+  }
+
+  let durationMs = 0;
+  for (const r of byIndex) durationMs = Math.max(durationMs, r.endMs);
+  byIndex.sort((a, b) => a.index - b.index);
+  timelineRequests.sort((a, b) => a.index - b.index);
+  return {
+    records: byIndex,
+    steps,
+    ...(schedulerOutputs ? { schedulerOutputs } : {}),
+    timelineRequests,
+    durationMs,
+    numSteps,
+    numPreemptions,
+    stats: sched.stats(),
+  };
+}
+
+/** The step's record, in the engine's StepRecord shape (the whole step is "execute" time). */
+function stepRecord(sched: Scheduler, out: SchedulerOutput, startMs: number, ms: number): StepRecord {
+  const s = sched.lastSummary!;
+  return {
+    step: out.step,
+    policy: sched.options.policy,
+    startMs,
+    seqs: s.seqs,
+    numPrefillTokens: s.numPrefillTokens,
+    numDecodeTokens: s.numDecodeTokens,
+    numPadRows: s.numPadRows,
+    numBatchedTokens: out.numBatchedTokens,
+    numJoined: s.numJoined,
+    numPreempted: s.numPreempted,
+    numBlockCopies: out.blockCopies.length,
+    numFinished: sched.lastNumFinished,
+    kvBlocksUsed: s.kvBlocksUsed,
+    kvBlocksTotal: sched.kv.numBlocks,
+    numWaiting: s.numWaiting,
+    numRunning: s.numRunning,
+    scheduleMs: 0,
+    forwardMs: ms,
+    sampleMs: 0,
+    executeMs: ms,
+    updateMs: 0,
+    totalMs: ms,
+  };
+}

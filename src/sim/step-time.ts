@@ -1,0 +1,69 @@
+// Turns the scheduler's decision for a step into the batch shape the cost model prices, and keeps
+// running totals (time, FLOPs, bytes) so a simulated run can report how hard it drove the hardware.
+import type { SchedulerOutput, ScheduledSequence } from '../engine/types.js';
+import { costOfFeatures, stepFeatures, type HardwareProfile, type ModelProfile, type SeqShape, type StepCost } from './cost-model.js';
+
+/**
+ * One scheduled sequence as the cost model sees it. Rows attend keys up to their own position; a
+ * padding row sits at the sequence's newest position (or, for a finished row held in a static batch,
+ * at its last cached one), exactly as the real runner lays the batch out.
+ */
+export function seqShape(s: ScheduledSequence): SeqShape {
+  const n = s.tokenIds.length;
+  const contextLen = n > 0 ? s.startPosition + n : Math.max(1, s.startPosition);
+  const shape: SeqShape = { numTokens: n, contextLen, sample: s.sample };
+  if (s.padRows) shape.padRows = s.padRows;
+  return shape;
+}
+
+export function stepShape(out: SchedulerOutput): SeqShape[] {
+  return out.scheduled.map(seqShape);
+}
+
+export interface CostTotals {
+  steps: number;
+  ms: number;
+  flops: number;
+  bytes: number;
+  /** Time the roofline part (max of memory and arithmetic) took, and how much of it was memory-bound. */
+  rooflineMs: number;
+  memBoundSteps: number;
+}
+
+/** Prices steps with a hardware and model profile, accumulating totals. */
+export class CostModelTimer {
+  readonly totals: CostTotals = { steps: 0, ms: 0, flops: 0, bytes: 0, rooflineMs: 0, memBoundSteps: 0 };
+  last: StepCost | undefined;
+
+  constructor(
+    readonly hardware: HardwareProfile,
+    readonly model: ModelProfile,
+  ) {}
+
+  /** Virtual milliseconds the step takes. */
+  stepTimeMs(out: SchedulerOutput): number {
+    const c = costOfFeatures(this.hardware, stepFeatures(this.model, stepShape(out)));
+    const t = this.totals;
+    t.steps++;
+    t.ms += c.ms;
+    t.flops += c.flops;
+    t.bytes += c.bytes;
+    t.rooflineMs += Math.max(c.memMs, c.computeMs);
+    if (c.memMs >= c.computeMs) t.memBoundSteps++;
+    this.last = c;
+    return c.ms;
+  }
+
+  /**
+   * Model FLOPs utilisation and memory-bandwidth utilisation over `durationMs` of wall time, against
+   * the datasheet peak and bandwidth (not the efficiency-derated ones).
+   */
+  utilization(durationMs: number): { mfu: number; mbu: number } {
+    if (!(durationMs > 0)) return { mfu: 0, mbu: 0 };
+    const s = durationMs / 1000;
+    return {
+      mfu: this.totals.flops / s / (this.hardware.peakTflops * 1e12),
+      mbu: this.totals.bytes / s / (this.hardware.bandwidthGBs * 1e9),
+    };
+  }
+}
