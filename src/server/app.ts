@@ -10,6 +10,7 @@ import { errorHandler } from './error-handler.js';
 import type { Generation } from './generation.js';
 import { ServerMetrics } from './metrics.js';
 import { LiveRequests } from './live-requests.js';
+import { TokenTexts } from './openai-format.js';
 import type { ServeContext } from './respond.js';
 import { registerCompletionRoutes } from './routes/completions.js';
 import { registerChatRoutes } from './routes/chat.js';
@@ -70,7 +71,14 @@ export async function buildServer(llm: LLM, opts: ServerOptions = {}): Promise<F
 
   const metrics = new ServerMetrics(modelName, () => engineGaugeValues(llm.engine));
   const active = new Set<Generation>();
-  const context: ServeContext = { llm, modelName, metrics, active, live: new LiveRequests(llm.engine.trace) };
+  const context: ServeContext = {
+    llm,
+    modelName,
+    metrics,
+    tokenTexts: new TokenTexts(llm.tokenizer),
+    active,
+    live: new LiveRequests(llm.engine.trace),
+  };
   const limits: ModelLimits = { tokenizer: llm.tokenizer, vocabSize: llm.config.vocabSize, maxModelLen: llm.options.maxModelLen };
   // Parsed once at startup so a broken template fails loudly here, not on the first chat request.
   const chatTemplate = new ChatTemplate(chatTemplateSource(llm.metadata), llm.tokenizer);

@@ -32,15 +32,65 @@ function finite(lp: number): number {
   return Number.isFinite(lp) ? lp : -9999;
 }
 
-/** The text of one token on its own, for logprob listings. Token-id-only models name the id. */
-export function tokenString(tok: Tokenizer | null, id: number): string {
-  if (!tok) return `token_id:${id}`;
-  const piece = tok.tokenText(id);
-  // SentencePiece byte-fallback pieces stand for one raw byte; show the byte's character.
+/** GPT-2 byte-level BPE spells byte b as one printable character; this maps it back. */
+const GPT2_CHAR_TO_BYTE: Map<number, number> = (() => {
+  const m = new Map<number, number>();
+  let extra = 0;
+  for (let b = 0; b < 256; b++) {
+    const printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+    m.set(printable ? b : 256 + extra++, b);
+  }
+  return m;
+})();
+
+/** The raw bytes of a token that is only part of a UTF-8 character, read from its vocabulary piece. */
+function partialTokenBytes(piece: string): number[] | undefined {
+  // SentencePiece byte fallback: "<0xE2>".
   const byte = /^<0x([0-9A-Fa-f]{2})>$/.exec(piece);
-  if (byte) return String.fromCharCode(parseInt(byte[1], 16));
-  // SentencePiece marks a leading space with U+2581 ("▁"); the decoded token has a real space.
-  return piece.replace(/\u2581/g, ' ');
+  if (byte) return [parseInt(byte[1], 16)];
+  // Byte-level BPE: every character stands for one byte.
+  const bytes: number[] = [];
+  for (const ch of piece) {
+    const b = GPT2_CHAR_TO_BYTE.get(ch.codePointAt(0)!);
+    if (b === undefined) return undefined;
+    bytes.push(b);
+  }
+  return bytes;
+}
+
+export interface TokenText {
+  /** The token's text; a token that is only part of a character is shown as OpenAI does, "bytes:\\xe2". */
+  text: string;
+  bytes: number[];
+}
+
+/**
+ * The text and bytes of single tokens, for logprob listings. A token is decoded as it would appear
+ * mid-text (a SentencePiece "▁the" keeps its space). Token-id-only models name the id. Cached per id.
+ */
+export class TokenTexts {
+  private readonly cache = new Map<number, TokenText>();
+
+  constructor(private readonly tok: Tokenizer | null) {}
+
+  get(id: number): TokenText {
+    let t = this.cache.get(id);
+    if (t === undefined) {
+      t = this.compute(id);
+      this.cache.set(id, t);
+    }
+    return t;
+  }
+
+  private compute(id: number): TokenText {
+    const tok = this.tok;
+    if (!tok) return { text: `token_id:${id}`, bytes: [...Buffer.from(`token_id:${id}`)] };
+    const d = tok.streamDecoder({ skipSpecial: false });
+    const text = d.push(id) + d.flush();
+    if (!text.includes('\uFFFD')) return { text, bytes: [...Buffer.from(text, 'utf8')] };
+    const bytes = partialTokenBytes(tok.tokenText(id)) ?? [...Buffer.from(text, 'utf8')];
+    return { text: 'bytes:' + bytes.map((b) => '\\x' + b.toString(16).padStart(2, '0')).join(''), bytes };
+  }
 }
 
 /** Legacy completions logprobs: parallel arrays, top_logprobs as {token: logprob} maps. */
@@ -51,21 +101,20 @@ export interface CompletionLogprobs {
   text_offset: number[];
 }
 
-export function completionLogprobs(tok: Tokenizer | null, entries: TokenLogprobEntry[], startOffset: number): CompletionLogprobs {
+/** `offsets[i]`: where in the completion text entry i's text begins. */
+export function completionLogprobs(texts: TokenTexts, entries: TokenLogprobEntry[], offsets: number[]): CompletionLogprobs {
   const out: CompletionLogprobs = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
-  let offset = startOffset;
-  for (const e of entries) {
-    const s = tokenString(tok, e.tokenId);
+  entries.forEach((e, i) => {
+    const s = texts.get(e.tokenId).text;
     out.tokens.push(s);
     out.token_logprobs.push(finite(e.logprob));
     // Like vLLM, the chosen token is always listed among the alternatives.
     const top: Record<string, number> = {};
-    for (const t of e.top) top[tokenString(tok, t.tokenId)] ??= finite(t.logprob);
+    for (const t of e.top) top[texts.get(t.tokenId).text] ??= finite(t.logprob);
     top[s] ??= finite(e.logprob);
     out.top_logprobs.push(top);
-    out.text_offset.push(offset);
-    offset += s.length;
-  }
+    out.text_offset.push(offsets[i]);
+  });
   return out;
 }
 
@@ -76,18 +125,17 @@ export interface ChatTokenLogprob {
   top_logprobs: Array<{ token: string; logprob: number; bytes: number[] }>;
 }
 
-export function chatLogprobs(tok: Tokenizer | null, entries: TokenLogprobEntry[]): { content: ChatTokenLogprob[] } {
-  const bytes = (s: string) => [...Buffer.from(s, 'utf8')];
+export function chatLogprobs(texts: TokenTexts, entries: TokenLogprobEntry[]): { content: ChatTokenLogprob[] } {
   return {
     content: entries.map((e) => {
-      const s = tokenString(tok, e.tokenId);
+      const t = texts.get(e.tokenId);
       return {
-        token: s,
+        token: t.text,
         logprob: finite(e.logprob),
-        bytes: bytes(s),
-        top_logprobs: e.top.map((t) => {
-          const ts = tokenString(tok, t.tokenId);
-          return { token: ts, logprob: finite(t.logprob), bytes: bytes(ts) };
+        bytes: t.bytes,
+        top_logprobs: e.top.map((alt) => {
+          const a = texts.get(alt.tokenId);
+          return { token: a.text, logprob: finite(alt.logprob), bytes: a.bytes };
         }),
       };
     }),

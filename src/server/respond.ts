@@ -12,11 +12,11 @@ import {
   apiFinishReason,
   chatLogprobs,
   completionLogprobs,
-  tokenString,
   unixSeconds,
   usage,
   type ApiFinishReason,
   type TokenLogprobEntry,
+  type TokenTexts,
 } from './openai-format.js';
 import type { GenerationPlan } from './request-params.js';
 import { SseWriter } from './sse.js';
@@ -26,6 +26,8 @@ export interface ServeContext {
   llm: LLM;
   modelName: string;
   metrics: ServerMetrics;
+  /** Text and bytes of single tokens, for logprobs. */
+  tokenTexts: TokenTexts;
   /** Live generations, so shutdown can wait for them (and abort them after the drain timeout). */
   active: Set<Generation>;
   /** Arrival and finish steps of recent requests, for the live view. */
@@ -49,19 +51,25 @@ class Choice {
   text = '';
   tokenIds: number[] = [];
   logprobs: TokenLogprobEntry[] = [];
+  /** Where in `text` each logprobs entry's output landed (completions logprobs' text_offset). */
+  offsets: number[] = [];
   finishReason: ApiFinishReason | null = null;
   stopReason: string | number | null = null;
-  /** Characters of token strings reported so far (completions logprobs' text_offset). */
-  tokenTextLength = 0;
 
-  add(out: RequestOutput): void {
+  /** Adds one output; returns the offset in `text` where its text begins. */
+  add(out: RequestOutput): number {
+    const start = this.text.length;
     this.text += out.text;
     this.tokenIds.push(...out.newTokenIds);
-    if (out.logprobs) this.logprobs.push(...out.logprobs);
+    for (const e of out.logprobs ?? []) {
+      this.logprobs.push(e);
+      this.offsets.push(start);
+    }
     if (out.finished) {
       this.finishReason = apiFinishReason(out.finishReason);
       this.stopReason = out.stopReason ?? null;
     }
+    return start;
   }
 }
 
@@ -97,11 +105,12 @@ async function wholeResponse(ctx: ServeContext, reply: FastifyReply, plan: Gener
   const choices = new Map<number, Choice>();
   for (let p = 0; p < plan.prompts.length; p++) for (let i = 0; i < plan.sampling.n; i++) choices.set(choiceIndex(plan, p, i), new Choice());
   try {
-    await gen.run(({ promptIndex, out }) => choices.get(choiceIndex(plan, promptIndex, out.index))?.add(out));
+    await gen.run(({ promptIndex, out }) => {
+      choices.get(choiceIndex(plan, promptIndex, out.index))?.add(out);
+    });
   } catch (e) {
     throw new ApiError(500, `generation failed: ${(e as Error)?.message ?? String(e)}`, 'server_error');
   }
-  const tok = ctx.llm.tokenizer;
   const list = [...choices.entries()].sort((a, b) => a[0] - b[0]);
   const completionTokens = list.reduce((s, [, c]) => s + c.tokenIds.length, 0);
   const common = { id, created: unixSeconds(), model: ctx.modelName };
@@ -114,7 +123,7 @@ async function wholeResponse(ctx: ServeContext, reply: FastifyReply, plan: Gener
       choices: list.map(([index, c]) => ({
         index,
         text: c.text,
-        logprobs: opts.wantLogprobs ? completionLogprobs(tok, c.logprobs, 0) : null,
+        logprobs: opts.wantLogprobs ? completionLogprobs(ctx.tokenTexts, c.logprobs, c.offsets) : null,
         finish_reason: finish(c),
         ...extra(c),
       })),
@@ -127,7 +136,7 @@ async function wholeResponse(ctx: ServeContext, reply: FastifyReply, plan: Gener
     choices: list.map(([index, c]) => ({
       index,
       message: { role: 'assistant', content: c.text },
-      logprobs: opts.wantLogprobs ? chatLogprobs(tok, c.logprobs) : null,
+      logprobs: opts.wantLogprobs ? chatLogprobs(ctx.tokenTexts, c.logprobs) : null,
       finish_reason: finish(c),
       ...extra(c),
     })),
@@ -140,7 +149,6 @@ async function streamResponse(ctx: ServeContext, reply: FastifyReply, plan: Gene
   const sse = new SseWriter(reply.raw);
   sse.onClose(() => gen.abort());
   sse.open();
-  const tok = ctx.llm.tokenizer;
   const chat = opts.endpoint === 'chat';
   const base = { id, object: chat ? 'chat.completion.chunk' : 'text_completion', created: unixSeconds(), model: ctx.modelName };
   // With include_usage, every chunk carries `usage: null` and a last chunk carries the totals.
@@ -159,7 +167,7 @@ async function streamResponse(ctx: ServeContext, reply: FastifyReply, plan: Gene
       const index = choiceIndex(plan, promptIndex, out.index);
       const c = choices.get(index);
       if (!c) return;
-      c.add(out);
+      const start = c.add(out);
       const entries = out.logprobs ?? [];
       // Text held back (a partial UTF-8 character or a possible stop string) makes no chunk.
       if (out.text === '' && !out.finished && !(opts.wantLogprobs && entries.length > 0)) return;
@@ -170,14 +178,13 @@ async function streamResponse(ctx: ServeContext, reply: FastifyReply, plan: Gene
           chunk({
             index,
             delta: out.text !== '' ? { content: out.text } : {},
-            logprobs: opts.wantLogprobs ? chatLogprobs(tok, entries) : null,
+            logprobs: opts.wantLogprobs ? chatLogprobs(ctx.tokenTexts, entries) : null,
             finish_reason: finishReason,
             ...ids,
           }),
         );
       } else {
-        const logprobs = opts.wantLogprobs ? completionLogprobs(tok, entries, c.tokenTextLength) : null;
-        if (logprobs) c.tokenTextLength += logprobs.tokens.reduce((s, t) => s + t.length, 0);
+        const logprobs = opts.wantLogprobs ? completionLogprobs(ctx.tokenTexts, entries, entries.map(() => start)) : null;
         await sse.send(chunk({ index, text: out.text, logprobs, finish_reason: finishReason, ...ids }));
       }
     });
