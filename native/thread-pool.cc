@@ -25,7 +25,6 @@ ThreadPool::ThreadPool(int threads) : size_(threads < 1 ? 1 : threads) {
 
 ThreadPool::~ThreadPool() {
   stop_.store(true);
-  generation_.fetch_add(1);
   {
     std::lock_guard<std::mutex> lock(mu_);
     cv_.notify_all();
@@ -38,27 +37,16 @@ void ThreadPool::work(int tid) {
     const int64_t t = next_.fetch_add(1, std::memory_order_relaxed);
     if (t >= ntasks_) return;
     fn_(ctx_, t, tid);
+    done_.fetch_add(1, std::memory_order_release);
   }
 }
 
-void ThreadPool::run(int64_t ntasks, TaskFn fn, void* ctx) {
-  fn_ = fn;
-  ctx_ = ctx;
-  ntasks_ = ntasks;
-  next_.store(0, std::memory_order_relaxed);
-  pending_.store(size_ - 1, std::memory_order_relaxed);
-  // seq_cst increment, then seq_cst read of sleepers_: pairs with the worker's increment of
-  // sleepers_ followed by its read of generation_, so one of the two always sees the other.
-  generation_.fetch_add(1);
-  if (sleepers_.load() > 0) {
-    std::lock_guard<std::mutex> lock(mu_);
-    cv_.notify_all();
-  }
-  work(0);
-  // Wait for every worker to leave this job before the caller's task state goes out of scope.
-  int spins = 0;
-  while (pending_.load(std::memory_order_acquire) != 0) {
-    if (++spins < 4096) {
+namespace {
+
+template <class Pred>
+void spinUntil(Pred ready) {
+  for (int spins = 0; !ready(); spins++) {
+    if (spins < 4096) {
       STEPWISE_PAUSE();
     } else {
       std::this_thread::yield();
@@ -66,27 +54,53 @@ void ThreadPool::run(int64_t ntasks, TaskFn fn, void* ctx) {
   }
 }
 
+}  // namespace
+
+void ThreadPool::run(int64_t ntasks, TaskFn fn, void* ctx) {
+  fn_ = fn;
+  ctx_ = ctx;
+  ntasks_ = ntasks;
+  next_.store(0, std::memory_order_relaxed);
+  done_.store(0, std::memory_order_relaxed);
+  // Open the job (generation becomes odd). seq_cst, then a seq_cst read of sleepers_: pairs with
+  // a worker's increment of sleepers_ followed by its read of generation_, so one of the two always
+  // sees the other and no wake-up is lost.
+  generation_.fetch_add(1);
+  if (sleepers_.load() > 0) {
+    std::lock_guard<std::mutex> lock(mu_);
+    cv_.notify_all();
+  }
+  work(0);
+  spinUntil([&] { return done_.load(std::memory_order_acquire) == ntasks_; });
+  // Close it, then wait for workers that registered in time to step out (they find no task left).
+  // A worker registering after the close sees the new generation and backs off untouched.
+  generation_.fetch_add(1);
+  spinUntil([&] { return active_.load() == 0; });
+}
+
 void ThreadPool::workerLoop(int tid) {
   uint64_t seen = 0;
+  const auto jobWaiting = [&](uint64_t g) { return (g & 1) != 0 && g != seen; };
   for (;;) {
     uint64_t gen = generation_.load(std::memory_order_acquire);
-    if (gen == seen) {
+    if (!jobWaiting(gen) && !stop_.load()) {
       const auto deadline = std::chrono::steady_clock::now() + kSpin;
       int spins = 0;
-      while ((gen = generation_.load(std::memory_order_acquire)) == seen) {
+      while (!jobWaiting(gen = generation_.load(std::memory_order_acquire)) && !stop_.load()) {
         STEPWISE_PAUSE();
         if (++spins % 256 == 0 && std::chrono::steady_clock::now() > deadline) {
           std::unique_lock<std::mutex> lock(mu_);
           sleepers_.fetch_add(1);
-          cv_.wait(lock, [&] { return generation_.load() != seen; });
+          cv_.wait(lock, [&] { return jobWaiting(generation_.load()) || stop_.load(); });
           sleepers_.fetch_sub(1);
         }
       }
     }
     if (stop_.load()) return;
     seen = gen;
-    work(tid);
-    pending_.fetch_sub(1, std::memory_order_release);
+    active_.fetch_add(1);
+    if (generation_.load() == gen) work(tid);  // else the job closed before we registered
+    active_.fetch_sub(1);
   }
 }
 

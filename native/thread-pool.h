@@ -5,6 +5,11 @@
 // that is busy elsewhere does not hold the others up. Results never depend on which thread ran a
 // task: kernels split work over output features, heads or rows, never over a reduction.
 //
+// The caller waits for the job's tasks, not for every worker: on a machine shared with other
+// processes a worker may not get a core for milliseconds, and the caller then simply does its
+// share. A worker only touches a job after registering (active_) while that job is still open,
+// and the caller closes the job and waits for registered workers to leave before returning.
+//
 // Workers spin briefly between jobs (a forward pass issues kernels back to back, microseconds
 // apart) and then sleep on a condition variable, so an idle engine costs no CPU.
 #pragma once
@@ -52,8 +57,9 @@ class ThreadPool {
   void* ctx_ = nullptr;
   int64_t ntasks_ = 0;
   std::atomic<int64_t> next_{0};
-  std::atomic<int> pending_{0};
-  std::atomic<uint64_t> generation_{0};
+  std::atomic<int64_t> done_{0};    // tasks finished in the current job
+  std::atomic<int> active_{0};      // workers inside the current job
+  std::atomic<uint64_t> generation_{0};  // odd while a job is open
   std::atomic<int> sleepers_{0};
   std::atomic<bool> stop_{false};
   std::mutex mu_;
