@@ -1,0 +1,121 @@
+// The roofline cost model against hand-computed figures: parameter counts of real models, KV sizes,
+// a memory-bound decode step and a compute-bound prefill on an A100, and the batch shapes the
+// scheduler's decisions turn into.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { blockParams, costOfFeatures, kvBytesPerToken, kvCapacityTokens, stepCost, stepFeatures, totalParams, type HardwareProfile, type SeqShape } from '../../src/sim/cost-model.js';
+import { HARDWARE, MODELS } from '../../src/sim/profiles.js';
+import { seqShape, CostModelTimer } from '../../src/sim/step-time.js';
+import type { SchedulerOutput } from '../../src/engine/types.js';
+
+const close = (a: number, b: number, rel = 1e-9) => assert.ok(Math.abs(a - b) <= rel * Math.abs(b), `${a} != ${b}`);
+
+test('parameter counts and KV bytes of the built-in models match the published figures', () => {
+  // Llama-2-7B: 6,738,415,616 parameters; MHA, fp16 KV: 2 x 32 layers x 4096 x 2 bytes = 512 KiB per token.
+  assert.equal(totalParams(MODELS['llama-2-7b']), 6_738_415_616);
+  assert.equal(kvBytesPerToken(MODELS['llama-2-7b']), 524_288);
+  // Llama-3-8B: 8,030,261,248 parameters; GQA with 8 KV heads of 128: 128 KiB per token.
+  assert.equal(totalParams(MODELS['llama-3-8b']), 8_030_261_248);
+  assert.equal(kvBytesPerToken(MODELS['llama-3-8b']), 131_072);
+  // llama2.c's 110M: 12 layers of dim 768.
+  close(totalParams(MODELS['110m']) / 1e6, 134.1, 0.01);
+});
+
+test('KV capacity: memory minus reserve minus weights, divided by KV bytes per token', () => {
+  const hw = HARDWARE['A100-80GB'];
+  const m = MODELS['llama-2-7b'];
+  const free = (80 - 8) * 1e9 - 6_738_415_616 * 2;
+  assert.equal(kvCapacityTokens(hw, m), Math.floor(free / 524_288));
+  // A fixed KV budget (calibrated CPU profiles) overrides the memory arithmetic.
+  assert.equal(kvCapacityTokens({ ...hw, kvCacheGB: 1 }, m), Math.floor(1e9 / 524_288));
+});
+
+const a100: HardwareProfile = HARDWARE['A100-80GB'];
+const llama7b = MODELS['llama-2-7b'];
+
+test('a decode step is memory-bound: weights plus every sequence\'s KV over the effective bandwidth, plus overheads', () => {
+  const seqs: SeqShape[] = Array.from({ length: 8 }, () => ({ numTokens: 1, contextLen: 512, sample: true }));
+  const c = stepCost(a100, llama7b, seqs);
+  const weightBytes = (blockParams(llama7b) + 32000 * 4096) * 2;
+  const kv = 8 * (512 + 1) * 524_288;
+  close(c.bytes, weightBytes + kv);
+  close(c.memMs, ((weightBytes + kv) / (2039e9 * 0.8)) * 1e3);
+  assert.ok(c.memMs > c.computeMs);
+  close(c.ms, 4 + (8 * 10) / 1e3 + c.memMs);
+  assert.ok(c.ms > 9 && c.ms < 14, `a 7B decode step on an A100 takes ~10 ms, got ${c.ms}`);
+});
+
+test('a long prefill is compute-bound: 2 FLOPs per weight per token plus attention, over the effective peak', () => {
+  const c = stepCost(a100, llama7b, [{ numTokens: 2048, contextLen: 2048, sample: true }]);
+  const linear = 2 * blockParams(llama7b) * 2048 + 2 * 32000 * 4096;
+  const attn = 4 * 32 * 4096 * ((2048 * 2049) / 2);
+  close(c.flops, linear + attn);
+  assert.ok(c.computeMs > c.memMs);
+  close(c.computeMs, ((linear + attn) / (312e12 * 0.6)) * 1e3);
+});
+
+test('padding rows cost like rows (static batching\'s waste) and attend the sequence\'s context', () => {
+  const base = stepFeatures(llama7b, [{ numTokens: 1, contextLen: 100, sample: true }]);
+  const padded = stepFeatures(llama7b, [{ numTokens: 1, contextLen: 100, sample: true, padRows: 3 }]);
+  assert.equal(padded.rows, base.rows + 3);
+  close(padded.linearFlops - base.linearFlops, 3 * 2 * blockParams(llama7b));
+  close(padded.attnFlops - base.attnFlops, 3 * 4 * 32 * 4096 * 100);
+  assert.equal(padded.bytes, base.bytes, 'padding reads no extra KV');
+});
+
+test('scheduled sequences become shapes the way the runner lays out the batch', () => {
+  // A prefill chunk continuing at position 32.
+  assert.deepEqual(seqShape({ seqId: 0, tokenIds: [1, 2, 3, 4], startPosition: 32, blockTable: [], sample: false }), { numTokens: 4, contextLen: 36, sample: false });
+  // A decode with static padding.
+  assert.deepEqual(seqShape({ seqId: 0, tokenIds: [5], startPosition: 9, blockTable: [], sample: true, padRows: 2 }), { numTokens: 1, contextLen: 10, sample: true, padRows: 2 });
+  // A finished row held as padding: no tokens, it attends its 9 cached positions.
+  assert.deepEqual(seqShape({ seqId: 0, tokenIds: [], startPosition: 9, blockTable: [], sample: false, padRows: 1 }), { numTokens: 0, contextLen: 9, sample: false, padRows: 1 });
+});
+
+test('a CPU-style profile adds attention outside the roofline max and a per-row cost', () => {
+  const cpu: HardwareProfile = { ...a100, attentionGflops: 10, perTokenUs: 50, bandwidthEfficiency: 1, computeEfficiency: 1 };
+  const f = stepFeatures(llama7b, [{ numTokens: 16, contextLen: 64, sample: true }]);
+  const c = costOfFeatures(cpu, f);
+  close(c.attentionMs, (f.attnFlops / 10e9) * 1e3);
+  close(c.ms, cpu.stepOverheadMs + (cpu.perSeqOverheadUs + 16 * 50) / 1e3 + Math.max(c.memMs, c.computeMs) + c.attentionMs);
+  assert.equal(costOfFeatures(cpu, stepFeatures(llama7b, [])).ms, 0, 'an empty step costs nothing');
+});
+
+test('more work never makes a step cheaper (more rows, longer contexts, more sequences)', () => {
+  const shape = fc.record({ numTokens: fc.integer({ min: 1, max: 512 }), contextLen: fc.integer({ min: 0, max: 4096 }), sample: fc.boolean(), padRows: fc.integer({ min: 0, max: 8 }) });
+  fc.assert(
+    fc.property(fc.array(shape, { minLength: 1, maxLength: 16 }), shape, fc.constantFrom(...Object.values(HARDWARE)), (seqs, extra, hw) => {
+      const fix = (s: SeqShape) => ({ ...s, contextLen: Math.max(s.contextLen, s.numTokens) });
+      const a = stepCost(hw, llama7b, seqs.map(fix)).ms;
+      const more = stepCost(hw, llama7b, [...seqs.map(fix), fix(extra)]).ms;
+      const longer = stepCost(hw, llama7b, seqs.map((s) => fix({ ...s, contextLen: s.contextLen + 100, numTokens: s.numTokens }))).ms;
+      return more >= a && longer >= a;
+    }),
+    { seed: 42, numRuns: 200 },
+  );
+});
+
+test('the step timer prices SchedulerOutputs and accumulates FLOPs, bytes and utilisation', () => {
+  const timer = new CostModelTimer(a100, llama7b);
+  const out: SchedulerOutput = {
+    step: 0,
+    scheduled: [
+      { seqId: 0, tokenIds: [1], startPosition: 99, blockTable: [], sample: true },
+      { seqId: 1, tokenIds: [1, 2, 3], startPosition: 0, blockTable: [], sample: true },
+    ],
+    newSequences: [],
+    finishedSeqIds: [],
+    blockCopies: [],
+    numBatchedTokens: 4,
+  };
+  const ms = timer.stepTimeMs(out);
+  const expected = stepCost(a100, llama7b, [{ numTokens: 1, contextLen: 100, sample: true }, { numTokens: 3, contextLen: 3, sample: true }]);
+  close(ms, expected.ms);
+  timer.stepTimeMs(out);
+  assert.equal(timer.totals.steps, 2);
+  close(timer.totals.bytes, 2 * expected.bytes);
+  const u = timer.utilization(2 * ms);
+  close(u.mbu, (2 * expected.bytes) / (2 * ms / 1e3) / 2039e9);
+  close(u.mfu, (2 * expected.flops) / (2 * ms / 1e3) / 312e12);
+});

@@ -1,0 +1,72 @@
+// Calibration's least squares: NNLS against hand-solved systems, and the roofline fit recovering a
+// known profile from step times it generated (exactly without noise, closely with noise).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { nnls, fitRoofline, fitLinearOverhead, FitError } from '../../src/sim/fit.js';
+import { costOfFeatures, stepFeatures, type HardwareProfile, type ModelProfile, type SeqShape } from '../../src/sim/cost-model.js';
+import { SeededRng } from '../../src/bench/rng.js';
+
+test('nnls solves a consistent system exactly and clamps a coefficient that wants to be negative', () => {
+  // y = 2 + 3x: exact.
+  const A = [0, 1, 2, 3].map((x) => [1, x]);
+  const x = nnls(A, A.map(([, v]) => 2 + 3 * v));
+  assert.ok(Math.abs(x[0] - 2) < 1e-9 && Math.abs(x[1] - 3) < 1e-9);
+  // y = 5 - x: the slope would be negative, so the best non-negative fit is the constant mean.
+  const y = A.map(([, v]) => 5 - v);
+  const z = nnls(A, y);
+  assert.equal(z[1], 0);
+  assert.ok(Math.abs(z[0] - 3.5) < 1e-9);
+  assert.throws(() => nnls([[]], [1]), FitError);
+});
+
+const model: ModelProfile = { dim: 256, hiddenDim: 768, nLayers: 4, nHeads: 8, nKvHeads: 4, vocabSize: 4096, contextLength: 1024, tiedEmbeddings: false, weightBytes: 4, kvBytes: 4 };
+const truth: HardwareProfile = {
+  memoryGB: 16, bandwidthGBs: 12, peakTflops: 0.03, bandwidthEfficiency: 1, computeEfficiency: 1,
+  stepOverheadMs: 0.4, perSeqOverheadUs: 20, perTokenUs: 3, reservedGB: 0, attentionGflops: 6,
+};
+
+function shapes(): SeqShape[][] {
+  const out: SeqShape[][] = [];
+  for (const L of [64, 256, 1000]) for (const B of [1, 2, 4, 8, 16, 32, 64]) out.push(Array.from({ length: B }, () => ({ numTokens: 1, contextLen: L, sample: true })));
+  for (const C of [16, 64, 256, 512]) out.push([{ numTokens: C, contextLen: C, sample: true }]);
+  out.push([{ numTokens: 128, contextLen: 128, sample: true }, ...Array.from({ length: 16 }, () => ({ numTokens: 1, contextLen: 256, sample: true }))]);
+  return out;
+}
+
+test('the roofline fit recovers the parameters that generated noise-free step times', () => {
+  const data = shapes().map((s) => ({ features: stepFeatures(model, s), ms: costOfFeatures(truth, stepFeatures(model, s)).ms }));
+  const f = fitRoofline(data);
+  assert.ok(f.rmsRelError < 1e-6, `rms error ${f.rmsRelError}`);
+  const rel = (a: number, b: number) => Math.abs(a - b) / b;
+  assert.ok(rel(f.bandwidthGBs, 12) < 1e-4, `bandwidth ${f.bandwidthGBs}`);
+  assert.ok(rel(f.peakTflops, 0.03) < 1e-4, `peak ${f.peakTflops}`);
+  assert.ok(rel(f.attentionGflops, 6) < 1e-4, `attention ${f.attentionGflops}`);
+  assert.ok(rel(f.stepOverheadMs, 0.4) < 1e-3, `overhead ${f.stepOverheadMs}`);
+  assert.ok(f.memoryBound > 0 && f.memoryBound < data.length, 'both sides of the roofline are represented');
+});
+
+test('with 5% measurement noise the fitted model still predicts step times within a few percent', () => {
+  const rng = new SeededRng(9);
+  const data = shapes().map((s) => {
+    const features = stepFeatures(model, s);
+    return { features, ms: costOfFeatures(truth, features).ms * (1 + 0.05 * (2 * rng.next() - 1)) };
+  });
+  const f = fitRoofline(data);
+  assert.ok(f.rmsRelError < 0.05, `rms error ${f.rmsRelError}`);
+  const fitted: HardwareProfile = { ...truth, bandwidthGBs: f.bandwidthGBs, peakTflops: f.peakTflops, attentionGflops: f.attentionGflops, stepOverheadMs: f.stepOverheadMs, perSeqOverheadUs: f.perSeqOverheadUs, perTokenUs: f.perTokenUs };
+  for (const s of shapes()) {
+    const a = costOfFeatures(fitted, stepFeatures(model, s)).ms;
+    const b = costOfFeatures(truth, stepFeatures(model, s)).ms;
+    assert.ok(Math.abs(a - b) / b < 0.06, `${s.length} seqs: fitted ${a} vs true ${b}`);
+  }
+});
+
+test('bad input to the fits is refused with a clear error', () => {
+  assert.throws(() => fitRoofline([]), /at least 6 measured steps/);
+  const one = { features: stepFeatures(model, [{ numTokens: 1, contextLen: 1, sample: true }]), ms: 0 };
+  assert.throws(() => fitRoofline(Array(6).fill(one)), /positive number of ms/);
+  assert.throws(() => fitLinearOverhead([{ numSeqs: 1, rows: 1, ms: 1 }]), /at least 3 steps/);
+  const o = fitLinearOverhead([1, 2, 4, 8].map((n) => ({ numSeqs: n, rows: 2 * n, ms: 0.5 + 0.01 * n })));
+  assert.ok(Math.abs(o.stepOverheadMs - 0.5) < 1e-9);
+  assert.ok(Math.abs(o.perSeqOverheadUs + 2 * o.perTokenUs - 10) < 1e-6, 'the per-sequence and per-row costs add up to 10 us per sequence');
+});
