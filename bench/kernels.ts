@@ -4,6 +4,10 @@
 // and paged attention at decode.
 //
 //   npx tsx bench/kernels.ts [--threads N] [--dtypes f32,q8_0] [--ms 1,8,32,64] [--time-ms 150]
+//   npx tsx bench/kernels.ts --forward [--dtypes f32,f16] [--context 128]
+//
+// --forward instead times whole forward passes (LlamaModel) of a random model with the 110m
+// preset's shape: decode steps of 1..64 sequences and a 512-token prompt, as tokens per second.
 //
 // Each measurement repeats the call for about --time-ms and reports the fastest run, which is the
 // least disturbed by other work on a shared machine. Not a test: nothing here asserts.
@@ -11,10 +15,13 @@
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 
+import type { ModelConfig } from '../src/model/config.js';
 import { createNativeKernels, type NativeKernels } from '../src/model/kernels/native.js';
+import { createKvStorage } from '../src/model/kv-storage.js';
+import { LlamaModel } from '../src/model/llama.js';
 import type { AttentionMeta, KvStorage } from '../src/model/kernels/types.js';
 import { DTYPES, quantize, rowBytes } from '../src/model/quant.js';
-import type { DType, WeightTensor } from '../src/model/weights.js';
+import type { DType, LlamaWeights, WeightTensor } from '../src/model/weights.js';
 
 const SHAPES: Array<[rows: number, cols: number, what: string]> = [
   [768, 768, 'wq/wk/wv/wo'],
@@ -29,6 +36,8 @@ const { values: args } = parseArgs({
     dtypes: { type: 'string', default: DTYPES.join(',') },
     ms: { type: 'string', default: '1,8,32,64' },
     'time-ms': { type: 'string', default: '150' },
+    forward: { type: 'boolean', default: false },
+    context: { type: 'string', default: '128' },
   },
 });
 const threads = Number(args.threads);
@@ -56,12 +65,12 @@ function fastest(fn: () => void, budgetMs = timeMs, minRuns = 3): number {
  * stream from memory as a whole model's do, instead of sitting in the 32 MiB L3 cache.
  */
 const WORKING_SET = 128 * 2 ** 20;
-function makeWeights(dtype: DType, rows: number, cols: number): WeightTensor[] {
+function makeWeights(dtype: DType, rows: number, cols: number, count?: number): WeightTensor[] {
   const base = Math.min(256, rows);
   const v = Float32Array.from({ length: base * cols }, (_, i) => Math.sin(i * 0.7311) * 0.05);
   const q = quantize(dtype, v, base, cols);
   const rb = rowBytes(dtype, cols);
-  const copies = Math.max(1, Math.ceil(WORKING_SET / (rows * rb)));
+  const copies = count ?? Math.max(1, Math.ceil(WORKING_SET / (rows * rb)));
   return Array.from({ length: copies }, () => {
     const data = new Uint8Array(rows * rb);
     for (let r = 0; r < rows; r += base) data.set(q.subarray(0, Math.min(base, rows - r) * rb), r * rb);
@@ -100,7 +109,76 @@ function attentionBench(k: NativeKernels, rows: number, context: number): number
   return (4 * rows * context * nHeads * headDim) / (ms / 1e3) / 1e9;
 }
 
+/** A random model with the 110m preset's shape (untied, 134M parameters). */
+function randomModel(dtype: DType, k: NativeKernels): LlamaModel {
+  const c: ModelConfig = {
+    arch: 'llama', dim: 768, hiddenDim: 2048, nLayers: 12, nHeads: 12, nKvHeads: 12, headDim: 64, vocabSize: 32000,
+    contextLength: 1024, ropeTheta: 10000, ropeDim: 64, normEps: 1e-5, tiedEmbeddings: false,
+  };
+  const w = (rows: number, cols: number) => makeWeights(dtype, rows, cols, 1)[0]!;
+  const ones = () => new Float32Array(c.dim).fill(1);
+  const weights: LlamaWeights = {
+    tokenEmbedding: w(c.vocabSize, c.dim),
+    layers: Array.from({ length: c.nLayers }, () => ({
+      attnNorm: ones(), wq: w(768, 768), wk: w(768, 768), wv: w(768, 768), wo: w(768, 768),
+      ffnNorm: ones(), wGate: w(2048, 768), wUp: w(2048, 768), wDown: w(768, 2048),
+    })),
+    outputNorm: ones(),
+    output: w(c.vocabSize, c.dim),
+  };
+  return new LlamaModel(c, weights, k);
+}
+
+/** Decode steps of S sequences whose KV already holds `context` positions: best tokens/s over 4 steps. */
+function decodeTokensPerSecond(model: LlamaModel, S: number, context: number): number {
+  const blockSize = 16;
+  const blocksPer = Math.ceil((context + 8) / blockSize);
+  const kv = createKvStorage(model.config, S * blocksPer, blockSize);
+  for (const a of [...kv.k, ...kv.v]) for (let i = 0; i < a.length; i++) a[i] = Math.sin(i) * 0.5;
+  const blockTables = Int32Array.from({ length: S * blocksPer }, (_, i) => i);
+  let best = Infinity;
+  for (let step = 0; step < 5; step++) {
+    const pos = context + step;
+    const meta = {
+      numRows: S, positions: new Int32Array(S).fill(pos), rowSeq: Int32Array.from({ length: S }, (_, i) => i), blockTables,
+      maxBlocksPerSeq: blocksPer, slotMapping: Int32Array.from({ length: S }, (_, i) => i * blocksPer * blockSize + pos),
+    };
+    const t = performance.now();
+    model.forward({ tokens: Int32Array.from({ length: S }, (_, i) => (i * 97 + step) % 32000), meta, logitRows: Int32Array.from({ length: S }, (_, i) => i) }, kv);
+    if (step > 0) best = Math.min(best, performance.now() - t);
+  }
+  return (S / best) * 1e3;
+}
+
+/** A 512-token prompt in one forward pass (logits for the last row only): best of 3, tokens/s. */
+function prefillTokensPerSecond(model: LlamaModel, n: number): number {
+  const blockSize = 16;
+  const blocks = Math.ceil(n / blockSize);
+  const kv = createKvStorage(model.config, blocks, blockSize);
+  const meta = {
+    numRows: n, positions: Int32Array.from({ length: n }, (_, i) => i), rowSeq: new Int32Array(n),
+    blockTables: Int32Array.from({ length: blocks }, (_, i) => i), maxBlocksPerSeq: blocks, slotMapping: Int32Array.from({ length: n }, (_, i) => i),
+  };
+  const tokens = Int32Array.from({ length: n }, (_, i) => (i * 31) % 32000);
+  const ms = fastest(() => model.forward({ tokens, meta, logitRows: Int32Array.of(n - 1) }, kv), 0, 3);
+  return (n / ms) * 1e3;
+}
+
 const k = createNativeKernels({ threads });
+if (args.forward) {
+  const context = Number(args.context);
+  const seqs = [1, 4, 16, 32, 64];
+  console.log(`# Forward passes of a random 110m-shaped model: ${k.name}, decode at context ${context}\n`);
+  console.log(`| dtype | ${seqs.map((S) => `decode ${S} seq tok/s`).join(' | ')} | prompt 512 tok/s |`);
+  console.log(`|---|${seqs.map(() => '---').join('|')}|---|`);
+  for (const dtype of dtypes) {
+    const model = randomModel(dtype, k);
+    const cells = seqs.map((S) => decodeTokensPerSecond(model, S, context).toFixed(1));
+    console.log(`| ${dtype} | ${cells.join(' | ')} | ${prefillTokensPerSecond(model, 512).toFixed(1)} |`);
+  }
+  k.close();
+  process.exit(0);
+}
 console.log(`# Native kernels benchmark: ${k.name}\n`);
 const bw = memoryBandwidth(k);
 console.log(`Memory read bandwidth (256 MiB, ${threads} thread(s)): ${bw.toFixed(1)} GB/s\n`);
