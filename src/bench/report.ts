@@ -46,6 +46,7 @@ function header(r: BenchResults): Array<[string, string]> {
   if (r.peakFlops) rows.push(['measured kernel peak', `${fmt.num(r.peakFlops / 1e9, 2)} GFLOP/s (batched f32 matmul)`]);
   if (r.peer) rows.push(['peer', r.peer.version]);
   rows.push(['run', `${r.mode}, started ${r.startedAt}, ${fmt.num(r.wallS, 1)} s in all`]);
+  if (r.machine) rows.push(['machine', `${r.machine.cores} cores, load average ${r.machine.loadAvgStart.toFixed(1)} at the start, ${r.machine.loadAvgEnd.toFixed(1)} at the end`]);
   return rows;
 }
 

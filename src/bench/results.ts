@@ -52,6 +52,8 @@ export interface BenchResults {
   peer?: RunResult & { version: string };
   /** Wall time of the whole benchmark, model loads included. */
   wallS: number;
+  /** The machine, and how busy it was (1-minute load average) before and after: timings on a shared box are noisy. */
+  machine?: { cores: number; loadAvgStart: number; loadAvgEnd: number };
 }
 
 /** The seed's reference table (GPU figures): what we set out to reproduce, in ratios. */
@@ -135,6 +137,7 @@ export function resultsJson(r: BenchResults): Record<string, unknown> {
     started_at: r.startedAt,
     mode: r.mode,
     wall_s: r.wallS,
+    machine: r.machine ? { cores: r.machine.cores, load_avg_start: r.machine.loadAvgStart, load_avg_end: r.machine.loadAvgEnd } : null,
     model: r.model,
     workload: r.workload,
     engine: r.engine ?? null,

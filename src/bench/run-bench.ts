@@ -1,7 +1,7 @@
 // One benchmark run end to end: build the workload once, run it under each batching policy (a fresh
 // engine per policy, same model, same workload), optionally through the llama.cpp peer or a remote
 // server, and gather every figure into BenchResults.
-import { availableParallelism } from 'node:os';
+import { availableParallelism, loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { LLM, type LoadOptions } from '../llm.js';
 import type { BatchingPolicy, StepRecord } from '../engine/step-trace.js';
@@ -48,6 +48,14 @@ export interface BenchOptions {
 export async function runBenchmark(o: BenchOptions): Promise<BenchResults> {
   const wall0 = performance.now();
   const startedAt = new Date().toISOString();
+  const cores = availableParallelism();
+  const loadAvgStart = loadavg()[0];
+  if (loadAvgStart > cores) {
+    o.progress.note(
+      `note: the machine is busy (load average ${loadAvgStart.toFixed(1)} on ${cores} cores): timings will be noisy` +
+        (o.peer ? `, and llama.cpp's spin-waiting threads suffer most from it (--peer-threads 1 avoids that)` : ''),
+    );
+  }
   const header = o.model ? await readModelHeader(o.model) : undefined;
   const tokenizer = header ? modelTokenizer(header, o.load.tokenizer) : null;
   const workload = buildWorkload(o.workload, workloadTarget(header, tokenizer, o));
@@ -106,6 +114,12 @@ export async function runBenchmark(o: BenchOptions): Promise<BenchResults> {
             prefix_caching: opts.enablePrefixCaching,
             max_model_len: opts.maxModelLen,
           };
+          if (opts.maxNumSeqs >= workload.requests.length && o.policies.includes('continuous')) {
+            o.progress.note(
+              `note: max-num-seqs ${opts.maxNumSeqs} >= ${workload.requests.length} requests: nobody waits for a slot, so there is no saturated phase ` +
+                `and continuous batching has nothing to refill; give fewer slots than requests (e.g. --max-num-seqs ${Math.max(1, Math.floor(workload.requests.length / 4))}) to see what it buys`,
+            );
+          }
           o.progress.note(`measuring the kernels' peak (${llm.backend})...`);
           results.peakFlops = measurePeakFlops(await getKernels(opts.backend, { threads: opts.threads })).flops;
         }
@@ -133,6 +147,7 @@ export async function runBenchmark(o: BenchOptions): Promise<BenchResults> {
     o.onRun?.(r);
   }
   results.wallS = (performance.now() - wall0) / 1000;
+  results.machine = { cores, loadAvgStart, loadAvgEnd: loadavg()[0] };
   return results;
 }
 
