@@ -75,7 +75,7 @@ export function nativeAddonPath(): string | null {
 let loaded: Addon | NativeKernelsUnavailableError | undefined;
 
 /** Loads the addon once per thread; throws NativeKernelsUnavailableError saying why it cannot. */
-export function loadNativeAddon(): Addon {
+function loadNativeAddon(): Addon {
   if (loaded === undefined) loaded = tryLoad();
   if (loaded instanceof Error) throw loaded;
   return loaded;
