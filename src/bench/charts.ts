@@ -108,8 +108,11 @@ export function latencyCdfSpec(r: BenchResults, metric: LatencyMetric): TopLevel
   };
 }
 
-/** The request timeline: rows = requests, x = step, colour = waiting / running / finished-but-held. */
-export function timelineSpec(t: Timeline, title: string): TopLevelSpec {
+/**
+ * The request timeline: rows = requests, x = step, colour = waiting / running / finished-but-held.
+ * `stepDomain` lets several timelines share one step axis, so their lengths compare at a glance.
+ */
+export function timelineSpec(t: Timeline, title: string, stepDomain = t.numSteps): TopLevelSpec {
   const values = t.segments.map((s) => ({ request: s.request, r1: s.request + 1, state: s.state, start: s.startStep, end: s.endStep }));
   return {
     $schema: SCHEMA,
@@ -119,7 +122,7 @@ export function timelineSpec(t: Timeline, title: string): TopLevelSpec {
     data: { values },
     mark: { type: 'rect' },
     encoding: {
-      x: { field: 'start', type: 'quantitative', title: 'engine step', scale: { domain: [0, Math.max(1, t.numSteps)] } },
+      x: { field: 'start', type: 'quantitative', title: 'engine step', scale: { domain: [0, Math.max(1, stepDomain)] } },
       x2: { field: 'end' },
       y: { field: 'request', type: 'quantitative', title: 'request', scale: { domain: [0, Math.max(1, t.numRequests)], reverse: true, nice: false } },
       y2: { field: 'r1' },

@@ -26,8 +26,10 @@ export async function renderCharts(r: BenchResults): Promise<Chart[]> {
   // The seed's diagram for static and continuous batching (for whichever Stepwise policy ran, if neither did).
   const withTimeline = r.runs.filter((x) => x.timeline);
   const shown = withTimeline.filter((x) => x.policy === 'static' || x.policy === 'continuous');
-  for (const x of shown.length > 0 ? shown : withTimeline.slice(0, 1)) {
-    specs.push({ id: `timeline-${x.policy}`, title: `Request timeline: ${x.label}`, spec: timelineSpec(x.timeline!, `Request timeline: ${x.label}`) });
+  const drawn = shown.length > 0 ? shown : withTimeline.slice(0, 1);
+  const steps = Math.max(...drawn.map((x) => x.timeline!.numSteps));
+  for (const x of drawn) {
+    specs.push({ id: `timeline-${x.policy}`, title: `Request timeline: ${x.label}`, spec: timelineSpec(x.timeline!, `Request timeline: ${x.label}`, steps) });
     specs.push({ id: `slots-${x.policy}`, title: `Busy slots: ${x.label}`, spec: slotsOverStepsSpec(x) });
   }
   const charts: Chart[] = [];

@@ -10,6 +10,14 @@ import { fakeResults } from './helpers.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 
+// Just enough of the DOM's types for the page.evaluate callbacks (the project compiles without lib "dom").
+interface DomNode {
+  id: string;
+  querySelectorAll(selector: string): DomNode[] & { length: number };
+  getAttribute(name: string): string | null;
+}
+type PageGlobal = { document: DomNode };
+
 test('the fabricated runs give the utilisation the definitions say', () => {
   const r = fakeResults();
   const [none, stat, cont] = r.runs;
@@ -84,7 +92,7 @@ test('the HTML report loads in headless Chromium, offline, and every chart has m
     assert.deepEqual(requested.filter((u) => !u.startsWith('file://')), [], 'no network requests');
     assert.equal(await page.title(), 'Stepwise benchmark: fake.gguf');
     const marks = await page.evaluate(() =>
-      Object.fromEntries([...document.querySelectorAll('figure.chart')].map((f) => [f.id, { all: f.querySelectorAll('svg g.role-mark > *').length, rects: f.querySelectorAll('svg g.mark-rect.role-mark > path').length }])),
+      Object.fromEntries([...(globalThis as unknown as PageGlobal).document.querySelectorAll('figure.chart')].map((f) => [f.id, { all: f.querySelectorAll('svg g.role-mark > *').length, rects: f.querySelectorAll('svg g.mark-rect.role-mark > path').length }])),
     );
     assert.deepEqual(Object.keys(marks), charts.map((c) => `chart-${c.id}`));
     for (const [id, m] of Object.entries(marks)) assert.ok(m.all > 0, `${id} has marks`);
@@ -92,7 +100,7 @@ test('the HTML report loads in headless Chromium, offline, and every chart has m
     assert.equal(marks['chart-timeline-static'].rects, r.runs[1].timeline!.segments.length, 'one rectangle per timeline segment');
     assert.equal(marks['chart-timeline-continuous'].rects, r.runs[2].timeline!.segments.length);
     // The held (finished-but-padded) rows of static batching are drawn in their own colour.
-    const fills = await page.evaluate(() => [...document.querySelectorAll('#chart-timeline-static g.mark-rect.role-mark > path')].map((p) => p.getAttribute('fill')));
+    const fills = await page.evaluate(() => [...(globalThis as unknown as PageGlobal).document.querySelectorAll('#chart-timeline-static g.mark-rect.role-mark > path')].map((p) => p.getAttribute('fill')));
     assert.ok(fills.includes('#e76f51') && fills.includes('#2a9d8f'));
   } finally {
     await browser.close();
