@@ -83,17 +83,21 @@ function main() {
   const gyp = findNodeGyp();
   if (!gyp) warn('node-gyp was not found (neither npm\'s bundled copy nor one npx can run offline)');
 
-  const args = [...gyp.args, 'rebuild', '--jobs=max'];
   // Build against the running Node's own headers when they are installed beside it, so no header
   // download is needed (machines without network access). npm may already say so (nodedir).
+  const nodedir = [];
   const prefix = resolve(dirname(process.execPath), '..');
   if (!process.env.npm_config_nodedir && existsSync(join(prefix, 'include', 'node', 'node_api.h'))) {
-    args.push(`--nodedir=${prefix}`);
+    nodedir.push(`--nodedir=${prefix}`);
   }
   console.log(`stepwise: building the native kernels (${cpuFlags().join(' ') || 'portable flags'})`);
-  const r = spawnSync(gyp.cmd, args, { cwd: root, stdio: 'inherit' });
-  if (r.error) warn(`node-gyp could not start: ${r.error.message}`);
-  if (r.status !== 0) warn(`node-gyp exited with status ${r.status}; its output is above`);
+  // configure + build rather than rebuild: make redoes what changed (flags included) and swaps the
+  // finished addon in at the end, so a process starting meanwhile still finds the previous one.
+  for (const step of [['configure', ...nodedir], ['build', '--jobs=max', ...nodedir]]) {
+    const r = spawnSync(gyp.cmd, [...gyp.args, ...step], { cwd: root, stdio: 'inherit' });
+    if (r.error) warn(`node-gyp could not start: ${r.error.message}`);
+    if (r.status !== 0) warn(`node-gyp ${step[0]} exited with status ${r.status}; its output is above`);
+  }
 
   // Prove the result loads in this Node before calling it done.
   try {
