@@ -9,7 +9,7 @@
 // `node scripts/build-native.mjs --cflags` prints the CPU-specific compiler flags binding.gyp uses;
 // STEPWISE_NATIVE_PORTABLE=1 builds without them (portable scalar code).
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -41,10 +41,18 @@ function cpuFlags() {
   return flags;
 }
 
-function warn(reason) {
+/**
+ * Says why there is no new build and exits 0. After a failed build attempt the previous addon is
+ * removed (it may not match the sources any more); otherwise an existing one is left in use.
+ */
+function warn(reason, { buildFailed = false } = {}) {
+  if (buildFailed) rmSync(addonPath, { force: true });
+  const fallback = existsSync(addonPath)
+    ? `stepwise: the earlier build at ${addonPath} stays in use.\n`
+    : 'stepwise: the TypeScript kernels will be used instead; they are correct but much slower.\n';
   console.warn(
     `\nstepwise: the native kernels were not built (${reason}).\n` +
-      'stepwise: the TypeScript kernels will be used instead; they are correct but much slower.\n' +
+      fallback +
       'stepwise: to build them later, install a C++17 compiler, make and python3, then run: node scripts/build-native.mjs\n',
   );
   process.exit(0);
@@ -95,8 +103,8 @@ function main() {
   // finished addon in at the end, so a process starting meanwhile still finds the previous one.
   for (const step of [['configure', ...nodedir], ['build', '--jobs=max', ...nodedir]]) {
     const r = spawnSync(gyp.cmd, [...gyp.args, ...step], { cwd: root, stdio: 'inherit' });
-    if (r.error) warn(`node-gyp could not start: ${r.error.message}`);
-    if (r.status !== 0) warn(`node-gyp ${step[0]} exited with status ${r.status}; its output is above`);
+    if (r.error) warn(`node-gyp could not start: ${r.error.message}`, { buildFailed: true });
+    if (r.status !== 0) warn(`node-gyp ${step[0]} exited with status ${r.status}; its output is above`, { buildFailed: true });
   }
 
   // Prove the result loads in this Node before calling it done.
@@ -104,7 +112,7 @@ function main() {
     const addon = createRequire(import.meta.url)(addonPath);
     console.log(`stepwise: native kernels built (${addon.simd}) at ${addonPath}`);
   } catch (e) {
-    warn(`the built addon does not load: ${e instanceof Error ? e.message : String(e)}`);
+    warn(`the built addon does not load: ${e instanceof Error ? e.message : String(e)}`, { buildFailed: true });
   }
 }
 

@@ -4,6 +4,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
 
 import { createNativeKernels, nativeAddonPath, nativeUnavailableReason } from '../../src/model/kernels/native.js';
@@ -80,8 +83,37 @@ describe('install script (scripts/build-native.mjs)', () => {
     const r = spawnSync(process.execPath, [script], { encoding: 'utf8', env: { ...process.env, CXX: '/nonexistent/c++' } });
     assert.equal(r.status, 0);
     assert.match(r.stderr, /the native kernels were not built \(the C\+\+ compiler CXX=\/nonexistent\/c\+\+ does not run\)/);
-    assert.match(r.stderr, /the TypeScript kernels will be used instead/);
+    // An addon built earlier is left alone, and the message says it stays in use.
+    assert.match(r.stderr, before ? /the earlier build at .* stays in use/ : /the TypeScript kernels will be used instead/);
     assert.equal(nativeAddonPath(), before);
+  });
+
+  const runs = (cmd: string) => spawnSync(cmd, ['--version'], { stdio: 'ignore' }).status === 0;
+  const noBuildTools = !runs('make') || !runs('python3') ? 'make or python3 is missing' : false;
+
+  it('after a failed build, removes the previous addon and says the TypeScript kernels will be used', { skip: noBuildTools }, () => {
+    // A scratch copy of the package (the real build/ is never touched), with a compiler that
+    // answers --version but fails every compile.
+    const dir = mkdtempSync(join(tmpdir(), 'stepwise-build-'));
+    try {
+      mkdirSync(join(dir, 'scripts'));
+      mkdirSync(join(dir, 'build', 'Release'), { recursive: true });
+      copyFileSync(script, join(dir, 'scripts', 'build-native.mjs'));
+      copyFileSync('binding.gyp', join(dir, 'binding.gyp'));
+      cpSync('native', join(dir, 'native'), { recursive: true });
+      symlinkSync(resolve('node_modules'), join(dir, 'node_modules'));
+      const stale = join(dir, 'build', 'Release', 'stepwise_kernels.node');
+      writeFileSync(stale, 'stale');
+      const cxx = join(dir, 'failing-c++');
+      writeFileSync(cxx, '#!/bin/sh\nif [ "$1" = --version ]; then echo fake 1.0; exit 0; fi\necho "failing-c++: no" >&2\nexit 1\n', { mode: 0o755 });
+      const r = spawnSync(process.execPath, [join(dir, 'scripts', 'build-native.mjs')], { encoding: 'utf8', env: { ...process.env, CXX: cxx } });
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stderr, /the native kernels were not built \(node-gyp build exited with status \d+/);
+      assert.match(r.stderr, /the TypeScript kernels will be used instead/);
+      assert.equal(existsSync(stale), false, 'the stale addon is still there');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('warns and exits 0 when neither g++ nor c++ is on PATH', () => {
