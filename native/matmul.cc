@@ -5,9 +5,11 @@
 // activation rows: per step of 8 columns it loads 4 weight vectors and 3 activation vectors and
 // issues 12 FMAs into 12 register accumulators, so each weight load serves every batch row of the
 // tile and the tile loop walks all M rows while the 4 weight rows sit in L1. Non-f32 weights are
-// expanded into a small float tile (4 rows x KC columns) once and reused for every batch row.
-// Long rows (K > 1024) are cut into KC=512 column blocks so that tile stays in L1; the 8-lane
-// partial sums are parked in per-thread memory between blocks, exactly, as floats.
+// expanded into a small float tile (4 rows x KC columns) once per block of up to 48 batch rows and
+// reused for all of them (f32 weights too when M >= 4, see below); activations stay f32, so
+// results match the float reference. Long rows (K > 1024) are cut into KC=512 column blocks so
+// the tile stays in L1; the 8-lane partial sums are parked in per-thread memory between blocks,
+// exactly, as floats. At M = 1 the work is a stream over the weights, bound by memory bandwidth.
 //
 // Batch invariance. Every (m, n) output is the same arithmetic whatever the tile shape or M: lane
 // j accumulates x[k]*w[k] for k = j, j+8, ... in increasing k with one FMA each, the lanes are
