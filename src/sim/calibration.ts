@@ -3,15 +3,18 @@
 //
 // Two measurements, two parts of the step time:
 // 1. The forward pass (and sampling) over a grid of batch shapes — decode batches of 1..64 sequences
-//    at several context lengths, prefill chunks of 16..512 tokens, and mixed batches — run through
-//    the real LocalModelRunner, timed as the runner times itself. The roofline's rates (bandwidth,
-//    peak, attention rate) and the forward pass's own fixed costs are fitted to these.
-// 2. The engine around the forward pass: a short run of the real Engine with its worker-thread
-//    runner, whose step trace gives each step's period (start to next start) minus the runner's own
-//    forward and sampling time — scheduling, the hop to the worker and back, update, delivery. A
-//    line in (sequences, rows) is fitted to that and added to the fixed costs.
-// Shapes are measured round-robin, several times each, and the median kept: on a shared machine
-// load comes and goes, and this way it falls on every shape alike.
+//    at several context lengths, prefill chunks of 16..1024 tokens and batches of prompts up to the
+//    2048-token budget, mixed batches — run through the real LocalModelRunner, timed as the runner
+//    times itself. Shapes are measured round-robin, several times each, and a trimmed mean kept (the
+//    fastest and slowest dropped): on a shared machine load comes and goes, round-robin spreads it
+//    over every shape alike, and a mean — not a median — is what throughput depends on.
+// 2. A short run of the real Engine with its worker-thread runner under each batching policy. Its
+//    step trace gives, per step, the runner's forward time and the step's period (start to next
+//    start); the shapes come from the SchedulerOutputs themselves.
+// The roofline's rates (bandwidth, peak, attention rate) and the forward pass's fixed costs are fitted
+// to the grid and the engine's forward times together; the engine's own cost per step (period minus
+// forward: scheduling, the hop to the worker and back, update, delivery) is fitted as a line in the
+// number of sequences and added to the fixed costs.
 import { performance } from 'node:perf_hooks';
 import { cpus, totalmem } from 'node:os';
 import { basename } from 'node:path';
@@ -24,9 +27,11 @@ import { blocksForMemory } from '../engine/kv-cache.js';
 import { DEFAULT_SAMPLING, type ModelRunner, type SchedulerOutput, type ScheduledSequence, type NewSequenceData } from '../engine/types.js';
 import type { StepRecord } from '../engine/step-trace.js';
 import type { ModelConfig } from '../model/config.js';
+import type { Tokenizer } from '../model/tokenizer-types.js';
+import { tokenizerFromGguf } from '../model/tokenizer.js';
 import { buildWorkload } from '../bench/workload.js';
 import { costOfFeatures, stepFeatures, type HardwareProfile, type ModelProfile, type SeqShape, type StepFeatures } from './cost-model.js';
-import { fitLinearOverhead, fitRoofline, type RooflineFit } from './fit.js';
+import { fitEngineOverhead, fitRoofline, type RooflineFit } from './fit.js';
 import { modelProfileFromWeights } from './model-profile.js';
 import { stepShape } from './step-time.js';
 import type { CalibratedProfileFile } from './profiles.js';
@@ -47,12 +52,15 @@ export interface GridOptions {
   capacityTokens: number;
   /** Fewer shapes (for tests and a first look). */
   quick?: boolean;
+  /** Most rows in one step (the engine's max_num_batched_tokens; default 2048). */
+  maxRows?: number;
 }
 
 /** The batch shapes calibration measures, within the model's context and the KV budget. */
 export function calibrationGrid(config: Pick<ModelConfig, 'contextLength'>, opts: GridOptions): GridShape[] {
   const maxCtx = config.contextLength;
   const maxBatch = opts.maxBatch ?? 64;
+  const budget = opts.maxRows ?? 2048;
   const fits = (seqs: SeqShape[]) => seqs.every((s) => s.contextLen <= maxCtx) && seqs.reduce((n, s) => n + s.contextLen, 0) <= opts.capacityTokens;
   const out: GridShape[] = [];
   const add = (g: GridShape) => {
@@ -67,12 +75,19 @@ export function calibrationGrid(config: Pick<ModelConfig, 'contextLength'>, opts
   for (const C of opts.quick ? [16, 128, 512] : [16, 32, 64, 128, 256, 512]) {
     add({ label: `prefill ${C}`, kind: 'prefill', seqs: [{ numTokens: Math.min(C, maxCtx), contextLen: Math.min(C, maxCtx), sample: true }] });
   }
-  // A chunk continuing a long prompt, and several prompts at once (static batching's prefill).
+  // A chunk continuing a long prompt, and several prompts at once (static batching's prefill, and
+  // continuous batching's first steps, which fill the whole token budget).
   add({ label: 'prefill 128 @512', kind: 'prefill', seqs: [{ numTokens: 128, contextLen: Math.min(512, maxCtx), sample: true }] });
-  add({ label: 'prefill 4x128', kind: 'prefill', seqs: Array.from({ length: 4 }, () => ({ numTokens: 128, contextLen: 128, sample: true })) });
-  if (!opts.quick) add({ label: 'prefill 16x32', kind: 'prefill', seqs: Array.from({ length: 16 }, () => ({ numTokens: 32, contextLen: 32, sample: true })) });
+  const many = (B: number, C: number): GridShape => ({ label: `prefill ${B}x${C}`, kind: 'prefill', seqs: Array.from({ length: B }, () => ({ numTokens: C, contextLen: C, sample: true })) });
+  add(many(4, 128));
+  if (!opts.quick) add(many(16, 32));
+  // Up to the default token budget (2048 rows): per-row costs grow once activations outgrow the caches.
+  for (const [B, C] of opts.quick ? [[8, 256]] : [[1, 1024], [8, 128], [16, 128], [8, 256], [4, 512]]) {
+    if (B * C <= budget) add(many(B, Math.min(C, maxCtx)));
+  }
   // Continuous batching's typical step: decodes with one prefill chunk riding along.
-  for (const [C, B] of opts.quick ? [[128, 16]] : [[64, 8], [256, 8], [64, 32], [256, 32]]) {
+  for (const [C, B] of opts.quick ? [[128, 16]] : [[64, 8], [256, 8], [64, 32], [256, 32], [1024, 32]]) {
+    if (C + B > budget) continue;
     const L = Math.round(maxCtx / 4);
     add({
       label: `mixed ${C}+${B}x @${L}`,
@@ -88,7 +103,7 @@ export interface ShapeMeasurement {
   kind: GridShape['kind'];
   seqs: SeqShape[];
   features: StepFeatures;
-  /** Median forward + sampling time over the repetitions. */
+  /** Trimmed mean forward + sampling time over the repetitions. */
   ms: number;
   samples: number[];
 }
@@ -111,6 +126,13 @@ function shapeStep(shape: GridShape, step: number, firstSeqId: number, blockSize
   return { step, scheduled, newSequences, finishedSeqIds: finished, blockCopies: [], numBatchedTokens };
 }
 
+/** Mean without the smallest and the largest sample (plain mean below 4 samples). */
+export function trimmedMean(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const kept = s.length >= 4 ? s.slice(1, -1) : s;
+  return kept.reduce((a, b) => a + b, 0) / kept.length;
+}
+
 function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
@@ -124,25 +146,36 @@ export interface ForwardMeasureOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-/** Times the runner's forward pass and sampling over every shape, round-robin, `reps` times each (after one warm-up round). */
+/** Times the runner's forward pass and sampling over every shape, round-robin, `reps` rounds (after a warm-up round). */
 export function measureForward(runner: LocalModelRunner, model: ModelProfile, grid: readonly GridShape[], opts: ForwardMeasureOptions): ShapeMeasurement[] {
   const samples = grid.map(() => [] as number[]);
+  // Samples per round: cheap shapes (the warm-up round took under 10 ms) get three, so the small
+  // decode steps that dominate TPOT are measured as well as the big ones that dominate time.
+  const perRound = grid.map(() => 1);
   let step = 0;
   let seqId = 0;
   let finished: number[] = [];
   const total = grid.length * (opts.reps + 1);
   let done = 0;
+  const run = (shape: GridShape): number => {
+    const out = shapeStep(shape, step++, seqId, opts.blockSize, opts.numBlocks, finished);
+    finished = out.newSequences.map((s) => s.seqId);
+    seqId += shape.seqs.length;
+    const r = runner.executeSync(out);
+    return r.forwardMs + r.sampleMs;
+  };
   for (let rep = -1; rep < opts.reps; rep++) {
     grid.forEach((shape, i) => {
-      const out = shapeStep(shape, step++, seqId, opts.blockSize, opts.numBlocks, finished);
-      finished = out.newSequences.map((s) => s.seqId);
-      seqId += shape.seqs.length;
-      const r = runner.executeSync(out);
-      if (rep >= 0) samples[i].push(r.forwardMs + r.sampleMs);
+      // Each timed run follows an untimed one of the same shape: in an engine a step follows a step
+      // much like it, with the weights still warm in the caches (the step before it here may have
+      // been a big prefill).
+      const warm = run(shape);
+      if (rep < 0) perRound[i] = warm < 10 ? 3 : 1;
+      else for (let k = 0; k < perRound[i]; k++) samples[i].push(run(shape));
       opts.onProgress?.(++done, total);
     });
   }
-  return grid.map((g, i) => ({ label: g.label, kind: g.kind, seqs: g.seqs, features: stepFeatures(model, g.seqs), ms: median(samples[i]), samples: samples[i] }));
+  return grid.map((g, i) => ({ label: g.label, kind: g.kind, seqs: g.seqs, features: stepFeatures(model, g.seqs), ms: trimmedMean(samples[i]), samples: samples[i] }));
 }
 
 /** One engine step as calibration sees it: its exact shape (from the SchedulerOutput) and its trace record. */
@@ -177,40 +210,43 @@ export interface EngineMeasureOptions {
   blockSize: number;
   numRequests: number;
   seed: number;
+  tokenizer: Tokenizer | null;
 }
 
 /**
- * Runs short offline workloads through the real Engine (continuous with up to 16 sequences, then one
- * at a time) and returns every step that was followed by another — its period covers everything the
- * engine does per step.
+ * Runs a short offline workload through the real Engine under each batching policy (continuous with
+ * up to 32 sequences, static batches of 16, then a few requests one at a time) and returns every step
+ * that was followed by another — its period covers everything the engine does per step.
  */
 export async function measureEngineSteps(o: EngineMeasureOptions): Promise<EngineStepSample[]> {
   const samples: EngineStepSample[] = [];
-  const maxLen = Math.min(o.config.contextLength, 512);
+  const maxLen = Math.min(o.config.contextLength, 1024);
   const workload = buildWorkload(
     {
       kind: 'synthetic',
       seed: o.seed,
       numRequests: o.numRequests,
-      promptDist: { kind: 'uniform', min: 8, max: Math.min(160, maxLen >> 1) },
-      outputDist: { kind: 'uniform', min: 8, max: 48 },
+      promptDist: { kind: 'uniform', min: 8, max: Math.min(320, maxLen >> 1) },
+      outputDist: { kind: 'uniform', min: 8, max: 64 },
       arrival: { kind: 'offline' },
     },
     { vocabSize: o.config.vocabSize, bosId: 1, maxModelLen: maxLen },
   );
-  for (const [policy, maxNumSeqs, count] of [['continuous', 16, workload.requests.length], ['none', 1, Math.min(6, workload.requests.length)]] as const) {
+  const n = workload.requests.length;
+  const runs = [['continuous', 32, n], ['static', 16, Math.min(n, 32)], ['none', 1, Math.min(4, n)]] as const;
+  for (const [policy, maxNumSeqs, count] of runs) {
     const inner = await WorkerModelRunner.create({ modelPath: o.modelPath, backend: o.backend, threads: o.threads, numBlocks: o.numBlocks, blockSize: o.blockSize, eogIds: [] });
     const runner = new ShapeRecordingRunner(inner);
     const engine = new Engine(runner, {
       ...DEFAULT_ENGINE_OPTIONS,
       policy,
       maxNumSeqs,
-      maxNumBatchedTokens: 512,
       numBlocks: o.numBlocks,
       blockSize: o.blockSize,
       maxModelLen: o.config.contextLength,
-      tokenizer: null,
-      eogIds: [],
+      // The model's own tokenizer, as LLM.load would give it: detokenizing every token is part of a step.
+      tokenizer: o.tokenizer,
+      eogIds: o.tokenizer ? [...o.tokenizer.eogIds] : [],
     });
     const steps: StepRecord[] = [];
     const off = engine.onStep((r) => steps.push(r));
@@ -295,8 +331,8 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrationResult>
     },
   });
   await runner.close();
-  const forwardFit = fitRoofline(forward.map((m) => ({ features: m.features, ms: m.ms })));
-  log(`  forward fit: rms error ${(forwardFit.rmsRelError * 100).toFixed(1)}%, worst ${(forwardFit.maxRelError * 100).toFixed(1)}%`);
+  const gridFit = fitRoofline(forward.map((m) => ({ features: m.features, ms: m.ms })));
+  log(`  forward fit over the grid: rms error ${(gridFit.rmsRelError * 100).toFixed(1)}%, worst ${(gridFit.maxRelError * 100).toFixed(1)}%`);
 
   log('  engine run (worker runner, step trace)...');
   const engineSteps = await measureEngineSteps({
@@ -309,8 +345,17 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrationResult>
     blockSize,
     numRequests: o.engineRequests ?? (quick ? 16 : 40),
     seed: o.seed ?? 20240601,
+    tokenizer: loaded.format === 'gguf' ? tokenizerFromGguf(loaded.metadata) : null,
   });
-  const overhead = fitLinearOverhead(engineSteps.map((s) => ({ numSeqs: s.features.numSeqs, rows: s.features.rows, ms: s.periodMs - s.runnerMs })));
+  // The forward model is fitted to the grid and to the forward passes the engine itself timed (the
+  // shapes real traffic makes, under the conditions it runs in), the two weighted equally.
+  const w = forward.length / Math.max(1, engineSteps.length);
+  const forwardFit = fitRoofline([
+    ...forward.map((m) => ({ features: m.features, ms: m.ms })),
+    ...engineSteps.filter((s) => s.runnerMs > 0).map((s) => ({ features: s.features, ms: s.runnerMs, weight: w })),
+  ]);
+  const overhead = fitEngineOverhead(engineSteps.map((s) => ({ numSeqs: s.features.numSeqs, overheadMs: s.periodMs - s.runnerMs })));
+  log(`  forward fit over grid and engine: rms error ${(forwardFit.rmsRelError * 100).toFixed(1)}%; engine overhead ${overhead.stepOverheadMs.toFixed(3)} ms + ${overhead.perSeqOverheadUs.toFixed(1)} us/seq`);
 
   const finite = (x: number, fallback: number) => (Number.isFinite(x) ? x : fallback);
   const hardware: HardwareProfile = {
@@ -322,7 +367,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrationResult>
     computeEfficiency: 1,
     stepOverheadMs: round(forwardFit.stepOverheadMs + overhead.stepOverheadMs, 4),
     perSeqOverheadUs: round(forwardFit.perSeqOverheadUs + overhead.perSeqOverheadUs, 3),
-    perTokenUs: round(forwardFit.perTokenUs + overhead.perTokenUs, 3),
+    perTokenUs: round(forwardFit.perTokenUs, 3),
     reservedGB: 0,
     kvCacheGB: ENGINE_DEFAULT_KV_BYTES / 1e9,
     attentionGflops: round(finite(forwardFit.attentionGflops, 1e9), 4),
@@ -358,6 +403,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrationResult>
       numBlocks,
       wallS: round((performance.now() - t0) / 1000, 2),
       forward: {
+        gridOnly: { rmsRelError: round(gridFit.rmsRelError, 4), maxRelError: round(gridFit.maxRelError, 4) },
         shapes: grid.length,
         reps,
         rmsRelError: round(forwardFit.rmsRelError, 4),

@@ -28,6 +28,8 @@ export interface RooflineFit {
 export interface TimedFeatures {
   features: StepFeatures;
   ms: number;
+  /** Weight of this measurement in the fit (default 1). */
+  weight?: number;
 }
 
 export class FitError extends Error {
@@ -118,9 +120,10 @@ export function fitRoofline(data: readonly TimedFeatures[], opts: { separateAtte
       const f = d.features;
       const attn = separate ? f.attnFlops : 0;
       const linear = separate ? f.linearFlops : f.linearFlops + f.attnFlops;
-      return [1, f.numSeqs, f.rows, side[i] ? f.bytes : 0, side[i] ? 0 : linear, attn].map((v) => v / d.ms);
+      const w = Math.sqrt(d.weight ?? 1);
+      return [1, f.numSeqs, f.rows, side[i] ? f.bytes : 0, side[i] ? 0 : linear, attn].map((v) => (w * v) / d.ms);
     });
-    x = nnls(A, b);
+    x = nnls(A, b.map((v, i) => v * Math.sqrt(data[i].weight ?? 1)));
     const next = data.map((d) => predict(x, separate ? d.features : { ...d.features, linearFlops: d.features.linearFlops + d.features.attnFlops, attnFlops: 0 }).memory);
     const key = next.map((v) => (v ? '1' : '0')).join('');
     if (next.every((v, i) => v === side[i]) || seen.has(key)) break;
@@ -130,10 +133,12 @@ export function fitRoofline(data: readonly TimedFeatures[], opts: { separateAtte
   let sq = 0;
   let worst = 0;
   let memoryBound = 0;
+  let weights = 0;
   for (const d of data) {
     const p = predict(x, separate ? d.features : { ...d.features, linearFlops: d.features.linearFlops + d.features.attnFlops, attnFlops: 0 });
     const e = (p.ms - d.ms) / d.ms;
-    sq += e * e;
+    sq += (d.weight ?? 1) * e * e;
+    weights += d.weight ?? 1;
     worst = Math.max(worst, Math.abs(e));
     if (p.memory) memoryBound++;
   }
@@ -146,17 +151,38 @@ export function fitRoofline(data: readonly TimedFeatures[], opts: { separateAtte
     bandwidthGBs: rate(x[3], 1e9),
     peakTflops: rate(x[4], 1e12),
     attentionGflops: rate(x[5], 1e9),
-    rmsRelError: Math.sqrt(sq / data.length),
+    rmsRelError: Math.sqrt(sq / weights),
     maxRelError: worst,
     memoryBound,
     iterations: iterations + 1,
   };
 }
 
-/** Fits t = a + b·seqs + c·rows (all >= 0) to measured times: the engine's cost around the forward pass. */
-export function fitLinearOverhead(data: ReadonlyArray<{ numSeqs: number; rows: number; ms: number }>): { stepOverheadMs: number; perSeqOverheadUs: number; perTokenUs: number } {
+/**
+ * The engine's cost around the forward pass (scheduling, the hop to the worker thread and back,
+ * update, delivery) as a + b·seqs, from (period - runner time) of traced steps. Robust to the load
+ * spikes of a shared machine: the median per batch size is fitted (weighted by how many steps had
+ * that size), not the raw samples, whose outliers would otherwise tilt the line.
+ */
+export function fitEngineOverhead(data: ReadonlyArray<{ numSeqs: number; overheadMs: number }>): { stepOverheadMs: number; perSeqOverheadUs: number } {
   if (data.length < 3) throw new FitError(`fitting the engine overhead needs at least 3 steps, got ${data.length}`);
-  // Absolute error here: overheads are small and noisy; relative weighting would chase the tiniest.
-  const x = nnls(data.map((d) => [1, d.numSeqs, d.rows]), data.map((d) => Math.max(0, d.ms)));
-  return { stepOverheadMs: x[0], perSeqOverheadUs: x[1] * 1e3, perTokenUs: x[2] * 1e3 };
+  const groups = new Map<number, number[]>();
+  for (const d of data) {
+    if (!Number.isFinite(d.overheadMs)) continue;
+    let g = groups.get(d.numSeqs);
+    if (!g) groups.set(d.numSeqs, (g = []));
+    g.push(Math.max(0, d.overheadMs));
+  }
+  const rows: number[][] = [];
+  const b: number[] = [];
+  for (const [n, g] of groups) {
+    g.sort((p, q) => p - q);
+    const med = g.length % 2 ? g[g.length >> 1] : (g[g.length / 2 - 1] + g[g.length / 2]) / 2;
+    const w = Math.sqrt(g.length);
+    rows.push([w, w * n]);
+    b.push(w * med);
+  }
+  if (rows.length === 1) return { stepOverheadMs: b[0] / rows[0][0], perSeqOverheadUs: 0 };
+  const x = nnls(rows, b);
+  return { stepOverheadMs: x[0], perSeqOverheadUs: x[1] * 1e3 };
 }

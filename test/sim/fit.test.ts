@@ -2,7 +2,7 @@
 // known profile from step times it generated (exactly without noise, closely with noise).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { nnls, fitRoofline, fitLinearOverhead, FitError } from '../../src/sim/fit.js';
+import { nnls, fitRoofline, fitEngineOverhead, FitError } from '../../src/sim/fit.js';
 import { costOfFeatures, stepFeatures, type HardwareProfile, type ModelProfile, type SeqShape } from '../../src/sim/cost-model.js';
 import { SeededRng } from '../../src/bench/rng.js';
 
@@ -65,8 +65,14 @@ test('bad input to the fits is refused with a clear error', () => {
   assert.throws(() => fitRoofline([]), /at least 6 measured steps/);
   const one = { features: stepFeatures(model, [{ numTokens: 1, contextLen: 1, sample: true }]), ms: 0 };
   assert.throws(() => fitRoofline(Array(6).fill(one)), /positive number of ms/);
-  assert.throws(() => fitLinearOverhead([{ numSeqs: 1, rows: 1, ms: 1 }]), /at least 3 steps/);
-  const o = fitLinearOverhead([1, 2, 4, 8].map((n) => ({ numSeqs: n, rows: 2 * n, ms: 0.5 + 0.01 * n })));
-  assert.ok(Math.abs(o.stepOverheadMs - 0.5) < 1e-9);
-  assert.ok(Math.abs(o.perSeqOverheadUs + 2 * o.perTokenUs - 10) < 1e-6, 'the per-sequence and per-row costs add up to 10 us per sequence');
+  assert.throws(() => fitEngineOverhead([{ numSeqs: 1, overheadMs: 1 }]), /at least 3 steps/);
+});
+
+test('engine overhead: a line through the median per batch size, unmoved by load spikes', () => {
+  const data = [1, 2, 4, 8, 16, 32].flatMap((n) =>
+    Array.from({ length: 9 }, (_, i) => ({ numSeqs: n, overheadMs: 0.2 + 0.025 * n + (i === 8 ? 40 : 0) })),
+  );
+  const o = fitEngineOverhead(data);
+  assert.ok(Math.abs(o.stepOverheadMs - 0.2) < 1e-9, `overhead ${o.stepOverheadMs}`);
+  assert.ok(Math.abs(o.perSeqOverheadUs - 25) < 1e-6, `per seq ${o.perSeqOverheadUs}`);
 });
