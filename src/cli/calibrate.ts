@@ -31,7 +31,7 @@ Options:
   --block-size N        KV block size (default 16)
   --engine-requests N   requests in the engine-overhead run (default 40)`;
 
-export async function runCalibrate(argv: string[]): Promise<number> {
+export async function runCalibrate(argv: string[], out: { write(s: string): unknown } = process.stdout, err: { write(s: string): unknown } = process.stderr): Promise<number> {
   const { values } = parseArgs({
     args: argv,
     strict: true,
@@ -51,7 +51,7 @@ export async function runCalibrate(argv: string[]): Promise<number> {
     },
   });
   if (values.help) {
-    process.stdout.write(HELP + '\n');
+    out.write(HELP + '\n');
     return 0;
   }
   if (!values.model) throw new UsageError('--model FILE is required (the model to measure this machine with)');
@@ -75,13 +75,12 @@ export async function runCalibrate(argv: string[]): Promise<number> {
     blockSize: int('block-size'),
     engineRequests,
     name: values.name,
-    log: (line) => process.stderr.write(`calibrate: ${line}\n`),
+    log: (line) => err.write(`calibrate: ${line}\n`),
   });
   const file = resolve(values.out ?? 'cpu-profile.json');
   mkdirSync(dirname(file), { recursive: true });
   writeFileSync(file, JSON.stringify(r.profile, null, 2) + '\n');
   const h = r.profile.hardware;
-  const out = process.stdout;
   out.write(`\nprofile '${r.profile.name}' for ${r.profile.modelName}: ${file}\n`);
   out.write(`  bandwidth ${h.bandwidthGBs.toFixed(2)} GB/s, peak ${(h.peakTflops * 1e3).toFixed(2)} GFLOP/s, attention ${h.attentionGflops?.toFixed(2)} GFLOP/s\n`);
   out.write(`  overhead ${h.stepOverheadMs.toFixed(3)} ms/step + ${h.perSeqOverheadUs.toFixed(1)} us/sequence + ${(h.perTokenUs ?? 0).toFixed(1)} us/row\n`);

@@ -106,7 +106,7 @@ function listProfiles(): string {
   return lines.join('\n');
 }
 
-export async function runSimulate(argv: string[]): Promise<number> {
+export async function runSimulate(argv: string[], out: { write(s: string): unknown } = process.stdout, err: { write(s: string): unknown } = process.stderr): Promise<number> {
   const { values } = parseArgs({
     args: argv,
     strict: true,
@@ -140,11 +140,11 @@ export async function runSimulate(argv: string[]): Promise<number> {
     },
   });
   if (values.help) {
-    process.stdout.write(HELP + '\n');
+    out.write(HELP + '\n');
     return 0;
   }
   if (values.list) {
-    process.stdout.write(listProfiles() + '\n');
+    out.write(listProfiles() + '\n');
     return 0;
   }
   for (const k of ['backend', 'threads', 'tokenizer'] as const) {
@@ -166,7 +166,6 @@ export async function runSimulate(argv: string[]): Promise<number> {
   const workload = workloadSpec(values);
   const { hwName, hw, modelName, model } = await pickProfiles(values);
 
-  const out = process.stdout;
   const results = runSimulation({
     hardwareName: hwName,
     hardware: hw,
@@ -177,7 +176,7 @@ export async function runSimulate(argv: string[]): Promise<number> {
     load,
     onRun: (run) => {
       const m = run.metrics;
-      process.stderr.write(`simulate: ${run.label}: ${m.completed} requests in ${m.durationS.toFixed(2)} s virtual (${(run.sim.wallMs / 1000).toFixed(2)} s to simulate), ${m.outputThroughput.toFixed(1)} output tok/s\n`);
+      err.write(`simulate: ${run.label}: ${m.completed} requests in ${m.durationS.toFixed(2)} s virtual (${(run.sim.wallMs / 1000).toFixed(2)} s to simulate), ${m.outputThroughput.toFixed(1)} output tok/s\n`);
       if (values.timeline && run.timeline) {
         const width = Math.max(40, (process.stdout.columns ?? 120) - 12);
         out.write('\n' + renderAsciiTimeline(run.timeline, { title: `Request timeline: ${run.label}`, width }) + '\n');
@@ -194,7 +193,7 @@ export async function runSimulate(argv: string[]): Promise<number> {
   out.write(throughputTable(results, 'text') + '\n\n');
   out.write(latencyTable(results, 'text') + '\n');
   const failures = results.runs.flatMap((r) => r.records.filter((x) => !x.success).map((x) => `${r.label}: request ${x.index}: ${x.error}`));
-  if (failures.length > 0) process.stderr.write(`\n${failures.length} requests refused, first: ${failures[0]}\n`);
+  if (failures.length > 0) err.write(`\n${failures.length} requests refused, first: ${failures[0]}\n`);
   if (values.out) {
     const files = await writeSimReport(results, resolve(values.out));
     out.write(`\nreport: ${files.html}\n        ${files.markdown}\n        ${files.json}\n`);

@@ -56,44 +56,42 @@ export interface GridOptions {
   maxRows?: number;
 }
 
-/** The batch shapes calibration measures, within the model's context and the KV budget. */
+/**
+ * The batch shapes calibration measures. Only shapes the engine could run are kept: every context
+ * within the model's, all of them together within the KV cache, the rows within the token budget and
+ * the sequences within the batch size.
+ */
 export function calibrationGrid(config: Pick<ModelConfig, 'contextLength'>, opts: GridOptions): GridShape[] {
   const maxCtx = config.contextLength;
   const maxBatch = opts.maxBatch ?? 64;
   const budget = opts.maxRows ?? 2048;
-  const fits = (seqs: SeqShape[]) => seqs.every((s) => s.contextLen <= maxCtx) && seqs.reduce((n, s) => n + s.contextLen, 0) <= opts.capacityTokens;
+  const fits = (seqs: SeqShape[]) =>
+    seqs.length <= maxBatch &&
+    seqs.every((s) => s.contextLen <= maxCtx) &&
+    seqs.reduce((n, s) => n + s.contextLen, 0) <= opts.capacityTokens &&
+    seqs.reduce((n, s) => n + s.numTokens, 0) <= budget;
   const out: GridShape[] = [];
   const add = (g: GridShape) => {
     if (fits(g.seqs)) out.push(g);
   };
+  const decode = (B: number, L: number) => Array.from({ length: B }, () => ({ numTokens: 1, contextLen: L, sample: true }));
   const batches = (opts.quick ? [1, 4, 16, 64] : [1, 2, 4, 8, 16, 32, 48, 64]).filter((b) => b <= maxBatch);
   if (!batches.includes(maxBatch) && maxBatch > 1) batches.push(maxBatch);
   const contexts = [64, Math.round(maxCtx / 4), Math.round(maxCtx / 2), maxCtx - 8].filter((c, i, a) => c >= 16 && a.indexOf(c) === i);
   for (const L of opts.quick ? [contexts[0], contexts[contexts.length - 1]] : contexts) {
-    for (const B of batches) add({ label: `decode ${B}x @${L}`, kind: 'decode', seqs: Array.from({ length: B }, () => ({ numTokens: 1, contextLen: L, sample: true })) });
+    for (const B of batches) add({ label: `decode ${B}x @${L}`, kind: 'decode', seqs: decode(B, L) });
   }
-  for (const C of opts.quick ? [16, 128, 512] : [16, 32, 64, 128, 256, 512]) {
-    add({ label: `prefill ${C}`, kind: 'prefill', seqs: [{ numTokens: Math.min(C, maxCtx), contextLen: Math.min(C, maxCtx), sample: true }] });
-  }
+  const many = (B: number, C: number): GridShape => ({ label: B === 1 ? `prefill ${C}` : `prefill ${B}x${C}`, kind: 'prefill', seqs: Array.from({ length: B }, () => ({ numTokens: C, contextLen: C, sample: true })) });
+  for (const C of opts.quick ? [16, 128, 512] : [16, 32, 64, 128, 256, 512, 1024]) add(many(1, C));
   // A chunk continuing a long prompt, and several prompts at once (static batching's prefill, and
-  // continuous batching's first steps, which fill the whole token budget).
-  add({ label: 'prefill 128 @512', kind: 'prefill', seqs: [{ numTokens: 128, contextLen: Math.min(512, maxCtx), sample: true }] });
-  const many = (B: number, C: number): GridShape => ({ label: `prefill ${B}x${C}`, kind: 'prefill', seqs: Array.from({ length: B }, () => ({ numTokens: C, contextLen: C, sample: true })) });
-  add(many(4, 128));
-  if (!opts.quick) add(many(16, 32));
-  // Up to the default token budget (2048 rows): per-row costs grow once activations outgrow the caches.
-  for (const [B, C] of opts.quick ? [[8, 256]] : [[1, 1024], [8, 128], [16, 128], [8, 256], [4, 512]]) {
-    if (B * C <= budget) add(many(B, Math.min(C, maxCtx)));
-  }
+  // continuous batching's first steps, which fill the whole token budget: per-row costs grow once
+  // activations outgrow the caches).
+  add({ label: 'prefill 128 @512', kind: 'prefill', seqs: [{ numTokens: 128, contextLen: 512, sample: true }] });
+  for (const [B, C] of opts.quick ? [[4, 128], [8, 256]] : [[4, 128], [16, 32], [8, 128], [16, 128], [8, 256], [4, 512]]) add(many(B, C));
   // Continuous batching's typical step: decodes with one prefill chunk riding along.
-  for (const [C, B] of opts.quick ? [[128, 16]] : [[64, 8], [256, 8], [64, 32], [256, 32], [1024, 32]]) {
-    if (C + B > budget) continue;
-    const L = Math.round(maxCtx / 4);
-    add({
-      label: `mixed ${C}+${B}x @${L}`,
-      kind: 'mixed',
-      seqs: [{ numTokens: C, contextLen: C, sample: true }, ...Array.from({ length: B }, () => ({ numTokens: 1, contextLen: L, sample: true }))],
-    });
+  const L = Math.max(16, Math.round(maxCtx / 4));
+  for (const [C, B] of opts.quick ? [[128, 15]] : [[64, 8], [256, 8], [64, 31], [256, 31], [1024, 31]]) {
+    add({ label: `mixed ${C}+${B}x @${L}`, kind: 'mixed', seqs: [{ numTokens: C, contextLen: C, sample: true }, ...decode(B, L)] });
   }
   return out;
 }

@@ -1,0 +1,83 @@
+// Calibration: the grid of batch shapes stays within what the engine could run, and a quick
+// calibration on a real (tiny) model writes a profile that the simulator accepts and that predicts
+// the engine run it was fitted with.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { calibrationGrid, trimmedMean } from '../../src/sim/calibration.js';
+import { runCalibrate } from '../../src/cli/calibrate.js';
+import { runSimulate } from '../../src/cli/simulate.js';
+import { UsageError } from '../../src/cli/usage-error.js';
+import { parseProfile } from '../../src/sim/profiles.js';
+import { sharedModelFile, STORIES260K } from '../helpers/models.js';
+
+test('the grid covers decode batches, prefill chunks and mixed steps, within the context, the KV cache and the token budget', () => {
+  const grid = calibrationGrid({ contextLength: 1024 }, { capacityTokens: 16384, maxBatch: 64 });
+  const labels = grid.map((g) => g.label);
+  for (const l of ['decode 1x @64', 'decode 64x @64', 'decode 16x @1016', 'prefill 16', 'prefill 512', 'prefill 16x128', 'mixed 256+31x @256']) assert.ok(labels.includes(l), l);
+  for (const g of grid) {
+    assert.ok(g.seqs.every((s) => s.contextLen <= 1024 && s.numTokens <= s.contextLen));
+    assert.ok(g.seqs.reduce((n, s) => n + s.contextLen, 0) <= 16384, `${g.label} fits the KV cache`);
+    assert.ok(g.seqs.reduce((n, s) => n + s.numTokens, 0) <= 2048, `${g.label} fits the token budget`);
+    assert.ok(g.seqs.length <= 64);
+  }
+  // A small KV cache drops the shapes it could not hold; a small context caps the contexts.
+  const small = calibrationGrid({ contextLength: 256 }, { capacityTokens: 2048, maxBatch: 16, maxRows: 512, quick: true });
+  assert.ok(small.every((g) => g.seqs.length <= 16 && g.seqs.every((s) => s.contextLen <= 256)));
+  assert.ok(small.every((g) => g.seqs.reduce((n, s) => n + s.contextLen, 0) <= 2048 && g.seqs.reduce((n, s) => n + s.numTokens, 0) <= 512));
+  assert.deepEqual(small.filter((g) => g.kind === 'prefill').map((g) => g.label), ['prefill 16', 'prefill 128', 'prefill 4x128'], 'prompts longer than the context or the budget are left out');
+  assert.ok(small.length >= 8 && small.length < grid.length);
+});
+
+test('trimmed mean drops the fastest and the slowest sample', () => {
+  assert.equal(trimmedMean([1, 2, 3, 100]), 2.5);
+  assert.equal(trimmedMean([5, 1, 3]), 3);
+});
+
+const stories = sharedModelFile(STORIES260K);
+let dir: string;
+before(() => {
+  dir = mkdtempSync(join(tmpdir(), 'stepwise-calibrate-'));
+});
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+test('calibrate --quick on a real model writes a profile the simulator runs with', { skip: stories.missing }, async () => {
+  const file = join(dir, 'cpu.json');
+  let out = '';
+  let err = '';
+  const code = await runCalibrate(
+    ['--model', stories.path, '--out', file, '--quick', '--threads', '1', '--reps', '2', '--max-batch', '16', '--engine-requests', '8', '--name', 'test-cpu'],
+    { write: (s: string) => (out += s) },
+    { write: (s: string) => (err += s) },
+  );
+  assert.equal(code, 0, err);
+  assert.match(err, /calibrating stories260K\.bin on /);
+  assert.match(out, /profile 'test-cpu' for stories260K\.bin/);
+  const profile = parseProfile(JSON.parse(readFileSync(file, 'utf8')), file);
+  const h = profile.hardware;
+  assert.equal(profile.model.dim, 64);
+  assert.equal(profile.model.nKvHeads, 4);
+  assert.equal(profile.model.weightBytes, 4, 'a float32 checkpoint');
+  assert.equal(profile.model.kvBytes, 4);
+  assert.ok(h.bandwidthGBs > 0 && h.peakTflops > 0 && (h.attentionGflops ?? 0) > 0);
+  assert.ok(h.stepOverheadMs >= 0 && h.perSeqOverheadUs >= 0);
+  const cal = profile.calibration as { forward: { measurements: unknown[] }; engine: { steps: number; check: { totalRelError: number } } };
+  assert.ok(cal.forward.measurements.length >= 8);
+  assert.ok(cal.engine.steps > 10);
+  // Loose: the machine is shared. The fitted profile still accounts for the engine run's time to within a factor.
+  assert.ok(Math.abs(cal.engine.check.totalRelError) < 0.6, `engine run time off by ${cal.engine.check.totalRelError}`);
+
+  let simOut = '';
+  const sim = await runSimulate(['--hardware-file', file, '--workload', 'fixed', '--input-len', '16', '--output-len', '8', '--num-requests', '6', '--compare', 'none,continuous'], { write: (s: string) => (simOut += s) }, { write: () => undefined });
+  assert.equal(sim, 0);
+  assert.match(simOut, /Simulated: stories260K\.bin on test-cpu/);
+});
+
+test('calibrate usage mistakes are named', async () => {
+  await assert.rejects(runCalibrate([]), (e: unknown) => e instanceof UsageError && /--model FILE is required/.test((e as Error).message));
+  await assert.rejects(runCalibrate(['--model', join(dir, 'none.gguf')]), /model file not found/);
+  await assert.rejects(runCalibrate(['--model', stories.path, '--backend', 'gpu']), /--backend must be one of auto, native, typescript/);
+  await assert.rejects(runCalibrate(['--model', stories.path, '--reps', '0']), /--reps must be at least 1/);
+});
