@@ -3,13 +3,13 @@
 // so its metrics, tables, charts and report apply to simulated runs unchanged.
 import { performance } from 'node:perf_hooks';
 import type { LoadOptions } from '../llm.js';
-import type { BatchingPolicy } from '../engine/step-trace.js';
+import type { BatchingPolicy, StepRecord } from '../engine/step-trace.js';
 import type { ModelConfig } from '../model/config.js';
 import { computeMetrics } from '../bench/metrics.js';
 import { buildWorkload, workloadTotals, type Workload, type WorkloadSpec } from '../bench/workload.js';
-import { computeUtilization, slotCapacity, slotUtilization } from '../bench/utilization.js';
+import { computeUtilization, isSaturatedStep, slotCapacity, usefulSeqs, type SlotUtilization } from '../bench/utilization.js';
 import { buildTimeline } from '../bench/timeline.js';
-import { decodeThroughput, policyLabel } from '../bench/run-bench.js';
+import { policyLabel } from '../bench/run-bench.js';
 import type { BenchResults, RunResult } from '../bench/results.js';
 import { blockParams, headDim, kvCapacityTokens, outputParams, type HardwareProfile, type ModelProfile } from './cost-model.js';
 import { CostModelTimer } from './step-time.js';
@@ -42,6 +42,8 @@ export interface SimRunResult extends RunResult {
     wallMs: number;
     scheduler: SimSchedulerOptions;
     kvCapacityTokens: number;
+    /** The run had too many steps to keep their records (no timeline, no trace-based compute figure). */
+    stepsDropped: boolean;
   };
 }
 
@@ -78,28 +80,74 @@ export function buildSimWorkload(spec: WorkloadSpec, model: ModelProfile, load: 
   return buildWorkload(spec, { vocabSize: model.vocabSize, bosId: 1, maxModelLen: Math.min(load.maxModelLen ?? model.contextLength, model.contextLength) });
 }
 
+/**
+ * Utilisation figures accumulated step by step with the benchmark's own definitions (usefulSeqs,
+ * isSaturatedStep, decode-only steps), so they are available even when a huge run's step records
+ * are not kept.
+ */
+class StepAccumulator {
+  private used = 0;
+  private satUsed = 0;
+  private satSteps = 0;
+  private steps = 0;
+  private decodeTokens = 0;
+  private decodeMs = 0;
+
+  constructor(private readonly capacity: number) {}
+
+  add(r: StepRecord): void {
+    const u = Math.min(usefulSeqs(r), this.capacity);
+    this.used += u;
+    this.steps++;
+    if (isSaturatedStep(r)) {
+      this.satUsed += u;
+      this.satSteps++;
+    }
+    if (r.numPrefillTokens === 0 && r.numDecodeTokens > 0) {
+      this.decodeTokens += r.numDecodeTokens;
+      this.decodeMs += r.totalMs;
+    }
+  }
+
+  slot(): SlotUtilization {
+    const c = this.capacity;
+    return {
+      saturated: this.satSteps > 0 ? this.satUsed / (this.satSteps * c) : null,
+      overall: this.steps > 0 ? this.used / (this.steps * c) : 0,
+      saturatedSteps: this.satSteps,
+      steps: this.steps,
+      capacity: c,
+    };
+  }
+
+  decodeThroughput(): number | null {
+    return this.decodeMs > 0 ? this.decodeTokens / (this.decodeMs / 1000) : null;
+  }
+}
+
 /** Simulates one policy on a built workload. */
 export function simulatePolicy(workload: Workload, policy: BatchingPolicy, o: Pick<SimRunOptions, 'hardware' | 'model' | 'load' | 'keepSteps'>): SimRunResult {
   const sched = resolveSimOptions({ ...o.load, policy }, o.hardware, o.model);
   const timer = new CostModelTimer(o.hardware, o.model);
+  const acc = new StepAccumulator(slotCapacity(policy, sched.maxNumSeqs, sched.staticBatchSize));
   const t0 = performance.now();
-  const keepSteps = o.keepSteps ?? true;
-  const run = simulate({ requests: workload.requests, scheduler: sched, stepTimeMs: (out) => timer.stepTimeMs(out), keepSteps });
+  const run = simulate({ requests: workload.requests, scheduler: sched, stepTimeMs: (out) => timer.stepTimeMs(out), keepSteps: o.keepSteps ?? true, onStep: (r) => acc.add(r) });
   const wallMs = performance.now() - t0;
   const metrics = computeMetrics(run.records, run.durationMs);
   const util = timer.utilization(run.durationMs);
-  const config = configFromProfile(o.model);
+  const kept = run.steps.length > 0;
   return {
     policy,
     label: policyLabel(policy, Math.min(sched.staticBatchSize, sched.maxNumSeqs)),
     metrics,
-    slot: keepSteps ? slotUtilization(run.steps, slotCapacity(policy, sched.maxNumSeqs, sched.staticBatchSize)) : null,
-    compute: keepSteps ? computeUtilization(run.steps, config, metrics.durationS, o.hardware.peakTflops * 1e12) : null,
+    slot: acc.slot(),
+    // The benchmark's FLOP count follows each sequence through the trace, so it needs the records.
+    compute: kept ? computeUtilization(run.steps, configFromProfile(o.model), metrics.durationS, o.hardware.peakTflops * 1e12) : null,
     numSteps: run.numSteps,
     numPreemptions: run.numPreemptions,
-    decodeThroughput: keepSteps ? decodeThroughput(run.steps) : null,
+    decodeThroughput: acc.decodeThroughput(),
     records: run.records,
-    ...(keepSteps ? { steps: run.steps, timeline: buildTimeline(run.steps, run.timelineRequests) } : {}),
+    ...(kept ? { steps: run.steps, timeline: buildTimeline(run.steps, run.timelineRequests) } : {}),
     sim: {
       mfu: util.mfu,
       mbu: util.mbu,
@@ -107,6 +155,7 @@ export function simulatePolicy(workload: Workload, policy: BatchingPolicy, o: Pi
       wallMs,
       scheduler: sched,
       kvCapacityTokens: kvCapacityTokens(o.hardware, o.model),
+      stepsDropped: run.stepsDropped,
     },
   };
 }

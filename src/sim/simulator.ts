@@ -45,8 +45,13 @@ export interface SimulationOptions {
   realOutputState?: boolean;
   /** Sampling of every request, beyond maxTokens = outputLen and ignoreEos (default greedy, seed = request index). */
   sampling?: Partial<SamplingParams>;
-  /** Keep the step records (default true; a huge run may drop them to save memory). */
+  /** Keep the step records (default true). */
   keepSteps?: boolean;
+  /**
+   * Stop keeping step records past this many (default 100,000): millions of kept records cost more
+   * time in garbage collection than the simulation itself. `onStep` still sees every step.
+   */
+  maxKeptSteps?: number;
   /** Keep every SchedulerOutput (tests: compare with a real engine's). */
   keepSchedulerOutputs?: boolean;
   /** Called after every step. */
@@ -59,6 +64,8 @@ export interface SimulationResult {
   /** One per request, in workload order, timed on the virtual clock like a benchmark client's. */
   records: RequestRecord[];
   steps: StepRecord[];
+  /** True when there were more steps than maxKeptSteps and `steps` was emptied. */
+  stepsDropped: boolean;
   schedulerOutputs?: SchedulerOutput[];
   timelineRequests: TimelineRequest[];
   /** Virtual time from the start to the last request's end. */
@@ -86,7 +93,9 @@ export function simulate(opts: SimulationOptions): SimulationResult {
     ...(opts.realOutputState ? {} : { createOutputState: ({ params }) => new LengthOutputState(params.maxTokens) }),
   });
   const runner = opts.runner ?? new SimulatedTokenRunner();
-  const keepSteps = opts.keepSteps ?? true;
+  let keepSteps = opts.keepSteps ?? true;
+  const maxKeptSteps = opts.maxKeptSteps ?? 100_000;
+  let stepsDropped = false;
   const maxSteps = opts.maxSteps ?? 50_000_000;
 
   // Arrival order; ties keep workload order, as the benchmark client sends them.
@@ -172,7 +181,14 @@ export function simulate(opts: SimulationOptions): SimulationResult {
     schedulerOutputs?.push(out);
     if (keepSteps || opts.onStep) {
       const rec = stepRecord(sched, out, start, dt);
-      if (keepSteps) steps.push(rec);
+      if (keepSteps) {
+        if (steps.length < maxKeptSteps) steps.push(rec);
+        else {
+          steps.length = 0;
+          keepSteps = false;
+          stepsDropped = true;
+        }
+      }
       opts.onStep?.(rec, out);
     }
   }
@@ -184,6 +200,7 @@ export function simulate(opts: SimulationOptions): SimulationResult {
   return {
     records: byIndex,
     steps,
+    stepsDropped,
     ...(schedulerOutputs ? { schedulerOutputs } : {}),
     timelineRequests,
     durationMs,

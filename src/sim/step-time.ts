@@ -1,7 +1,7 @@
 // Turns the scheduler's decision for a step into the batch shape the cost model prices, and keeps
 // running totals (time, FLOPs, bytes) so a simulated run can report how hard it drove the hardware.
 import type { SchedulerOutput, ScheduledSequence } from '../engine/types.js';
-import { costOfFeatures, stepFeatures, type HardwareProfile, type ModelProfile, type SeqShape, type StepCost } from './cost-model.js';
+import { blockParams, costOfFeatures, headDim, kvBytesPerToken, outputParams, type HardwareProfile, type ModelProfile, type SeqShape, type StepCost, type StepFeatures } from './cost-model.js';
 
 /**
  * One scheduled sequence as the cost model sees it. Rows attend keys up to their own position; a
@@ -34,15 +34,52 @@ export interface CostTotals {
 export class CostModelTimer {
   readonly totals: CostTotals = { steps: 0, ms: 0, flops: 0, bytes: 0, rooflineMs: 0, memBoundSteps: 0 };
   last: StepCost | undefined;
+  // The model's constants, so pricing a step allocates nothing (a simulation prices millions).
+  private readonly weightBytes: number;
+  private readonly kvPerToken: number;
+  private readonly flopsPerRow: number;
+  private readonly flopsPerLogitRow: number;
+  private readonly flopsPerKey: number;
 
   constructor(
     readonly hardware: HardwareProfile,
     readonly model: ModelProfile,
-  ) {}
+  ) {
+    this.weightBytes = (blockParams(model) + outputParams(model)) * model.weightBytes;
+    this.kvPerToken = kvBytesPerToken(model);
+    this.flopsPerRow = 2 * blockParams(model);
+    this.flopsPerLogitRow = 2 * outputParams(model);
+    this.flopsPerKey = 4 * model.nLayers * model.nHeads * headDim(model);
+  }
+
+  /** The features of a step, computed straight from the scheduled sequences (same as stepFeatures(stepShape(out))). */
+  features(out: SchedulerOutput): StepFeatures {
+    let rows = 0;
+    let logitRows = 0;
+    let keys = 0;
+    let kvTokens = 0;
+    for (const s of out.scheduled) {
+      const n = s.tokenIds.length;
+      const pad = s.padRows ?? 0;
+      const ctx = n > 0 ? s.startPosition + n : Math.max(1, s.startPosition);
+      rows += n + pad;
+      if (s.sample) logitRows++;
+      keys += (n * (2 * ctx - n + 1)) / 2 + pad * ctx;
+      kvTokens += ctx + n;
+    }
+    const numSeqs = out.scheduled.length;
+    return {
+      numSeqs,
+      rows,
+      bytes: numSeqs === 0 ? 0 : this.weightBytes + kvTokens * this.kvPerToken,
+      linearFlops: this.flopsPerRow * rows + this.flopsPerLogitRow * logitRows,
+      attnFlops: this.flopsPerKey * keys,
+    };
+  }
 
   /** Virtual milliseconds the step takes. */
   stepTimeMs(out: SchedulerOutput): number {
-    const c = costOfFeatures(this.hardware, stepFeatures(this.model, stepShape(out)));
+    const c = costOfFeatures(this.hardware, this.features(out));
     const t = this.totals;
     t.steps++;
     t.ms += c.ms;

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { blockParams, costOfFeatures, kvBytesPerToken, kvCapacityTokens, stepCost, stepFeatures, totalParams, type HardwareProfile, type SeqShape } from '../../src/sim/cost-model.js';
 import { HARDWARE, MODELS } from '../../src/sim/profiles.js';
-import { seqShape, CostModelTimer } from '../../src/sim/step-time.js';
+import { seqShape, stepShape, CostModelTimer } from '../../src/sim/step-time.js';
 import type { SchedulerOutput } from '../../src/engine/types.js';
 
 const close = (a: number, b: number, rel = 1e-9) => assert.ok(Math.abs(a - b) <= rel * Math.abs(b), `${a} != ${b}`);
@@ -118,4 +118,25 @@ test('the step timer prices SchedulerOutputs and accumulates FLOPs, bytes and ut
   const u = timer.utilization(2 * ms);
   close(u.mbu, (2 * expected.bytes) / (2 * ms / 1e3) / 2039e9);
   close(u.mfu, (2 * expected.flops) / (2 * ms / 1e3) / 312e12);
+});
+
+test('the timer\'s allocation-free features equal the cost model\'s features of the step\'s shape', () => {
+  const timer = new CostModelTimer(a100, MODELS['llama-3-8b']);
+  const seq = fc.record({ n: fc.integer({ min: 0, max: 64 }), start: fc.integer({ min: 0, max: 2000 }), sample: fc.boolean(), pad: fc.integer({ min: 0, max: 4 }) });
+  fc.assert(
+    fc.property(fc.array(seq, { maxLength: 12 }), (seqs) => {
+      const out: SchedulerOutput = {
+        step: 0,
+        scheduled: seqs.map((s, i) => ({ seqId: i, tokenIds: Array.from({ length: s.n }, () => 1), startPosition: s.start, blockTable: [], sample: s.sample && s.n > 0, ...(s.pad ? { padRows: s.pad } : {}) })),
+        newSequences: [],
+        finishedSeqIds: [],
+        blockCopies: [],
+        numBatchedTokens: 0,
+      };
+      const a = timer.features(out);
+      const b = stepFeatures(MODELS['llama-3-8b'], stepShape(out));
+      for (const k of ['numSeqs', 'rows', 'bytes', 'linearFlops', 'attnFlops'] as const) close(a[k] + 1, b[k] + 1, 1e-12);
+    }),
+    { seed: 7, numRuns: 200 },
+  );
 });

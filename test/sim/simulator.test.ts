@@ -118,3 +118,16 @@ test('the same inputs give the same run (no hidden randomness, no wall clock)', 
   assert.deepEqual(a.records, b.records);
   assert.deepEqual(a.steps, b.steps);
 });
+
+test('past maxKeptSteps the step records are dropped (onStep still sees every step); the run is unchanged', () => {
+  const reqs = poissonWorkload(20, 4, 100);
+  let seen = 0;
+  const full = simulate({ requests: reqs, scheduler: simOptions(), stepTimeMs: constant(1) });
+  const capped = simulate({ requests: reqs, scheduler: simOptions(), stepTimeMs: constant(1), maxKeptSteps: 10, onStep: () => seen++ });
+  assert.ok(full.steps.length > 10);
+  assert.equal(full.stepsDropped, false);
+  assert.equal(capped.stepsDropped, true);
+  assert.deepEqual(capped.steps, []);
+  assert.equal(seen, full.numSteps);
+  assert.deepEqual(capped.records, full.records);
+});
