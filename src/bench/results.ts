@@ -19,6 +19,8 @@ export interface RunResult {
   numPreemptions: number | null;
   /** Decode tokens per second of engine time over steps that did no prefill (null without a trace). */
   decodeThroughput: number | null;
+  /** schedule() + update() per step (median ms) and their share of all step time; null without a trace. */
+  schedulerOverhead?: { medianMs: number; share: number } | null;
   records: RequestRecord[];
   /** Only for Stepwise runs. */
   steps?: StepRecord[];
@@ -120,6 +122,8 @@ function runJson(x: RunResult) {
     compute_utilization: x.compute?.utilization ?? null,
     achieved_gflops: x.compute ? x.compute.achievedFlops / 1e9 : null,
     decode_throughput: x.decodeThroughput,
+    scheduler_ms_p50: x.schedulerOverhead?.medianMs ?? null,
+    scheduler_share: x.schedulerOverhead?.share ?? null,
     num_steps: x.numSteps,
     num_preemptions: x.numPreemptions,
     ttft_ms: dist(m.ttftMs),

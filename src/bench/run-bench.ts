@@ -189,6 +189,15 @@ export function decodeThroughput(steps: readonly StepRecord[]): number | null {
   return ms > 0 ? tokens / (ms / 1000) : null;
 }
 
+/** The scheduler's own cost: schedule() + update() per step, against the whole step (issue target: < 5%). */
+export function schedulerOverhead(steps: readonly StepRecord[]): { medianMs: number; share: number } | null {
+  if (steps.length === 0) return null;
+  const per = steps.map((s) => s.scheduleMs + s.updateMs).sort((a, b) => a - b);
+  const total = steps.reduce((sum, s) => sum + s.totalMs, 0);
+  const sched = per.reduce((a, b) => a + b, 0);
+  return { medianMs: per[Math.floor(per.length / 2)], share: total > 0 ? sched / total : 0 };
+}
+
 function stepwiseResult(
   policy: BatchingPolicy,
   label: string,
@@ -207,6 +216,7 @@ function stepwiseResult(
     numSteps: run.steps.length,
     numPreemptions: run.numPreemptions,
     decodeThroughput: decodeThroughput(run.steps),
+    schedulerOverhead: schedulerOverhead(run.steps),
     records: run.records,
     steps: run.steps,
     timeline: buildTimeline(run.steps, run.timelineRequests),
@@ -214,7 +224,7 @@ function stepwiseResult(
 }
 
 function remoteResult(policy: 'online' | 'llama.cpp', label: string, records: RequestRecord[], durationMs: number): RunResult {
-  return { policy, label, metrics: computeMetrics(records, durationMs), slot: null, compute: null, numSteps: null, numPreemptions: null, decodeThroughput: null, records };
+  return { policy, label, metrics: computeMetrics(records, durationMs), slot: null, compute: null, numSteps: null, numPreemptions: null, decodeThroughput: null, schedulerOverhead: null, records };
 }
 
 function summaryLine(r: RunResult): string {

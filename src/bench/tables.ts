@@ -112,6 +112,7 @@ export function throughputTable(r: BenchResults, format: TableFormat): string {
     fmt.num(x.decodeThroughput),
     x.numSteps === null ? '–' : String(x.numSteps),
     x.numPreemptions === null ? '–' : String(x.numPreemptions),
+    !x.schedulerOverhead ? '–' : `${fmt.num(x.schedulerOverhead.medianMs, 3)} (${(x.schedulerOverhead.share * 100).toFixed(1)}%)`,
   ]);
-  return formatTable(['run', 'completed', 'duration s', 'req/s', 'output tok/s', 'total tok/s', 'decode-step tok/s', 'steps', 'preemptions'], rows, format);
+  return formatTable(['run', 'completed', 'duration s', 'req/s', 'output tok/s', 'total tok/s', 'decode-step tok/s', 'steps', 'preemptions', 'sched ms/step (share)'], rows, format);
 }
