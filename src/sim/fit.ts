@@ -103,10 +103,13 @@ function predict(x: readonly number[], f: StepFeatures): { ms: number; memory: b
 }
 
 /** Fits the roofline's rates and overheads to measured step times (relative least squares). */
-export function fitRoofline(data: readonly TimedFeatures[], opts: { separateAttention?: boolean } = {}): RooflineFit {
+export function fitRoofline(data: readonly TimedFeatures[], opts: { separateAttention?: boolean; perRow?: boolean } = {}): RooflineFit {
   if (data.length < 6) throw new FitError(`fitting needs at least 6 measured steps, got ${data.length}`);
   for (const d of data) if (!(d.ms > 0 && Number.isFinite(d.ms))) throw new FitError(`measured step time must be a positive number of ms, got ${d.ms}`);
   const separate = opts.separateAttention ?? true;
+  // A per-row cost is nearly collinear with the arithmetic side of the max (FLOPs grow with rows), so
+  // it is left out unless asked for: with it, noise decides which of the two explains the rows.
+  const perRow = opts.perRow ?? false;
   const b = data.map(() => 1);
   // Start with every step memory-bound below the median row count and compute-bound above it.
   const rowsSorted = data.map((d) => d.features.rows).sort((p, q) => p - q);
@@ -121,7 +124,7 @@ export function fitRoofline(data: readonly TimedFeatures[], opts: { separateAtte
       const attn = separate ? f.attnFlops : 0;
       const linear = separate ? f.linearFlops : f.linearFlops + f.attnFlops;
       const w = Math.sqrt(d.weight ?? 1);
-      return [1, f.numSeqs, f.rows, side[i] ? f.bytes : 0, side[i] ? 0 : linear, attn].map((v) => (w * v) / d.ms);
+      return [1, f.numSeqs, perRow ? f.rows : 0, side[i] ? f.bytes : 0, side[i] ? 0 : linear, attn].map((v) => (w * v) / d.ms);
     });
     x = nnls(A, b.map((v, i) => v * Math.sqrt(data[i].weight ?? 1)));
     const next = data.map((d) => predict(x, separate ? d.features : { ...d.features, linearFlops: d.features.linearFlops + d.features.attnFlops, attnFlops: 0 }).memory);
