@@ -72,7 +72,6 @@ export async function runGenerate(argv: string[]): Promise<number> {
     return 0;
   }
   if (!values.model) throw new UsageError('--model FILE is required (see stepwise generate --help)');
-  if (!existsSync(values.model)) throw new UsageError(`model file not found: ${values.model}`);
   if ((values.prompt === undefined) === (values['prompt-ids'] === undefined)) {
     throw new UsageError('give exactly one of --prompt TEXT or --prompt-ids 1,2,3');
   }
@@ -94,9 +93,12 @@ export async function runGenerate(argv: string[]): Promise<number> {
     n: values.n !== undefined ? parseIntFlag('n', values.n) : undefined,
   };
   for (const k of Object.keys(params) as (keyof GenerateParams)[]) if (params[k] === undefined) delete params[k];
+  const engineOptions = engineOptionsFromFlags(values);
+  // Flags are checked before the file, so a typo is reported as such rather than hidden behind the path.
+  if (!existsSync(values.model)) throw new UsageError(`model file not found: ${values.model}`);
   const prompt = values['prompt-ids'] !== undefined ? parseIdList('prompt-ids', values['prompt-ids']) : values.prompt!;
 
-  const llm = await LLM.load(values.model, engineOptionsFromFlags(values));
+  const llm = await LLM.load(values.model, engineOptions);
   try {
     if (!values.json) process.stderr.write(`stepwise: ${llm.modelName} on ${llm.backend}\n`);
     if (values.json || (params.n ?? 1) > 1) {
