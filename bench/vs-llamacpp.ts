@@ -1,0 +1,65 @@
+// Stepwise vs llama.cpp on the same GGUF files, side by side in one run (the kernels issue's table):
+// decode throughput at 1, 16, 32 and 64 concurrent sequences and 512-token prompt throughput, for the
+// 110m preset in F32, F16 and Q8_0. Both engines use the same thread count.
+//
+//   npx tsx bench/vs-llamacpp.ts [--dtypes f32,f16,q8_0] [--concurrency 1,16,32,64] [--output-len 64] [--threads 2]
+//
+// Run it on a quiet machine: llama.cpp's threads spin-wait for each other and collapse when another
+// process takes a core. Prints a Markdown table and writes reports/vs-llamacpp.json.
+import { parseArgs } from 'node:util';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { makeModel } from '../src/model/make-model.js';
+import { runBench } from '../src/cli/bench.js';
+
+const { values } = parseArgs({
+  options: {
+    dtypes: { type: 'string', default: 'f32,f16,q8_0' },
+    concurrency: { type: 'string', default: '1,16,32,64' },
+    'output-len': { type: 'string', default: '64' },
+    'prompt-len': { type: 'string', default: '512' },
+    threads: { type: 'string', default: String(availableParallelism()) },
+  },
+});
+
+type Dtype = 'f32' | 'f16' | 'q8_0';
+const dtypes = values.dtypes.split(',') as Dtype[];
+const concurrency = values.concurrency.split(',').map(Number);
+const silent = { write: () => true };
+const scratch = mkdtempSync(join(tmpdir(), 'stepwise-vs-llamacpp-'));
+
+interface Side { stepwise: number; llamacpp: number }
+async function measure(model: string, args: string[]): Promise<{ ours: RunJson; peer: RunJson }> {
+  const json = join(scratch, 'r.json');
+  const code = await runBench(['--model', model, '--threads', values.threads, '--peer', 'llama.cpp', '--no-progress', '--json', json, ...args], silent);
+  if (code !== 0) throw new Error(`stepwise bench ${args.join(' ')} exited ${code}`);
+  const r = JSON.parse(readFileSync(json, 'utf8'));
+  return { ours: r.policies[0], peer: r.peer };
+}
+interface RunJson { output_throughput: number; ttft_ms: { p50: number }; total_input_tokens: number }
+
+mkdirSync('models', { recursive: true });
+const rows: Array<{ dtype: Dtype; label: string; v: Side }> = [];
+console.error(`threads ${values.threads}, load average ${loadavg()[0].toFixed(1)}`);
+for (const dtype of dtypes) {
+  const model = `models/110m-${dtype}.gguf`;
+  if (!existsSync(model)) await makeModel({ preset: '110m', dtype, seed: 1, out: model });
+  for (const c of concurrency) {
+    const { ours, peer } = await measure(model, ['--workload', 'fixed', '--num-requests', String(c), '--input-len', '16', '--output-len', values['output-len'], '--max-num-seqs', String(c)]);
+    rows.push({ dtype, label: `decode, ${c} seq`, v: { stepwise: ours.output_throughput, llamacpp: peer.output_throughput } });
+    console.error(`${dtype} decode x${c}: stepwise ${ours.output_throughput.toFixed(1)} tok/s, llama.cpp ${peer.output_throughput.toFixed(1)} tok/s`);
+  }
+  const P = Number(values['prompt-len']);
+  const { ours, peer } = await measure(model, ['--workload', 'fixed', '--num-requests', '1', '--input-len', String(P), '--output-len', '1', '--max-num-seqs', '1', '--max-num-batched-tokens', String(Math.max(2048, P))]);
+  // One request with one output token: its TTFT is the prompt's prefill time.
+  const pp = (r: RunJson) => P / (r.ttft_ms.p50 / 1000);
+  rows.push({ dtype, label: `prompt ${P}`, v: { stepwise: pp(ours), llamacpp: pp(peer) } });
+  console.error(`${dtype} prompt ${P}: stepwise ${pp(ours).toFixed(1)} tok/s, llama.cpp ${pp(peer).toFixed(1)} tok/s`);
+}
+
+const lines = ['| dtype | measure | Stepwise tok/s | llama.cpp tok/s | Stepwise / llama.cpp |', '|---|---|---:|---:|---:|'];
+for (const r of rows) lines.push(`| ${r.dtype} | ${r.label} | ${r.v.stepwise.toFixed(1)} | ${r.v.llamacpp.toFixed(1)} | ${(r.v.stepwise / r.v.llamacpp).toFixed(2)}x |`);
+console.log(lines.join('\n'));
+mkdirSync('reports', { recursive: true });
+writeFileSync('reports/vs-llamacpp.json', JSON.stringify({ threads: Number(values.threads), loadavg: loadavg(), rows }, null, 2));
