@@ -22,7 +22,7 @@ test('nnls solves a consistent system exactly and clamps a coefficient that want
 const model: ModelProfile = { dim: 256, hiddenDim: 768, nLayers: 4, nHeads: 8, nKvHeads: 4, vocabSize: 4096, contextLength: 1024, tiedEmbeddings: false, weightBytes: 4, kvBytes: 4 };
 const truth: HardwareProfile = {
   memoryGB: 16, bandwidthGBs: 12, peakTflops: 0.03, bandwidthEfficiency: 1, computeEfficiency: 1,
-  stepOverheadMs: 0.4, perSeqOverheadUs: 20, perTokenUs: 3, reservedGB: 0, attentionGflops: 6,
+  stepOverheadMs: 0.4, perSeqOverheadUs: 20, perTokenUs: 0, reservedGB: 0, attentionGflops: 6,
 };
 
 function shapes(): SeqShape[][] {
@@ -43,6 +43,15 @@ test('the roofline fit recovers the parameters that generated noise-free step ti
   assert.ok(rel(f.attentionGflops, 6) < 1e-4, `attention ${f.attentionGflops}`);
   assert.ok(rel(f.stepOverheadMs, 0.4) < 1e-3, `overhead ${f.stepOverheadMs}`);
   assert.ok(f.memoryBound > 0 && f.memoryBound < data.length, 'both sides of the roofline are represented');
+});
+
+test('with perRow the fit also recovers a per-row cost', () => {
+  const withRows = { ...truth, perTokenUs: 3 };
+  const data = shapes().map((s) => ({ features: stepFeatures(model, s), ms: costOfFeatures(withRows, stepFeatures(model, s)).ms }));
+  assert.ok(fitRoofline(data).rmsRelError > 1e-4, 'without the per-row term the fit cannot be exact');
+  const f = fitRoofline(data, { perRow: true });
+  assert.ok(f.rmsRelError < 1e-6, `rms error ${f.rmsRelError}`);
+  assert.ok(Math.abs(f.perTokenUs - 3) < 1e-3, `per row ${f.perTokenUs}`);
 });
 
 test('with 5% measurement noise the fitted model still predicts step times within a few percent', () => {
