@@ -143,7 +143,8 @@ for (let round = 0; round < numRounds; round++) {
   rounds.push(rows);
 }
 
-// 4. The table: per cell, the median over rounds of the real figure, the simulated one and the error.
+// 4. The table: per cell, the median over rounds of the real figure and of the simulated one, and the
+// error between those two medians (per-round errors are in fidelity.json).
 const err = (sim: number, real: number) => (real > 0 ? (sim - real) / real : NaN);
 const pct = (x: number) => `${x >= 0 ? '+' : ''}${(x * 100).toFixed(1)}%`;
 const f = (x: number, d = 1) => x.toFixed(d);
@@ -158,11 +159,11 @@ const metricsOf = {
 };
 const cells = rounds[0].map((r0, i) => {
   const all = rounds.map((rs) => rs[i]);
-  const cell = (k: keyof typeof metricsOf) => ({
-    real: med(all.map((r) => metricsOf[k](r.measured))),
-    sim: med(all.map((r) => metricsOf[k](r.simulated))),
-    err: med(all.map((r) => err(metricsOf[k](r.simulated), metricsOf[k](r.measured)))),
-  });
+  const cell = (k: keyof typeof metricsOf) => {
+    const real = med(all.map((r) => metricsOf[k](r.measured)));
+    const sim = med(all.map((r) => metricsOf[k](r.simulated)));
+    return { real, sim, err: err(sim, real), perRound: all.map((r) => err(metricsOf[k](r.simulated), metricsOf[k](r.measured))) };
+  };
   // Run-to-run spread of the real engine itself (min and max run over the median run, all rounds).
   const spread = all.flatMap((r) => r.measuredRuns.map((x) => x / r.measured.outputThroughput - 1));
   return { workload: r0.workload, policy: r0.policy, tput: cell('tput'), ttft: cell('ttft'), tpot: cell('tpot'), spread: [Math.min(...spread), Math.max(...spread)], steps: `${all[all.length - 1].realSteps}/${all[all.length - 1].simSteps}` };
