@@ -62,8 +62,11 @@ export interface GenerateResult extends CompletionResult {
   completions: CompletionResult[];
 }
 
-/** Default KV budget when neither numBlocks nor kvCacheMemory is given: full contexts for every slot, capped. */
-const DEFAULT_KV_CAP_BYTES = 1024 ** 3;
+/**
+ * Default KV budget when neither numBlocks nor kvCacheMemory is given: a full context for every slot,
+ * capped at 4 GiB (pages are only touched as blocks are used, so an unused budget costs little).
+ */
+const DEFAULT_KV_CAP_BYTES = 4 * 1024 ** 3;
 
 export class LLM {
   private closed = false;
@@ -99,7 +102,7 @@ export class LLM {
             maxNumSeqs * Math.ceil(maxModelLen / blockSize),
             blocksForMemory(DEFAULT_KV_CAP_BYTES, config, blockSize),
           ));
-    if (numBlocks * blockSize < maxModelLen && numBlocks < Math.ceil(maxModelLen / blockSize)) {
+    if (numBlocks < Math.ceil(maxModelLen / blockSize)) {
       // A sequence of maxModelLen must fit on its own, or it could never finish.
       throw new RangeError(
         `KV cache of ${numBlocks} blocks x ${blockSize} tokens cannot hold one ${maxModelLen}-token context; ` +
