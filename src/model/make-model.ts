@@ -22,6 +22,8 @@
 //     weights are then ~LOGIT_STD/EMBED_SCALE since the embedding is small), wide
 //     enough that greedy choices are far apart relative to float rounding noise.
 
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import type { DType } from './weights.js';
 import { DTYPE_INFO, quantize } from './quant.js';
 import { writeGgufFile, ggufValue, type GgufSpec, type GgufTensorSpec, type GgufTypedValue } from './loaders/gguf-writer.js';
@@ -188,6 +190,8 @@ export async function makeModel(opts: MakeModelOptions): Promise<MakeModelSummar
     ...(opts.nKvHeads !== undefined ? { nKvHeads: opts.nKvHeads } : {}),
   };
   const { spec, summary } = modelSpec({ shape, dtype: opts.dtype, seed: opts.seed, vocab, name: `stepwise-${opts.preset}-${opts.dtype}-seed${opts.seed}` });
+  // Like any tool that writes a file, create its folder (`--out models/x.gguf` on a fresh clone).
+  mkdirSync(dirname(resolve(opts.out)), { recursive: true });
   writeGgufFile(opts.out, spec);
   return { path: opts.out, ...summary };
 }

@@ -91,3 +91,11 @@ test('usage mistakes exit 2 and name the flag; --help exits 0', () => {
   const nope = cli('frobnicate');
   assert.equal(nope.code, 2);
 });
+
+test('make-model creates the folder it writes into', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'stepwise-mm-'));
+  const out = join(dir, 'nested', 'models', 'tiny.gguf');
+  const r = cli('make-model', '--preset', 'tiny', '--dtype', 'f32', '--seed', '1', '--out', out);
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(readFileSync(out).length > 0);
+});

@@ -2,7 +2,7 @@
 // options, weight statistics, and the CLI's handling of its flags.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeModel, PRESETS, storageDtype, Xoshiro128 } from '../../src/model/make-model.js';
@@ -197,7 +197,9 @@ test('CLI rejects bad flags with one clear line and exit code 2', async () => {
   const r = await cli(['--preset', 'tiny', '--out', out('x.gguf'), '--vocab', out('missing-tokenizer.bin')]);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /missing-tokenizer\.bin: no such file/);
-  const w = await cli(['--preset', 'tiny', '--out', join(dir, 'no-such-dir', 'x.gguf')]);
+  // A folder is created when missing, but not through a regular file.
+  writeFileSync(join(dir, 'a-file'), 'x');
+  const w = await cli(['--preset', 'tiny', '--out', join(dir, 'a-file', 'x.gguf')]);
   assert.equal(w.code, 1);
-  assert.match(w.stderr, /cannot write .*no-such-dir/);
+  assert.match(w.stderr, /cannot write .*a-file/);
 });
