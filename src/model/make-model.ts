@@ -28,6 +28,7 @@ import type { DType } from './weights.js';
 import { DTYPE_INFO, quantize } from './quant.js';
 import { writeGgufFile, ggufValue, type GgufSpec, type GgufTensorSpec, type GgufTypedValue } from './loaders/gguf-writer.js';
 import { readLlama2cVocab } from './loaders/llama2c-vocab.js';
+import { splitmix32, Xoshiro128StarStar } from '../util/xoshiro128.js';
 import { spmVocabFromLlama2c, syntheticVocab, type SpmVocab } from './synthetic-vocab.js';
 
 export type ModelPreset = 'tiny' | 'small' | '110m';
@@ -97,42 +98,13 @@ function hashString(s: string): number {
   return h >>> 0;
 }
 
-function splitmix32(state: { s: number }): number {
-  let z = (state.s = (state.s + 0x9e3779b9) | 0);
-  z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
-  z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
-  return (z ^ (z >>> 16)) >>> 0;
-}
-
-export class Xoshiro128 {
-  private a: number;
-  private b: number;
-  private c: number;
-  private d: number;
-
+export class Xoshiro128 extends Xoshiro128StarStar {
   constructor(seed: number, stream = 0) {
     // Low and high 32 bits of the seed and the stream id each pass through the mixer.
     const st = { s: seed | 0 };
     st.s = splitmix32(st) ^ (Math.floor(seed / 2 ** 32) | 0);
     st.s = splitmix32(st) ^ stream;
-    this.a = splitmix32(st);
-    this.b = splitmix32(st);
-    this.c = splitmix32(st);
-    this.d = splitmix32(st);
-    if ((this.a | this.b | this.c | this.d) === 0) this.a = 1;
-  }
-
-  /** Uniform 32-bit unsigned integer. */
-  nextU32(): number {
-    const r = Math.imul(rotl(Math.imul(this.b, 5), 7), 9) >>> 0;
-    const t = this.b << 9;
-    this.c ^= this.a;
-    this.d ^= this.b;
-    this.b ^= this.c;
-    this.a ^= this.d;
-    this.c ^= t;
-    this.d = rotl(this.d, 11);
-    return r;
+    super(st);
   }
 
   /** Uniform in (0, 1): never 0, so log() is safe. */
@@ -151,9 +123,6 @@ export class Xoshiro128 {
   }
 }
 
-function rotl(x: number, k: number): number {
-  return (x << k) | (x >>> (32 - k));
-}
 
 function randomTensor(seed: number, name: string, n: number, std: number, mean = 0): Float32Array {
   const out = new Float32Array(n);
