@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { BatchingPolicy } from '../engine/step-trace.js';
-import { ENGINE_FLAG_OPTIONS, ENGINE_FLAGS_HELP, engineOptionsFromFlags, parseIntFlag } from './engine-flags.js';
+import { ENGINE_FLAG_OPTIONS, ENGINE_FLAGS_HELP, engineOptionsFromFlags, parseIntFlag, parsePositiveNumber } from './engine-flags.js';
 import { UsageError } from './usage-error.js';
 import { parseDistribution } from '../bench/distributions.js';
 import type { ArrivalSpec, WorkloadKind, WorkloadSpec } from '../bench/workload.js';
@@ -69,11 +69,21 @@ ${ENGINE_FLAGS_HELP}`;
 const POLICIES: readonly BatchingPolicy[] = ['none', 'static', 'continuous'];
 const WORKLOADS: readonly WorkloadKind[] = ['standard', 'nano', 'fixed', 'synthetic', 'sharegpt'];
 
-function parsePositiveNumber(name: string, raw: string): number {
-  const x = Number(raw);
-  if (raw.trim() === '' || !Number.isFinite(x) || x <= 0) throw new UsageError(`--${name} must be a positive number, got '${raw}'`);
-  return x;
-}
+/** Flags that describe a workload; `stepwise simulate` takes the same ones (see workloadSpec). */
+export const WORKLOAD_FLAG_OPTIONS = {
+  workload: { type: 'string' },
+  'num-requests': { type: 'string' },
+  'input-len': { type: 'string' },
+  'output-len': { type: 'string' },
+  'prompt-dist': { type: 'string' },
+  'output-dist': { type: 'string' },
+  dataset: { type: 'string' },
+  seed: { type: 'string' },
+  arrival: { type: 'string' },
+  qps: { type: 'string' },
+  'burst-size': { type: 'string' },
+  'burst-interval-ms': { type: 'string' },
+} as const;
 
 /** `out` receives the report text (tests pass their own; the progress bar always goes to stderr). */
 export async function runBench(argv: string[], out: { write(s: string): unknown } = process.stdout): Promise<number> {
@@ -90,18 +100,7 @@ export async function runBench(argv: string[], out: { write(s: string): unknown 
       'api-key': { type: 'string' },
       'use-text': { type: 'boolean' },
       'vocab-size': { type: 'string' },
-      workload: { type: 'string' },
-      'num-requests': { type: 'string' },
-      'input-len': { type: 'string' },
-      'output-len': { type: 'string' },
-      'prompt-dist': { type: 'string' },
-      'output-dist': { type: 'string' },
-      dataset: { type: 'string' },
-      seed: { type: 'string' },
-      arrival: { type: 'string' },
-      qps: { type: 'string' },
-      'burst-size': { type: 'string' },
-      'burst-interval-ms': { type: 'string' },
+      ...WORKLOAD_FLAG_OPTIONS,
       compare: { type: 'string' },
       peer: { type: 'string' },
       'peer-only': { type: 'boolean' },

@@ -59,6 +59,12 @@ export function parseIntFlag(name: string, raw: string, min = 1): number {
   return n;
 }
 
+export function parsePositiveNumber(name: string, raw: string): number {
+  const x = Number(raw);
+  if (raw.trim() === '' || !Number.isFinite(x) || x <= 0) throw new UsageError(`--${name} must be a positive number, got '${raw}'`);
+  return x;
+}
+
 /** Parses "512M", "2G", "1048576" into bytes. */
 export function parseBytes(name: string, raw: string): number {
   const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$/i.exec(raw.trim());

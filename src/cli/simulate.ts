@@ -5,9 +5,9 @@ import { parseArgs } from 'node:util';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve, basename } from 'node:path';
 import type { BatchingPolicy } from '../engine/step-trace.js';
-import { ENGINE_FLAG_OPTIONS, ENGINE_FLAGS_HELP, engineOptionsFromFlags } from './engine-flags.js';
+import { ENGINE_FLAG_OPTIONS, ENGINE_FLAGS_HELP, engineOptionsFromFlags, parsePositiveNumber } from './engine-flags.js';
 import { UsageError } from './usage-error.js';
-import { workloadSpec } from './bench.js';
+import { WORKLOAD_FLAG_OPTIONS, workloadSpec } from './bench.js';
 import { comparisonTable, latencyTable, ratioTable, throughputTable } from '../bench/tables.js';
 import { renderAsciiTimeline } from '../bench/timeline.js';
 import { HARDWARE, MODELS, hardwareProfile, modelProfile, readProfileFile, ProfileError } from '../sim/profiles.js';
@@ -47,12 +47,6 @@ ${ENGINE_FLAGS_HELP}`;
 
 const POLICIES: readonly BatchingPolicy[] = ['none', 'static', 'continuous'];
 
-function positiveNumber(name: string, raw: string): number {
-  const x = Number(raw);
-  if (raw.trim() === '' || !Number.isFinite(x) || x <= 0) throw new UsageError(`--${name} must be a positive number, got '${raw}'`);
-  return x;
-}
-
 /** Which hardware and model profiles the flags pick. */
 async function pickProfiles(v: Record<string, string | boolean | undefined>): Promise<{ hwName: string; hw: HardwareProfile; modelName: string; model: ModelProfile }> {
   const str = (k: string) => (typeof v[k] === 'string' ? (v[k] as string) : undefined);
@@ -91,8 +85,8 @@ async function pickProfiles(v: Record<string, string | boolean | undefined>): Pr
     throw new ProfileError(`unknown model '${m}': not a built-in profile (${Object.keys(MODELS).join(', ')}) and no such file`);
   }
   model = { ...model };
-  if (str('weight-bytes') !== undefined) model.weightBytes = positiveNumber('weight-bytes', str('weight-bytes')!);
-  if (str('kv-bytes') !== undefined) model.kvBytes = positiveNumber('kv-bytes', str('kv-bytes')!);
+  if (str('weight-bytes') !== undefined) model.weightBytes = parsePositiveNumber('weight-bytes', str('weight-bytes')!);
+  if (str('kv-bytes') !== undefined) model.kvBytes = parsePositiveNumber('kv-bytes', str('kv-bytes')!);
   return { hwName, hw, modelName, model };
 }
 
@@ -121,18 +115,7 @@ export async function runSimulate(argv: string[], out: { write(s: string): unkno
       model: { type: 'string', short: 'm' },
       'weight-bytes': { type: 'string' },
       'kv-bytes': { type: 'string' },
-      workload: { type: 'string' },
-      'num-requests': { type: 'string' },
-      'input-len': { type: 'string' },
-      'output-len': { type: 'string' },
-      'prompt-dist': { type: 'string' },
-      'output-dist': { type: 'string' },
-      dataset: { type: 'string' },
-      seed: { type: 'string' },
-      arrival: { type: 'string' },
-      qps: { type: 'string' },
-      'burst-size': { type: 'string' },
-      'burst-interval-ms': { type: 'string' },
+      ...WORKLOAD_FLAG_OPTIONS,
       compare: { type: 'string' },
       out: { type: 'string' },
       json: { type: 'string' },
