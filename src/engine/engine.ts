@@ -5,33 +5,16 @@
 // (no busy-wait) when there is none.
 
 import { performance } from 'node:perf_hooks';
-import { Scheduler, type SchedulerOptions, type SchedulerStats, type SchedulingPolicy } from './scheduler.js';
+import { Scheduler, type SchedulerOptions, type SchedulerStats } from './scheduler.js';
 import { EngineClosedError } from './request-errors.js';
-import { StepTrace, DEFAULT_TRACE_CAPACITY, type BatchingPolicy, type StepListener, type StepRecord } from './step-trace.js';
+import { StepTrace, DEFAULT_TRACE_CAPACITY, type StepListener, type StepRecord } from './step-trace.js';
 import type { RequestTiming } from './sequence.js';
-import type { Tokenizer } from '../model/tokenizer-types.js';
 import type { ModelRunner, ModelRunnerOutput, RequestOutput, SamplingParams, SchedulerOutput } from './types.js';
 
 export { QueueFullError, PromptTooLongError, InvalidRequestError, EngineClosedError } from './request-errors.js';
 
-export interface EngineOptions {
-  policy: BatchingPolicy;
-  schedulingPolicy: SchedulingPolicy;
-  maxNumSeqs: number;
-  maxNumBatchedTokens: number;
-  numBlocks: number;
-  blockSize: number;
-  enablePrefixCaching: boolean;
-  /** 0: no per-step cap on one prompt's prefill beyond the token budget. */
-  longPrefillTokenThreshold: number;
-  /** 0: unbounded waiting queue. */
-  maxQueue: number;
-  staticBatchSize: number;
-  staticWaitMs: number;
-  staticDropFinished: boolean;
-  maxModelLen: number;
-  tokenizer: Tokenizer | null;
-  eogIds: number[];
+/** The scheduler's options (documented on SchedulerOptions) plus the engine loop's own. */
+export interface EngineOptions extends Omit<SchedulerOptions, 'createOutputState'> {
   /** Step records kept in the trace's ring buffer (default 4096). */
   traceCapacity?: number;
   /** Milliseconds clock (default performance.now). */
