@@ -7,7 +7,7 @@
 import { BaseTokenizer } from './base.js';
 import { fromByteLevel, toByteLevel } from './byte-level.js';
 import type { PreTokenizer } from './pre-tokenizers.js';
-import { PriorityQueue } from './priority-queue.js';
+import { mergeSymbols } from './symbol-merge.js';
 import { TokenType, type Vocab } from './vocab.js';
 
 export interface BpeOptions {
@@ -18,13 +18,6 @@ export interface BpeOptions {
   ignoreMerges: boolean;
   addBos: boolean;
   addEos: boolean;
-}
-
-interface Bigram {
-  left: number;
-  right: number;
-  rank: number;
-  size: number;
 }
 
 const utf8 = new TextEncoder();
@@ -54,39 +47,10 @@ export class BpeTokenizer extends BaseTokenizer {
       }
     }
     // Byte characters are all in the Basic Multilingual Plane: one UTF-16 unit per symbol.
-    const n = word.length;
-    const start = new Int32Array(n);
-    const len = new Int32Array(n).fill(1);
-    const prev = new Int32Array(n);
-    const next = new Int32Array(n);
-    for (let i = 0; i < n; i++) {
-      start[i] = i;
-      prev[i] = i - 1;
-      next[i] = i + 1 < n ? i + 1 : -1;
-    }
-    const queue = new PriorityQueue<Bigram>((a, b) => a.rank < b.rank || (a.rank === b.rank && a.left < b.left));
-    const tryAdd = (left: number, right: number) => {
-      if (left < 0 || right < 0) return;
-      const l = word.substr(start[left]!, len[left]!);
-      const r = word.substr(start[right]!, len[right]!);
-      const rank = this.ranks.get(l + ' ' + r);
-      if (rank !== undefined) queue.push({ left, right, rank, size: l.length + r.length });
-    };
-    for (let i = 1; i < n; i++) tryAdd(i - 1, i);
-
-    for (let b = queue.pop(); b !== undefined; b = queue.pop()) {
-      const { left, right } = b;
-      if (len[left] === 0 || len[right] === 0 || len[left]! + len[right]! !== b.size) continue;
-      len[left] = b.size;
-      len[right] = 0;
-      next[left] = next[right]!;
-      if (next[right]! >= 0) prev[next[right]!] = left;
-      tryAdd(prev[left]!, left);
-      tryAdd(left, next[left]!);
-    }
-
-    for (let i = 0; i !== -1 && n > 0; i = next[i]!) {
-      const piece = word.substr(start[i]!, len[i]!);
+    const start = Array.from({ length: word.length }, (_, i) => i);
+    const spans = mergeSymbols(word, start, new Int32Array(word.length).fill(1), (l, r) => this.ranks.get(l + ' ' + r), false);
+    for (const [at, length] of spans) {
+      const piece = word.substr(at, length);
       const id = this.vocab.idOf(piece);
       if (id !== undefined) {
         out.push(id);

@@ -8,7 +8,7 @@
 
 import { BaseTokenizer } from './base.js';
 import { TokenizerError } from './errors.js';
-import { PriorityQueue } from './priority-queue.js';
+import { mergeSymbols } from './symbol-merge.js';
 import { TokenType, type Vocab } from './vocab.js';
 
 export interface SpmOptions {
@@ -18,14 +18,6 @@ export interface SpmOptions {
   addSpacePrefix: boolean;
   addBos: boolean;
   addEos: boolean;
-}
-
-interface Bigram {
-  left: number;
-  right: number;
-  score: number;
-  /** Length of the merged text; a pair whose symbols changed since it was queued no longer matches. */
-  size: number;
 }
 
 const utf8 = new TextEncoder();
@@ -46,47 +38,19 @@ export class SpmTokenizer extends BaseTokenizer {
     let text = this.addSpacePrefix && afterSpecial ? ' ' + fragment : fragment;
     if (this.spaceSymbol !== ' ') text = text.replaceAll(' ', this.spaceSymbol);
 
-    // One symbol per Unicode character: symbol i is text[start[i], start[i] + len[i]), and merging
-    // grows the left symbol over its right neighbour (len 0 marks a symbol merged away).
+    // One symbol per Unicode character (a surrogate pair stays one symbol), merged by piece score.
     const start: number[] = [];
     for (let i = 0; i < text.length; ) {
       start.push(i);
       i += isSurrogatePair(text, i) ? 2 : 1;
     }
-    const n = start.length;
-    if (n === 0) return;
-    const len = new Int32Array(n);
-    const prev = new Int32Array(n);
-    const next = new Int32Array(n);
-    for (let i = 0; i < n; i++) {
-      len[i] = (i + 1 < n ? start[i + 1]! : text.length) - start[i]!;
-      prev[i] = i - 1;
-      next[i] = i + 1 < n ? i + 1 : -1;
-    }
-
-    const queue = new PriorityQueue<Bigram>((a, b) => a.score > b.score || (a.score === b.score && a.left < b.left));
-    const tryAdd = (left: number, right: number) => {
-      if (left < 0 || right < 0) return;
-      const size = len[left]! + len[right]!;
-      const id = this.vocab.idOf(text.substr(start[left]!, size));
-      if (id === undefined) return;
-      queue.push({ left, right, score: this.vocab.scores[id]!, size });
+    const lengths = start.map((at, i) => (i + 1 < start.length ? start[i + 1]! : text.length) - at);
+    const scoreOf = (l: string, r: string) => {
+      const id = this.vocab.idOf(l + r);
+      return id === undefined ? undefined : this.vocab.scores[id]!;
     };
-    for (let i = 1; i < n; i++) tryAdd(i - 1, i);
-
-    for (let b = queue.pop(); b !== undefined; b = queue.pop()) {
-      const { left, right } = b;
-      if (len[left] === 0 || len[right] === 0 || len[left]! + len[right]! !== b.size) continue;
-      len[left] = b.size;
-      len[right] = 0;
-      next[left] = next[right]!;
-      if (next[right]! >= 0) prev[next[right]!] = left;
-      tryAdd(prev[left]!, left);
-      tryAdd(left, next[left]!);
-    }
-
-    for (let i = 0; i !== -1; i = next[i]!) {
-      const piece = text.substr(start[i]!, len[i]!);
+    for (const [at, length] of mergeSymbols(text, start, lengths, scoreOf, true)) {
+      const piece = text.substr(at, length);
       const id = this.vocab.idOf(piece);
       if (id !== undefined) out.push(id);
       else for (const byte of utf8.encode(piece)) out.push(this.byteId(byte));
