@@ -4,6 +4,7 @@ import type { BatchingPolicy, StepRecord } from '../engine/step-trace.js';
 import type { RunMetrics, Distribution, RequestRecord } from './metrics.js';
 import type { ComputeUtilization, SlotUtilization } from './utilization.js';
 import type { Timeline } from './timeline.js';
+import type { WorkloadSummary } from './workload.js';
 
 /** One measured configuration: a Stepwise policy, a remote server, or the llama.cpp peer. */
 export interface RunResult {
@@ -38,15 +39,7 @@ export interface BenchResults {
     threads?: number;
     contextLength?: number;
   };
-  workload: {
-    name: string;
-    description: string;
-    seed: number;
-    numRequests: number;
-    promptTokens: number;
-    outputTokens: number;
-    clipped: number;
-  };
+  workload: WorkloadSummary;
   /** Engine settings of the Stepwise runs (max_num_seqs, static batch size, ...). */
   engine?: Record<string, unknown>;
   peakFlops?: number;

@@ -11,7 +11,7 @@ import { readModelHeader, type ModelHeader } from '../model/loaders/header.js';
 import { getKernels } from '../model/kernels/index.js';
 import { tokenizerFromGguf, tokenizerFromLlama2cFile } from '../model/tokenizer.js';
 import { computeMetrics, type RequestRecord } from './metrics.js';
-import { buildWorkload, workloadTotals, type Workload, type WorkloadSpec, type WorkloadTarget } from './workload.js';
+import { buildWorkload, workloadSummary, type Workload, type WorkloadSpec, type WorkloadTarget } from './workload.js';
 import { runOffline, warmUp } from './offline.js';
 import { runOnline } from './online.js';
 import { runLlamaCpp } from './peers/llama-cpp.js';
@@ -60,20 +60,11 @@ export async function runBenchmark(o: BenchOptions): Promise<BenchResults> {
   const tokenizer = header ? modelTokenizer(header, o.load.tokenizer) : null;
   const workload = buildWorkload(o.workload, workloadTarget(header, tokenizer, o));
   if (workload.clipped > 0) o.progress.note(`note: ${workload.clipped} of ${workload.requests.length} requests clipped to fit the ${workloadTarget(header, tokenizer, o).maxModelLen}-token context`);
-  const totals = workloadTotals(workload);
   const results: BenchResults = {
     mode: o.url ? 'online' : 'offline',
     startedAt,
     model: { name: o.model ? basename(o.model) : (o.servedModelName ?? o.url ?? '?') },
-    workload: {
-      name: workload.name,
-      description: workload.description,
-      seed: workload.seed,
-      numRequests: workload.requests.length,
-      promptTokens: totals.promptTokens,
-      outputTokens: totals.outputTokens,
-      clipped: workload.clipped,
-    },
+    workload: workloadSummary(workload),
     runs: [],
     wallS: 0,
   };

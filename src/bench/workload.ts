@@ -246,3 +246,27 @@ export function workloadTotals(w: Workload): { promptTokens: number; outputToken
   }
   return { promptTokens, outputTokens };
 }
+
+/** What reports say about a workload: its name, seed, size and token totals. */
+export interface WorkloadSummary {
+  name: string;
+  description: string;
+  seed: number;
+  numRequests: number;
+  promptTokens: number;
+  outputTokens: number;
+  clipped: number;
+}
+
+export function workloadSummary(w: Workload): WorkloadSummary {
+  const totals = workloadTotals(w);
+  return {
+    name: w.name,
+    description: w.description,
+    seed: w.seed,
+    numRequests: w.requests.length,
+    promptTokens: totals.promptTokens,
+    outputTokens: totals.outputTokens,
+    clipped: w.clipped,
+  };
+}

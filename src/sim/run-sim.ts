@@ -6,7 +6,7 @@ import type { LoadOptions } from '../llm.js';
 import type { BatchingPolicy, StepRecord } from '../engine/step-trace.js';
 import type { ModelConfig } from '../model/config.js';
 import { computeMetrics } from '../bench/metrics.js';
-import { buildWorkload, workloadTotals, type Workload, type WorkloadSpec } from '../bench/workload.js';
+import { buildWorkload, workloadSummary, type Workload, type WorkloadSpec } from '../bench/workload.js';
 import { computeUtilization, isSaturatedStep, slotCapacity, usefulSeqs, type SlotUtilization } from '../bench/utilization.js';
 import { buildTimeline } from '../bench/timeline.js';
 import { policyLabel } from '../bench/run-bench.js';
@@ -163,7 +163,6 @@ export function simulatePolicy(workload: Workload, policy: BatchingPolicy, o: Pi
 export function runSimulation(o: SimRunOptions): SimResults {
   const wall0 = performance.now();
   const workload = buildSimWorkload(o.workload, o.model, o.load);
-  const totals = workloadTotals(workload);
   const results: SimResults = {
     mode: 'offline',
     startedAt: new Date().toISOString(),
@@ -173,15 +172,7 @@ export function runSimulation(o: SimRunOptions): SimResults {
       backend: `simulated ${o.hardwareName}`,
       contextLength: o.model.contextLength,
     },
-    workload: {
-      name: workload.name,
-      description: workload.description,
-      seed: workload.seed,
-      numRequests: workload.requests.length,
-      promptTokens: totals.promptTokens,
-      outputTokens: totals.outputTokens,
-      clipped: workload.clipped,
-    },
+    workload: workloadSummary(workload),
     peakFlops: o.hardware.peakTflops * 1e12,
     runs: [],
     wallS: 0,
