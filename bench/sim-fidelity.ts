@@ -5,13 +5,16 @@
 // same engine settings; output throughput, median TTFT and median TPOT are compared. Target: 5%.
 //
 //   npx tsx bench/sim-fidelity.ts [--preset small] [--model FILE] [--profile FILE] [--threads 1]
-//                                 [--repeat 3] [--rounds 1] [--num-requests 48] [--out DIR]
+//                                 [--rounds 8] [--reps 2] [--num-requests 48] [--out DIR]
 //
-// Without --profile it calibrates first (the machine as it is now). Without --model it generates the
-// preset's model (f32, seed 1) under .cache/. Each real run is repeated and the run with the median
-// throughput is kept; --rounds repeats the whole calibrate-and-measure protocol and reports medians
-// over rounds. On a shared machine other processes come and go (and take the caches with them), so
-// run it when the machine is quiet, or at a higher priority: sudo nice -n -10 npx tsx bench/...
+// The machine this runs on is a shared virtual machine whose speed drifts by about ±10% over
+// seconds to minutes (a plain arithmetic loop shows it too), so one calibration and one run of each
+// policy would compare two random draws of the machine's speed. Instead the protocol interleaves:
+// each round is one calibration pass (the grid of batch shapes and a short engine run) followed by
+// one real run of every policy and workload, in a rotating order. The profile is fitted to the
+// calibration samples of all rounds, so calibration and real runs sample the same stretch of time;
+// each real figure is the mean over rounds, reported with its standard error. With --profile FILE
+// no calibration runs (the file's profile is used as it is).
 import { parseArgs } from 'node:util';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -24,7 +27,7 @@ import type { BatchingPolicy } from '../src/engine/step-trace.js';
 import { buildWorkload, type Workload } from '../src/bench/workload.js';
 import { runOffline, warmUp } from '../src/bench/offline.js';
 import { computeMetrics, type RunMetrics } from '../src/bench/metrics.js';
-import { calibrate } from '../src/sim/calibration.js';
+import { Calibrator } from '../src/sim/calibration.js';
 import { readProfileFile, type CalibratedProfileFile } from '../src/sim/profiles.js';
 import { simulatePolicy } from '../src/sim/run-sim.js';
 import { formatTable } from '../src/bench/tables.js';
@@ -36,8 +39,8 @@ const { values } = parseArgs({
     profile: { type: 'string' },
     threads: { type: 'string', default: '1' },
     backend: { type: 'string', default: 'auto' },
-    repeat: { type: 'string', default: '3' },
-    rounds: { type: 'string', default: '1' },
+    rounds: { type: 'string', default: '8' },
+    reps: { type: 'string', default: '2' },
     'num-requests': { type: 'string', default: '48' },
     qps: { type: 'string' },
     'max-num-seqs': { type: 'string', default: '32' },
@@ -47,8 +50,8 @@ const { values } = parseArgs({
   },
 });
 const threads = Number(values.threads);
-const repeat = Number(values.repeat);
 const numRounds = Number(values.rounds);
+const calReps = Number(values.reps);
 const numRequests = Number(values['num-requests']);
 const maxNumSeqs = Number(values['max-num-seqs']);
 const backend = values.backend as 'auto' | 'native' | 'typescript';
@@ -75,131 +78,114 @@ const target = { vocabSize: config.vocabSize, bosId: 1, maxModelLen: config.cont
 const lengths = { promptDist: { kind: 'uniform', min: 32, max: 256 }, outputDist: { kind: 'lognormal', median: 48, sigma: 0.6, min: 8, max: 160 } } as const;
 const engineLoad = (policy: BatchingPolicy): LoadOptions => ({ backend, threads, policy, maxNumSeqs, staticBatchSize: maxNumSeqs });
 
-interface Row {
-  workload: string;
-  policy: BatchingPolicy;
-  measured: RunMetrics;
-  measuredRuns: number[];
-  simulated: RunMetrics;
-  realSteps: number;
-  simSteps: number;
+interface RealRun {
+  m: RunMetrics;
+  steps: number;
 }
 
-let workloads: Workload[] | undefined;
-const profiles: CalibratedProfileFile[] = [];
-const rounds: Row[][] = [];
+const cal = values.profile ? undefined : await Calibrator.open({ modelPath, backend, threads, reps: calReps, log });
+let provisional: CalibratedProfileFile | undefined = values.profile ? readProfileFile(values.profile) : undefined;
+let workloads: Workload[] = [];
+const real = new Map<string, RealRun[]>();
+const engineOptions = new Map<BatchingPolicy, LLM['options']>();
+const key = (w: Workload, p: BatchingPolicy) => `${w.arrival.kind}/${p}`;
 for (let round = 0; round < numRounds; round++) {
-  // 2. The profile: given, or calibrated now (every round: the machine as it is now).
-  let profile: CalibratedProfileFile;
-  if (values.profile) profile = readProfileFile(values.profile);
-  else {
-    profile = (await calibrate({ modelPath, backend, threads, log })).profile;
-    writeFileSync(join(outDir, `profile-${round + 1}.json`), JSON.stringify(profile, null, 2) + '\n');
+  if (cal) {
+    log(`round ${round + 1}/${numRounds}: calibration pass`);
+    await cal.measurePass();
+    provisional ??= cal.fit().profile;
   }
-  profiles.push(profile);
-  // 3. Workloads the calibration never saw (different lengths, seeds and arrivals). Poisson at about
-  // 60% of what continuous batching sustains (by the first profile), so queues form without
+  // Workloads the calibration never saw (different lengths, seeds and arrivals). Poisson at about
+  // 60% of what continuous batching sustains (by the first pass's profile), so queues form without
   // batching but not with it.
-  workloads ??= values.arrivals!.split(',').map((kind) => {
-    if (kind === 'offline') return buildWorkload({ kind: 'synthetic', seed: 7, numRequests, ...lengths, arrival: { kind: 'offline' } }, target);
-    if (kind !== 'poisson') throw new Error(`--arrivals takes offline and/or poisson, got '${kind}'`);
-    let rate = values.qps !== undefined ? Number(values.qps) : undefined;
-    if (rate === undefined) {
-      const probe = buildWorkload({ kind: 'synthetic', seed: 8, numRequests, ...lengths, arrival: { kind: 'offline' } }, target);
-      const sim = simulatePolicy(probe, 'continuous', { hardware: profile.hardware, model: profile.model, load: { maxNumSeqs } });
-      rate = Math.max(0.5, Math.round(sim.metrics.requestThroughput * 0.6));
-    }
-    return buildWorkload({ kind: 'synthetic', seed: 8, numRequests, ...lengths, arrival: { kind: 'poisson', qps: rate } }, target);
-  });
-
-  const rows: Row[] = [];
-  for (const w of workloads) {
-    log(`round ${round + 1}/${numRounds}, workload: ${w.description}`);
-    // Repetitions interleave the policies, so a busy spell on the machine does not fall on one policy only.
-    const runs = new Map<BatchingPolicy, Array<{ m: RunMetrics; steps: number; options: LLM['options'] }>>(policies.map((p) => [p, []]));
-    for (let i = 0; i < repeat; i++) {
-      for (const policy of policies) {
-        const llm = await LLM.load(modelPath, engineLoad(policy));
-        try {
-          await warmUp(llm, config.vocabSize, 1);
-          const run = await runOffline(llm, w);
-          const m = computeMetrics(run.records, run.durationMs);
-          runs.get(policy)!.push({ m, steps: run.steps.length, options: llm.options });
-          log(`  ${policy} real run ${i + 1}/${repeat}: ${m.outputThroughput.toFixed(1)} tok/s, ${run.steps.length} steps`);
-        } finally {
-          await llm.close();
-        }
+  if (round === 0) {
+    const profile = provisional!;
+    workloads = values.arrivals!.split(',').map((kind) => {
+      if (kind === 'offline') return buildWorkload({ kind: 'synthetic', seed: 7, numRequests, ...lengths, arrival: { kind: 'offline' } }, target);
+      if (kind !== 'poisson') throw new Error(`--arrivals takes offline and/or poisson, got '${kind}'`);
+      let rate = values.qps !== undefined ? Number(values.qps) : undefined;
+      if (rate === undefined) {
+        const probe = buildWorkload({ kind: 'synthetic', seed: 8, numRequests, ...lengths, arrival: { kind: 'offline' } }, target);
+        const sim = simulatePolicy(probe, 'continuous', { hardware: profile.hardware, model: profile.model, load: { maxNumSeqs } });
+        rate = Math.max(0.5, Math.round(sim.metrics.requestThroughput * 0.6));
       }
-    }
-    for (const policy of policies) {
-      const list = runs.get(policy)!.sort((a, b) => a.m.outputThroughput - b.m.outputThroughput);
-      const median = list[Math.floor((list.length - 1) / 2)];
-      // The simulation gets exactly the engine's resolved settings (KV blocks included).
-      const { backend: _b, threads: _t, inProcess: _i, tokenizerPath: _p, ...engineOpts } = median.options;
-      const sim = simulatePolicy(w, policy, { hardware: profile.hardware, model: profile.model, load: engineOpts });
-      rows.push({ workload: w.arrival.kind, policy, measured: median.m, measuredRuns: list.map((r) => r.m.outputThroughput), simulated: sim.metrics, realSteps: median.steps, simSteps: sim.numSteps ?? 0 });
+      return buildWorkload({ kind: 'synthetic', seed: 8, numRequests, ...lengths, arrival: { kind: 'poisson', qps: rate } }, target);
+    });
+  }
+  // Every (workload, policy) once, starting at a different one each round: no run always follows the
+  // same other one or sits at the same point of the round.
+  const cells = workloads.flatMap((w) => policies.map((p) => [w, p] as const));
+  for (let i = 0; i < cells.length; i++) {
+    const [w, policy] = cells[(i + round) % cells.length];
+    const llm = await LLM.load(modelPath, engineLoad(policy));
+    try {
+      await warmUp(llm, config.vocabSize, 1);
+      const run = await runOffline(llm, w);
+      const m = computeMetrics(run.records, run.durationMs);
+      if (!real.has(key(w, policy))) real.set(key(w, policy), []);
+      real.get(key(w, policy))!.push({ m, steps: run.steps.length });
+      engineOptions.set(policy, llm.options);
+      log(`  ${w.arrival.kind} ${policy}: ${m.outputThroughput.toFixed(1)} tok/s, TTFT p50 ${m.ttftMs.p50.toFixed(1)} ms, TPOT p50 ${m.tpotMs.p50.toFixed(2)} ms, ${run.steps.length} steps`);
+    } finally {
+      await llm.close();
     }
   }
-  rounds.push(rows);
 }
 
-// 4. The table: per cell, the median over rounds of the real figure and of the simulated one, and the
-// error between those two medians (per-round errors are in fidelity.json).
-const err = (sim: number, real: number) => (real > 0 ? (sim - real) / real : NaN);
-const pct = (x: number) => `${x >= 0 ? '+' : ''}${(x * 100).toFixed(1)}%`;
+// The profile: fitted to every calibration pass.
+let profile: CalibratedProfileFile;
+if (cal) {
+  profile = cal.fit().profile;
+  await cal.close();
+  writeFileSync(join(outDir, 'profile.json'), JSON.stringify(profile, null, 2) + '\n');
+} else profile = provisional!;
+
+// The table: per cell, the mean of the real runs (with its standard error) and the simulation.
+const err = (sim: number, realValue: number) => (realValue > 0 ? (sim - realValue) / realValue : NaN);
+const pct = (x: number) => `${x >= 0 ? '+' : '−'}${Math.abs(x * 100).toFixed(1)}%`;
 const f = (x: number, d = 1) => x.toFixed(d);
-const med = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 const metricsOf = {
   tput: (m: RunMetrics) => m.outputThroughput,
   ttft: (m: RunMetrics) => m.ttftMs.p50,
   tpot: (m: RunMetrics) => m.tpotMs.p50,
 };
-const cells = rounds[0].map((r0, i) => {
-  const all = rounds.map((rs) => rs[i]);
-  const cell = (k: keyof typeof metricsOf) => {
-    const real = med(all.map((r) => metricsOf[k](r.measured)));
-    const sim = med(all.map((r) => metricsOf[k](r.simulated)));
-    return { real, sim, err: err(sim, real), perRound: all.map((r) => err(metricsOf[k](r.simulated), metricsOf[k](r.measured))) };
-  };
-  // Run-to-run spread of the real engine itself (min and max run over the median run, all rounds).
-  const spread = all.flatMap((r) => r.measuredRuns.map((x) => x / r.measured.outputThroughput - 1));
-  return { workload: r0.workload, policy: r0.policy, tput: cell('tput'), ttft: cell('ttft'), tpot: cell('tpot'), spread: [Math.min(...spread), Math.max(...spread)], steps: `${all[all.length - 1].realSteps}/${all[all.length - 1].simSteps}` };
-});
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+const stderr = (xs: number[]) => (xs.length < 2 ? NaN : Math.sqrt(xs.reduce((a, b) => a + (b - mean(xs)) ** 2, 0) / (xs.length - 1) / xs.length));
+const cells = workloads.flatMap((w) =>
+  policies.map((policy) => {
+    const runs = real.get(key(w, policy))!;
+    // The simulation gets exactly the engine's resolved settings (KV blocks included).
+    const { backend: _b, threads: _t, inProcess: _i, tokenizerPath: _p, ...engineOpts } = engineOptions.get(policy)!;
+    const sim = simulatePolicy(w, policy, { hardware: profile.hardware, model: profile.model, load: engineOpts });
+    const cell = (k: keyof typeof metricsOf) => {
+      const xs = runs.map((r) => metricsOf[k](r.m));
+      const realMean = mean(xs);
+      const simValue = metricsOf[k](sim.metrics);
+      return { real: realMean, se: stderr(xs) / realMean, sim: simValue, err: err(simValue, realMean), runs: xs };
+    };
+    return { workload: w.arrival.kind, policy, tput: cell('tput'), ttft: cell('ttft'), tpot: cell('tpot'), steps: `${f(mean(runs.map((r) => r.steps)), 0)}/${sim.numSteps}` };
+  }),
+);
+const withSe = (c: { real: number; se: number }, d: number) => `${f(c.real, d)} ±${(c.se * 100).toFixed(1)}%`;
 const table = formatTable(
-  ['arrivals', 'policy', 'tok/s real', 'real run-to-run', 'tok/s sim', 'err', 'TTFT p50 real', 'TTFT p50 sim', 'err', 'TPOT p50 real', 'TPOT p50 sim', 'err', 'steps real/sim'],
-  cells.map((c) => [
-    c.workload,
-    c.policy,
-    f(c.tput.real),
-    `${pct(c.spread[0])}..${pct(c.spread[1])}`,
-    f(c.tput.sim),
-    pct(c.tput.err),
-    f(c.ttft.real),
-    f(c.ttft.sim),
-    pct(c.ttft.err),
-    f(c.tpot.real, 2),
-    f(c.tpot.sim, 2),
-    pct(c.tpot.err),
-    c.steps,
-  ]),
+  ['arrivals', 'policy', 'tok/s real', 'tok/s sim', 'err', 'TTFT p50 real ms', 'sim', 'err', 'TPOT p50 real ms', 'sim', 'err', 'steps real/sim'],
+  cells.map((c) => [c.workload, c.policy, withSe(c.tput, 1), f(c.tput.sim), pct(c.tput.err), withSe(c.ttft, 1), f(c.ttft.sim), pct(c.ttft.err), withSe(c.tpot, 2), f(c.tpot.sim, 2), pct(c.tpot.err), c.steps]),
   'markdown',
 );
 const errors = cells.flatMap((c) => [c.tput.err, c.ttft.err, c.tpot.err]).map(Math.abs);
 const within = errors.filter((e) => e <= 0.05).length;
-const last = profiles[profiles.length - 1];
 const summary = [
-  `model ${last.modelName ?? modelPath} (${last.hardware.source ?? last.name}), ${threads} thread(s), max_num_seqs ${maxNumSeqs}, ${numRequests} requests per workload`,
-  `${numRounds} round(s) of calibrate + ${repeat} real runs per policy (median run kept); figures are medians over rounds`,
-  `workloads: ${workloads!.map((w) => w.description).join(' | ')}`,
+  `model ${profile.modelName ?? modelPath} (${profile.hardware.source ?? profile.name}), ${threads} thread(s), max_num_seqs ${maxNumSeqs}, ${numRequests} requests per workload`,
+  cal
+    ? `${numRounds} rounds, each one calibration pass (${calReps} samples per shape) and one real run per cell; real figures are means over rounds ± standard error of the mean; the profile is fitted to all passes`
+    : `profile from ${values.profile}; ${numRounds} real runs per cell, means ± standard error`,
+  `workloads: ${workloads.map((w) => w.description).join(' | ')}`,
   `errors: mean |err| ${((errors.reduce((a, b) => a + b, 0) / errors.length) * 100).toFixed(1)}%, worst ${(Math.max(...errors) * 100).toFixed(1)}%, ${within}/${errors.length} within 5%`,
   `load average ${load0.toFixed(2)} at the start, ${loadavg()[0].toFixed(2)} at the end; ${((performance.now() - t0) / 1000).toFixed(0)} s in all`,
 ];
 const md = `${table}\n\n${summary.map((s) => `- ${s}`).join('\n')}\n`;
 writeFileSync(join(outDir, 'fidelity.md'), md);
-writeFileSync(join(outDir, 'fidelity.json'), JSON.stringify({ profiles, rounds: rounds.map((rows) => rows.map((r) => ({ ...r, measured: strip(r.measured), simulated: strip(r.simulated) }))), cells }, null, 2) + '\n');
+writeFileSync(join(outDir, 'fidelity.json'), JSON.stringify({ profile, cells, real: Object.fromEntries([...real].map(([k, runs]) => [k, runs.map((r) => ({ ...strip(r.m), steps: r.steps }))])) }, null, 2) + '\n');
 process.stdout.write(`\n${md}\nwritten to ${join(outDir, 'fidelity.md')}\n`);
 
 function strip(m: RunMetrics) {

@@ -25,7 +25,10 @@ Options:
   --name NAME           the profile's hardware name (default: cpu)
   --backend auto|native|typescript   kernels (default auto), as the engine would use them
   --threads N           kernel threads (default: number of cores); simulate what you will run
-  --reps N              measurements per shape, median kept (default 5)
+  --reps N              measurements per shape per pass, trimmed mean kept (default 5)
+  --passes N            measure N times, spread out in time, and fit to all of it (default 1):
+                        on a shared or virtual machine whose speed drifts, more passes average
+                        the drift out
   --quick               fewer shapes and repetitions (a first look, ~3x faster)
   --max-batch N         largest decode batch measured (default 64)
   --block-size N        KV block size (default 16)
@@ -44,6 +47,7 @@ export async function runCalibrate(argv: string[], out: { write(s: string): unkn
       backend: { type: 'string' },
       threads: { type: 'string' },
       reps: { type: 'string' },
+      passes: { type: 'string' },
       quick: { type: 'boolean' },
       'max-batch': { type: 'string' },
       'block-size': { type: 'string' },
@@ -59,7 +63,7 @@ export async function runCalibrate(argv: string[], out: { write(s: string): unkn
   const backend = (values.backend ?? 'auto') as KernelBackend;
   if (!['auto', 'native', 'typescript'].includes(backend)) throw new UsageError(`--backend must be one of auto, native, typescript, got '${values.backend}'`);
   if (values.name !== undefined && values.name.trim() === '') throw new UsageError('--name must not be empty');
-  const int = (k: 'threads' | 'reps' | 'max-batch' | 'block-size' | 'engine-requests') => (values[k] === undefined ? undefined : parseIntFlag(k, values[k]!, 1));
+  const int = (k: 'threads' | 'reps' | 'passes' | 'max-batch' | 'block-size' | 'engine-requests') => (values[k] === undefined ? undefined : parseIntFlag(k, values[k]!, 1));
   const maxBatch = int('max-batch');
   if (maxBatch !== undefined && maxBatch > 1024) throw new UsageError(`--max-batch must be at most 1024, got ${maxBatch}`);
   const engineRequests = int('engine-requests');
@@ -70,6 +74,7 @@ export async function runCalibrate(argv: string[], out: { write(s: string): unkn
     backend,
     threads: int('threads'),
     reps: int('reps'),
+    passes: int('passes'),
     quick: values.quick ?? false,
     maxBatch,
     blockSize: int('block-size'),

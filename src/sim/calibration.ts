@@ -31,7 +31,7 @@ import type { Tokenizer } from '../model/tokenizer-types.js';
 import { tokenizerFromGguf } from '../model/tokenizer.js';
 import { buildWorkload } from '../bench/workload.js';
 import { costOfFeatures, stepFeatures, type HardwareProfile, type ModelProfile, type SeqShape, type StepFeatures } from './cost-model.js';
-import { fitEngineOverhead, fitRoofline, type RooflineFit } from './fit.js';
+import { FitError, fitEngineOverhead, fitRoofline, type RooflineFit } from './fit.js';
 import { modelProfileFromWeights } from './model-profile.js';
 import { stepShape } from './step-time.js';
 import type { CalibratedProfileFile } from './profiles.js';
@@ -141,19 +141,24 @@ export interface ForwardMeasureOptions {
   reps: number;
   blockSize: number;
   numBlocks: number;
+  /**
+   * Timed samples per shape per round, from an earlier pass. Without it a warm-up round runs first
+   * and decides: shapes under 10 ms get three, so the small decode steps that dominate TPOT are
+   * measured as well as the big ones that dominate time.
+   */
+  perRound?: number[];
   onProgress?: (done: number, total: number) => void;
 }
 
 /** Times the runner's forward pass and sampling over every shape, round-robin, `reps` rounds (after a warm-up round). */
 export function measureForward(runner: LocalModelRunner, model: ModelProfile, grid: readonly GridShape[], opts: ForwardMeasureOptions): ShapeMeasurement[] {
   const samples = grid.map(() => [] as number[]);
-  // Samples per round: cheap shapes (the warm-up round took under 10 ms) get three, so the small
-  // decode steps that dominate TPOT are measured as well as the big ones that dominate time.
-  const perRound = grid.map(() => 1);
+  const perRound = opts.perRound ? [...opts.perRound] : grid.map(() => 1);
   let step = 0;
   let seqId = 0;
   let finished: number[] = [];
-  const total = grid.length * (opts.reps + 1);
+  const first = opts.perRound ? 0 : -1;
+  const total = grid.length * (opts.reps - first);
   let done = 0;
   const run = (shape: GridShape): number => {
     const out = shapeStep(shape, step++, seqId, opts.blockSize, opts.numBlocks, finished);
@@ -162,7 +167,7 @@ export function measureForward(runner: LocalModelRunner, model: ModelProfile, gr
     const r = runner.executeSync(out);
     return r.forwardMs + r.sampleMs;
   };
-  for (let rep = -1; rep < opts.reps; rep++) {
+  for (let rep = first; rep < opts.reps; rep++) {
     grid.forEach((shape, i) => {
       // Each timed run follows an untimed one of the same shape: in an engine a step follows a step
       // much like it, with the weights still warm in the caches (the step before it here may have
@@ -277,8 +282,14 @@ export interface CalibrateOptions {
   modelPath: string;
   backend?: KernelBackend;
   threads?: number;
-  /** Repetitions per shape (default 5; 3 with quick). */
+  /** Repetitions per shape per pass (default 5; 3 with quick). */
   reps?: number;
+  /**
+   * Passes over the grid and the engine run, pooled (default 1). A shared or virtual machine's speed
+   * drifts by ±10% over seconds to minutes; passes spread out in time average that drift instead of
+   * fitting whatever speed the machine had during one minute.
+   */
+  passes?: number;
   quick?: boolean;
   maxBatch?: number;
   blockSize?: number;
@@ -300,127 +311,196 @@ export interface CalibrationResult {
 
 /** Measures this machine with the model at `modelPath` and returns the fitted profile. */
 export async function calibrate(o: CalibrateOptions): Promise<CalibrationResult> {
-  const log = o.log ?? (() => undefined);
-  const backend = o.backend ?? 'auto';
-  const threads = o.threads ?? (await import('node:os')).availableParallelism();
-  const blockSize = o.blockSize ?? DEFAULT_ENGINE_OPTIONS.blockSize;
-  const quick = o.quick ?? false;
-  const t0 = performance.now();
+  const cal = await Calibrator.open(o);
+  try {
+    const passes = o.passes ?? 1;
+    for (let p = 0; p < passes; p++) {
+      if (passes > 1) cal.log(`pass ${p + 1}/${passes}`);
+      await cal.measurePass();
+    }
+    return cal.fit();
+  } finally {
+    await cal.close();
+  }
+}
 
-  const loaded = await loadModel(o.modelPath);
-  const kernels = await getKernels(backend, { threads });
-  const model = modelProfileFromWeights(loaded.config, loaded.weights, basename(o.modelPath));
-  const maxBatch = o.maxBatch ?? 64;
-  // The KV budget the engine would have at its defaults (64 sequences, 1 GiB cap), as LLM.load sizes it.
-  const numBlocks = Math.min(maxBatch * Math.ceil(loaded.config.contextLength / blockSize), blocksForMemory(ENGINE_DEFAULT_KV_BYTES, loaded.config, blockSize));
-  const grid = calibrationGrid(loaded.config, { maxBatch, capacityTokens: numBlocks * blockSize, quick });
-  const reps = o.reps ?? (quick ? 3 : 5);
-  log(`calibrating ${basename(o.modelPath)} on ${kernels.name}: ${grid.length} batch shapes x ${reps} repetitions, then an engine run`);
-  const runner = await LocalModelRunner.create({ model: loaded, kernels, numBlocks, blockSize, eogIds: [] });
-  let lastPct = -1;
-  const forward = measureForward(runner, model, grid, {
-    reps,
-    blockSize,
-    numBlocks,
-    onProgress: (d, t) => {
-      const pct = Math.floor((100 * d) / t / 25) * 25;
-      if (pct !== lastPct) log(`  forward pass: ${Math.round((100 * d) / t)}%`);
-      lastPct = pct;
-    },
-  });
-  await runner.close();
-  const gridFit = fitRoofline(forward.map((m) => ({ features: m.features, ms: m.ms })));
-  log(`  forward fit over the grid: rms error ${(gridFit.rmsRelError * 100).toFixed(1)}%, worst ${(gridFit.maxRelError * 100).toFixed(1)}%`);
+/**
+ * A calibration in progress: the model loaded, the grid chosen, and every sample measured so far.
+ * Each measurePass() adds a round of grid samples and an engine run; fit() fits the profile to all
+ * of them. Callers can interleave passes with other work (bench/sim-fidelity.ts interleaves them
+ * with the real runs it checks the simulator against, so both see the machine at the same times).
+ */
+export class Calibrator {
+  private readonly samples: number[][];
+  private perRound: number[] | undefined;
+  private readonly engineSteps: EngineStepSample[] = [];
+  private passes = 0;
+  private readonly t0 = performance.now();
 
-  log('  engine run (worker runner, step trace)...');
-  const engineSteps = await measureEngineSteps({
-    modelPath: o.modelPath,
-    config: loaded.config,
-    model,
-    backend,
-    threads,
-    numBlocks,
-    blockSize,
-    numRequests: o.engineRequests ?? (quick ? 16 : 40),
-    seed: o.seed ?? 20240601,
-    tokenizer: loaded.format === 'gguf' ? tokenizerFromGguf(loaded.metadata) : null,
-  });
-  // The forward model is fitted to the grid and to the forward passes the engine itself timed (the
-  // shapes real traffic makes, under the conditions it runs in), the two weighted equally.
-  const w = forward.length / Math.max(1, engineSteps.length);
-  const forwardFit = fitRoofline([
-    ...forward.map((m) => ({ features: m.features, ms: m.ms })),
-    ...engineSteps.filter((s) => s.runnerMs > 0).map((s) => ({ features: s.features, ms: s.runnerMs, weight: w })),
-  ]);
-  const overhead = fitEngineOverhead(engineSteps.map((s) => ({ numSeqs: s.features.numSeqs, overheadMs: s.periodMs - s.runnerMs })));
-  log(`  forward fit over grid and engine: rms error ${(forwardFit.rmsRelError * 100).toFixed(1)}%; engine overhead ${overhead.stepOverheadMs.toFixed(3)} ms + ${overhead.perSeqOverheadUs.toFixed(1)} us/seq`);
+  private constructor(
+    private readonly o: CalibrateOptions,
+    private readonly loaded: Awaited<ReturnType<typeof loadModel>>,
+    private readonly kernelsName: string,
+    private readonly runner: LocalModelRunner,
+    readonly model: ModelProfile,
+    readonly grid: GridShape[],
+    private readonly threads: number,
+    private readonly blockSize: number,
+    private readonly numBlocks: number,
+    private readonly reps: number,
+  ) {
+    this.samples = grid.map(() => []);
+  }
 
-  const finite = (x: number, fallback: number) => (Number.isFinite(x) ? x : fallback);
-  const hardware: HardwareProfile = {
-    memoryGB: round(totalmem() / 1e9, 3),
-    // A rate the data never needed (e.g. no step was memory-bound) is left effectively unlimited.
-    bandwidthGBs: round(finite(forwardFit.bandwidthGBs, 1e6), 4),
-    peakTflops: round(finite(forwardFit.peakTflops, 1e6), 6),
-    bandwidthEfficiency: 1,
-    computeEfficiency: 1,
-    stepOverheadMs: round(forwardFit.stepOverheadMs + overhead.stepOverheadMs, 4),
-    perSeqOverheadUs: round(forwardFit.perSeqOverheadUs + overhead.perSeqOverheadUs, 3),
-    perTokenUs: round(forwardFit.perTokenUs, 3),
-    reservedGB: 0,
-    kvCacheGB: ENGINE_DEFAULT_KV_BYTES / 1e9,
-    attentionGflops: round(finite(forwardFit.attentionGflops, 1e9), 4),
-    source: `stepwise calibrate: ${cpus()[0]?.model?.trim() ?? 'unknown CPU'}, ${kernels.name}, ${new Date().toISOString().slice(0, 10)}`,
-  };
+  static async open(o: CalibrateOptions): Promise<Calibrator> {
+    const backend = o.backend ?? 'auto';
+    const threads = o.threads ?? (await import('node:os')).availableParallelism();
+    const blockSize = o.blockSize ?? DEFAULT_ENGINE_OPTIONS.blockSize;
+    const quick = o.quick ?? false;
+    const loaded = await loadModel(o.modelPath);
+    const kernels = await getKernels(backend, { threads });
+    const model = modelProfileFromWeights(loaded.config, loaded.weights, basename(o.modelPath));
+    const maxBatch = o.maxBatch ?? 64;
+    // The KV budget the engine would have at its defaults (64 sequences, 1 GiB cap), as LLM.load sizes it.
+    const numBlocks = Math.min(maxBatch * Math.ceil(loaded.config.contextLength / blockSize), blocksForMemory(ENGINE_DEFAULT_KV_BYTES, loaded.config, blockSize));
+    const grid = calibrationGrid(loaded.config, { maxBatch, capacityTokens: numBlocks * blockSize, quick });
+    const reps = o.reps ?? (quick ? 3 : 5);
+    const runner = await LocalModelRunner.create({ model: loaded, kernels, numBlocks, blockSize, eogIds: [] });
+    const cal = new Calibrator(o, loaded, kernels.name, runner, model, grid, threads, blockSize, numBlocks, reps);
+    cal.log(`calibrating ${basename(o.modelPath)} on ${kernels.name}: ${grid.length} batch shapes x ${reps} repetitions, then an engine run${(o.passes ?? 1) > 1 ? `, ${o.passes} passes` : ''}`);
+    return cal;
+  }
 
-  // The whole profile against the engine run's own step periods: what the simulator will be judged on.
-  const rel = engineSteps.map((s) => (costOfFeatures(hardware, s.features).ms - s.periodMs) / s.periodMs);
-  const predictedTotal = engineSteps.reduce((n, s) => n + costOfFeatures(hardware, s.features).ms, 0);
-  const measuredTotal = engineSteps.reduce((n, s) => n + s.periodMs, 0);
-  const engineCheck = {
-    steps: engineSteps.length,
-    meanRelError: rel.reduce((a, b) => a + b, 0) / Math.max(1, rel.length),
-    medianAbsRelError: rel.length ? median(rel.map(Math.abs)) : 0,
-    totalRelError: measuredTotal > 0 ? (predictedTotal - measuredTotal) / measuredTotal : 0,
-  };
-  log(`  engine check: ${engineCheck.steps} steps, total time off by ${(engineCheck.totalRelError * 100).toFixed(1)}%, median step error ${(engineCheck.medianAbsRelError * 100).toFixed(1)}%`);
+  log(line: string): void {
+    this.o.log?.(`  ${line}`);
+  }
 
-  const profile: CalibratedProfileFile = {
-    kind: 'stepwise-profile',
-    version: 1,
-    name: o.name ?? 'cpu',
-    hardware,
-    model,
-    modelName: basename(o.modelPath),
-    calibration: {
-      date: new Date().toISOString(),
-      backend: kernels.name,
-      threads,
-      cpus: cpus().length,
-      cpuModel: cpus()[0]?.model?.trim(),
-      blockSize,
-      numBlocks,
-      wallS: round((performance.now() - t0) / 1000, 2),
-      forward: {
-        gridOnly: { rmsRelError: round(gridFit.rmsRelError, 4), maxRelError: round(gridFit.maxRelError, 4) },
-        shapes: grid.length,
-        reps,
-        rmsRelError: round(forwardFit.rmsRelError, 4),
-        maxRelError: round(forwardFit.maxRelError, 4),
-        memoryBoundShapes: forwardFit.memoryBound,
-        fit: forwardFit,
-        measurements: forward.map((m) => ({ label: m.label, rows: m.features.rows, seqs: m.features.numSeqs, ms: round(m.ms, 4), fittedMs: round(predictForward(forwardFit, m.features), 4) })),
+  /** One round-robin pass over the grid (`reps` samples per shape), then a short engine run. */
+  async measurePass(): Promise<void> {
+    const o = this.o;
+    let lastPct = -1;
+    const forward = measureForward(this.runner, this.model, this.grid, {
+      reps: this.reps,
+      blockSize: this.blockSize,
+      numBlocks: this.numBlocks,
+      perRound: this.perRound,
+      onProgress: (d, t) => {
+        const pct = Math.floor((100 * d) / t / 25) * 25;
+        if (pct !== lastPct) this.log(`forward pass: ${Math.round((100 * d) / t)}%`);
+        lastPct = pct;
       },
-      engine: { steps: engineSteps.length, overhead, check: engineCheck },
-    },
-  };
-  return { profile, forward, forwardFit, engineSteps, engineCheck };
+    });
+    this.perRound ??= forward.map((m) => Math.max(1, Math.round(m.samples.length / this.reps)));
+    forward.forEach((m, i) => this.samples[i].push(...m.samples));
+    this.log('engine run (worker runner, step trace)...');
+    const steps = await measureEngineSteps({
+      modelPath: o.modelPath,
+      config: this.loaded.config,
+      model: this.model,
+      backend: o.backend ?? 'auto',
+      threads: this.threads,
+      numBlocks: this.numBlocks,
+      blockSize: this.blockSize,
+      numRequests: o.engineRequests ?? (o.quick ? 16 : 40),
+      // A different workload every pass: more shapes, not the same ones again.
+      seed: (o.seed ?? 20240601) + this.passes,
+      tokenizer: this.loaded.format === 'gguf' ? tokenizerFromGguf(this.loaded.metadata) : null,
+    });
+    this.engineSteps.push(...steps);
+    this.passes++;
+  }
+
+  /** Fits the profile to every sample measured so far. */
+  fit(): CalibrationResult {
+    if (this.passes === 0) throw new FitError('nothing measured yet: run measurePass() first');
+    const o = this.o;
+    const forward: ShapeMeasurement[] = this.grid.map((g, i) => ({ label: g.label, kind: g.kind, seqs: g.seqs, features: stepFeatures(this.model, g.seqs), ms: trimmedMean(this.samples[i]), samples: this.samples[i] }));
+    const engineSteps = this.engineSteps;
+    const gridFit = fitRoofline(forward.map((m) => ({ features: m.features, ms: m.ms })));
+    this.log(`forward fit over the grid: rms error ${(gridFit.rmsRelError * 100).toFixed(1)}%, worst ${(gridFit.maxRelError * 100).toFixed(1)}%`);
+    // The forward model is fitted to the grid and to the forward passes the engine itself timed (the
+    // shapes real traffic makes, under the conditions it runs in), the two weighted equally.
+    const w = forward.length / Math.max(1, engineSteps.length);
+    const forwardFit = fitRoofline([
+      ...forward.map((m) => ({ features: m.features, ms: m.ms })),
+      ...engineSteps.filter((s) => s.runnerMs > 0).map((s) => ({ features: s.features, ms: s.runnerMs, weight: w })),
+    ]);
+    const overhead = fitEngineOverhead(engineSteps.map((s) => ({ numSeqs: s.features.numSeqs, overheadMs: s.periodMs - s.runnerMs })));
+    this.log(`forward fit over grid and engine: rms error ${(forwardFit.rmsRelError * 100).toFixed(1)}%; engine overhead ${overhead.stepOverheadMs.toFixed(3)} ms + ${overhead.perSeqOverheadUs.toFixed(1)} us/seq`);
+
+    const finite = (x: number, fallback: number) => (Number.isFinite(x) ? x : fallback);
+    const hardware: HardwareProfile = {
+      memoryGB: round(totalmem() / 1e9, 3),
+      // A rate the data never needed (e.g. no step was memory-bound) is left effectively unlimited.
+      bandwidthGBs: round(finite(forwardFit.bandwidthGBs, 1e6), 4),
+      peakTflops: round(finite(forwardFit.peakTflops, 1e6), 6),
+      bandwidthEfficiency: 1,
+      computeEfficiency: 1,
+      stepOverheadMs: round(forwardFit.stepOverheadMs + overhead.stepOverheadMs, 4),
+      perSeqOverheadUs: round(forwardFit.perSeqOverheadUs + overhead.perSeqOverheadUs, 3),
+      perTokenUs: round(forwardFit.perTokenUs, 3),
+      reservedGB: 0,
+      kvCacheGB: ENGINE_DEFAULT_KV_BYTES / 1e9,
+      attentionGflops: round(finite(forwardFit.attentionGflops, 1e9), 4),
+      kvBandwidthGBs: round(finite(forwardFit.kvBandwidthGBs, 1e6), 4),
+      source: `stepwise calibrate: ${cpus()[0]?.model?.trim() ?? 'unknown CPU'}, ${this.kernelsName}, ${new Date().toISOString().slice(0, 10)}`,
+    };
+
+    // The whole profile against the engine runs' own step periods: what the simulator will be judged on.
+    const rel = engineSteps.map((s) => (costOfFeatures(hardware, s.features).ms - s.periodMs) / s.periodMs);
+    const predictedTotal = engineSteps.reduce((n, s) => n + costOfFeatures(hardware, s.features).ms, 0);
+    const measuredTotal = engineSteps.reduce((n, s) => n + s.periodMs, 0);
+    const engineCheck = {
+      steps: engineSteps.length,
+      meanRelError: rel.reduce((a, b) => a + b, 0) / Math.max(1, rel.length),
+      medianAbsRelError: rel.length ? median(rel.map(Math.abs)) : 0,
+      totalRelError: measuredTotal > 0 ? (predictedTotal - measuredTotal) / measuredTotal : 0,
+    };
+    this.log(`engine check: ${engineCheck.steps} steps, total time off by ${(engineCheck.totalRelError * 100).toFixed(1)}%, median step error ${(engineCheck.medianAbsRelError * 100).toFixed(1)}%`);
+
+    const profile: CalibratedProfileFile = {
+      kind: 'stepwise-profile',
+      version: 1,
+      name: o.name ?? 'cpu',
+      hardware,
+      model: this.model,
+      modelName: basename(o.modelPath),
+      calibration: {
+        date: new Date().toISOString(),
+        backend: this.kernelsName,
+        threads: this.threads,
+        cpus: cpus().length,
+        cpuModel: cpus()[0]?.model?.trim(),
+        blockSize: this.blockSize,
+        numBlocks: this.numBlocks,
+        passes: this.passes,
+        wallS: round((performance.now() - this.t0) / 1000, 2),
+        forward: {
+          gridOnly: { rmsRelError: round(gridFit.rmsRelError, 4), maxRelError: round(gridFit.maxRelError, 4) },
+          shapes: this.grid.length,
+          reps: this.reps,
+          rmsRelError: round(forwardFit.rmsRelError, 4),
+          maxRelError: round(forwardFit.maxRelError, 4),
+          memoryBoundShapes: forwardFit.memoryBound,
+          fit: forwardFit,
+          measurements: forward.map((m) => ({ label: m.label, rows: m.features.rows, seqs: m.features.numSeqs, ms: round(m.ms, 4), fittedMs: round(predictForward(forwardFit, m.features), 4) })),
+        },
+        engine: { steps: engineSteps.length, overhead, check: engineCheck },
+      },
+    };
+    return { profile, forward, forwardFit, engineSteps: [...engineSteps], engineCheck };
+  }
+
+  async close(): Promise<void> {
+    await this.runner.close();
+  }
 }
 
 function predictForward(f: RooflineFit, x: StepFeatures): number {
   const inv = (rate: number, scale: number) => (Number.isFinite(rate) && rate > 0 ? 1e3 / (rate * scale) : 0);
-  const mem = x.bytes * inv(f.bandwidthGBs, 1e9);
+  const mem = (x.bytes - x.kvBytes) * inv(f.bandwidthGBs, 1e9);
   const comp = x.linearFlops * inv(f.peakTflops, 1e12);
-  return f.stepOverheadMs + (f.perSeqOverheadUs * x.numSeqs + f.perTokenUs * x.rows) / 1e3 + Math.max(mem, comp) + x.attnFlops * inv(f.attentionGflops, 1e9);
+  return f.stepOverheadMs + (f.perSeqOverheadUs * x.numSeqs + f.perTokenUs * x.rows) / 1e3 + Math.max(mem, comp) + x.attnFlops * inv(f.attentionGflops, 1e9) + x.kvBytes * inv(f.kvBandwidthGBs, 1e9);
 }
 
 function round(x: number, digits: number): number {

@@ -36,6 +36,12 @@ export interface HardwareProfile {
    * bandwidth- nor GEMM-bound). GPU profiles leave it unset: attention is folded into the roofline.
    */
   attentionGflops?: number;
+  /**
+   * When set, reading the KV cache is priced on its own at this rate (GB/s), added to the step
+   * rather than inside the roofline max: a CPU engine's attention walks each sequence's cache in a
+   * pass of its own, after the weight GEMMs, so the two do not overlap. Calibrated profiles set it.
+   */
+  kvBandwidthGBs?: number;
   source?: string;
 }
 
@@ -70,7 +76,7 @@ export interface SeqShape {
 
 export interface StepCost {
   ms: number;
-  /** Memory-traffic time, arithmetic time (attention included unless separate), separate attention time, fixed costs. */
+  /** Memory-traffic time, arithmetic time (attention included unless separate), separate attention time (its FLOPs and KV reads, when priced apart), fixed costs. */
   memMs: number;
   computeMs: number;
   attentionMs: number;
@@ -122,6 +128,8 @@ export interface StepFeatures {
   rows: number;
   /** Bytes read or written: every weight once, each sequence's KV once, the new KV rows. */
   bytes: number;
+  /** The KV-cache part of `bytes`. */
+  kvBytes: number;
   /** Matmul FLOPs (blocks for every row, output projection for sampled rows). */
   linearFlops: number;
   /** Attention FLOPs (q·k and p·v over every attended key). */
@@ -144,10 +152,12 @@ export function stepFeatures(m: ModelProfile, seqs: readonly SeqShape[]): StepFe
     kvTokens += s.contextLen + s.numTokens;
   }
   const qWidth = m.nHeads * headDim(m);
+  const kvBytes = kvTokens * kvBytesPerToken(m);
   return {
     numSeqs: seqs.length,
     rows,
-    bytes: seqs.length === 0 ? 0 : (blockParams(m) + outputParams(m)) * m.weightBytes + kvTokens * kvBytesPerToken(m),
+    bytes: seqs.length === 0 ? 0 : (blockParams(m) + outputParams(m)) * m.weightBytes + kvBytes,
+    kvBytes,
     linearFlops: 2 * blockParams(m) * rows + 2 * outputParams(m) * logitRows,
     attnFlops: 4 * m.nLayers * qWidth * keys,
   };
@@ -156,11 +166,13 @@ export function stepFeatures(m: ModelProfile, seqs: readonly SeqShape[]): StepFe
 /** Time of a step with these features on this hardware. */
 export function costOfFeatures(hw: HardwareProfile, f: StepFeatures): StepCost {
   if (f.numSeqs === 0) return { ms: 0, memMs: 0, computeMs: 0, attentionMs: 0, overheadMs: 0, flops: 0, bytes: 0 };
-  const memMs = (f.bytes / (hw.bandwidthGBs * 1e9 * hw.bandwidthEfficiency)) * 1e3;
+  const separateKv = hw.kvBandwidthGBs !== undefined;
+  const memMs = ((separateKv ? f.bytes - f.kvBytes : f.bytes) / (hw.bandwidthGBs * 1e9 * hw.bandwidthEfficiency)) * 1e3;
   const separateAttention = hw.attentionGflops !== undefined;
   const computeFlops = separateAttention ? f.linearFlops : f.linearFlops + f.attnFlops;
   const computeMs = (computeFlops / (hw.peakTflops * 1e12 * hw.computeEfficiency)) * 1e3;
-  const attentionMs = separateAttention ? (f.attnFlops / (hw.attentionGflops! * 1e9)) * 1e3 : 0;
+  const attentionMs =
+    (separateAttention ? (f.attnFlops / (hw.attentionGflops! * 1e9)) * 1e3 : 0) + (separateKv ? (f.kvBytes / (hw.kvBandwidthGBs! * 1e9)) * 1e3 : 0);
   const overheadMs = hw.stepOverheadMs + (hw.perSeqOverheadUs * f.numSeqs + (hw.perTokenUs ?? 0) * f.rows) / 1e3;
   const ms = overheadMs + Math.max(memMs, computeMs) + attentionMs;
   return { ms, memMs, computeMs, attentionMs, overheadMs, flops: f.linearFlops + f.attnFlops, bytes: f.bytes };

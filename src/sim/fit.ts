@@ -1,6 +1,7 @@
 // Least-squares fitting of the cost model's rates to measured step times.
 //
-// The model is t = overhead + perSeq·seqs + perRow·rows + max(bytes/bandwidth, flops/peak) + attnFlops/attnRate.
+// The model is t = overhead + perSeq·seqs + perRow·rows + max(weightBytes/bandwidth, flops/peak)
+//                 + attnFlops/attnRate + kvBytes/kvBandwidth.
 // Written in the reciprocals (seconds per byte, per FLOP, ...) it is linear in every parameter except
 // for the max. So we alternate: decide for each measurement which side of the max is the larger,
 // solve the then-linear problem by non-negative least squares (a rate cannot be negative), and
@@ -13,10 +14,11 @@ export interface RooflineFit {
   stepOverheadMs: number;
   perSeqOverheadUs: number;
   perTokenUs: number;
-  /** Effective bandwidth (GB/s), peak (TFLOP/s) and attention rate (GFLOP/s); Infinity when the data gave that term no weight. */
+  /** Effective bandwidth (GB/s), peak (TFLOP/s), attention rate (GFLOP/s) and KV-read rate (GB/s); Infinity when the data gave that term no weight. */
   bandwidthGBs: number;
   peakTflops: number;
   attentionGflops: number;
+  kvBandwidthGBs: number;
   /** Root-mean-square and largest relative error of the fit over the measurements. */
   rmsRelError: number;
   maxRelError: number;
@@ -95,11 +97,18 @@ export function nnls(A: readonly number[][], b: readonly number[]): number[] {
   return best;
 }
 
-// Unknowns, in ms per unit: [overhead, per seq, per row, per byte, per flop, per attention flop].
+// Unknowns, in ms per unit: [overhead, per seq, per row, per weight byte, per flop, per attention flop,
+// per KV byte]. Without a separate attention term, attention FLOPs join the GEMM's and KV bytes the
+// weights' (a GPU-style roofline); with it, attention (its FLOPs and its KV reads) is a pass of its own.
 function predict(x: readonly number[], f: StepFeatures): { ms: number; memory: boolean } {
-  const mem = x[3] * f.bytes;
+  const mem = x[3] * (f.bytes - f.kvBytes);
   const comp = x[4] * f.linearFlops;
-  return { ms: x[0] + x[1] * f.numSeqs + x[2] * f.rows + Math.max(mem, comp) + x[5] * f.attnFlops, memory: mem >= comp };
+  return { ms: x[0] + x[1] * f.numSeqs + x[2] * f.rows + Math.max(mem, comp) + x[5] * f.attnFlops + x[6] * f.kvBytes, memory: mem >= comp };
+}
+
+/** A step's features with attention folded into the roofline (no separate attention or KV-read term). */
+function merged(f: StepFeatures): StepFeatures {
+  return { ...f, linearFlops: f.linearFlops + f.attnFlops, attnFlops: 0, kvBytes: 0 };
 }
 
 /** Fits the roofline's rates and overheads to measured step times (relative least squares). */
@@ -124,10 +133,11 @@ export function fitRoofline(data: readonly TimedFeatures[], opts: { separateAtte
       const attn = separate ? f.attnFlops : 0;
       const linear = separate ? f.linearFlops : f.linearFlops + f.attnFlops;
       const w = Math.sqrt(d.weight ?? 1);
-      return [1, f.numSeqs, perRow ? f.rows : 0, side[i] ? f.bytes : 0, side[i] ? 0 : linear, attn].map((v) => (w * v) / d.ms);
+      const weightBytes = separate ? f.bytes - f.kvBytes : f.bytes;
+      return [1, f.numSeqs, perRow ? f.rows : 0, side[i] ? weightBytes : 0, side[i] ? 0 : linear, attn, separate ? f.kvBytes : 0].map((v) => (w * v) / d.ms);
     });
     x = nnls(A, b.map((v, i) => v * Math.sqrt(data[i].weight ?? 1)));
-    const next = data.map((d) => predict(x, separate ? d.features : { ...d.features, linearFlops: d.features.linearFlops + d.features.attnFlops, attnFlops: 0 }).memory);
+    const next = data.map((d) => predict(x, separate ? d.features : merged(d.features)).memory);
     const key = next.map((v) => (v ? '1' : '0')).join('');
     if (next.every((v, i) => v === side[i]) || seen.has(key)) break;
     seen.add(key);
@@ -138,7 +148,7 @@ export function fitRoofline(data: readonly TimedFeatures[], opts: { separateAtte
   let memoryBound = 0;
   let weights = 0;
   for (const d of data) {
-    const p = predict(x, separate ? d.features : { ...d.features, linearFlops: d.features.linearFlops + d.features.attnFlops, attnFlops: 0 });
+    const p = predict(x, separate ? d.features : merged(d.features));
     const e = (p.ms - d.ms) / d.ms;
     sq += (d.weight ?? 1) * e * e;
     weights += d.weight ?? 1;
@@ -154,6 +164,7 @@ export function fitRoofline(data: readonly TimedFeatures[], opts: { separateAtte
     bandwidthGBs: rate(x[3], 1e9),
     peakTflops: rate(x[4], 1e12),
     attentionGflops: rate(x[5], 1e9),
+    kvBandwidthGBs: rate(x[6], 1e9),
     rmsRelError: Math.sqrt(sq / weights),
     maxRelError: worst,
     memoryBound,

@@ -68,10 +68,12 @@ export class CostModelTimer {
       kvTokens += ctx + n;
     }
     const numSeqs = out.scheduled.length;
+    const kvBytes = kvTokens * this.kvPerToken;
     return {
       numSeqs,
       rows,
-      bytes: numSeqs === 0 ? 0 : this.weightBytes + kvTokens * this.kvPerToken,
+      bytes: numSeqs === 0 ? 0 : this.weightBytes + kvBytes,
+      kvBytes,
       linearFlops: this.flopsPerRow * rows + this.flopsPerLogitRow * logitRows,
       attnFlops: this.flopsPerKey * keys,
     };

@@ -48,7 +48,7 @@ test('calibrate --quick on a real model writes a profile the simulator runs with
   let out = '';
   let err = '';
   const code = await runCalibrate(
-    ['--model', stories.path, '--out', file, '--quick', '--threads', '1', '--reps', '2', '--max-batch', '16', '--engine-requests', '8', '--name', 'test-cpu'],
+    ['--model', stories.path, '--out', file, '--quick', '--threads', '1', '--reps', '2', '--passes', '2', '--max-batch', '16', '--engine-requests', '8', '--name', 'test-cpu'],
     { write: (s: string) => (out += s) },
     { write: (s: string) => (err += s) },
   );
@@ -63,9 +63,13 @@ test('calibrate --quick on a real model writes a profile the simulator runs with
   assert.equal(profile.model.kvBytes, 4);
   assert.ok(h.bandwidthGBs > 0 && h.peakTflops > 0 && (h.attentionGflops ?? 0) > 0);
   assert.ok(h.stepOverheadMs >= 0 && h.perSeqOverheadUs >= 0);
-  const cal = profile.calibration as { forward: { measurements: unknown[] }; engine: { steps: number; check: { totalRelError: number } } };
+  const cal = profile.calibration as { passes: number; forward: { reps: number; measurements: unknown[] }; engine: { steps: number; check: { totalRelError: number } } };
   assert.ok(cal.forward.measurements.length >= 8);
-  assert.ok(cal.engine.steps > 10);
+  // Two passes pooled: both engine runs' steps (8 requests of 8..64 tokens: each run alone takes
+  // well over 16 steps) are in the fit.
+  assert.equal(cal.passes, 2);
+  assert.match(err, /pass 1\/2[\s\S]*pass 2\/2/);
+  assert.ok(cal.engine.steps > 2 * 16, `${cal.engine.steps} engine steps`);
   // Loose: the machine is shared. The fitted profile still accounts for the engine run's time to within a factor.
   assert.ok(Math.abs(cal.engine.check.totalRelError) < 0.6, `engine run time off by ${cal.engine.check.totalRelError}`);
 

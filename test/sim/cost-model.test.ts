@@ -80,6 +80,14 @@ test('a CPU-style profile adds attention outside the roofline max and a per-row 
   close(c.attentionMs, (f.attnFlops / 10e9) * 1e3);
   close(c.ms, cpu.stepOverheadMs + (cpu.perSeqOverheadUs + 16 * 50) / 1e3 + Math.max(c.memMs, c.computeMs) + c.attentionMs);
   assert.equal(costOfFeatures(cpu, stepFeatures(llama7b, [])).ms, 0, 'an empty step costs nothing');
+  // With a KV-read rate, the cache's bytes leave the roofline's memory side and are added on their own.
+  const long = stepFeatures(llama7b, Array.from({ length: 8 }, () => ({ numTokens: 1, contextLen: 2000, sample: true })));
+  assert.equal(long.kvBytes, 8 * 2001 * kvBytesPerToken(llama7b));
+  const kv = costOfFeatures({ ...cpu, kvBandwidthGBs: 50 }, long);
+  const plain = costOfFeatures(cpu, long);
+  close(kv.memMs, ((long.bytes - long.kvBytes) / 2039e9) * 1e3);
+  close(kv.attentionMs, plain.attentionMs + (long.kvBytes / 50e9) * 1e3);
+  assert.ok(plain.memMs > kv.memMs);
 });
 
 test('more work never makes a step cheaper (more rows, longer contexts, more sequences)', () => {

@@ -22,7 +22,7 @@ test('nnls solves a consistent system exactly and clamps a coefficient that want
 const model: ModelProfile = { dim: 256, hiddenDim: 768, nLayers: 4, nHeads: 8, nKvHeads: 4, vocabSize: 4096, contextLength: 1024, tiedEmbeddings: false, weightBytes: 4, kvBytes: 4 };
 const truth: HardwareProfile = {
   memoryGB: 16, bandwidthGBs: 12, peakTflops: 0.03, bandwidthEfficiency: 1, computeEfficiency: 1,
-  stepOverheadMs: 0.4, perSeqOverheadUs: 20, perTokenUs: 0, reservedGB: 0, attentionGflops: 6,
+  stepOverheadMs: 0.4, perSeqOverheadUs: 20, perTokenUs: 0, reservedGB: 0, attentionGflops: 6, kvBandwidthGBs: 20,
 };
 
 function shapes(): SeqShape[][] {
@@ -41,6 +41,7 @@ test('the roofline fit recovers the parameters that generated noise-free step ti
   assert.ok(rel(f.bandwidthGBs, 12) < 1e-4, `bandwidth ${f.bandwidthGBs}`);
   assert.ok(rel(f.peakTflops, 0.03) < 1e-4, `peak ${f.peakTflops}`);
   assert.ok(rel(f.attentionGflops, 6) < 1e-4, `attention ${f.attentionGflops}`);
+  assert.ok(rel(f.kvBandwidthGBs, 20) < 1e-4, `KV reads ${f.kvBandwidthGBs}`);
   assert.ok(rel(f.stepOverheadMs, 0.4) < 1e-3, `overhead ${f.stepOverheadMs}`);
   assert.ok(f.memoryBound > 0 && f.memoryBound < data.length, 'both sides of the roofline are represented');
 });
@@ -62,7 +63,7 @@ test('with 5% measurement noise the fitted model still predicts step times withi
   });
   const f = fitRoofline(data);
   assert.ok(f.rmsRelError < 0.05, `rms error ${f.rmsRelError}`);
-  const fitted: HardwareProfile = { ...truth, bandwidthGBs: f.bandwidthGBs, peakTflops: f.peakTflops, attentionGflops: f.attentionGflops, stepOverheadMs: f.stepOverheadMs, perSeqOverheadUs: f.perSeqOverheadUs, perTokenUs: f.perTokenUs };
+  const fitted: HardwareProfile = { ...truth, bandwidthGBs: f.bandwidthGBs, peakTflops: f.peakTflops, attentionGflops: f.attentionGflops, kvBandwidthGBs: f.kvBandwidthGBs, stepOverheadMs: f.stepOverheadMs, perSeqOverheadUs: f.perSeqOverheadUs, perTokenUs: f.perTokenUs };
   for (const s of shapes()) {
     const a = costOfFeatures(fitted, stepFeatures(model, s)).ms;
     const b = costOfFeatures(truth, stepFeatures(model, s)).ms;
