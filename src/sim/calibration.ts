@@ -30,6 +30,7 @@ import type { ModelConfig } from '../model/config.js';
 import type { Tokenizer } from '../model/tokenizer-types.js';
 import { tokenizerFromGguf } from '../model/tokenizer.js';
 import { buildWorkload } from '../bench/workload.js';
+import { SeededRng } from '../bench/rng.js';
 import { costOfFeatures, stepFeatures, type HardwareProfile, type ModelProfile, type SeqShape, type StepFeatures } from './cost-model.js';
 import { FitError, fitEngineOverhead, fitRoofline, type RooflineFit } from './fit.js';
 import { modelProfileFromWeights } from './model-profile.js';
@@ -106,8 +107,24 @@ export interface ShapeMeasurement {
   samples: number[];
 }
 
-/** Builds the SchedulerOutput a scheduler would send for this shape (fresh sequences, distinct blocks). */
-function shapeStep(shape: GridShape, step: number, firstSeqId: number, blockSize: number, numBlocks: number, finished: number[]): SchedulerOutput {
+/**
+ * The order in which shapes take KV blocks: a fixed shuffle of the whole cache. A running engine's
+ * sequences hold blocks scattered over the cache (freed blocks are reused as they come back), and
+ * reading scattered blocks costs more than reading consecutive ones (~20% for a 32-sequence decode
+ * on this project's machine), so the grid reads them the way the engine does.
+ */
+export function scatteredBlockOrder(numBlocks: number, seed = 1): Int32Array {
+  const order = Int32Array.from({ length: numBlocks }, (_, i) => i);
+  const rng = new SeededRng(seed);
+  for (let i = numBlocks - 1; i > 0; i--) {
+    const j = Math.floor(rng.next() * (i + 1));
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  return order;
+}
+
+/** Builds the SchedulerOutput a scheduler would send for this shape (fresh sequences, distinct blocks in `order`). */
+function shapeStep(shape: GridShape, step: number, firstSeqId: number, blockSize: number, order: Int32Array, finished: number[]): SchedulerOutput {
   let nextBlock = 0;
   const scheduled: ScheduledSequence[] = [];
   const newSequences: NewSequenceData[] = [];
@@ -115,7 +132,7 @@ function shapeStep(shape: GridShape, step: number, firstSeqId: number, blockSize
     const seqId = firstSeqId + i;
     const start = s.contextLen - s.numTokens;
     const blocks = Math.ceil(s.contextLen / blockSize);
-    const blockTable = Array.from({ length: blocks }, () => nextBlock++ % numBlocks);
+    const blockTable = Array.from({ length: blocks }, () => order[nextBlock++ % order.length]);
     const prompt = Array.from({ length: s.contextLen }, (_, j) => 3 + ((j * 7919 + i * 104729) % 200));
     newSequences.push({ seqId, promptTokenIds: prompt, outputTokenIds: [], sampling: { ...DEFAULT_SAMPLING, temperature: 0, ignoreEos: true, maxTokens: 1 << 20 }, seed: seqId });
     scheduled.push({ seqId, tokenIds: prompt.slice(start), startPosition: start, blockTable, sample: s.sample });
@@ -153,6 +170,7 @@ export interface ForwardMeasureOptions {
 /** Times the runner's forward pass and sampling over every shape, round-robin, `reps` rounds (after a warm-up round). */
 export function measureForward(runner: LocalModelRunner, model: ModelProfile, grid: readonly GridShape[], opts: ForwardMeasureOptions): ShapeMeasurement[] {
   const samples = grid.map(() => [] as number[]);
+  const order = scatteredBlockOrder(opts.numBlocks);
   const perRound = opts.perRound ? [...opts.perRound] : grid.map(() => 1);
   let step = 0;
   let seqId = 0;
@@ -161,7 +179,7 @@ export function measureForward(runner: LocalModelRunner, model: ModelProfile, gr
   const total = grid.length * (opts.reps - first);
   let done = 0;
   const run = (shape: GridShape): number => {
-    const out = shapeStep(shape, step++, seqId, opts.blockSize, opts.numBlocks, finished);
+    const out = shapeStep(shape, step++, seqId, opts.blockSize, order, finished);
     finished = out.newSequences.map((s) => s.seqId);
     seqId += shape.seqs.length;
     const r = runner.executeSync(out);
@@ -183,6 +201,8 @@ export function measureForward(runner: LocalModelRunner, model: ModelProfile, gr
 
 /** One engine step as calibration sees it: its exact shape (from the SchedulerOutput) and its trace record. */
 export interface EngineStepSample {
+  /** The step's batch, as the scheduler sent it. */
+  shape: SeqShape[];
   features: StepFeatures;
   /** Step start to the next step's start. */
   periodMs: number;
@@ -265,7 +285,7 @@ export async function measureEngineSteps(o: EngineMeasureOptions): Promise<Engin
     for (let i = 0; i + 1 < steps.length; i++) {
       const shape = runner.shapes.get(steps[i].step);
       if (!shape || steps[i].error) continue;
-      samples.push({ features: stepFeatures(o.model, shape), periodMs: steps[i + 1].startMs - steps[i].startMs, runnerMs: steps[i].forwardMs + steps[i].sampleMs });
+      samples.push({ shape, features: stepFeatures(o.model, shape), periodMs: steps[i + 1].startMs - steps[i].startMs, runnerMs: steps[i].forwardMs + steps[i].sampleMs });
     }
   }
   return samples;
@@ -375,7 +395,11 @@ export class Calibrator {
     this.o.log?.(`  ${line}`);
   }
 
-  /** One round-robin pass over the grid (`reps` samples per shape), then a short engine run. */
+  /**
+   * One round-robin pass over the grid (`reps` samples per shape), then a short engine run. The grid's
+   * runner stays open between passes, so during the engine run two KV caches (each at most the 1 GiB
+   * default) are allocated side by side.
+   */
   async measurePass(): Promise<void> {
     const o = this.o;
     let lastPct = -1;
