@@ -89,6 +89,7 @@ export async function runCalibrate(argv: string[], out: { write(s: string): unkn
   out.write(`\nprofile '${r.profile.name}' for ${r.profile.modelName}: ${file}\n`);
   out.write(`  bandwidth ${h.bandwidthGBs.toFixed(2)} GB/s, peak ${(h.peakTflops * 1e3).toFixed(2)} GFLOP/s, attention ${h.attentionGflops?.toFixed(2)} GFLOP/s\n`);
   out.write(`  overhead ${h.stepOverheadMs.toFixed(3)} ms/step + ${h.perSeqOverheadUs.toFixed(1)} us/sequence + ${(h.perTokenUs ?? 0).toFixed(1)} us/row\n`);
+  if (h.rowCurve) out.write(`  per-row work: ${h.rowCurve.map(([rows, ms]) => `${rows}:${ms.toFixed(2)}`).join(' ')} (rows:ms)\n`);
   out.write(`  forward fit over ${r.forward.length} shapes: rms error ${(r.forwardFit.rmsRelError * 100).toFixed(1)}%, worst ${(r.forwardFit.maxRelError * 100).toFixed(1)}%\n`);
   out.write(`  engine run: ${r.engineCheck.steps} steps, predicted total time off by ${(r.engineCheck.totalRelError * 100).toFixed(1)}%\n`);
   out.write(`\nnext: stepwise simulate --hardware-file ${values.out ?? 'cpu-profile.json'} --compare none,static,continuous\n`);

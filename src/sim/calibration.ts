@@ -32,7 +32,7 @@ import { tokenizerFromGguf } from '../model/tokenizer.js';
 import { buildWorkload } from '../bench/workload.js';
 import { SeededRng } from '../bench/rng.js';
 import { costOfFeatures, stepFeatures, type HardwareProfile, type ModelProfile, type SeqShape, type StepFeatures } from './cost-model.js';
-import { FitError, fitEngineOverhead, fitRoofline, type RooflineFit } from './fit.js';
+import { FitError, fitEngineOverhead, fitRoofline, fitRowCurve, type RooflineFit, type RowCurveFit } from './fit.js';
 import { modelProfileFromWeights } from './model-profile.js';
 import { stepShape } from './step-time.js';
 import type { CalibratedProfileFile } from './profiles.js';
@@ -121,6 +121,19 @@ export function scatteredBlockOrder(numBlocks: number, seed = 1): Int32Array {
     [order[i], order[j]] = [order[j], order[i]];
   }
   return order;
+}
+
+/**
+ * Row counts the fitted row curve has points at: powers of two up to the most rows measured, and
+ * that; every other interior point dropped while there are too few measurements to pin them all.
+ */
+export function rowKnots(data: ReadonlyArray<{ features: StepFeatures }>): number[] {
+  const most = Math.max(2, ...data.map((d) => d.features.rows));
+  let knots: number[] = [];
+  for (let r = 1; r < most; r *= 2) knots.push(r);
+  knots.push(most);
+  while (knots.length > 2 && knots.length + 3 > data.length) knots = knots.filter((_, i) => i === 0 || i === knots.length - 1 || i % 2 === 0);
+  return knots;
 }
 
 /** Builds the SchedulerOutput a scheduler would send for this shape (fresh sequences, distinct blocks in `order`). */
@@ -323,7 +336,9 @@ export interface CalibrateOptions {
 export interface CalibrationResult {
   profile: CalibratedProfileFile;
   forward: ShapeMeasurement[];
-  forwardFit: RooflineFit;
+  /** The forward pass's fit (its row curve sets step times) and the roofline fit (bandwidth and peak for utilisation). */
+  forwardFit: RowCurveFit;
+  roofline: RooflineFit;
   engineSteps: EngineStepSample[];
   /** How well the whole profile predicts the engine run's step periods. */
   engineCheck: { steps: number; meanRelError: number; medianAbsRelError: number; totalRelError: number };
@@ -440,35 +455,42 @@ export class Calibrator {
     const o = this.o;
     const forward: ShapeMeasurement[] = this.grid.map((g, i) => ({ label: g.label, kind: g.kind, seqs: g.seqs, features: stepFeatures(this.model, g.seqs), ms: trimmedMean(this.samples[i]), samples: this.samples[i] }));
     const engineSteps = this.engineSteps;
-    const gridFit = fitRoofline(forward.map((m) => ({ features: m.features, ms: m.ms })));
-    this.log(`forward fit over the grid: rms error ${(gridFit.rmsRelError * 100).toFixed(1)}%, worst ${(gridFit.maxRelError * 100).toFixed(1)}%`);
-    // The forward model is fitted to the grid and to the forward passes the engine itself timed (the
-    // shapes real traffic makes, under the conditions it runs in), the two weighted equally.
+    // The forward pass is fitted to the grid and to the forward passes the engine itself timed (the
+    // shapes real traffic makes, under the conditions it runs in), the two weighted equally. Step time
+    // comes from a measured row curve (fitRowCurve); the roofline fit gives the bandwidth and peak
+    // the utilisation figures are quoted against.
     const w = forward.length / Math.max(1, engineSteps.length);
-    const forwardFit = fitRoofline([
+    const timed = [
       ...forward.map((m) => ({ features: m.features, ms: m.ms })),
       ...engineSteps.filter((s) => s.runnerMs > 0).map((s) => ({ features: s.features, ms: s.runnerMs, weight: w })),
-    ]);
+    ];
+    const gridFit = fitRowCurve(forward.map((m) => ({ features: m.features, ms: m.ms })), rowKnots(forward));
+    this.log(`forward fit over the grid: rms error ${(gridFit.rmsRelError * 100).toFixed(1)}%, worst ${(gridFit.maxRelError * 100).toFixed(1)}%`);
+    const curveFit = fitRowCurve(timed, rowKnots(timed));
+    const roofline = fitRoofline(timed);
     const overhead = fitEngineOverhead(engineSteps.map((s) => ({ numSeqs: s.features.numSeqs, overheadMs: s.periodMs - s.runnerMs })));
-    this.log(`forward fit over grid and engine: rms error ${(forwardFit.rmsRelError * 100).toFixed(1)}%; engine overhead ${overhead.stepOverheadMs.toFixed(3)} ms + ${overhead.perSeqOverheadUs.toFixed(1)} us/seq`);
+    this.log(`forward fit over grid and engine: rms error ${(curveFit.rmsRelError * 100).toFixed(1)}%; engine overhead ${overhead.stepOverheadMs.toFixed(3)} ms + ${overhead.perSeqOverheadUs.toFixed(1)} us/seq`);
 
     const finite = (x: number, fallback: number) => (Number.isFinite(x) ? x : fallback);
     const hardware: HardwareProfile = {
       memoryGB: round(totalmem() / 1e9, 3),
       // A rate the data never needed (e.g. no step was memory-bound) is left effectively unlimited.
-      bandwidthGBs: round(finite(forwardFit.bandwidthGBs, 1e6), 4),
-      peakTflops: round(finite(forwardFit.peakTflops, 1e6), 6),
+      bandwidthGBs: round(finite(roofline.bandwidthGBs, 1e6), 4),
+      peakTflops: round(finite(roofline.peakTflops, 1e6), 6),
       bandwidthEfficiency: 1,
       computeEfficiency: 1,
-      stepOverheadMs: round(forwardFit.stepOverheadMs + overhead.stepOverheadMs, 4),
-      perSeqOverheadUs: round(forwardFit.perSeqOverheadUs + overhead.perSeqOverheadUs, 3),
-      perTokenUs: round(forwardFit.perTokenUs, 3),
+      // The forward pass's own fixed cost is the curve's value at one row.
+      stepOverheadMs: round(overhead.stepOverheadMs, 4),
+      perSeqOverheadUs: round(curveFit.perSeqOverheadUs + overhead.perSeqOverheadUs, 3),
+      perTokenUs: 0,
       reservedGB: 0,
       kvCacheGB: ENGINE_DEFAULT_KV_BYTES / 1e9,
-      attentionGflops: round(finite(forwardFit.attentionGflops, 1e9), 4),
-      kvBandwidthGBs: round(finite(forwardFit.kvBandwidthGBs, 1e6), 4),
+      attentionGflops: round(finite(curveFit.attentionGflops, 1e9), 4),
+      kvBandwidthGBs: round(finite(curveFit.kvBandwidthGBs, 1e6), 4),
+      rowCurve: curveFit.curve.map(([r, ms]) => [r, round(ms, 4)]),
       source: `stepwise calibrate: ${cpus()[0]?.model?.trim() ?? 'unknown CPU'}, ${this.kernelsName}, ${new Date().toISOString().slice(0, 10)}`,
     };
+    const forwardOnly: HardwareProfile = { ...hardware, stepOverheadMs: 0, perSeqOverheadUs: curveFit.perSeqOverheadUs };
 
     // The whole profile against the engine runs' own step periods: what the simulator will be judged on.
     const rel = engineSteps.map((s) => (costOfFeatures(hardware, s.features).ms - s.periodMs) / s.periodMs);
@@ -503,28 +525,21 @@ export class Calibrator {
           gridOnly: { rmsRelError: round(gridFit.rmsRelError, 4), maxRelError: round(gridFit.maxRelError, 4) },
           shapes: this.grid.length,
           reps: this.reps,
-          rmsRelError: round(forwardFit.rmsRelError, 4),
-          maxRelError: round(forwardFit.maxRelError, 4),
-          memoryBoundShapes: forwardFit.memoryBound,
-          fit: forwardFit,
-          measurements: forward.map((m) => ({ label: m.label, rows: m.features.rows, seqs: m.features.numSeqs, ms: round(m.ms, 4), fittedMs: round(predictForward(forwardFit, m.features), 4) })),
+          rmsRelError: round(curveFit.rmsRelError, 4),
+          maxRelError: round(curveFit.maxRelError, 4),
+          fit: curveFit,
+          roofline,
+          measurements: forward.map((m) => ({ label: m.label, rows: m.features.rows, seqs: m.features.numSeqs, ms: round(m.ms, 4), fittedMs: round(costOfFeatures(forwardOnly, m.features).ms, 4) })),
         },
         engine: { steps: engineSteps.length, overhead, check: engineCheck },
       },
     };
-    return { profile, forward, forwardFit, engineSteps: [...engineSteps], engineCheck };
+    return { profile, forward, forwardFit: curveFit, roofline, engineSteps: [...engineSteps], engineCheck };
   }
 
   async close(): Promise<void> {
     await this.runner.close();
   }
-}
-
-function predictForward(f: RooflineFit, x: StepFeatures): number {
-  const inv = (rate: number, scale: number) => (Number.isFinite(rate) && rate > 0 ? 1e3 / (rate * scale) : 0);
-  const mem = (x.bytes - x.kvBytes) * inv(f.bandwidthGBs, 1e9);
-  const comp = x.linearFlops * inv(f.peakTflops, 1e12);
-  return f.stepOverheadMs + (f.perSeqOverheadUs * x.numSeqs + f.perTokenUs * x.rows) / 1e3 + Math.max(mem, comp) + x.attnFlops * inv(f.attentionGflops, 1e9) + x.kvBytes * inv(f.kvBandwidthGBs, 1e9);
 }
 
 function round(x: number, digits: number): number {

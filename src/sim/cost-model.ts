@@ -42,6 +42,13 @@ export interface HardwareProfile {
    * pass of its own, after the weight GEMMs, so the two do not overlap. Calibrated profiles set it.
    */
   kvBandwidthGBs?: number;
+  /**
+   * When set, the time of a step's per-row work (ms) at given row counts, linear in between — a
+   * measured curve that replaces the roofline max (calibrated CPU profiles: a CPU's GEMMs grow
+   * cheaper per row as the batch grows instead of switching from memory- to compute-bound at one
+   * point). Bandwidth and peak then serve only the utilisation figures.
+   */
+  rowCurve?: Array<[rows: number, ms: number]>;
   source?: string;
 }
 
@@ -163,6 +170,17 @@ export function stepFeatures(m: ModelProfile, seqs: readonly SeqShape[]): StepFe
   };
 }
 
+/** A row curve's value at `rows`: linear between its points, extended along the end segments. */
+export function rowCurveMs(curve: ReadonlyArray<readonly [number, number]>, rows: number): number {
+  if (rows <= 0 || curve.length === 0) return 0;
+  if (curve.length === 1) return (curve[0][1] * rows) / curve[0][0];
+  let i = 1;
+  while (i < curve.length - 1 && rows > curve[i][0]) i++;
+  const [r0, m0] = curve[i - 1];
+  const [r1, m1] = curve[i];
+  return Math.max(0, m0 + ((m1 - m0) * (rows - r0)) / (r1 - r0));
+}
+
 /** Time of a step with these features on this hardware. */
 export function costOfFeatures(hw: HardwareProfile, f: StepFeatures): StepCost {
   if (f.numSeqs === 0) return { ms: 0, memMs: 0, computeMs: 0, attentionMs: 0, overheadMs: 0, flops: 0, bytes: 0 };
@@ -174,7 +192,8 @@ export function costOfFeatures(hw: HardwareProfile, f: StepFeatures): StepCost {
   const attentionMs =
     (separateAttention ? (f.attnFlops / (hw.attentionGflops! * 1e9)) * 1e3 : 0) + (separateKv ? (f.kvBytes / (hw.kvBandwidthGBs! * 1e9)) * 1e3 : 0);
   const overheadMs = hw.stepOverheadMs + (hw.perSeqOverheadUs * f.numSeqs + (hw.perTokenUs ?? 0) * f.rows) / 1e3;
-  const ms = overheadMs + Math.max(memMs, computeMs) + attentionMs;
+  const rowsMs = hw.rowCurve ? rowCurveMs(hw.rowCurve, f.rows) : Math.max(memMs, computeMs);
+  const ms = overheadMs + rowsMs + attentionMs;
   return { ms, memMs, computeMs, attentionMs, overheadMs, flops: f.linearFlops + f.attnFlops, bytes: f.bytes };
 }
 

@@ -7,7 +7,7 @@
 // solve the then-linear problem by non-negative least squares (a rate cannot be negative), and
 // repeat until no measurement changes side. Errors are relative (each row divided by its measured
 // time), so a 2 ms step counts as much as a 200 ms one — the simulator needs both right.
-import type { StepFeatures } from './cost-model.js';
+import { rowCurveMs, type StepFeatures } from './cost-model.js';
 
 /** The fitted parameters, in the cost model's units. */
 export interface RooflineFit {
@@ -199,4 +199,119 @@ export function fitEngineOverhead(data: ReadonlyArray<{ numSeqs: number; overhea
   if (rows.length === 1) return { stepOverheadMs: b[0] / rows[0][0], perSeqOverheadUs: 0 };
   const x = nnls(rows, b);
   return { stepOverheadMs: x[0], perSeqOverheadUs: x[1] * 1e3 };
+}
+
+/**
+ * Non-negative least squares by the Lawson–Hanson active-set method, for problems with more
+ * columns than subset enumeration can take. Solves min |A x - b|^2 subject to x >= 0.
+ */
+export function nnlsActiveSet(A0: readonly number[][], b: readonly number[], maxIterations = 500): number[] {
+  const n = A0[0]?.length ?? 0;
+  if (n === 0) throw new FitError('nnls needs at least one column');
+  // Columns are rescaled to a largest entry of 1 (FLOPs and bytes are ~1e9 where counts are ~1), so
+  // the normal equations stay well conditioned; the solution is scaled back at the end.
+  const colScale = Array.from({ length: n }, (_, j) => Math.max(...A0.map((row) => Math.abs(row[j]))) || 1);
+  const A = A0.map((row) => row.map((v, j) => v / colScale[j]));
+  const x = new Array<number>(n).fill(0);
+  const passive = new Array<boolean>(n).fill(false);
+  const gradient = (): number[] => {
+    // w = A^T (b - A x)
+    const w = new Array<number>(n).fill(0);
+    for (let r = 0; r < A.length; r++) {
+      let res = b[r];
+      for (let j = 0; j < n; j++) res -= A[r][j] * x[j];
+      for (let j = 0; j < n; j++) w[j] += A[r][j] * res;
+    }
+    return w;
+  };
+  const scale = Math.max(1e-300, ...A.map((row) => Math.max(...row.map(Math.abs))));
+  const tol = 1e-12 * scale * scale * A.length;
+  for (let it = 0; it < maxIterations; it++) {
+    const w = gradient();
+    let best = -1;
+    for (let j = 0; j < n; j++) if (!passive[j] && w[j] > tol && (best < 0 || w[j] > w[best])) best = j;
+    if (best < 0) break;
+    passive[best] = true;
+    // Inner loop: solve on the passive set; step back while some passive coefficient goes negative.
+    for (let inner = 0; inner < maxIterations; inner++) {
+      const cols = passive.flatMap((p, j) => (p ? [j] : []));
+      const z = leastSquares(A, b, cols);
+      if (!z) {
+        passive[best] = false;
+        break;
+      }
+      if (z.every((v) => v > 0)) {
+        cols.forEach((c, i) => (x[c] = z[i]));
+        break;
+      }
+      let alpha = Infinity;
+      cols.forEach((c, i) => {
+        if (z[i] <= 0) alpha = Math.min(alpha, x[c] / (x[c] - z[i]));
+      });
+      cols.forEach((c, i) => {
+        x[c] += alpha * (z[i] - x[c]);
+        if (x[c] <= 1e-15 * Math.max(1, Math.abs(z[i]))) {
+          x[c] = 0;
+          passive[c] = false;
+        }
+      });
+    }
+  }
+  return x.map((v, j) => v / colScale[j]);
+}
+
+/** A measured curve: step time of the per-row work (ms) at each row count, linear in between. */
+export type RowCurve = Array<[rows: number, ms: number]>;
+
+export interface RowCurveFit {
+  curve: RowCurve;
+  perSeqOverheadUs: number;
+  attentionGflops: number;
+  kvBandwidthGBs: number;
+  rmsRelError: number;
+  maxRelError: number;
+}
+
+/** The weight of each knot in the interpolated value at `rows` (two neighbouring knots, or the end segment). */
+function knotWeights(knots: readonly number[], rows: number): number[] {
+  const w = new Array<number>(knots.length).fill(0);
+  let i = 1;
+  while (i < knots.length - 1 && rows > knots[i]) i++;
+  const t = (rows - knots[i - 1]) / (knots[i] - knots[i - 1]);
+  w[i - 1] = 1 - t;
+  w[i] = t;
+  return w;
+}
+
+/**
+ * Fits t = curve(rows) + perSeq·seqs + attnFlops/attnRate + kvBytes/kvBandwidth, with the curve's
+ * values at `knots` (row counts) free: a measured curve where the roofline's max() is too coarse — a
+ * CPU's GEMMs get cheaper per row as the batch grows (tiles fill up, loaded weights serve more rows)
+ * rather than switching from memory-bound to compute-bound at one point. Linear in every unknown, so
+ * solved by non-negative least squares on relative errors.
+ */
+export function fitRowCurve(data: readonly TimedFeatures[], knots: readonly number[]): RowCurveFit {
+  if (data.length < knots.length + 3) throw new FitError(`fitting a ${knots.length}-point row curve needs at least ${knots.length + 3} measured steps, got ${data.length}`);
+  if (knots.length < 2 || knots.some((k, i) => !(k > 0) || (i > 0 && k <= knots[i - 1]))) throw new FitError('row-curve knots must be at least two increasing positive row counts');
+  for (const d of data) if (!(d.ms > 0 && Number.isFinite(d.ms))) throw new FitError(`measured step time must be a positive number of ms, got ${d.ms}`);
+  const A = data.map((d) => {
+    const s = Math.sqrt(d.weight ?? 1) / d.ms;
+    const f = d.features;
+    return [...knotWeights(knots, f.rows), f.numSeqs, f.attnFlops, f.kvBytes].map((v) => v * s);
+  });
+  const x = nnlsActiveSet(A, data.map((d) => Math.sqrt(d.weight ?? 1)));
+  const k = knots.length;
+  const curve: RowCurve = knots.map((r, i) => [r, x[i]]);
+  const predict = (f: StepFeatures) => rowCurveMs(curve, f.rows) + x[k] * f.numSeqs + x[k + 1] * f.attnFlops + x[k + 2] * f.kvBytes;
+  let sq = 0;
+  let worst = 0;
+  let weights = 0;
+  for (const d of data) {
+    const e = (predict(d.features) - d.ms) / d.ms;
+    sq += (d.weight ?? 1) * e * e;
+    weights += d.weight ?? 1;
+    worst = Math.max(worst, Math.abs(e));
+  }
+  const rate = (perUnitMs: number, scale: number) => (perUnitMs > 0 ? 1e3 / perUnitMs / scale : Infinity);
+  return { curve, perSeqOverheadUs: x[k] * 1e3, attentionGflops: rate(x[k + 1], 1e9), kvBandwidthGBs: rate(x[k + 2], 1e9), rmsRelError: Math.sqrt(sq / weights), maxRelError: worst };
 }

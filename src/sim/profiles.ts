@@ -49,6 +49,14 @@ export function validateHardware(v: unknown, where: string): HardwareProfile {
   }
   if (v.attentionGflops === 0) throw new ProfileError(`${where}: attentionGflops must be greater than 0 when given`);
   if (v.kvBandwidthGBs === 0) throw new ProfileError(`${where}: kvBandwidthGBs must be greater than 0 when given`);
+  if (v.rowCurve !== undefined) {
+    const c = v.rowCurve;
+    const ok =
+      Array.isArray(c) &&
+      c.length >= 1 &&
+      c.every((p, i) => Array.isArray(p) && p.length === 2 && typeof p[0] === 'number' && typeof p[1] === 'number' && p[0] > 0 && Number.isFinite(p[0]) && p[1] >= 0 && Number.isFinite(p[1]) && (i === 0 || p[0] > (c[i - 1] as number[])[0]));
+    if (!ok) throw new ProfileError(`${where}: rowCurve must be a list of [rows, ms] pairs with rows > 0 increasing and ms >= 0, got ${JSON.stringify(c).slice(0, 120)}`);
+  }
   return v as unknown as HardwareProfile;
 }
 

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { calibrationGrid, trimmedMean } from '../../src/sim/calibration.js';
+import { calibrationGrid, rowKnots, trimmedMean } from '../../src/sim/calibration.js';
 import { runCalibrate } from '../../src/cli/calibrate.js';
 import { runSimulate } from '../../src/cli/simulate.js';
 import { UsageError } from '../../src/cli/usage-error.js';
@@ -29,6 +29,15 @@ test('the grid covers decode batches, prefill chunks and mixed steps, within the
   assert.ok(small.every((g) => g.seqs.reduce((n, s) => n + s.contextLen, 0) <= 2048 && g.seqs.reduce((n, s) => n + s.numTokens, 0) <= 512));
   assert.deepEqual(small.filter((g) => g.kind === 'prefill').map((g) => g.label), ['prefill 16', 'prefill 128', 'prefill 4x128'], 'prompts longer than the context or the budget are left out');
   assert.ok(small.length >= 8 && small.length < grid.length);
+});
+
+test('row-curve points: powers of two up to the most rows measured, thinned when measurements are few', () => {
+  const data = (rows: number[]) => rows.map((r) => ({ features: { rows: r } as never }));
+  const many = data([...Array.from({ length: 60 }, (_, i) => 1 + i), 1500]);
+  assert.deepEqual(rowKnots(many), [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 1500]);
+  const few = rowKnots(data([1, 2, 4, 8, 16, 32, 64, 2048]));
+  assert.ok(few.length + 3 <= 8 && few[0] === 1 && few[few.length - 1] === 2048, JSON.stringify(few));
+  assert.deepEqual(rowKnots(data([1, 1, 1, 1, 1, 1])), [1, 2]);
 });
 
 test('trimmed mean drops the fastest and the slowest sample', () => {
@@ -63,6 +72,10 @@ test('calibrate --quick on a real model writes a profile the simulator runs with
   assert.equal(profile.model.kvBytes, 4);
   assert.ok(h.bandwidthGBs > 0 && h.peakTflops > 0 && (h.attentionGflops ?? 0) > 0);
   assert.ok(h.stepOverheadMs >= 0 && h.perSeqOverheadUs >= 0);
+  // Step time comes from the measured row curve: points from 1 row up to the most rows measured.
+  assert.ok(h.rowCurve && h.rowCurve.length >= 4 && h.rowCurve[0][0] === 1, JSON.stringify(h.rowCurve));
+  assert.ok(h.rowCurve.every(([r, ms], i) => ms >= 0 && (i === 0 || r > h.rowCurve![i - 1][0])));
+  assert.match(out, /per-row work: 1:/);
   const cal = profile.calibration as { passes: number; forward: { reps: number; measurements: unknown[] }; engine: { steps: number; check: { totalRelError: number } } };
   assert.ok(cal.forward.measurements.length >= 8);
   // Two passes pooled: both engine runs' steps (8 requests of 8..64 tokens: each run alone takes

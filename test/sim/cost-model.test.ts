@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { blockParams, costOfFeatures, kvBytesPerToken, kvCapacityTokens, stepCost, stepFeatures, totalParams, type HardwareProfile, type SeqShape } from '../../src/sim/cost-model.js';
+import { blockParams, costOfFeatures, kvBytesPerToken, kvCapacityTokens, rowCurveMs, stepCost, stepFeatures, totalParams, type HardwareProfile, type SeqShape } from '../../src/sim/cost-model.js';
 import { HARDWARE, MODELS } from '../../src/sim/profiles.js';
 import { seqShape, stepShape, CostModelTimer } from '../../src/sim/step-time.js';
 import type { SchedulerOutput } from '../../src/engine/types.js';
@@ -88,6 +88,19 @@ test('a CPU-style profile adds attention outside the roofline max and a per-row 
   close(kv.memMs, ((long.bytes - long.kvBytes) / 2039e9) * 1e3);
   close(kv.attentionMs, plain.attentionMs + (long.kvBytes / 50e9) * 1e3);
   assert.ok(plain.memMs > kv.memMs);
+});
+
+test('a measured row curve replaces the roofline max: linear between its points, extended past its ends', () => {
+  const curve: Array<[number, number]> = [[1, 2], [4, 3], [16, 9]];
+  assert.equal(rowCurveMs(curve, 1), 2);
+  assert.equal(rowCurveMs(curve, 2), 2 + 1 / 3);
+  assert.equal(rowCurveMs(curve, 10), 6);
+  assert.equal(rowCurveMs(curve, 32), 17, 'beyond the last point: along the last segment');
+  assert.equal(rowCurveMs(curve, 0), 0);
+  const cpu: HardwareProfile = { ...a100, attentionGflops: 10, kvBandwidthGBs: 50, rowCurve: curve };
+  const f = stepFeatures(llama7b, Array.from({ length: 10 }, () => ({ numTokens: 1, contextLen: 100, sample: true })));
+  const c = costOfFeatures(cpu, f);
+  close(c.ms, cpu.stepOverheadMs + (10 * cpu.perSeqOverheadUs) / 1e3 + 6 + c.attentionMs);
 });
 
 test('more work never makes a step cheaper (more rows, longer contexts, more sequences)', () => {

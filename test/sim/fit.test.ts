@@ -2,7 +2,7 @@
 // known profile from step times it generated (exactly without noise, closely with noise).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { nnls, fitRoofline, fitEngineOverhead, FitError } from '../../src/sim/fit.js';
+import { nnls, nnlsActiveSet, fitRoofline, fitRowCurve, fitEngineOverhead, FitError } from '../../src/sim/fit.js';
 import { costOfFeatures, stepFeatures, type HardwareProfile, type ModelProfile, type SeqShape } from '../../src/sim/cost-model.js';
 import { SeededRng } from '../../src/bench/rng.js';
 
@@ -85,4 +85,35 @@ test('engine overhead: a line through the median per batch size, unmoved by load
   const o = fitEngineOverhead(data);
   assert.ok(Math.abs(o.stepOverheadMs - 0.2) < 1e-9, `overhead ${o.stepOverheadMs}`);
   assert.ok(Math.abs(o.perSeqOverheadUs - 25) < 1e-6, `per seq ${o.perSeqOverheadUs}`);
+});
+
+test('the active-set NNLS finds the same optimum as subset enumeration, badly scaled columns included', () => {
+  const rng = new SeededRng(5);
+  const sq = (A: number[][], b: number[], x: number[]) => A.reduce((s, row, i) => s + (row.reduce((q, a, j) => q + a * x[j], 0) - b[i]) ** 2, 0);
+  for (let t = 0; t < 30; t++) {
+    // Column scales like the fits': counts ~1, FLOPs ~1e9, bytes ~1e7.
+    const scales = [1, 1e9, 1e7, 1, 3e-2, 1e5];
+    const A = Array.from({ length: 25 }, () => scales.map((s) => s * rng.next()));
+    const b = A.map(() => 2 * rng.next() - 0.5);
+    const enumerated = sq(A, b, nnls(A, b));
+    const x = nnlsActiveSet(A, b);
+    assert.ok(x.every((v) => v >= 0));
+    assert.ok(Math.abs(sq(A, b, x) - enumerated) <= 1e-9 * (1 + enumerated), `problem ${t}: ${sq(A, b, x)} vs ${enumerated}`);
+  }
+});
+
+test('the row-curve fit recovers a measured curve, the per-sequence cost and attention rates from noise-free steps', () => {
+  const curve: Array<[number, number]> = [[1, 2], [2, 2.1], [4, 2.3], [8, 3], [16, 4.4], [32, 7], [64, 12], [256, 40], [512, 80], [1024, 170]];
+  const hw: HardwareProfile = { ...truth, stepOverheadMs: 0, rowCurve: curve };
+  const data = [...shapes(), [{ numTokens: 1024, contextLen: 1024, sample: true }], [{ numTokens: 32, contextLen: 32, sample: true }]].map((s) => ({ features: stepFeatures(model, s), ms: costOfFeatures(hw, stepFeatures(model, s)).ms }));
+  const f = fitRowCurve(data, curve.map(([r]) => r));
+  assert.ok(f.rmsRelError < 1e-6, `rms error ${f.rmsRelError}`);
+  const rel = (a: number, b: number) => Math.abs(a - b) / b;
+  assert.ok(rel(f.perSeqOverheadUs, 20) < 1e-3, `per seq ${f.perSeqOverheadUs}`);
+  assert.ok(rel(f.attentionGflops, 6) < 1e-3, `attention ${f.attentionGflops}`);
+  assert.ok(rel(f.kvBandwidthGBs, 20) < 1e-3, `KV reads ${f.kvBandwidthGBs}`);
+  // Every point comes back: each has measurements at or around its row count.
+  for (const [r, ms] of curve) assert.ok(Math.abs(f.curve.find(([k]) => k === r)![1] - ms) < 1e-6, `curve at ${r}`);
+  assert.throws(() => fitRowCurve(data.slice(0, 5), [1, 2, 4]), /needs at least 6 measured steps/);
+  assert.throws(() => fitRowCurve(data, [4, 2]), /increasing positive row counts/);
 });
