@@ -135,9 +135,16 @@ for (let round = 0; round < numRounds; round++) {
 // The profile: fitted to every calibration pass.
 let profile: CalibratedProfileFile;
 if (cal) {
-  profile = cal.fit().profile;
+  const fitted = cal.fit();
+  profile = fitted.profile;
   await cal.close();
   writeFileSync(join(outDir, 'profile.json'), JSON.stringify(profile, null, 2) + '\n');
+  // The raw measurements behind the profile, to refit offline when studying the cost model.
+  const samples = {
+    forward: fitted.forward.map((m) => ({ label: m.label, seqs: m.seqs, samples: m.samples })),
+    engine: fitted.engineSteps.map(({ features: _f, ...s }) => s),
+  };
+  writeFileSync(join(outDir, 'calibration-samples.json'), JSON.stringify(samples) + '\n');
 } else profile = provisional!;
 
 // The table: per cell, the mean of the real runs (with its standard error) and the simulation.

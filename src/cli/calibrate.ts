@@ -13,8 +13,9 @@ const HELP = `Usage: stepwise calibrate --model FILE [options]
 
 Times the engine on this machine over a grid of batch shapes (decode batches of 1..64 sequences at
 several context lengths, prefill chunks of 16..512 tokens, mixed batches), runs the real engine
-briefly to measure its per-step overhead, fits the cost model's parameters (bandwidth, peak,
-attention rate, overheads) by least squares, and writes a profile for stepwise simulate:
+briefly, fits the cost model to both by non-negative least squares (a measured curve of the
+per-row work against the batch's rows, per-sequence cost, attention and KV-read rates, the engine's
+per-step overhead), and writes a profile for stepwise simulate:
 
   stepwise calibrate --model small.gguf --out cpu.json
   stepwise simulate --hardware-file cpu.json --compare none,static,continuous
@@ -90,6 +91,7 @@ export async function runCalibrate(argv: string[], out: { write(s: string): unkn
   out.write(`  bandwidth ${h.bandwidthGBs.toFixed(2)} GB/s, peak ${(h.peakTflops * 1e3).toFixed(2)} GFLOP/s, attention ${h.attentionGflops?.toFixed(2)} GFLOP/s\n`);
   out.write(`  overhead ${h.stepOverheadMs.toFixed(3)} ms/step + ${h.perSeqOverheadUs.toFixed(1)} us/sequence + ${(h.perTokenUs ?? 0).toFixed(1)} us/row\n`);
   if (h.rowCurve) out.write(`  per-row work: ${h.rowCurve.map(([rows, ms]) => `${rows}:${ms.toFixed(2)}`).join(' ')} (rows:ms)\n`);
+  if (h.coldStepFactor !== undefined) out.write(`  a step on an idle engine: ${h.coldStepFactor.toFixed(2)}x\n`);
   out.write(`  forward fit over ${r.forward.length} shapes: rms error ${(r.forwardFit.rmsRelError * 100).toFixed(1)}%, worst ${(r.forwardFit.maxRelError * 100).toFixed(1)}%\n`);
   out.write(`  engine run: ${r.engineCheck.steps} steps, predicted total time off by ${(r.engineCheck.totalRelError * 100).toFixed(1)}%\n`);
   out.write(`\nnext: stepwise simulate --hardware-file ${values.out ?? 'cpu-profile.json'} --compare none,static,continuous\n`);

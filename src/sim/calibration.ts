@@ -31,7 +31,7 @@ import type { Tokenizer } from '../model/tokenizer-types.js';
 import { tokenizerFromGguf } from '../model/tokenizer.js';
 import { buildWorkload } from '../bench/workload.js';
 import { SeededRng } from '../bench/rng.js';
-import { costOfFeatures, stepFeatures, type HardwareProfile, type ModelProfile, type SeqShape, type StepFeatures } from './cost-model.js';
+import { COLD_AFTER_IDLE_MS, costOfFeatures, stepFeatures, type HardwareProfile, type ModelProfile, type SeqShape, type StepFeatures } from './cost-model.js';
 import { FitError, fitEngineOverhead, fitRoofline, fitRowCurve, type RooflineFit, type RowCurveFit } from './fit.js';
 import { modelProfileFromWeights } from './model-profile.js';
 import { stepShape } from './step-time.js';
@@ -217,10 +217,14 @@ export interface EngineStepSample {
   /** The step's batch, as the scheduler sent it. */
   shape: SeqShape[];
   features: StepFeatures;
-  /** Step start to the next step's start. */
+  /** Step start to the next step's start (NaN when the engine sat idle before the next step). */
   periodMs: number;
   /** The runner's own forward + sampling time. */
   runnerMs: number;
+  /** The engine's whole step: schedule, execute (the hop to the worker and back), update. */
+  totalMs: number;
+  /** How long the engine sat idle before this step (Infinity for a run's first step). */
+  idleBeforeMs: number;
 }
 
 /** A runner wrapper that remembers the shape of every step it executes (by step number). */
@@ -251,8 +255,9 @@ export interface EngineMeasureOptions {
 
 /**
  * Runs a short offline workload through the real Engine under each batching policy (continuous with
- * up to 32 sequences, static batches of 16, then a few requests one at a time) and returns every step
- * that was followed by another — its period covers everything the engine does per step.
+ * up to 32 sequences, static batches of 16, then a few requests one at a time), then a few requests
+ * with idle gaps between them (continuous; each one's first step starts on an idle engine), and
+ * returns every step with its period (start to the next step's start, when the next followed at once).
  */
 export async function measureEngineSteps(o: EngineMeasureOptions): Promise<EngineStepSample[]> {
   const samples: EngineStepSample[] = [];
@@ -269,8 +274,8 @@ export async function measureEngineSteps(o: EngineMeasureOptions): Promise<Engin
     { vocabSize: o.config.vocabSize, bosId: 1, maxModelLen: maxLen },
   );
   const n = workload.requests.length;
-  const runs = [['continuous', 32, n], ['static', 16, Math.min(n, 32)], ['none', 1, Math.min(4, n)]] as const;
-  for (const [policy, maxNumSeqs, count] of runs) {
+  const runs = [['continuous', 32, n, false], ['static', 16, Math.min(n, 32), false], ['none', 1, Math.min(4, n), false], ['continuous', 32, Math.min(10, n), true]] as const;
+  for (const [policy, maxNumSeqs, count, sparse] of runs) {
     const inner = await WorkerModelRunner.create({ modelPath: o.modelPath, backend: o.backend, threads: o.threads, numBlocks: o.numBlocks, blockSize: o.blockSize, eogIds: [] });
     const runner = new ShapeRecordingRunner(inner);
     const engine = new Engine(runner, {
@@ -290,19 +295,37 @@ export async function measureEngineSteps(o: EngineMeasureOptions): Promise<Engin
       // Warm-up: the worker's first steps pay for JIT and page faults.
       await drain(engine, [[1, 5, 6, 7]], 4);
       steps.length = 0;
-      await drain(engine, workload.requests.slice(0, count).map((r) => r.promptTokenIds), 0, workload.requests.map((r) => r.outputLen));
+      if (!sparse) await drain(engine, workload.requests.slice(0, count).map((r) => r.promptTokenIds), 0, workload.requests.map((r) => r.outputLen));
+      else {
+        for (const r of workload.requests.slice(0, count)) {
+          await new Promise((resolve) => setTimeout(resolve, IDLE_GAP_MS));
+          await drain(engine, [r.promptTokenIds], 8);
+        }
+      }
     } finally {
       off();
       await engine.close();
     }
-    for (let i = 0; i + 1 < steps.length; i++) {
+    const idleBefore = (i: number) => (i === 0 ? Infinity : steps[i].startMs - (steps[i - 1].startMs + steps[i - 1].totalMs));
+    for (let i = 0; i < steps.length; i++) {
       const shape = runner.shapes.get(steps[i].step);
       if (!shape || steps[i].error) continue;
-      samples.push({ shape, features: stepFeatures(o.model, shape), periodMs: steps[i + 1].startMs - steps[i].startMs, runnerMs: steps[i].forwardMs + steps[i].sampleMs });
+      const followed = i + 1 < steps.length && idleBefore(i + 1) <= COLD_AFTER_IDLE_MS;
+      samples.push({
+        shape,
+        features: stepFeatures(o.model, shape),
+        periodMs: followed ? steps[i + 1].startMs - steps[i].startMs : NaN,
+        runnerMs: steps[i].forwardMs + steps[i].sampleMs,
+        totalMs: steps[i].totalMs,
+        idleBeforeMs: idleBefore(i),
+      });
     }
   }
   return samples;
 }
+
+/** Idle time before each request of the sparse engine run: long enough for the worker to go to sleep. */
+const IDLE_GAP_MS = 25;
 
 async function drain(engine: Engine, prompts: number[][], fixedLen: number, lens?: number[]): Promise<void> {
   const streams = prompts.map((p, i) =>
@@ -459,16 +482,18 @@ export class Calibrator {
     // shapes real traffic makes, under the conditions it runs in), the two weighted equally. Step time
     // comes from a measured row curve (fitRowCurve); the roofline fit gives the bandwidth and peak
     // the utilisation figures are quoted against.
-    const w = forward.length / Math.max(1, engineSteps.length);
+    // Steps on an idle engine are priced by coldStepFactor below, not here.
+    const warm = engineSteps.filter((s) => s.idleBeforeMs <= COLD_AFTER_IDLE_MS);
+    const w = forward.length / Math.max(1, warm.length);
     const timed = [
       ...forward.map((m) => ({ features: m.features, ms: m.ms })),
-      ...engineSteps.filter((s) => s.runnerMs > 0).map((s) => ({ features: s.features, ms: s.runnerMs, weight: w })),
+      ...warm.filter((s) => s.runnerMs > 0).map((s) => ({ features: s.features, ms: s.runnerMs, weight: w })),
     ];
     const gridFit = fitRowCurve(forward.map((m) => ({ features: m.features, ms: m.ms })), rowKnots(forward));
     this.log(`forward fit over the grid: rms error ${(gridFit.rmsRelError * 100).toFixed(1)}%, worst ${(gridFit.maxRelError * 100).toFixed(1)}%`);
     const curveFit = fitRowCurve(timed, rowKnots(timed));
     const roofline = fitRoofline(timed);
-    const overhead = fitEngineOverhead(engineSteps.map((s) => ({ numSeqs: s.features.numSeqs, overheadMs: s.periodMs - s.runnerMs })));
+    const overhead = fitEngineOverhead(warm.filter((s) => Number.isFinite(s.periodMs)).map((s) => ({ numSeqs: s.features.numSeqs, overheadMs: s.periodMs - s.runnerMs })));
     this.log(`forward fit over grid and engine: rms error ${(curveFit.rmsRelError * 100).toFixed(1)}%; engine overhead ${overhead.stepOverheadMs.toFixed(3)} ms + ${overhead.perSeqOverheadUs.toFixed(1)} us/seq`);
 
     const finite = (x: number, fallback: number) => (Number.isFinite(x) ? x : fallback);
@@ -491,13 +516,20 @@ export class Calibrator {
       source: `stepwise calibrate: ${cpus()[0]?.model?.trim() ?? 'unknown CPU'}, ${this.kernelsName}, ${new Date().toISOString().slice(0, 10)}`,
     };
     const forwardOnly: HardwareProfile = { ...hardware, stepOverheadMs: 0, perSeqOverheadUs: curveFit.perSeqOverheadUs };
+    // A step on an idle engine against steps that follow one another: the ratio of how far each
+    // group's measured time is above the warm profile's prediction (schedule to update, both).
+    const cold = engineSteps.filter((s) => s.idleBeforeMs > COLD_AFTER_IDLE_MS && Number.isFinite(s.idleBeforeMs));
+    const over = (xs: EngineStepSample[]) => xs.reduce((n, s) => n + s.totalMs, 0) / xs.reduce((n, s) => n + costOfFeatures(hardware, s.features).ms, 0);
+    if (cold.length >= 5 && warm.length >= 5) hardware.coldStepFactor = round(Math.max(1, over(cold) / over(warm)), 4);
+    this.log(`steps on an idle engine: ${cold.length}, ${hardware.coldStepFactor !== undefined ? `${hardware.coldStepFactor}x the time of a step that follows another` : 'too few to measure'}`);
 
     // The whole profile against the engine runs' own step periods: what the simulator will be judged on.
-    const rel = engineSteps.map((s) => (costOfFeatures(hardware, s.features).ms - s.periodMs) / s.periodMs);
-    const predictedTotal = engineSteps.reduce((n, s) => n + costOfFeatures(hardware, s.features).ms, 0);
-    const measuredTotal = engineSteps.reduce((n, s) => n + s.periodMs, 0);
+    const periods = warm.filter((s) => Number.isFinite(s.periodMs));
+    const rel = periods.map((s) => (costOfFeatures(hardware, s.features).ms - s.periodMs) / s.periodMs);
+    const predictedTotal = periods.reduce((n, s) => n + costOfFeatures(hardware, s.features).ms, 0);
+    const measuredTotal = periods.reduce((n, s) => n + s.periodMs, 0);
     const engineCheck = {
-      steps: engineSteps.length,
+      steps: periods.length,
       meanRelError: rel.reduce((a, b) => a + b, 0) / Math.max(1, rel.length),
       medianAbsRelError: rel.length ? median(rel.map(Math.abs)) : 0,
       totalRelError: measuredTotal > 0 ? (predictedTotal - measuredTotal) / measuredTotal : 0,

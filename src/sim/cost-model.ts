@@ -49,8 +49,17 @@ export interface HardwareProfile {
    * point). Bandwidth and peak then serve only the utilisation figures.
    */
   rowCurve?: Array<[rows: number, ms: number]>;
+  /**
+   * When set, a step that starts after the engine sat idle for longer than COLD_AFTER_IDLE_MS takes
+   * this many times as long: while a CPU engine waits, other work takes its caches and the core
+   * clocks down. Calibrated CPU profiles measure it; GPU profiles leave it unset (1).
+   */
+  coldStepFactor?: number;
   source?: string;
 }
+
+/** Idle time after which a step counts as cold (coldStepFactor applies). */
+export const COLD_AFTER_IDLE_MS = 1;
 
 /** The shape of a Llama-family model, and the bytes its weights and KV cache take at the serving dtype. */
 export interface ModelProfile {
@@ -181,8 +190,8 @@ export function rowCurveMs(curve: ReadonlyArray<readonly [number, number]>, rows
   return Math.max(0, m0 + ((m1 - m0) * (rows - r0)) / (r1 - r0));
 }
 
-/** Time of a step with these features on this hardware. */
-export function costOfFeatures(hw: HardwareProfile, f: StepFeatures): StepCost {
+/** Time of a step with these features on this hardware, `idleMs` after the previous step ended. */
+export function costOfFeatures(hw: HardwareProfile, f: StepFeatures, idleMs = 0): StepCost {
   if (f.numSeqs === 0) return { ms: 0, memMs: 0, computeMs: 0, attentionMs: 0, overheadMs: 0, flops: 0, bytes: 0 };
   const separateKv = hw.kvBandwidthGBs !== undefined;
   const memMs = ((separateKv ? f.bytes - f.kvBytes : f.bytes) / (hw.bandwidthGBs * 1e9 * hw.bandwidthEfficiency)) * 1e3;
@@ -193,7 +202,8 @@ export function costOfFeatures(hw: HardwareProfile, f: StepFeatures): StepCost {
     (separateAttention ? (f.attnFlops / (hw.attentionGflops! * 1e9)) * 1e3 : 0) + (separateKv ? (f.kvBytes / (hw.kvBandwidthGBs! * 1e9)) * 1e3 : 0);
   const overheadMs = hw.stepOverheadMs + (hw.perSeqOverheadUs * f.numSeqs + (hw.perTokenUs ?? 0) * f.rows) / 1e3;
   const rowsMs = hw.rowCurve ? rowCurveMs(hw.rowCurve, f.rows) : Math.max(memMs, computeMs);
-  const ms = overheadMs + rowsMs + attentionMs;
+  const cold = hw.coldStepFactor !== undefined && idleMs > COLD_AFTER_IDLE_MS ? hw.coldStepFactor : 1;
+  const ms = (overheadMs + rowsMs + attentionMs) * cold;
   return { ms, memMs, computeMs, attentionMs, overheadMs, flops: f.linearFlops + f.attnFlops, bytes: f.bytes };
 }
 

@@ -26,7 +26,7 @@ export interface CalibratedProfileFile {
 }
 
 const HW_REQUIRED = ['memoryGB', 'bandwidthGBs', 'peakTflops', 'bandwidthEfficiency', 'computeEfficiency', 'stepOverheadMs', 'perSeqOverheadUs', 'reservedGB'] as const;
-const HW_OPTIONAL = ['perTokenUs', 'kvCacheGB', 'attentionGflops', 'kvBandwidthGBs'] as const;
+const HW_OPTIONAL = ['perTokenUs', 'kvCacheGB', 'attentionGflops', 'kvBandwidthGBs', 'coldStepFactor'] as const;
 const MODEL_INTS = ['dim', 'hiddenDim', 'nLayers', 'nHeads', 'nKvHeads', 'vocabSize', 'contextLength'] as const;
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -48,6 +48,7 @@ export function validateHardware(v: unknown, where: string): HardwareProfile {
     if ((v[k] as number) <= 0) throw new ProfileError(`${where}: ${k} must be greater than 0`);
   }
   if (v.attentionGflops === 0) throw new ProfileError(`${where}: attentionGflops must be greater than 0 when given`);
+  if (v.coldStepFactor !== undefined && (v.coldStepFactor as number) < 1) throw new ProfileError(`${where}: coldStepFactor must be at least 1 when given, got ${v.coldStepFactor}`);
   if (v.kvBandwidthGBs === 0) throw new ProfileError(`${where}: kvBandwidthGBs must be greater than 0 when given`);
   if (v.rowCurve !== undefined) {
     const c = v.rowCurve;

@@ -131,7 +131,7 @@ export function simulatePolicy(workload: Workload, policy: BatchingPolicy, o: Pi
   const timer = new CostModelTimer(o.hardware, o.model);
   const acc = new StepAccumulator(slotCapacity(policy, sched.maxNumSeqs, sched.staticBatchSize));
   const t0 = performance.now();
-  const run = simulate({ requests: workload.requests, scheduler: sched, stepTimeMs: (out) => timer.stepTimeMs(out), keepSteps: o.keepSteps ?? true, onStep: (r) => acc.add(r) });
+  const run = simulate({ requests: workload.requests, scheduler: sched, stepTimeMs: (out, ctx) => timer.stepTimeMs(out, ctx.idleMs), keepSteps: o.keepSteps ?? true, onStep: (r) => acc.add(r) });
   const wallMs = performance.now() - t0;
   const metrics = computeMetrics(run.records, run.durationMs);
   const util = timer.utilization(run.durationMs);

@@ -34,8 +34,12 @@ export type SimSchedulerOptions = Omit<SchedulerOptions, 'tokenizer' | 'eogIds' 
 export interface SimulationOptions {
   requests: readonly SimRequest[];
   scheduler: SimSchedulerOptions;
-  /** Virtual milliseconds one step takes (the cost model), given what the scheduler decided. */
-  stepTimeMs: (out: SchedulerOutput) => number;
+  /**
+   * Virtual milliseconds one step takes (the cost model), given what the scheduler decided and how
+   * long the engine sat idle before it (0 when it follows another step at once; Infinity for the
+   * first step of the run).
+   */
+  stepTimeMs: (out: SchedulerOutput, ctx: StepContext) => number;
   /** Produces the sampled tokens (default: SimulatedTokenRunner). */
   runner?: SyncRunner;
   /**
@@ -58,6 +62,12 @@ export interface SimulationOptions {
   onStep?: (record: StepRecord, out: SchedulerOutput) => void;
   /** Stop with SimulationError after this many steps (default 50 million: a runaway guard). */
   maxSteps?: number;
+}
+
+/** What the step-time function knows about a step besides its batch. */
+export interface StepContext {
+  /** Virtual milliseconds since the previous step ended (Infinity before the first step). */
+  idleMs: number;
 }
 
 export interface SimulationResult {
@@ -151,6 +161,7 @@ export function simulate(opts: SimulationOptions): SimulationResult {
   let now = 0;
   let next = 0;
   let numSteps = 0;
+  let lastStepEnd = -Infinity;
   for (;;) {
     while (next < order.length && order[next].arrivalMs <= now) arrive(order[next++]);
     if (!sched.hasWork()) {
@@ -170,12 +181,13 @@ export function simulate(opts: SimulationOptions): SimulationResult {
       continue;
     }
     if (++numSteps > maxSteps) throw new SimulationError(`simulation exceeded ${maxSteps} steps at ${now.toFixed(3)} ms of virtual time`);
-    const dt = opts.stepTimeMs(out);
+    const dt = opts.stepTimeMs(out, { idleMs: now - lastStepEnd });
     if (!(Number.isFinite(dt) && dt >= 0)) throw new SimulationError(`step ${out.step}: step time must be a finite number of ms >= 0, got ${dt}`);
     const result = runner.executeSync(out);
     result.forwardMs = dt;
     const start = now;
     now += dt;
+    lastStepEnd = now;
     const outputs = sched.update(out, result, now);
     for (const o of outputs) deliver(o, now);
     schedulerOutputs?.push(out);

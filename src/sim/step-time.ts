@@ -79,9 +79,9 @@ export class CostModelTimer {
     };
   }
 
-  /** Virtual milliseconds the step takes. */
-  stepTimeMs(out: SchedulerOutput): number {
-    const c = costOfFeatures(this.hardware, this.features(out));
+  /** Virtual milliseconds the step takes; `idleMs` is how long the engine sat idle before it. */
+  stepTimeMs(out: SchedulerOutput, idleMs = 0): number {
+    const c = costOfFeatures(this.hardware, this.features(out), idleMs);
     const t = this.totals;
     t.steps++;
     t.ms += c.ms;

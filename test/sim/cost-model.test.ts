@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { blockParams, costOfFeatures, kvBytesPerToken, kvCapacityTokens, rowCurveMs, stepCost, stepFeatures, totalParams, type HardwareProfile, type SeqShape } from '../../src/sim/cost-model.js';
+import { blockParams, COLD_AFTER_IDLE_MS, costOfFeatures, kvBytesPerToken, kvCapacityTokens, rowCurveMs, stepCost, stepFeatures, totalParams, type HardwareProfile, type SeqShape } from '../../src/sim/cost-model.js';
 import { HARDWARE, MODELS } from '../../src/sim/profiles.js';
 import { seqShape, stepShape, CostModelTimer } from '../../src/sim/step-time.js';
 import type { SchedulerOutput } from '../../src/engine/types.js';
@@ -101,6 +101,12 @@ test('a measured row curve replaces the roofline max: linear between its points,
   const f = stepFeatures(llama7b, Array.from({ length: 10 }, () => ({ numTokens: 1, contextLen: 100, sample: true })));
   const c = costOfFeatures(cpu, f);
   close(c.ms, cpu.stepOverheadMs + (10 * cpu.perSeqOverheadUs) / 1e3 + 6 + c.attentionMs);
+  // A step on an idle engine (more than COLD_AFTER_IDLE_MS since the last one) takes coldStepFactor times as long.
+  const coldCpu = { ...cpu, coldStepFactor: 1.25 };
+  close(costOfFeatures(coldCpu, f, 50).ms, 1.25 * c.ms);
+  close(costOfFeatures(coldCpu, f, Infinity).ms, 1.25 * c.ms);
+  close(costOfFeatures(coldCpu, f, COLD_AFTER_IDLE_MS / 2).ms, c.ms);
+  close(costOfFeatures(cpu, f, 50).ms, c.ms); // no factor, no cold cost
 });
 
 test('more work never makes a step cheaper (more rows, longer contexts, more sequences)', () => {

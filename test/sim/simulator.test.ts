@@ -42,6 +42,14 @@ test('the clock jumps over idle time to the next arrival', () => {
   assert.equal(r.durationMs, 1014);
 });
 
+test('the step-time function learns how long the engine sat idle before each step', () => {
+  const idle: number[] = [];
+  simulate({ requests: [req(0, 4, 2), req(1, 4, 2, 1000)], scheduler: simOptions(), stepTimeMs: (_, ctx) => (idle.push(ctx.idleMs), 7) });
+  // The first step of the run, one right after it, then the second request after the clock jumped
+  // from 14 ms (the first request's end) to its arrival at 1000 ms, and one right after that.
+  assert.deepEqual(idle, [Infinity, 0, 986, 0]);
+});
+
 test('step times may depend on the batch: each step lasts what the cost function says for it', () => {
   const cost = (out: SchedulerOutput) => 1 + out.numBatchedTokens;
   const r = simulate({ requests: [req(0, 6, 3), req(1, 4, 3)], scheduler: simOptions(), stepTimeMs: cost });
