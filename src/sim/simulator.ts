@@ -162,6 +162,8 @@ export function simulate(opts: SimulationOptions): SimulationResult {
   let next = 0;
   let numSteps = 0;
   let lastStepEnd = -Infinity;
+  // One context object for every step: a simulation prices millions of steps.
+  const ctx: StepContext = { idleMs: Infinity };
   for (;;) {
     while (next < order.length && order[next].arrivalMs <= now) arrive(order[next++]);
     if (!sched.hasWork()) {
@@ -181,7 +183,8 @@ export function simulate(opts: SimulationOptions): SimulationResult {
       continue;
     }
     if (++numSteps > maxSteps) throw new SimulationError(`simulation exceeded ${maxSteps} steps at ${now.toFixed(3)} ms of virtual time`);
-    const dt = opts.stepTimeMs(out, { idleMs: now - lastStepEnd });
+    ctx.idleMs = now - lastStepEnd;
+    const dt = opts.stepTimeMs(out, ctx);
     if (!(Number.isFinite(dt) && dt >= 0)) throw new SimulationError(`step ${out.step}: step time must be a finite number of ms >= 0, got ${dt}`);
     const result = runner.executeSync(out);
     result.forwardMs = dt;
