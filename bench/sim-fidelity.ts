@@ -173,7 +173,8 @@ const cells = workloads.flatMap((w) =>
     return { workload: w.arrival.kind, policy, tput: cell('tput'), ttft: cell('ttft'), tpot: cell('tpot'), steps: `${f(mean(runs.map((r) => r.steps)), 0)}/${sim.numSteps}` };
   }),
 );
-const withSe = (c: { real: number; se: number }, d: number) => `${f(c.real, d)} ±${(c.se * 100).toFixed(1)}%`;
+// One round has no spread to report.
+const withSe = (c: { real: number; se: number }, d: number) => (Number.isFinite(c.se) ? `${f(c.real, d)} ±${(c.se * 100).toFixed(1)}%` : f(c.real, d));
 const table = formatTable(
   ['arrivals', 'policy', 'tok/s real', 'tok/s sim', 'err', 'TTFT p50 real ms', 'sim', 'err', 'TPOT p50 real ms', 'sim', 'err', 'steps real/sim'],
   cells.map((c) => [c.workload, c.policy, withSe(c.tput, 1), f(c.tput.sim), pct(c.tput.err), withSe(c.ttft, 1), f(c.ttft.sim), pct(c.ttft.err), withSe(c.tpot, 2), f(c.tpot.sim, 2), pct(c.tpot.err), c.steps]),
@@ -183,7 +184,7 @@ const errors = cells.flatMap((c) => [c.tput.err, c.ttft.err, c.tpot.err]).map(Ma
 const within = errors.filter((e) => e <= 0.05).length;
 // A figure the real runs themselves cannot pin down to 5% (standard error of the mean above 2.5%) is
 // also counted as resolved when the simulation lies within two standard errors of it.
-const resolvable = cells.flatMap((c) => [c.tput, c.ttft, c.tpot]).filter((x) => Math.abs(x.err) <= Math.max(0.05, 2 * x.se)).length;
+const resolvable = cells.flatMap((c) => [c.tput, c.ttft, c.tpot]).filter((x) => Math.abs(x.err) <= Math.max(0.05, Number.isFinite(x.se) ? 2 * x.se : 0)).length;
 const summary = [
   `model ${profile.modelName ?? modelPath} (${profile.hardware.source ?? profile.name}), ${threads} thread(s), max_num_seqs ${maxNumSeqs}, ${numRequests} requests per workload`,
   cal
