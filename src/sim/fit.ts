@@ -106,6 +106,30 @@ function predict(x: readonly number[], f: StepFeatures): { ms: number; memory: b
   return { ms: x[0] + x[1] * f.numSeqs + x[2] * f.rows + Math.max(mem, comp) + x[5] * f.attnFlops + x[6] * f.kvBytes, memory: mem >= comp };
 }
 
+/** Refuses step times that are not positive numbers of ms (a fit divides by them). */
+function checkStepTimes(data: readonly TimedFeatures[]): void {
+  for (const d of data) if (!(d.ms > 0 && Number.isFinite(d.ms))) throw new FitError(`measured step time must be a positive number of ms, got ${d.ms}`);
+}
+
+/** Weighted root-mean-square and largest relative error of predicted against measured step times. */
+function relativeErrors(data: readonly TimedFeatures[], predictedMs: readonly number[]): { rmsRelError: number; maxRelError: number } {
+  let sq = 0;
+  let worst = 0;
+  let weights = 0;
+  data.forEach((d, i) => {
+    const e = (predictedMs[i] - d.ms) / d.ms;
+    sq += (d.weight ?? 1) * e * e;
+    weights += d.weight ?? 1;
+    worst = Math.max(worst, Math.abs(e));
+  });
+  return { rmsRelError: Math.sqrt(sq / weights), maxRelError: worst };
+}
+
+/** A fitted cost in ms per unit as a rate in units per second, scaled (ms per byte -> GB/s with 1e9); Infinity for a term the data gave no weight. */
+function rate(perUnitMs: number, scale: number): number {
+  return perUnitMs > 0 ? 1e3 / perUnitMs / scale : Infinity;
+}
+
 /** A step's features with attention folded into the roofline (no separate attention or KV-read term). */
 function merged(f: StepFeatures): StepFeatures {
   return { ...f, linearFlops: f.linearFlops + f.attnFlops, attnFlops: 0, kvBytes: 0 };
@@ -114,7 +138,7 @@ function merged(f: StepFeatures): StepFeatures {
 /** Fits the roofline's rates and overheads to measured step times (relative least squares). */
 export function fitRoofline(data: readonly TimedFeatures[], opts: { separateAttention?: boolean; perRow?: boolean } = {}): RooflineFit {
   if (data.length < 6) throw new FitError(`fitting needs at least 6 measured steps, got ${data.length}`);
-  for (const d of data) if (!(d.ms > 0 && Number.isFinite(d.ms))) throw new FitError(`measured step time must be a positive number of ms, got ${d.ms}`);
+  checkStepTimes(data);
   const separate = opts.separateAttention ?? true;
   // A per-row cost is nearly collinear with the arithmetic side of the max (FLOPs grow with rows), so
   // it is left out unless asked for: with it, noise decides which of the two explains the rows.
@@ -143,20 +167,8 @@ export function fitRoofline(data: readonly TimedFeatures[], opts: { separateAtte
     seen.add(key);
     side = next;
   }
-  let sq = 0;
-  let worst = 0;
-  let memoryBound = 0;
-  let weights = 0;
-  for (const d of data) {
-    const p = predict(x, separate ? d.features : merged(d.features));
-    const e = (p.ms - d.ms) / d.ms;
-    sq += (d.weight ?? 1) * e * e;
-    weights += d.weight ?? 1;
-    worst = Math.max(worst, Math.abs(e));
-    if (p.memory) memoryBound++;
-  }
-  // ms per byte -> GB/s: 1 byte per x ms = 1e3/x bytes per second.
-  const rate = (perUnitMs: number, scale: number) => (perUnitMs > 0 ? 1e3 / perUnitMs / scale : Infinity);
+  const predictions = data.map((d) => predict(x, separate ? d.features : merged(d.features)));
+  const errors = relativeErrors(data, predictions.map((p) => p.ms));
   return {
     stepOverheadMs: x[0],
     perSeqOverheadUs: x[1] * 1e3,
@@ -165,9 +177,8 @@ export function fitRoofline(data: readonly TimedFeatures[], opts: { separateAtte
     peakTflops: rate(x[4], 1e12),
     attentionGflops: rate(x[5], 1e9),
     kvBandwidthGBs: rate(x[6], 1e9),
-    rmsRelError: Math.sqrt(sq / weights),
-    maxRelError: worst,
-    memoryBound,
+    ...errors,
+    memoryBound: predictions.filter((p) => p.memory).length,
     iterations: iterations + 1,
   };
 }
@@ -293,7 +304,7 @@ function knotWeights(knots: readonly number[], rows: number): number[] {
 export function fitRowCurve(data: readonly TimedFeatures[], knots: readonly number[]): RowCurveFit {
   if (data.length < knots.length + 3) throw new FitError(`fitting a ${knots.length}-point row curve needs at least ${knots.length + 3} measured steps, got ${data.length}`);
   if (knots.length < 2 || knots.some((k, i) => !(k > 0) || (i > 0 && k <= knots[i - 1]))) throw new FitError('row-curve knots must be at least two increasing positive row counts');
-  for (const d of data) if (!(d.ms > 0 && Number.isFinite(d.ms))) throw new FitError(`measured step time must be a positive number of ms, got ${d.ms}`);
+  checkStepTimes(data);
   const A = data.map((d) => {
     const s = Math.sqrt(d.weight ?? 1) / d.ms;
     const f = d.features;
@@ -303,15 +314,6 @@ export function fitRowCurve(data: readonly TimedFeatures[], knots: readonly numb
   const k = knots.length;
   const curve: RowCurve = knots.map((r, i) => [r, x[i]]);
   const predict = (f: StepFeatures) => rowCurveMs(curve, f.rows) + x[k] * f.numSeqs + x[k + 1] * f.attnFlops + x[k + 2] * f.kvBytes;
-  let sq = 0;
-  let worst = 0;
-  let weights = 0;
-  for (const d of data) {
-    const e = (predict(d.features) - d.ms) / d.ms;
-    sq += (d.weight ?? 1) * e * e;
-    weights += d.weight ?? 1;
-    worst = Math.max(worst, Math.abs(e));
-  }
-  const rate = (perUnitMs: number, scale: number) => (perUnitMs > 0 ? 1e3 / perUnitMs / scale : Infinity);
-  return { curve, perSeqOverheadUs: x[k] * 1e3, attentionGflops: rate(x[k + 1], 1e9), kvBandwidthGBs: rate(x[k + 2], 1e9), rmsRelError: Math.sqrt(sq / weights), maxRelError: worst };
+  const errors = relativeErrors(data, data.map((d) => predict(d.features)));
+  return { curve, perSeqOverheadUs: x[k] * 1e3, attentionGflops: rate(x[k + 1], 1e9), kvBandwidthGBs: rate(x[k + 2], 1e9), ...errors };
 }
