@@ -24,7 +24,7 @@ import { LLM, type LoadOptions } from '../src/llm.js';
 import { makeModel } from '../src/model/make-model.js';
 import { readModelHeader } from '../src/model/loaders/index.js';
 import type { BatchingPolicy } from '../src/engine/step-trace.js';
-import { buildWorkload, type Workload } from '../src/bench/workload.js';
+import { buildWorkload, type Workload, type WorkloadSpec } from '../src/bench/workload.js';
 import { runOffline, warmUp } from '../src/bench/offline.js';
 import { computeMetrics, type RunMetrics } from '../src/bench/metrics.js';
 import { Calibrator } from '../src/sim/calibration.js';
@@ -85,6 +85,7 @@ interface RealRun {
 
 const cal = values.profile ? undefined : await Calibrator.open({ modelPath, backend, threads, reps: calReps, log });
 let provisional: CalibratedProfileFile | undefined = values.profile ? readProfileFile(values.profile) : undefined;
+let workloadSpecs: WorkloadSpec[] = [];
 let workloads: Workload[] = [];
 const real = new Map<string, RealRun[]>();
 const engineOptions = new Map<BatchingPolicy, LLM['options']>();
@@ -100,8 +101,8 @@ for (let round = 0; round < numRounds; round++) {
   // batching but not with it.
   if (round === 0) {
     const profile = provisional!;
-    workloads = values.arrivals!.split(',').map((kind) => {
-      if (kind === 'offline') return buildWorkload({ kind: 'synthetic', seed: 7, numRequests, ...lengths, arrival: { kind: 'offline' } }, target);
+    workloadSpecs = values.arrivals!.split(',').map((kind): WorkloadSpec => {
+      if (kind === 'offline') return { kind: 'synthetic', seed: 7, numRequests, ...lengths, arrival: { kind: 'offline' } };
       if (kind !== 'poisson') throw new Error(`--arrivals takes offline and/or poisson, got '${kind}'`);
       let rate = values.qps !== undefined ? Number(values.qps) : undefined;
       if (rate === undefined) {
@@ -109,14 +110,19 @@ for (let round = 0; round < numRounds; round++) {
         const sim = simulatePolicy(probe, 'continuous', { hardware: profile.hardware, model: profile.model, load: { maxNumSeqs } });
         rate = Math.max(0.5, Math.round(sim.metrics.requestThroughput * 0.6));
       }
-      return buildWorkload({ kind: 'synthetic', seed: 8, numRequests, ...lengths, arrival: { kind: 'poisson', qps: rate } }, target);
+      return { kind: 'synthetic', seed: 8, numRequests, ...lengths, arrival: { kind: 'poisson', qps: rate } };
     });
+    workloads = workloadSpecs.map((spec) => buildWorkload(spec, target));
   }
   // Every (workload, policy) once, starting at a different one each round: no run always follows the
   // same other one or sits at the same point of the round.
   const cells = workloads.flatMap((w) => policies.map((p) => [w, p] as const));
   for (let i = 0; i < cells.length; i++) {
     const [w, policy] = cells[(i + round) % cells.length];
+    // The one-sequence level, measured again before every real run: this machine's speed swings by up
+    // to 2x between half-second windows, and one calibration window per round left the profile's
+    // one-sequence step time off by ±10% (every unbatched figure rests on it).
+    if (cal) await cal.measureEngine('none');
     const llm = await LLM.load(modelPath, engineLoad(policy));
     try {
       await warmUp(llm, config.vocabSize, 1);
@@ -196,7 +202,8 @@ const summary = [
 ];
 const md = `${table}\n\n${summary.map((s) => `- ${s}`).join('\n')}\n`;
 writeFileSync(join(outDir, 'fidelity.md'), md);
-writeFileSync(join(outDir, 'fidelity.json'), JSON.stringify({ profile, cells, real: Object.fromEntries([...real].map(([k, runs]) => [k, runs.map((r) => ({ ...strip(r.m), steps: r.steps }))])) }, null, 2) + '\n');
+// The workloads and the engines' resolved settings too, so bench/sim-refit.ts can simulate the same cells again.
+writeFileSync(join(outDir, 'fidelity.json'), JSON.stringify({ profile, workloads: workloadSpecs, target, engineOptions: Object.fromEntries(engineOptions), cells, real: Object.fromEntries([...real].map(([k, runs]) => [k, runs.map((r) => ({ ...strip(r.m), steps: r.steps }))])) }, null, 2) + '\n');
 process.stdout.write(`\n${md}\nwritten to ${join(outDir, 'fidelity.md')}\n`);
 
 function strip(m: RunMetrics) {

@@ -33,7 +33,10 @@ Options:
   --quick               fewer shapes and repetitions (a first look, ~3x faster)
   --max-batch N         largest decode batch measured (default 64)
   --block-size N        KV block size (default 16)
-  --engine-requests N   requests in the engine-overhead run (default 40)`;
+  --engine-requests N   requests in the engine-overhead run (default 40)
+  --estimate mean|robust  how noisy samples become step times (default mean): mean reproduces the
+                        mean step time, which throughput adds up; robust (errors relative to the
+                        measured time, median overheads) leans toward the fast samples`;
 
 export async function runCalibrate(argv: string[], out: { write(s: string): unknown } = process.stdout, err: { write(s: string): unknown } = process.stderr): Promise<number> {
   const { values } = parseArgs({
@@ -53,6 +56,7 @@ export async function runCalibrate(argv: string[], out: { write(s: string): unkn
       'max-batch': { type: 'string' },
       'block-size': { type: 'string' },
       'engine-requests': { type: 'string' },
+      estimate: { type: 'string' },
     },
   });
   if (values.help) {
@@ -70,6 +74,9 @@ export async function runCalibrate(argv: string[], out: { write(s: string): unkn
   const engineRequests = int('engine-requests');
   if (engineRequests !== undefined && engineRequests < 4) throw new UsageError(`--engine-requests must be at least 4, got ${engineRequests}`);
 
+  const estimate = values.estimate ?? 'mean';
+  if (estimate !== 'mean' && estimate !== 'robust') throw new UsageError(`--estimate must be mean or robust, got '${values.estimate}'`);
+
   const r = await calibrate({
     modelPath: values.model,
     backend,
@@ -81,6 +88,7 @@ export async function runCalibrate(argv: string[], out: { write(s: string): unkn
     blockSize: int('block-size'),
     engineRequests,
     name: values.name,
+    estimate,
     log: (line) => err.write(`calibrate: ${line}\n`),
   });
   const file = resolve(values.out ?? 'cpu-profile.json');

@@ -214,6 +214,8 @@ export function measureForward(runner: LocalModelRunner, model: ModelProfile, gr
 
 /** One engine step as calibration sees it: its exact shape (from the SchedulerOutput) and its trace record. */
 export interface EngineStepSample {
+  /** The engine run it came from. */
+  run: EngineRunKind;
   /** The step's batch, as the scheduler sent it. */
   shape: SeqShape[];
   features: StepFeatures;
@@ -249,33 +251,34 @@ export interface EngineMeasureOptions {
   numBlocks: number;
   blockSize: number;
   numRequests: number;
-  seed: number;
   tokenizer: Tokenizer | null;
 }
 
 /**
- * Runs a short offline workload through the real Engine under each batching policy (continuous with
- * up to 32 sequences, static batches of 16, then a few requests one at a time), then a few requests
- * with idle gaps between them (continuous; each one's first step starts on an idle engine), and
- * returns every step with its period (start to the next step's start, when the next followed at once).
+ * The engine runs calibration makes: continuous batching with up to 32 sequences, static batches of
+ * 16, a few requests one at a time (`none`: the one-sequence decode level, which every unbatched
+ * figure rests on), and a few requests with idle gaps between them (`sparse`: continuous, each
+ * request's first step starting on an idle engine).
  */
-export async function measureEngineSteps(o: EngineMeasureOptions): Promise<EngineStepSample[]> {
-  const samples: EngineStepSample[] = [];
-  const maxLen = Math.min(o.config.contextLength, 1024);
-  const workload = buildWorkload(
-    {
-      kind: 'synthetic',
-      seed: o.seed,
-      numRequests: o.numRequests,
-      promptDist: { kind: 'uniform', min: 8, max: Math.min(320, maxLen >> 1) },
-      outputDist: { kind: 'uniform', min: 8, max: 64 },
-      arrival: { kind: 'offline' },
-    },
-    { vocabSize: o.config.vocabSize, bosId: 1, maxModelLen: maxLen },
-  );
-  const n = workload.requests.length;
-  const runs = [['continuous', 32, n, false], ['static', 16, Math.min(n, 32), false], ['none', 1, Math.min(4, n), false], ['continuous', 32, Math.min(10, n), true]] as const;
-  for (const [policy, maxNumSeqs, count, sparse] of runs) {
+export type EngineRunKind = 'continuous' | 'static' | 'none' | 'sparse';
+export const ENGINE_RUN_KINDS: readonly EngineRunKind[] = ['continuous', 'static', 'none', 'sparse'];
+
+/**
+ * A real Engine (worker-thread runner, as LLM.load makes) set up for one kind of calibration run and
+ * kept open across runs of that kind. A fresh engine runs ~3-4% slower for its first second or two
+ * (JIT, first touches of its memory); a calibration run lasts about that long, so a fresh engine per
+ * run measured the start-up instead of the steady state the real runs spend most of their time in.
+ */
+export class CalibrationEngine {
+  private constructor(
+    readonly kind: EngineRunKind,
+    private readonly o: EngineMeasureOptions,
+    private readonly engine: Engine,
+    private readonly runner: ShapeRecordingRunner,
+  ) {}
+
+  static async open(o: EngineMeasureOptions, kind: EngineRunKind): Promise<CalibrationEngine> {
+    const [policy, maxNumSeqs] = ({ continuous: ['continuous', 32], static: ['static', 16], none: ['none', 1], sparse: ['continuous', 32] } as const)[kind];
     const inner = await WorkerModelRunner.create({ modelPath: o.modelPath, backend: o.backend, threads: o.threads, numBlocks: o.numBlocks, blockSize: o.blockSize, eogIds: [] });
     const runner = new ShapeRecordingRunner(inner);
     const engine = new Engine(runner, {
@@ -289,29 +292,60 @@ export async function measureEngineSteps(o: EngineMeasureOptions): Promise<Engin
       tokenizer: o.tokenizer,
       eogIds: o.tokenizer ? [...o.tokenizer.eogIds] : [],
     });
-    const steps: StepRecord[] = [];
-    const off = engine.onStep((r) => steps.push(r));
+    // Warm-up: the worker's first steps pay for JIT and page faults.
     try {
-      // Warm-up: the worker's first steps pay for JIT and page faults.
       await drain(engine, [[1, 5, 6, 7]], 4);
-      steps.length = 0;
-      if (!sparse) await drain(engine, workload.requests.slice(0, count).map((r) => r.promptTokenIds), 0, workload.requests.map((r) => r.outputLen));
+    } catch (err) {
+      await engine.close();
+      throw err;
+    }
+    return new CalibrationEngine(kind, o, engine, runner);
+  }
+
+  /**
+   * Runs a short offline workload (its own seed: a different one each run gives more shapes, not the
+   * same ones again) and returns every step with its period (start to the next step's start, when the
+   * next followed at once). The run's first step has idleBeforeMs Infinity.
+   */
+  async run(seed: number): Promise<EngineStepSample[]> {
+    const o = this.o;
+    const maxLen = Math.min(o.config.contextLength, 1024);
+    const workload = buildWorkload(
+      {
+        kind: 'synthetic',
+        seed,
+        numRequests: o.numRequests,
+        promptDist: { kind: 'uniform', min: 8, max: Math.min(320, maxLen >> 1) },
+        outputDist: { kind: 'uniform', min: 8, max: 64 },
+        arrival: { kind: 'offline' },
+      },
+      { vocabSize: o.config.vocabSize, bosId: 1, maxModelLen: maxLen },
+    );
+    const n = workload.requests.length;
+    const count = { continuous: n, static: Math.min(n, 32), none: Math.min(8, n), sparse: Math.min(10, n) }[this.kind];
+    const requests = workload.requests.slice(0, count);
+    const steps: StepRecord[] = [];
+    this.runner.shapes.clear();
+    const off = this.engine.onStep((r) => steps.push(r));
+    try {
+      if (this.kind !== 'sparse') await drain(this.engine, requests.map((r) => r.promptTokenIds), 0, requests.map((r) => r.outputLen));
       else {
-        for (const r of workload.requests.slice(0, count)) {
+        for (const r of requests) {
           await new Promise((resolve) => setTimeout(resolve, IDLE_GAP_MS));
-          await drain(engine, [r.promptTokenIds], 8);
+          await drain(this.engine, [r.promptTokenIds], 8);
         }
       }
     } finally {
       off();
-      await engine.close();
     }
+    const samples: EngineStepSample[] = [];
     const idleBefore = (i: number) => (i === 0 ? Infinity : steps[i].startMs - (steps[i - 1].startMs + steps[i - 1].totalMs));
     for (let i = 0; i < steps.length; i++) {
-      const shape = runner.shapes.get(steps[i].step);
+      const shape = this.runner.shapes.get(steps[i].step);
       if (!shape || steps[i].error) continue;
       const followed = i + 1 < steps.length && idleBefore(i + 1) <= COLD_AFTER_IDLE_MS;
       samples.push({
+        run: this.kind,
         shape,
         features: stepFeatures(o.model, shape),
         periodMs: followed ? steps[i + 1].startMs - steps[i].startMs : NaN,
@@ -320,8 +354,12 @@ export async function measureEngineSteps(o: EngineMeasureOptions): Promise<Engin
         idleBeforeMs: idleBefore(i),
       });
     }
+    return samples;
   }
-  return samples;
+
+  close(): Promise<void> {
+    return this.engine.close();
+  }
 }
 
 /** Idle time before each request of the sparse engine run: long enough for the worker to go to sleep. */
@@ -353,6 +391,8 @@ export interface CalibrateOptions {
   engineRequests?: number;
   seed?: number;
   name?: string;
+  /** How samples become step times (default 'mean'; see CalibrationEstimate). */
+  estimate?: CalibrationEstimate;
   log?: (line: string) => void;
 }
 
@@ -383,6 +423,97 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrationResult>
 }
 
 /**
+ * How the fit turns noisy samples into one step time per shape. 'mean' (default): the row curve is
+ * fitted on errors relative to its own prediction and the engine overhead per batch size is a mean,
+ * so the profile reproduces mean step times, which throughput adds up. 'robust': errors relative to
+ * the measured time and median overheads, which lean toward the fast samples (by about the samples'
+ * squared coefficient of variation, ~5-9% on this project's machine for one-sequence steps).
+ */
+export type CalibrationEstimate = 'mean' | 'robust';
+
+export interface CalibrationFit {
+  hardware: HardwareProfile;
+  /** The row curve fitted to the grid alone (a diagnostic), and to grid and engine together (the profile's). */
+  gridFit: RowCurveFit;
+  curveFit: RowCurveFit;
+  roofline: RooflineFit;
+  overhead: { stepOverheadMs: number; perSeqOverheadUs: number };
+  engineCheck: CalibrationResult['engineCheck'];
+}
+
+/**
+ * Fits a CPU profile to calibration samples: the grid's per-shape times and the engine runs' traced
+ * steps. Pure (no measuring), so saved samples can be refitted offline (bench/sim-refit.ts).
+ */
+export function fitCalibration(forward: readonly Pick<ShapeMeasurement, 'features' | 'ms'>[], engineSteps: readonly EngineStepSample[], opts: { estimate?: CalibrationEstimate; source?: string } = {}): CalibrationFit {
+  const meanEstimate = (opts.estimate ?? 'mean') === 'mean';
+  // The forward pass is fitted to the grid and to the forward passes the engine itself timed (the
+  // shapes real traffic makes, under the conditions it runs in), the two weighted equally. Step time
+  // comes from a measured row curve (fitRowCurve); the roofline fit gives the bandwidth and peak
+  // the utilisation figures are quoted against. Steps on an idle engine are priced by coldStepFactor
+  // below, not here.
+  const warm = engineSteps.filter((s) => s.idleBeforeMs <= COLD_AFTER_IDLE_MS);
+  // A kind of engine run measured more often than others (the fidelity bench's extra `none` slices)
+  // gains precision, not weight: each kind weighs in proportion to its steps per run. A run's first
+  // step is the one with nothing before it.
+  const runs = new Map<EngineRunKind, number>();
+  for (const s of engineSteps) if (s.idleBeforeMs === Infinity) runs.set(s.run, (runs.get(s.run) ?? 0) + 1);
+  const kindFactor = (k: EngineRunKind) => 1 / Math.max(1, runs.get(k) ?? 0);
+  const timedEngine = warm.filter((s) => s.runnerMs > 0);
+  const w = forward.length / Math.max(1e-9, timedEngine.reduce((n, s) => n + kindFactor(s.run), 0));
+  const timed = [
+    ...forward.map((m) => ({ features: m.features, ms: m.ms })),
+    ...timedEngine.map((s) => ({ features: s.features, ms: s.runnerMs, weight: w * kindFactor(s.run) })),
+  ];
+  const curveOpts = { relativeTo: meanEstimate ? ('predicted' as const) : ('measured' as const) };
+  const gridFit = fitRowCurve(forward.map((m) => ({ features: m.features, ms: m.ms })), rowKnots(forward), curveOpts);
+  const curveFit = fitRowCurve(timed, rowKnots(timed), curveOpts);
+  const roofline = fitRoofline(timed);
+  const overhead = fitEngineOverhead(
+    warm.filter((s) => Number.isFinite(s.periodMs)).map((s) => ({ numSeqs: s.features.numSeqs, overheadMs: s.periodMs - s.runnerMs })),
+    { center: meanEstimate ? 'mean' : 'median' },
+  );
+
+  const finite = (x: number, fallback: number) => (Number.isFinite(x) ? x : fallback);
+  const hardware: HardwareProfile = {
+    memoryGB: round(totalmem() / 1e9, 3),
+    // A rate the data never needed (e.g. no step was memory-bound) is left effectively unlimited.
+    bandwidthGBs: round(finite(roofline.bandwidthGBs, 1e6), 4),
+    peakTflops: round(finite(roofline.peakTflops, 1e6), 6),
+    bandwidthEfficiency: 1,
+    computeEfficiency: 1,
+    // The forward pass's own fixed cost is the curve's value at one row.
+    stepOverheadMs: round(overhead.stepOverheadMs, 4),
+    perSeqOverheadUs: round(curveFit.perSeqOverheadUs + overhead.perSeqOverheadUs, 3),
+    perTokenUs: 0,
+    reservedGB: 0,
+    kvCacheGB: ENGINE_DEFAULT_KV_BYTES / 1e9,
+    attentionGflops: round(finite(curveFit.attentionGflops, 1e9), 4),
+    kvBandwidthGBs: round(finite(curveFit.kvBandwidthGBs, 1e6), 4),
+    rowCurve: curveFit.curve.map(([r, ms]) => [r, round(ms, 4)]),
+    ...(opts.source ? { source: opts.source } : {}),
+  };
+  // A step on an idle engine against steps that follow one another: the ratio of how far each
+  // group's measured time is above the warm profile's prediction (schedule to update, both).
+  const cold = engineSteps.filter((s) => s.idleBeforeMs > COLD_AFTER_IDLE_MS && Number.isFinite(s.idleBeforeMs));
+  const over = (xs: readonly EngineStepSample[]) => xs.reduce((n, s) => n + s.totalMs, 0) / xs.reduce((n, s) => n + costOfFeatures(hardware, s.features).ms, 0);
+  if (cold.length >= 5 && warm.length >= 5) hardware.coldStepFactor = round(Math.max(1, over(cold) / over(warm)), 4);
+
+  // The whole profile against the engine runs' own step periods: what the simulator will be judged on.
+  const periods = warm.filter((s) => Number.isFinite(s.periodMs));
+  const rel = periods.map((s) => (costOfFeatures(hardware, s.features).ms - s.periodMs) / s.periodMs);
+  const predictedTotal = periods.reduce((n, s) => n + costOfFeatures(hardware, s.features).ms, 0);
+  const measuredTotal = periods.reduce((n, s) => n + s.periodMs, 0);
+  const engineCheck = {
+    steps: periods.length,
+    meanRelError: rel.reduce((a, b) => a + b, 0) / Math.max(1, rel.length),
+    medianAbsRelError: rel.length ? median(rel.map(Math.abs)) : 0,
+    totalRelError: measuredTotal > 0 ? (predictedTotal - measuredTotal) / measuredTotal : 0,
+  };
+  return { hardware, gridFit, curveFit, roofline, overhead, engineCheck };
+}
+
+/**
  * A calibration in progress: the model loaded, the grid chosen, and every sample measured so far.
  * Each measurePass() adds a round of grid samples and an engine run; fit() fits the profile to all
  * of them. Callers can interleave passes with other work (bench/sim-fidelity.ts interleaves them
@@ -393,6 +524,9 @@ export class Calibrator {
   private perRound: number[] | undefined;
   private readonly engineSteps: EngineStepSample[] = [];
   private passes = 0;
+  private engineRuns = 0;
+  /** One engine per run kind, opened at its first run and kept until close(). */
+  private readonly engines = new Map<EngineRunKind, CalibrationEngine>();
   private readonly t0 = performance.now();
 
   private constructor(
@@ -434,12 +568,17 @@ export class Calibrator {
   }
 
   /**
-   * One round-robin pass over the grid (`reps` samples per shape), then a short engine run. The grid's
-   * runner stays open between passes, so during the engine run two KV caches (each at most the 1 GiB
-   * default) are allocated side by side.
+   * One round-robin pass over the grid (`reps` samples per shape), then one engine run of each kind.
+   * The grid's runner and one engine per kind stay open until close(), so up to five KV caches (each
+   * at most the 1 GiB default, touched only as far as the runs fill them) are allocated side by side.
    */
   async measurePass(): Promise<void> {
-    const o = this.o;
+    this.measureGrid();
+    for (const kind of ENGINE_RUN_KINDS) await this.measureEngine(kind);
+  }
+
+  /** One round-robin pass over the grid of batch shapes (`reps` samples per shape). */
+  measureGrid(): void {
     let lastPct = -1;
     const forward = measureForward(this.runner, this.model, this.grid, {
       reps: this.reps,
@@ -454,87 +593,56 @@ export class Calibrator {
     });
     this.perRound ??= forward.map((m) => Math.max(1, Math.round(m.samples.length / this.reps)));
     forward.forEach((m, i) => this.samples[i].push(...m.samples));
-    this.log('engine run (worker runner, step trace)...');
-    const steps = await measureEngineSteps({
-      modelPath: o.modelPath,
-      config: this.loaded.config,
-      model: this.model,
-      backend: o.backend ?? 'auto',
-      threads: this.threads,
-      numBlocks: this.numBlocks,
-      blockSize: this.blockSize,
-      numRequests: o.engineRequests ?? (o.quick ? 16 : 40),
-      // A different workload every pass: more shapes, not the same ones again.
-      seed: (o.seed ?? 20240601) + this.passes,
-      tokenizer: this.loaded.format === 'gguf' ? tokenizerFromGguf(this.loaded.metadata) : null,
-    });
-    this.engineSteps.push(...steps);
     this.passes++;
+  }
+
+  /**
+   * One short run of the real engine (worker runner, step trace) of the given kind. Callers may run
+   * some kinds more often than others: bench/sim-fidelity.ts runs a `none` slice before every real
+   * run it checks, because the one-sequence level is the most sensitive to the machine's drift.
+   */
+  async measureEngine(kind: EngineRunKind): Promise<void> {
+    const o = this.o;
+    this.log(`engine run: ${kind}`);
+    let engine = this.engines.get(kind);
+    if (!engine) {
+      engine = await CalibrationEngine.open(
+        {
+          modelPath: o.modelPath,
+          config: this.loaded.config,
+          model: this.model,
+          backend: o.backend ?? 'auto',
+          threads: this.threads,
+          numBlocks: this.numBlocks,
+          blockSize: this.blockSize,
+          numRequests: o.engineRequests ?? (o.quick ? 16 : 40),
+          tokenizer: this.loaded.format === 'gguf' ? tokenizerFromGguf(this.loaded.metadata) : null,
+        },
+        kind,
+      );
+      this.engines.set(kind, engine);
+    }
+    // A different workload every run: more shapes, not the same ones again.
+    this.engineSteps.push(...(await engine.run((o.seed ?? 20240601) + this.engineRuns)));
+    this.engineRuns++;
   }
 
   /** Fits the profile to every sample measured so far. */
   fit(): CalibrationResult {
-    if (this.passes === 0) throw new FitError('nothing measured yet: run measurePass() first');
+    if (this.passes === 0 || this.engineRuns === 0) throw new FitError('nothing measured yet: run measurePass() (or measureGrid() and measureEngine()) first');
     const o = this.o;
     const forward: ShapeMeasurement[] = this.grid.map((g, i) => ({ label: g.label, kind: g.kind, seqs: g.seqs, features: stepFeatures(this.model, g.seqs), ms: trimmedMean(this.samples[i]), samples: this.samples[i] }));
     const engineSteps = this.engineSteps;
-    // The forward pass is fitted to the grid and to the forward passes the engine itself timed (the
-    // shapes real traffic makes, under the conditions it runs in), the two weighted equally. Step time
-    // comes from a measured row curve (fitRowCurve); the roofline fit gives the bandwidth and peak
-    // the utilisation figures are quoted against.
-    // Steps on an idle engine are priced by coldStepFactor below, not here.
-    const warm = engineSteps.filter((s) => s.idleBeforeMs <= COLD_AFTER_IDLE_MS);
-    const w = forward.length / Math.max(1, warm.length);
-    const timed = [
-      ...forward.map((m) => ({ features: m.features, ms: m.ms })),
-      ...warm.filter((s) => s.runnerMs > 0).map((s) => ({ features: s.features, ms: s.runnerMs, weight: w })),
-    ];
-    const gridFit = fitRowCurve(forward.map((m) => ({ features: m.features, ms: m.ms })), rowKnots(forward));
-    this.log(`forward fit over the grid: rms error ${(gridFit.rmsRelError * 100).toFixed(1)}%, worst ${(gridFit.maxRelError * 100).toFixed(1)}%`);
-    const curveFit = fitRowCurve(timed, rowKnots(timed));
-    const roofline = fitRoofline(timed);
-    const overhead = fitEngineOverhead(warm.filter((s) => Number.isFinite(s.periodMs)).map((s) => ({ numSeqs: s.features.numSeqs, overheadMs: s.periodMs - s.runnerMs })));
-    this.log(`forward fit over grid and engine: rms error ${(curveFit.rmsRelError * 100).toFixed(1)}%; engine overhead ${overhead.stepOverheadMs.toFixed(3)} ms + ${overhead.perSeqOverheadUs.toFixed(1)} us/seq`);
-
-    const finite = (x: number, fallback: number) => (Number.isFinite(x) ? x : fallback);
-    const hardware: HardwareProfile = {
-      memoryGB: round(totalmem() / 1e9, 3),
-      // A rate the data never needed (e.g. no step was memory-bound) is left effectively unlimited.
-      bandwidthGBs: round(finite(roofline.bandwidthGBs, 1e6), 4),
-      peakTflops: round(finite(roofline.peakTflops, 1e6), 6),
-      bandwidthEfficiency: 1,
-      computeEfficiency: 1,
-      // The forward pass's own fixed cost is the curve's value at one row.
-      stepOverheadMs: round(overhead.stepOverheadMs, 4),
-      perSeqOverheadUs: round(curveFit.perSeqOverheadUs + overhead.perSeqOverheadUs, 3),
-      perTokenUs: 0,
-      reservedGB: 0,
-      kvCacheGB: ENGINE_DEFAULT_KV_BYTES / 1e9,
-      attentionGflops: round(finite(curveFit.attentionGflops, 1e9), 4),
-      kvBandwidthGBs: round(finite(curveFit.kvBandwidthGBs, 1e6), 4),
-      rowCurve: curveFit.curve.map(([r, ms]) => [r, round(ms, 4)]),
+    const { hardware, gridFit, curveFit, roofline, overhead, engineCheck } = fitCalibration(forward, engineSteps, {
+      estimate: o.estimate,
       source: `stepwise calibrate: ${cpus()[0]?.model?.trim() ?? 'unknown CPU'}, ${this.kernelsName}, ${new Date().toISOString().slice(0, 10)}`,
-    };
-    const forwardOnly: HardwareProfile = { ...hardware, stepOverheadMs: 0, perSeqOverheadUs: curveFit.perSeqOverheadUs };
-    // A step on an idle engine against steps that follow one another: the ratio of how far each
-    // group's measured time is above the warm profile's prediction (schedule to update, both).
-    const cold = engineSteps.filter((s) => s.idleBeforeMs > COLD_AFTER_IDLE_MS && Number.isFinite(s.idleBeforeMs));
-    const over = (xs: EngineStepSample[]) => xs.reduce((n, s) => n + s.totalMs, 0) / xs.reduce((n, s) => n + costOfFeatures(hardware, s.features).ms, 0);
-    if (cold.length >= 5 && warm.length >= 5) hardware.coldStepFactor = round(Math.max(1, over(cold) / over(warm)), 4);
-    this.log(`steps on an idle engine: ${cold.length}, ${hardware.coldStepFactor !== undefined ? `${hardware.coldStepFactor}x the time of a step that follows another` : 'too few to measure'}`);
-
-    // The whole profile against the engine runs' own step periods: what the simulator will be judged on.
-    const periods = warm.filter((s) => Number.isFinite(s.periodMs));
-    const rel = periods.map((s) => (costOfFeatures(hardware, s.features).ms - s.periodMs) / s.periodMs);
-    const predictedTotal = periods.reduce((n, s) => n + costOfFeatures(hardware, s.features).ms, 0);
-    const measuredTotal = periods.reduce((n, s) => n + s.periodMs, 0);
-    const engineCheck = {
-      steps: periods.length,
-      meanRelError: rel.reduce((a, b) => a + b, 0) / Math.max(1, rel.length),
-      medianAbsRelError: rel.length ? median(rel.map(Math.abs)) : 0,
-      totalRelError: measuredTotal > 0 ? (predictedTotal - measuredTotal) / measuredTotal : 0,
-    };
+    });
+    this.log(`forward fit over the grid: rms error ${(gridFit.rmsRelError * 100).toFixed(1)}%, worst ${(gridFit.maxRelError * 100).toFixed(1)}%`);
+    this.log(`forward fit over grid and engine: rms error ${(curveFit.rmsRelError * 100).toFixed(1)}%; engine overhead ${overhead.stepOverheadMs.toFixed(3)} ms + ${overhead.perSeqOverheadUs.toFixed(1)} us/seq`);
+    const cold = engineSteps.filter((s) => s.idleBeforeMs > COLD_AFTER_IDLE_MS && Number.isFinite(s.idleBeforeMs)).length;
+    this.log(`steps on an idle engine: ${cold}, ${hardware.coldStepFactor !== undefined ? `${hardware.coldStepFactor}x the time of a step that follows another` : 'too few to measure'}`);
     this.log(`engine check: ${engineCheck.steps} steps, total time off by ${(engineCheck.totalRelError * 100).toFixed(1)}%, median step error ${(engineCheck.medianAbsRelError * 100).toFixed(1)}%`);
+    const forwardOnly: HardwareProfile = { ...hardware, stepOverheadMs: 0, perSeqOverheadUs: curveFit.perSeqOverheadUs, coldStepFactor: undefined };
 
     const profile: CalibratedProfileFile = {
       kind: 'stepwise-profile',
@@ -570,7 +678,9 @@ export class Calibrator {
   }
 
   async close(): Promise<void> {
-    await this.runner.close();
+    const engines = [...this.engines.values()];
+    this.engines.clear();
+    await Promise.all([this.runner.close(), ...engines.map((e) => e.close())]);
   }
 }
 

@@ -7,7 +7,7 @@
 // solve the then-linear problem by non-negative least squares (a rate cannot be negative), and
 // repeat until no measurement changes side. Errors are relative (each row divided by its measured
 // time), so a 2 ms step counts as much as a 200 ms one — the simulator needs both right.
-import { rowCurveMs, type StepFeatures } from './cost-model.js';
+import type { StepFeatures } from './cost-model.js';
 
 /** The fitted parameters, in the cost model's units. */
 export interface RooflineFit {
@@ -185,11 +185,15 @@ export function fitRoofline(data: readonly TimedFeatures[], opts: { separateAtte
 
 /**
  * The engine's cost around the forward pass (scheduling, the hop to the worker thread and back,
- * update, delivery) as a + b·seqs, from (period - runner time) of traced steps. Robust to the load
- * spikes of a shared machine: the median per batch size is fitted (weighted by how many steps had
- * that size), not the raw samples, whose outliers would otherwise tilt the line.
+ * update, delivery) as a + b·seqs, from (period - runner time) of traced steps. One value per batch
+ * size is fitted (weighted by how many steps had that size), not the raw samples: by default the
+ * median, robust to the load spikes of a shared machine; with `center: 'mean'` the mean (the one
+ * smallest and largest dropped), which is what a long run's total time adds up.
  */
-export function fitEngineOverhead(data: ReadonlyArray<{ numSeqs: number; overheadMs: number }>): { stepOverheadMs: number; perSeqOverheadUs: number } {
+export function fitEngineOverhead(
+  data: ReadonlyArray<{ numSeqs: number; overheadMs: number }>,
+  opts: { center?: 'median' | 'mean' } = {},
+): { stepOverheadMs: number; perSeqOverheadUs: number } {
   if (data.length < 3) throw new FitError(`fitting the engine overhead needs at least 3 steps, got ${data.length}`);
   const groups = new Map<number, number[]>();
   for (const d of data) {
@@ -202,7 +206,8 @@ export function fitEngineOverhead(data: ReadonlyArray<{ numSeqs: number; overhea
   const b: number[] = [];
   for (const [n, g] of groups) {
     g.sort((p, q) => p - q);
-    const med = g.length % 2 ? g[g.length >> 1] : (g[g.length / 2 - 1] + g[g.length / 2]) / 2;
+    const kept = g.length >= 4 ? g.slice(1, -1) : g;
+    const med = opts.center === 'mean' ? kept.reduce((a, v) => a + v, 0) / kept.length : g.length % 2 ? g[g.length >> 1] : (g[g.length / 2 - 1] + g[g.length / 2]) / 2;
     const w = Math.sqrt(g.length);
     rows.push([w, w * n]);
     b.push(w * med);
@@ -294,6 +299,19 @@ function knotWeights(knots: readonly number[], rows: number): number[] {
   return w;
 }
 
+export interface RowCurveOptions {
+  /**
+   * What each residual is divided by. 'measured' (default): relative to the measured time, so a 2 ms
+   * step counts as much as a 200 ms one. 'predicted': relative to the fit's own prediction (iterated
+   * from a 'measured' start), which makes the fit at a shape the arithmetic mean of its samples; with
+   * 'measured', noisy samples pull it toward the fast ones (dividing by y weighs a fast sample more),
+   * by about the samples' squared coefficient of variation. Throughput depends on the mean.
+   */
+  relativeTo?: 'measured' | 'predicted';
+  /** Reweighting rounds for 'predicted' (default 4). */
+  iterations?: number;
+}
+
 /**
  * Fits t = curve(rows) + perSeq·seqs + attnFlops/attnRate + kvBytes/kvBandwidth, with the curve's
  * values at `knots` (row counts) free: a measured curve where the roofline's max() is too coarse — a
@@ -301,19 +319,30 @@ function knotWeights(knots: readonly number[], rows: number): number[] {
  * rather than switching from memory-bound to compute-bound at one point. Linear in every unknown, so
  * solved by non-negative least squares on relative errors.
  */
-export function fitRowCurve(data: readonly TimedFeatures[], knots: readonly number[]): RowCurveFit {
+export function fitRowCurve(data: readonly TimedFeatures[], knots: readonly number[], opts: RowCurveOptions = {}): RowCurveFit {
   if (data.length < knots.length + 3) throw new FitError(`fitting a ${knots.length}-point row curve needs at least ${knots.length + 3} measured steps, got ${data.length}`);
   if (knots.length < 2 || knots.some((k, i) => !(k > 0) || (i > 0 && k <= knots[i - 1]))) throw new FitError('row-curve knots must be at least two increasing positive row counts');
   checkStepTimes(data);
-  const A = data.map((d) => {
-    const s = Math.sqrt(d.weight ?? 1) / d.ms;
-    const f = d.features;
-    return [...knotWeights(knots, f.rows), f.numSeqs, f.attnFlops, f.kvBytes].map((v) => v * s);
-  });
-  const x = nnlsActiveSet(A, data.map((d) => Math.sqrt(d.weight ?? 1)));
   const k = knots.length;
+  const columns = data.map((d) => {
+    const f = d.features;
+    return [...knotWeights(knots, f.rows), f.numSeqs, f.attnFlops, f.kvBytes];
+  });
+  // Each row is divided by `scale[i]` (the measured time, or the previous round's prediction).
+  const solve = (scale: readonly number[]) =>
+    nnlsActiveSet(
+      columns.map((c, i) => c.map((v) => (v * Math.sqrt(data[i].weight ?? 1)) / scale[i])),
+      data.map((d, i) => (Math.sqrt(d.weight ?? 1) * d.ms) / scale[i]),
+    );
+  const predictAll = (x: readonly number[]) => columns.map((c) => c.reduce((n, v, j) => n + v * x[j], 0));
+  let x = solve(data.map((d) => d.ms));
+  if (opts.relativeTo === 'predicted') {
+    for (let it = 0; it < (opts.iterations ?? 4); it++) {
+      // A prediction of 0 (a shape no term prices) falls back to the measured time.
+      x = solve(predictAll(x).map((p, i) => (p > 0 ? p : data[i].ms)));
+    }
+  }
   const curve: RowCurve = knots.map((r, i) => [r, x[i]]);
-  const predict = (f: StepFeatures) => rowCurveMs(curve, f.rows) + x[k] * f.numSeqs + x[k + 1] * f.attnFlops + x[k + 2] * f.kvBytes;
-  const errors = relativeErrors(data, data.map((d) => predict(d.features)));
+  const errors = relativeErrors(data, predictAll(x));
   return { curve, perSeqOverheadUs: x[k] * 1e3, attentionGflops: rate(x[k + 1], 1e9), kvBandwidthGBs: rate(x[k + 2], 1e9), ...errors };
 }

@@ -6,7 +6,9 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { calibrationGrid, rowKnots, trimmedMean } from '../../src/sim/calibration.js';
+import { calibrationGrid, fitCalibration, rowKnots, trimmedMean, type EngineRunKind, type EngineStepSample } from '../../src/sim/calibration.js';
+import { costOfFeatures, stepFeatures, type HardwareProfile, type ModelProfile, type SeqShape } from '../../src/sim/cost-model.js';
+import { SeededRng } from '../../src/bench/rng.js';
 import { runCalibrate } from '../../src/cli/calibrate.js';
 import { runSimulate } from '../../src/cli/simulate.js';
 import { UsageError } from '../../src/cli/usage-error.js';
@@ -51,6 +53,46 @@ before(() => {
   dir = mkdtempSync(join(tmpdir(), 'stepwise-calibrate-'));
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
+
+test('fitCalibration: an engine-run kind measured five times weighs what one run does, and the mean estimate recovers a known profile', () => {
+  const model: ModelProfile = { dim: 256, hiddenDim: 768, nLayers: 4, nHeads: 8, nKvHeads: 4, vocabSize: 4096, contextLength: 1024, tiedEmbeddings: false, weightBytes: 4, kvBytes: 4 };
+  const hw: HardwareProfile = {
+    memoryGB: 16, bandwidthGBs: 12, peakTflops: 0.03, bandwidthEfficiency: 1, computeEfficiency: 1, stepOverheadMs: 0.3, perSeqOverheadUs: 25, perTokenUs: 0, reservedGB: 0,
+    attentionGflops: 6, kvBandwidthGBs: 20, rowCurve: [[1, 2], [2, 2.1], [4, 2.3], [8, 3], [16, 4.4], [32, 7], [64, 12], [128, 20], [256, 40], [512, 80], [1024, 170]],
+  };
+  const rng = new SeededRng(3);
+  const forwardOnly = { ...hw, stepOverheadMs: 0, perSeqOverheadUs: 0 };
+  // A run of one kind: steps of the given shapes, each followed at once by the next; runner time is
+  // the forward pass, the period adds the engine's overhead. Noise: ±10%, uniform.
+  const run = (kind: EngineRunKind, shapes: SeqShape[][]): EngineStepSample[] =>
+    shapes.map((shape, i) => {
+      const features = stepFeatures(model, shape);
+      const runnerMs = costOfFeatures(forwardOnly, features).ms * (0.9 + 0.2 * rng.next());
+      return { run: kind, shape, features, runnerMs, periodMs: runnerMs + (0.3 + 0.025 * shape.length) * (0.9 + 0.2 * rng.next()), totalMs: runnerMs, idleBeforeMs: i === 0 ? Infinity : 0.01 };
+    });
+  const decode = (B: number, L: number) => Array.from({ length: B }, () => ({ numTokens: 1, contextLen: L, sample: true }));
+  const batched = run('continuous', [
+    [{ numTokens: 512, contextLen: 512, sample: true }, ...decode(8, 200)],
+    ...[1, 2, 4, 8, 16, 32, 64].flatMap((B) => [decode(B, 100), decode(B, 300), decode(B, 700)]),
+    ...[16, 64, 128, 256, 1024].map((C) => [{ numTokens: C, contextLen: C, sample: true }]),
+  ]);
+  const single = run('none', Array.from({ length: 60 }, (_, i) => decode(1, 40 + 10 * i)));
+  const forward = [decode(1, 64), decode(16, 256), decode(64, 512), [{ numTokens: 256, contextLen: 256, sample: true }], [{ numTokens: 1024, contextLen: 1024, sample: true }]].map((s) => {
+    const features = stepFeatures(model, s);
+    return { features, ms: costOfFeatures(forwardOnly, features).ms };
+  });
+  const once = fitCalibration(forward, [...batched, ...single]);
+  const fiveTimes = fitCalibration(forward, [...batched, ...single, ...single, ...single, ...single, ...single]);
+  assert.deepEqual(fiveTimes.curveFit.curve.map(([, ms]) => ms.toFixed(6)), once.curveFit.curve.map(([, ms]) => ms.toFixed(6)));
+  // The fitted profile prices the engine's steps (forward and overhead) as generated, within the noise.
+  for (const [B, L] of [[1, 100], [8, 300], [32, 500]]) {
+    const f = stepFeatures(model, decode(B, L));
+    const fitted = costOfFeatures(once.hardware, f).ms;
+    const truth = costOfFeatures(hw, f).ms;
+    assert.ok(Math.abs(fitted / truth - 1) < 0.06, `decode ${B}x@${L}: fitted ${fitted} vs ${truth}`);
+  }
+  assert.ok(Math.abs(once.overhead.stepOverheadMs - 0.3) < 0.05, `engine overhead ${once.overhead.stepOverheadMs}`);
+});
 
 test('calibrate --quick on a real model writes a profile the simulator runs with', { skip: stories.missing }, async () => {
   const file = join(dir, 'cpu.json');
@@ -100,4 +142,5 @@ test('calibrate usage mistakes are named', async () => {
   await assert.rejects(runCalibrate(['--model', join(dir, 'none.gguf')]), /model file not found/);
   await assert.rejects(runCalibrate(['--model', stories.path, '--backend', 'gpu']), /--backend must be one of auto, native, typescript/);
   await assert.rejects(runCalibrate(['--model', stories.path, '--reps', '0']), /--reps must be at least 1/);
+  await assert.rejects(runCalibrate(['--model', stories.path, '--estimate', 'median']), /--estimate must be mean or robust, got 'median'/);
 });

@@ -117,3 +117,37 @@ test('the row-curve fit recovers a measured curve, the per-sequence cost and att
   assert.throws(() => fitRowCurve(data.slice(0, 5), [1, 2, 4]), /needs at least 6 measured steps/);
   assert.throws(() => fitRowCurve(data, [4, 2]), /increasing positive row counts/);
 });
+
+test('the row-curve fit relative to its own prediction lands on the mean of noisy samples; relative to the measurement it leans fast', () => {
+  // Every shape sampled on a machine that runs 30% fast or 30% slow, half the time each: the mean
+  // step time is the noise-free one.
+  const rng = new SeededRng(11);
+  const curve: Array<[number, number]> = [[1, 2], [2, 2.1], [4, 2.3], [8, 3], [16, 4.4], [32, 7], [64, 12], [256, 40], [512, 80]];
+  const hw: HardwareProfile = { ...truth, stepOverheadMs: 0, rowCurve: curve };
+  const data = shapes().flatMap((s) => {
+    const f = stepFeatures(model, s);
+    const t = costOfFeatures(hw, f).ms;
+    return Array.from({ length: 200 }, () => ({ features: f, ms: t * (rng.next() < 0.5 ? 0.7 : 1.3), t }));
+  });
+  const knots = curve.map(([r]) => r);
+  const predicted = (fit: ReturnType<typeof fitRowCurve>, d: (typeof data)[number]) =>
+    costOfFeatures({ ...hw, rowCurve: fit.curve, perSeqOverheadUs: fit.perSeqOverheadUs, attentionGflops: fit.attentionGflops, kvBandwidthGBs: fit.kvBandwidthGBs }, d.features).ms;
+  const mean = fitRowCurve(data, knots, { relativeTo: 'predicted' });
+  const fast = fitRowCurve(data, knots);
+  // Over all shapes, the ratio of predicted to noise-free time: ~1 for the mean estimate; for 1/y
+  // weighting E[y/y^2]/E[1/y^2] = 0.83 when y is t·(1 ± 0.3).
+  const ratio = (fit: ReturnType<typeof fitRowCurve>) => data.reduce((n, d) => n + predicted(fit, d) / d.t, 0) / data.length;
+  assert.ok(Math.abs(ratio(mean) - 1) < 0.02, `mean estimate: predicted/true ${ratio(mean)}`);
+  assert.ok(Math.abs(ratio(fast) - 0.835) < 0.03, `measured-relative estimate: predicted/true ${ratio(fast)}`);
+});
+
+test('engine overhead with center mean: a line through the mean per batch size, the one fastest and slowest step trimmed', () => {
+  // Three of every ten steps 0.5 ms slower: the median ignores them; the mean, with one fast and one
+  // slow step dropped, counts two slow ones in eight.
+  const skewed = [1, 2, 4, 8].flatMap((n) => Array.from({ length: 10 }, (_, i) => ({ numSeqs: n, overheadMs: 0.2 + 0.025 * n + (i >= 7 ? 0.5 : 0) })));
+  const median = fitEngineOverhead(skewed);
+  const mean = fitEngineOverhead(skewed, { center: 'mean' });
+  assert.ok(Math.abs(median.stepOverheadMs - 0.2) < 1e-9, `median overhead ${median.stepOverheadMs}`);
+  assert.ok(Math.abs(mean.stepOverheadMs - (0.2 + (2 * 0.5) / 8)) < 1e-9, `mean overhead ${mean.stepOverheadMs}`);
+  assert.ok(Math.abs(mean.perSeqOverheadUs - 25) < 1e-6, `per seq ${mean.perSeqOverheadUs}`);
+});

@@ -1,0 +1,94 @@
+// Refits saved fidelity runs offline: how would the simulator have scored with another way of turning
+// the calibration samples into a profile? Reads what bench/sim-fidelity.ts wrote (the raw calibration
+// samples, the workloads, the engines' settings and the real runs' means), fits a profile with each
+// estimate (see CalibrationEstimate in src/sim/calibration.ts), simulates every cell again and scores
+// it against the same real figures. No engine runs: seconds, not minutes.
+//
+//   npx tsx bench/sim-refit.ts DIR [DIR...] [--estimate mean,robust]
+import { parseArgs } from 'node:util';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ENGINE_RUN_KINDS, fitCalibration, trimmedMean, type CalibrationEstimate, type EngineStepSample } from '../src/sim/calibration.js';
+import { stepFeatures, type ModelProfile, type SeqShape } from '../src/sim/cost-model.js';
+import { simulatePolicy } from '../src/sim/run-sim.js';
+import { buildWorkload, type WorkloadSpec, type WorkloadTarget } from '../src/bench/workload.js';
+import type { BatchingPolicy } from '../src/engine/step-trace.js';
+import { formatTable } from '../src/bench/tables.js';
+
+const { values, positionals } = parseArgs({ allowPositionals: true, options: { estimate: { type: 'string', default: 'mean,robust' } } });
+const estimates = values.estimate!.split(',') as CalibrationEstimate[];
+for (const e of estimates) if (e !== 'mean' && e !== 'robust') fail(`--estimate takes mean and/or robust, got '${e}'`);
+if (positionals.length === 0) fail('give one or more output folders of bench/sim-fidelity.ts');
+
+interface RealCell {
+  workload: string;
+  policy: BatchingPolicy;
+  tput: { real: number; se: number };
+  ttft: { real: number; se: number };
+  tpot: { real: number; se: number };
+}
+interface SavedSamples {
+  forward: Array<{ label: string; seqs: SeqShape[]; samples: number[] }>;
+  // JSON has no Infinity or NaN: a run's first step has idleBeforeMs null, a step followed by idle periodMs null.
+  engine: Array<Omit<EngineStepSample, 'features' | 'run' | 'idleBeforeMs' | 'periodMs'> & { run?: EngineStepSample['run']; idleBeforeMs: number | null; periodMs: number | null }>;
+}
+
+/** The engine steps as calibration measured them (runs before `run` was recorded are taken in calibration's fixed order). */
+function engineSteps(saved: SavedSamples, model: ModelProfile): EngineStepSample[] {
+  let runIndex = -1;
+  return saved.engine.map((s) => {
+    if (s.idleBeforeMs === null) runIndex++;
+    return {
+      ...s,
+      run: s.run ?? ENGINE_RUN_KINDS[runIndex % ENGINE_RUN_KINDS.length],
+      features: stepFeatures(model, s.shape),
+      idleBeforeMs: s.idleBeforeMs ?? Infinity,
+      periodMs: s.periodMs ?? NaN,
+    };
+  });
+}
+
+const totals = new Map<CalibrationEstimate, { within: number; resolvable: number; figures: number; absErr: number }>();
+const pct = (x: number) => `${x >= 0 ? '+' : '−'}${Math.abs(x * 100).toFixed(1)}%`;
+for (const dir of positionals) {
+  const files = ['calibration-samples.json', 'fidelity.json'].map((f) => join(dir, f));
+  for (const f of files) if (!existsSync(f)) fail(`${f} not found (is ${dir} an output folder of bench/sim-fidelity.ts with calibration?)`);
+  const saved = JSON.parse(readFileSync(files[0], 'utf8')) as SavedSamples;
+  const fid = JSON.parse(readFileSync(files[1], 'utf8'));
+  if (!fid.workloads || !fid.engineOptions) fail(`${files[1]} predates saved workloads and engine settings: rerun bench/sim-fidelity.ts`);
+  const model = fid.profile.model as ModelProfile;
+  const forward = saved.forward.map((m) => ({ features: stepFeatures(model, m.seqs), ms: trimmedMean(m.samples) }));
+  const steps = engineSteps(saved, model);
+  const workloads = (fid.workloads as WorkloadSpec[]).map((spec) => buildWorkload(spec, fid.target as WorkloadTarget));
+  const rows: string[][] = [];
+  for (const estimate of estimates) {
+    const { hardware } = fitCalibration(forward, steps, { estimate });
+    const t = totals.get(estimate) ?? { within: 0, resolvable: 0, figures: 0, absErr: 0 };
+    totals.set(estimate, t);
+    const errs: string[] = [];
+    for (const cell of fid.cells as RealCell[]) {
+      const w = workloads.find((x) => x.arrival.kind === cell.workload)!;
+      const { backend: _b, threads: _t, inProcess: _i, tokenizerPath: _p, ...load } = fid.engineOptions[cell.policy];
+      const m = simulatePolicy(w, cell.policy, { hardware, model, load, keepSteps: false }).metrics;
+      for (const [sim, real] of [[m.outputThroughput, cell.tput], [m.ttftMs.p50, cell.ttft], [m.tpotMs.p50, cell.tpot]] as const) {
+        const e = sim / real.real - 1;
+        t.figures++;
+        t.absErr += Math.abs(e);
+        if (Math.abs(e) <= 0.05) t.within++;
+        if (Math.abs(e) <= Math.max(0.05, Number.isFinite(real.se) ? 2 * real.se : 0)) t.resolvable++;
+        errs.push(pct(e));
+      }
+    }
+    rows.push([dir, estimate, ...errs]);
+  }
+  const cols = (fid.cells as RealCell[]).flatMap((c) => ['tok/s', 'TTFT', 'TPOT'].map((k) => `${c.workload.slice(0, 4)} ${c.policy.slice(0, 4)} ${k}`));
+  process.stdout.write(`${formatTable(['run', 'estimate', ...cols], rows, 'markdown')}\n\n`);
+}
+for (const [estimate, t] of totals) {
+  process.stdout.write(`${estimate}: ${t.within}/${t.figures} figures within 5%, ${t.resolvable}/${t.figures} within 5% or two standard errors, mean |err| ${((t.absErr / t.figures) * 100).toFixed(1)}%\n`);
+}
+
+function fail(message: string): never {
+  process.stderr.write(`sim-refit: ${message}\n`);
+  process.exit(2);
+}
