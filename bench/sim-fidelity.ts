@@ -78,9 +78,14 @@ const target = { vocabSize: config.vocabSize, bosId: 1, maxModelLen: config.cont
 const lengths = { promptDist: { kind: 'uniform', min: 32, max: 256 }, outputDist: { kind: 'lognormal', median: 48, sigma: 0.6, min: 8, max: 160 } } as const;
 const engineLoad = (policy: BatchingPolicy): LoadOptions => ({ backend, threads, policy, maxNumSeqs, staticBatchSize: maxNumSeqs });
 
+/** Pause after each real run's engine is closed. */
+const SETTLE_MS = 1000;
+
 interface RealRun {
   m: RunMetrics;
   steps: number;
+  /** Every step, compactly: [start ms, period ms (to the next step's start), sequences, rows, joined, runner ms, whole step ms]. */
+  trace: number[][];
 }
 
 const cal = values.profile ? undefined : await Calibrator.open({ modelPath, backend, threads, reps: calReps, log });
@@ -129,12 +134,17 @@ for (let round = 0; round < numRounds; round++) {
       const run = await runOffline(llm, w);
       const m = computeMetrics(run.records, run.durationMs);
       if (!real.has(key(w, policy))) real.set(key(w, policy), []);
-      real.get(key(w, policy))!.push({ m, steps: run.steps.length });
+      const r3 = (x: number) => Math.round(x * 1e3) / 1e3;
+      const trace = run.steps.map((st, j) => [r3(st.startMs), r3((run.steps[j + 1]?.startMs ?? NaN) - st.startMs), st.seqs.length, st.numBatchedTokens, st.numJoined, r3(st.forwardMs + st.sampleMs), r3(st.totalMs)]);
+      real.get(key(w, policy))!.push({ m, steps: run.steps.length, trace });
       engineOptions.set(policy, llm.options);
       log(`  ${w.arrival.kind} ${policy}: ${m.outputThroughput.toFixed(1)} tok/s, TTFT p50 ${m.ttftMs.p50.toFixed(1)} ms, TPOT p50 ${m.tpotMs.p50.toFixed(2)} ms, ${run.steps.length} steps`);
     } finally {
       await llm.close();
     }
+    // Let the closed engine's teardown (its worker thread and memory going away) finish before the
+    // next measurement: what runs right after a close measured several percent slow.
+    await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
   }
 }
 
@@ -204,6 +214,8 @@ const md = `${table}\n\n${summary.map((s) => `- ${s}`).join('\n')}\n`;
 writeFileSync(join(outDir, 'fidelity.md'), md);
 // The workloads and the engines' resolved settings too, so bench/sim-refit.ts can simulate the same cells again.
 writeFileSync(join(outDir, 'fidelity.json'), JSON.stringify({ profile, workloads: workloadSpecs, target, engineOptions: Object.fromEntries(engineOptions), cells, real: Object.fromEntries([...real].map(([k, runs]) => [k, runs.map((r) => ({ ...strip(r.m), steps: r.steps }))])) }, null, 2) + '\n');
+// The real runs' step traces, to compare with the profile step by step when studying the cost model.
+writeFileSync(join(outDir, 'real-steps.json'), JSON.stringify({ fields: ['startMs', 'periodMs', 'seqs', 'rows', 'joined', 'runnerMs', 'totalMs'], runs: Object.fromEntries([...real].map(([k, runs]) => [k, runs.map((r) => r.trace)])) }) + '\n');
 process.stdout.write(`\n${md}\nwritten to ${join(outDir, 'fidelity.md')}\n`);
 
 function strip(m: RunMetrics) {

@@ -4,7 +4,7 @@
 // estimate (see CalibrationEstimate in src/sim/calibration.ts), simulates every cell again and scores
 // it against the same real figures. No engine runs: seconds, not minutes.
 //
-//   npx tsx bench/sim-refit.ts DIR [DIR...] [--estimate mean,robust]
+//   npx tsx bench/sim-refit.ts DIR [DIR...] [--estimate mean,robust] [--grid-weight 0.5,0.25]
 import { parseArgs } from 'node:util';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,7 +15,9 @@ import { buildWorkload, type WorkloadSpec, type WorkloadTarget } from '../src/be
 import type { BatchingPolicy } from '../src/engine/step-trace.js';
 import { formatTable } from '../src/bench/tables.js';
 
-const { values, positionals } = parseArgs({ allowPositionals: true, options: { estimate: { type: 'string', default: 'mean,robust' } } });
+const { values, positionals } = parseArgs({ allowPositionals: true, options: { estimate: { type: 'string', default: 'mean,robust' }, 'grid-weight': { type: 'string', default: '0.5' } } });
+const gridWeights = values['grid-weight']!.split(',').map(Number);
+for (const g of gridWeights) if (!(g > 0 && g < 1)) fail(`--grid-weight takes shares strictly between 0 and 1, got ${g}`);
 const estimates = values.estimate!.split(',') as CalibrationEstimate[];
 for (const e of estimates) if (e !== 'mean' && e !== 'robust') fail(`--estimate takes mean and/or robust, got '${e}'`);
 if (positionals.length === 0) fail('give one or more output folders of bench/sim-fidelity.ts');
@@ -48,7 +50,7 @@ function engineSteps(saved: SavedSamples, model: ModelProfile): EngineStepSample
   });
 }
 
-const totals = new Map<CalibrationEstimate, { within: number; resolvable: number; figures: number; absErr: number }>();
+const totals = new Map<string, { within: number; resolvable: number; figures: number; absErr: number }>();
 const pct = (x: number) => `${x >= 0 ? '+' : '−'}${Math.abs(x * 100).toFixed(1)}%`;
 for (const dir of positionals) {
   const files = ['calibration-samples.json', 'fidelity.json'].map((f) => join(dir, f));
@@ -61,10 +63,11 @@ for (const dir of positionals) {
   const steps = engineSteps(saved, model);
   const workloads = (fid.workloads as WorkloadSpec[]).map((spec) => buildWorkload(spec, fid.target as WorkloadTarget));
   const rows: string[][] = [];
-  for (const estimate of estimates) {
-    const { hardware } = fitCalibration(forward, steps, { estimate });
-    const t = totals.get(estimate) ?? { within: 0, resolvable: 0, figures: 0, absErr: 0 };
-    totals.set(estimate, t);
+  for (const estimate of estimates) for (const gridWeight of gridWeights) {
+    const { hardware } = fitCalibration(forward, steps, { estimate, gridWeight });
+    const variant = gridWeights.length > 1 ? `${estimate}, grid ${gridWeight}` : estimate;
+    const t = totals.get(variant) ?? { within: 0, resolvable: 0, figures: 0, absErr: 0 };
+    totals.set(variant, t);
     const errs: string[] = [];
     for (const cell of fid.cells as RealCell[]) {
       const w = workloads.find((x) => x.arrival.kind === cell.workload)!;
@@ -79,7 +82,7 @@ for (const dir of positionals) {
         errs.push(pct(e));
       }
     }
-    rows.push([dir, estimate, ...errs]);
+    rows.push([dir, variant, ...errs]);
   }
   const cols = (fid.cells as RealCell[]).flatMap((c) => ['tok/s', 'TTFT', 'TPOT'].map((k) => `${c.workload.slice(0, 4)} ${c.policy.slice(0, 4)} ${k}`));
   process.stdout.write(`${formatTable(['run', 'estimate', ...cols], rows, 'markdown')}\n\n`);

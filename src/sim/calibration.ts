@@ -8,13 +8,16 @@
 //    times itself. Shapes are measured round-robin, several times each, and a trimmed mean kept (the
 //    fastest and slowest dropped): on a shared machine load comes and goes, round-robin spreads it
 //    over every shape alike, and a mean — not a median — is what throughput depends on.
-// 2. A short run of the real Engine with its worker-thread runner under each batching policy. Its
-//    step trace gives, per step, the runner's forward time and the step's period (start to next
-//    start); the shapes come from the SchedulerOutputs themselves.
-// The roofline's rates (bandwidth, peak, attention rate) and the forward pass's fixed costs are fitted
-// to the grid and the engine's forward times together; the engine's own cost per step (period minus
+// 2. Short runs of the real Engine with its worker-thread runner: continuous batching, static batches,
+//    one request at a time, and requests on an idle engine. One engine per kind stays open across
+//    runs (a fresh engine runs slower for its first second or two). The step trace gives, per step,
+//    the runner's forward time and the step's period (start to next start); the shapes come from the
+//    SchedulerOutputs themselves.
+// The forward pass's row curve, per-sequence cost and attention rates are fitted to the grid and the
+// engine's forward times together (fitCalibration); the engine's own cost per step (period minus
 // forward: scheduling, the hop to the worker and back, update, delivery) is fitted as a line in the
-// number of sequences and added to the fixed costs.
+// number of sequences and added to the fixed costs. Both fits reproduce mean times by default: a
+// simulated run's duration is a sum of step times, and a sum follows the mean.
 import { performance } from 'node:perf_hooks';
 import { cpus, totalmem } from 'node:os';
 import { basename } from 'node:path';
@@ -445,7 +448,15 @@ export interface CalibrationFit {
  * Fits a CPU profile to calibration samples: the grid's per-shape times and the engine runs' traced
  * steps. Pure (no measuring), so saved samples can be refitted offline (bench/sim-refit.ts).
  */
-export function fitCalibration(forward: readonly Pick<ShapeMeasurement, 'features' | 'ms'>[], engineSteps: readonly EngineStepSample[], opts: { estimate?: CalibrationEstimate; source?: string } = {}): CalibrationFit {
+export interface FitCalibrationOptions {
+  estimate?: CalibrationEstimate;
+  /** The grid's share of the forward fit's total weight; the engine's steps get the rest (default 0.5). */
+  gridWeight?: number;
+  /** The profile's `source` line. */
+  source?: string;
+}
+
+export function fitCalibration(forward: readonly Pick<ShapeMeasurement, 'features' | 'ms'>[], engineSteps: readonly EngineStepSample[], opts: FitCalibrationOptions = {}): CalibrationFit {
   const meanEstimate = (opts.estimate ?? 'mean') === 'mean';
   // The forward pass is fitted to the grid and to the forward passes the engine itself timed (the
   // shapes real traffic makes, under the conditions it runs in), the two weighted equally. Step time
@@ -460,7 +471,9 @@ export function fitCalibration(forward: readonly Pick<ShapeMeasurement, 'feature
   for (const s of engineSteps) if (s.idleBeforeMs === Infinity) runs.set(s.run, (runs.get(s.run) ?? 0) + 1);
   const kindFactor = (k: EngineRunKind) => 1 / Math.max(1, runs.get(k) ?? 0);
   const timedEngine = warm.filter((s) => s.runnerMs > 0);
-  const w = forward.length / Math.max(1e-9, timedEngine.reduce((n, s) => n + kindFactor(s.run), 0));
+  const gridShare = opts.gridWeight ?? 0.5;
+  if (!(gridShare > 0 && gridShare < 1)) throw new FitError(`the grid's weight must lie strictly between 0 and 1, got ${gridShare}`);
+  const w = (forward.length * (1 - gridShare)) / gridShare / Math.max(1e-9, timedEngine.reduce((n, s) => n + kindFactor(s.run), 0));
   const timed = [
     ...forward.map((m) => ({ features: m.features, ms: m.ms })),
     ...timedEngine.map((s) => ({ features: s.features, ms: s.runnerMs, weight: w * kindFactor(s.run) })),
