@@ -124,10 +124,6 @@ for (let round = 0; round < numRounds; round++) {
   const cells = workloads.flatMap((w) => policies.map((p) => [w, p] as const));
   for (let i = 0; i < cells.length; i++) {
     const [w, policy] = cells[(i + round) % cells.length];
-    // The one-sequence level, measured again before every real run: this machine's speed swings by up
-    // to 2x between half-second windows, and one calibration window per round left the profile's
-    // one-sequence step time off by ±10% (every unbatched figure rests on it).
-    if (cal) await cal.measureEngine('none');
     const llm = await LLM.load(modelPath, engineLoad(policy));
     try {
       await warmUp(llm, config.vocabSize, 1);
@@ -139,6 +135,13 @@ for (let round = 0; round < numRounds; round++) {
       real.get(key(w, policy))!.push({ m, steps: run.steps.length, trace });
       engineOptions.set(policy, llm.options);
       log(`  ${w.arrival.kind} ${policy}: ${m.outputThroughput.toFixed(1)} tok/s, TTFT p50 ${m.ttftMs.p50.toFixed(1)} ms, TPOT p50 ${m.tpotMs.p50.toFixed(2)} ms, ${run.steps.length} steps`);
+      // The one-sequence level, measured again after every real run: this machine's speed swings by
+      // up to 2x between half-second windows, and one calibration window per round left the profile's
+      // one-sequence step time off by ±10% (every unbatched figure rests on it). After the run, not
+      // before: the real run's engine is still open (nothing is being torn down) and the machine is
+      // busy, as during a run; measured right after an engine closed or an idle pause, the same steps
+      // ran 4-6% slower than the real runs' own.
+      if (cal) await cal.measureEngine('none');
     } finally {
       await llm.close();
     }

@@ -180,6 +180,12 @@ export interface ForwardMeasureOptions {
    * measured as well as the big ones that dominate time.
    */
   perRound?: number[];
+  /**
+   * The shape the round-robin starts at (default 0). Calibrator passes start at a different shape
+   * each time: whatever comes first after a pause runs slow for a moment, and no shape should
+   * always be the one that pays for it.
+   */
+  startAt?: number;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -201,8 +207,12 @@ export function measureForward(runner: LocalModelRunner, model: ModelProfile, gr
     const r = runner.executeSync(out);
     return r.forwardMs + r.sampleMs;
   };
+  const n = grid.length;
+  const start = n > 0 ? (((opts.startAt ?? 0) % n) + n) % n : 0;
+  const visit = grid.map((_, j) => (j + start) % n);
   for (let rep = first; rep < opts.reps; rep++) {
-    grid.forEach((shape, i) => {
+    visit.forEach((i) => {
+      const shape = grid[i];
       // Each timed run follows an untimed one of the same shape: in an engine a step follows a step
       // much like it, with the weights still warm in the caches (the step before it here may have
       // been a big prefill).
@@ -476,7 +486,7 @@ export function fitCalibration(forward: readonly Pick<ShapeMeasurement, 'feature
   const w = (forward.length * (1 - gridShare)) / gridShare / Math.max(1e-9, timedEngine.reduce((n, s) => n + kindFactor(s.run), 0));
   const timed = [
     ...forward.map((m) => ({ features: m.features, ms: m.ms })),
-    ...timedEngine.map((s) => ({ features: s.features, ms: s.runnerMs, weight: w * kindFactor(s.run) })),
+    ...timedEngine.map((s) => ({ features: s.features, ms: s.runnerMs, weight: w * kindFactor(s.run), engine: true })),
   ];
   const curveOpts = { relativeTo: meanEstimate ? ('predicted' as const) : ('measured' as const) };
   const gridFit = fitRowCurve(forward.map((m) => ({ features: m.features, ms: m.ms })), rowKnots(forward), curveOpts);
@@ -504,6 +514,8 @@ export function fitCalibration(forward: readonly Pick<ShapeMeasurement, 'feature
     attentionGflops: round(finite(curveFit.attentionGflops, 1e9), 4),
     kvBandwidthGBs: round(finite(curveFit.kvBandwidthGBs, 1e6), 4),
     rowCurve: curveFit.curve.map(([r, ms]) => [r, round(ms, 4)]),
+    perPrefillRowUs: round(curveFit.enginePrefillRowUs, 3),
+    perPrefillSeqUs: round(curveFit.enginePrefillSeqUs, 3),
     ...(opts.source ? { source: opts.source } : {}),
   };
   // A step on an idle engine against steps that follow one another: the ratio of how far each
@@ -598,6 +610,8 @@ export class Calibrator {
       blockSize: this.blockSize,
       numBlocks: this.numBlocks,
       perRound: this.perRound,
+      // Seven shapes on each pass: spread over the grid without always landing on the same few.
+      startAt: this.passes * 7,
       onProgress: (d, t) => {
         const pct = Math.floor((100 * d) / t / 25) * 25;
         if (pct !== lastPct) this.log(`forward pass: ${Math.round((100 * d) / t)}%`);
@@ -655,7 +669,8 @@ export class Calibrator {
     const cold = engineSteps.filter((s) => s.idleBeforeMs > COLD_AFTER_IDLE_MS && Number.isFinite(s.idleBeforeMs)).length;
     this.log(`steps on an idle engine: ${cold}, ${hardware.coldStepFactor !== undefined ? `${hardware.coldStepFactor}x the time of a step that follows another` : 'too few to measure'}`);
     this.log(`engine check: ${engineCheck.steps} steps, total time off by ${(engineCheck.totalRelError * 100).toFixed(1)}%, median step error ${(engineCheck.medianAbsRelError * 100).toFixed(1)}%`);
-    const forwardOnly: HardwareProfile = { ...hardware, stepOverheadMs: 0, perSeqOverheadUs: curveFit.perSeqOverheadUs, coldStepFactor: undefined };
+    // The forward pass as the grid measured it: no engine overhead, no engine-only prompt costs.
+    const forwardOnly: HardwareProfile = { ...hardware, stepOverheadMs: 0, perSeqOverheadUs: curveFit.perSeqOverheadUs, coldStepFactor: undefined, perPrefillRowUs: 0, perPrefillSeqUs: 0 };
 
     const profile: CalibratedProfileFile = {
       kind: 'stepwise-profile',

@@ -58,6 +58,13 @@ export interface HardwareProfile {
    * clocks down. Calibrated CPU profiles measure it; GPU profiles leave it unset (1).
    */
   coldStepFactor?: number;
+  /**
+   * When set, what a prompt chunk costs the engine beyond the measured forward pass: per chunk row
+   * and per chunk (µs). Calibrated CPU profiles fit them to the engine's own prefill steps against the
+   * grid's isolated ones: the engine's joins ran 5-15% slower per prompt row, plus a fixed part.
+   */
+  perPrefillRowUs?: number;
+  perPrefillSeqUs?: number;
   source?: string;
 }
 
@@ -153,6 +160,9 @@ export interface StepFeatures {
   linearFlops: number;
   /** Attention FLOPs (q·k and p·v over every attended key). */
   attnFlops: number;
+  /** Rows of prompt chunks (sequences computing more than one token this step), and how many such chunks. */
+  prefillRows: number;
+  prefillSeqs: number;
 }
 
 export function stepFeatures(m: ModelProfile, seqs: readonly SeqShape[]): StepFeatures {
@@ -160,8 +170,14 @@ export function stepFeatures(m: ModelProfile, seqs: readonly SeqShape[]): StepFe
   let logitRows = 0;
   let keys = 0;
   let kvTokens = 0;
+  let prefillRows = 0;
+  let prefillSeqs = 0;
   for (const s of seqs) {
     const pad = s.padRows ?? 0;
+    if (s.numTokens > 1) {
+      prefillRows += s.numTokens;
+      prefillSeqs++;
+    }
     rows += s.numTokens + pad;
     if (s.sample) logitRows++;
     // Row i of a chunk attends (contextLen - numTokens + i + 1) keys; a padding row attends contextLen.
@@ -179,6 +195,8 @@ export function stepFeatures(m: ModelProfile, seqs: readonly SeqShape[]): StepFe
     kvBytes,
     linearFlops: 2 * blockParams(m) * rows + 2 * outputParams(m) * logitRows,
     attnFlops: 4 * m.nLayers * qWidth * keys,
+    prefillRows,
+    prefillSeqs,
   };
 }
 
@@ -203,7 +221,9 @@ export function costOfFeatures(hw: HardwareProfile, f: StepFeatures, idleMs = 0)
   const computeMs = (computeFlops / (hw.peakTflops * 1e12 * hw.computeEfficiency)) * 1e3;
   const attentionMs =
     (separateAttention ? (f.attnFlops / (hw.attentionGflops! * 1e9)) * 1e3 : 0) + (separateKv ? (f.kvBytes / (hw.kvBandwidthGBs! * 1e9)) * 1e3 : 0);
-  const overheadMs = hw.stepOverheadMs + (hw.perSeqOverheadUs * f.numSeqs + (hw.perTokenUs ?? 0) * f.rows) / 1e3;
+  const overheadMs =
+    hw.stepOverheadMs +
+    (hw.perSeqOverheadUs * f.numSeqs + (hw.perTokenUs ?? 0) * f.rows + (hw.perPrefillRowUs ?? 0) * f.prefillRows + (hw.perPrefillSeqUs ?? 0) * f.prefillSeqs) / 1e3;
   const rowsMs = hw.rowCurve ? rowCurveMs(hw.rowCurve, f.rows) : Math.max(memMs, computeMs);
   const cold = hw.coldStepFactor !== undefined && idleMs > COLD_AFTER_IDLE_MS ? hw.coldStepFactor : 1;
   const ms = (overheadMs + rowsMs + attentionMs) * cold;

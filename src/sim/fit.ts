@@ -32,6 +32,8 @@ export interface TimedFeatures {
   ms: number;
   /** Weight of this measurement in the fit (default 1). */
   weight?: number;
+  /** Measured inside the running engine (not a grid shape timed on its own): see fitRowCurve. */
+  engine?: boolean;
 }
 
 export class FitError extends Error {
@@ -282,6 +284,9 @@ export type RowCurve = Array<[rows: number, ms: number]>;
 export interface RowCurveFit {
   curve: RowCurve;
   perSeqOverheadUs: number;
+  /** What the engine's prompt chunks cost beyond the curve: per chunk row and per chunk (µs; 0 without engine samples). */
+  enginePrefillRowUs: number;
+  enginePrefillSeqUs: number;
   attentionGflops: number;
   kvBandwidthGBs: number;
   rmsRelError: number;
@@ -318,6 +323,9 @@ export interface RowCurveOptions {
  * CPU's GEMMs get cheaper per row as the batch grows (tiles fill up, loaded weights serve more rows)
  * rather than switching from memory-bound to compute-bound at one point. Linear in every unknown, so
  * solved by non-negative least squares on relative errors.
+ *
+ * Samples marked `engine` get two more terms, per prompt-chunk row and per prompt chunk: what a
+ * prompt costs inside the running engine beyond a grid shape of the same size timed on its own.
  */
 export function fitRowCurve(data: readonly TimedFeatures[], knots: readonly number[], opts: RowCurveOptions = {}): RowCurveFit {
   if (data.length < knots.length + 3) throw new FitError(`fitting a ${knots.length}-point row curve needs at least ${knots.length + 3} measured steps, got ${data.length}`);
@@ -326,7 +334,8 @@ export function fitRowCurve(data: readonly TimedFeatures[], knots: readonly numb
   const k = knots.length;
   const columns = data.map((d) => {
     const f = d.features;
-    return [...knotWeights(knots, f.rows), f.numSeqs, f.attnFlops, f.kvBytes];
+    const e = d.engine ? 1 : 0;
+    return [...knotWeights(knots, f.rows), f.numSeqs, f.attnFlops, f.kvBytes, e * f.prefillRows, e * f.prefillSeqs];
   });
   // Each row is divided by `scale[i]` (the measured time, or the previous round's prediction).
   const solve = (scale: readonly number[]) =>
@@ -344,5 +353,13 @@ export function fitRowCurve(data: readonly TimedFeatures[], knots: readonly numb
   }
   const curve: RowCurve = knots.map((r, i) => [r, x[i]]);
   const errors = relativeErrors(data, predictAll(x));
-  return { curve, perSeqOverheadUs: x[k] * 1e3, attentionGflops: rate(x[k + 1], 1e9), kvBandwidthGBs: rate(x[k + 2], 1e9), ...errors };
+  return {
+    curve,
+    perSeqOverheadUs: x[k] * 1e3,
+    enginePrefillRowUs: x[k + 3] * 1e3,
+    enginePrefillSeqUs: x[k + 4] * 1e3,
+    attentionGflops: rate(x[k + 1], 1e9),
+    kvBandwidthGBs: rate(x[k + 2], 1e9),
+    ...errors,
+  };
 }

@@ -26,7 +26,7 @@ export interface CalibratedProfileFile {
 }
 
 const HW_REQUIRED = ['memoryGB', 'bandwidthGBs', 'peakTflops', 'bandwidthEfficiency', 'computeEfficiency', 'stepOverheadMs', 'perSeqOverheadUs', 'reservedGB'] as const;
-const HW_OPTIONAL = ['perTokenUs', 'kvCacheGB', 'attentionGflops', 'kvBandwidthGBs', 'coldStepFactor'] as const;
+const HW_OPTIONAL = ['perTokenUs', 'kvCacheGB', 'attentionGflops', 'kvBandwidthGBs', 'coldStepFactor', 'perPrefillRowUs', 'perPrefillSeqUs'] as const;
 const MODEL_INTS = ['dim', 'hiddenDim', 'nLayers', 'nHeads', 'nKvHeads', 'vocabSize', 'contextLength'] as const;
 
 function isObject(v: unknown): v is Record<string, unknown> {

@@ -58,8 +58,14 @@ export class CostModelTimer {
     let logitRows = 0;
     let keys = 0;
     let kvTokens = 0;
+    let prefillRows = 0;
+    let prefillSeqs = 0;
     for (const s of out.scheduled) {
       const n = s.tokenIds.length;
+      if (n > 1) {
+        prefillRows += n;
+        prefillSeqs++;
+      }
       const pad = s.padRows ?? 0;
       const ctx = n > 0 ? s.startPosition + n : Math.max(1, s.startPosition);
       rows += n + pad;
@@ -76,6 +82,8 @@ export class CostModelTimer {
       kvBytes,
       linearFlops: this.flopsPerRow * rows + this.flopsPerLogitRow * logitRows,
       attnFlops: this.flopsPerKey * keys,
+      prefillRows,
+      prefillSeqs,
     };
   }
 

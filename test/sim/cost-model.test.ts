@@ -147,6 +147,19 @@ test('the step timer prices SchedulerOutputs and accumulates FLOPs, bytes and ut
   close(u.mfu, (2 * expected.flops) / (2 * ms / 1e3) / 312e12);
 });
 
+test('prompt chunks cost what a calibrated profile says a prompt costs the engine beyond the forward pass', () => {
+  const seqs: SeqShape[] = [{ numTokens: 100, contextLen: 100, sample: true }, { numTokens: 28, contextLen: 228, sample: false }, ...Array.from({ length: 5 }, () => ({ numTokens: 1, contextLen: 300, sample: true }))];
+  const f = stepFeatures(llama7b, seqs);
+  assert.equal(f.prefillRows, 128, 'rows of the two chunks; decodes are not prompt rows');
+  assert.equal(f.prefillSeqs, 2);
+  const plain = costOfFeatures(a100, f).ms;
+  close(costOfFeatures({ ...a100, perPrefillRowUs: 10, perPrefillSeqUs: 500 }, f).ms, plain + (128 * 10 + 2 * 500) / 1e3);
+  // A step of decodes only pays nothing extra.
+  const decodes = stepFeatures(llama7b, seqs.slice(2));
+  assert.equal(decodes.prefillRows, 0);
+  close(costOfFeatures({ ...a100, perPrefillRowUs: 10, perPrefillSeqUs: 500 }, decodes).ms, costOfFeatures(a100, decodes).ms);
+});
+
 test('the timer\'s allocation-free features equal the cost model\'s features of the step\'s shape', () => {
   const timer = new CostModelTimer(a100, MODELS['llama-3-8b']);
   const seq = fc.record({ n: fc.integer({ min: 0, max: 64 }), start: fc.integer({ min: 0, max: 2000 }), sample: fc.boolean(), pad: fc.integer({ min: 0, max: 4 }) });
@@ -162,7 +175,7 @@ test('the timer\'s allocation-free features equal the cost model\'s features of 
       };
       const a = timer.features(out);
       const b = stepFeatures(MODELS['llama-3-8b'], stepShape(out));
-      for (const k of ['numSeqs', 'rows', 'bytes', 'linearFlops', 'attnFlops'] as const) close(a[k] + 1, b[k] + 1, 1e-12);
+      for (const k of ['numSeqs', 'rows', 'bytes', 'kvBytes', 'linearFlops', 'attnFlops', 'prefillRows', 'prefillSeqs'] as const) close(a[k] + 1, b[k] + 1, 1e-12);
     }),
     { seed: 7, numRuns: 200 },
   );

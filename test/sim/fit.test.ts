@@ -151,3 +151,28 @@ test('engine overhead with center mean: a line through the mean per batch size, 
   assert.ok(Math.abs(mean.stepOverheadMs - (0.2 + (2 * 0.5) / 8)) < 1e-9, `mean overhead ${mean.stepOverheadMs}`);
   assert.ok(Math.abs(mean.perSeqOverheadUs - 25) < 1e-6, `per seq ${mean.perSeqOverheadUs}`);
 });
+
+test("the row-curve fit learns what the engine's prompt chunks cost beyond grid shapes of the same size", () => {
+  // Grid shapes cost the curve; the same shapes inside the engine cost 12 µs more per prompt row and
+  // 0.8 ms more per prompt chunk. Decode steps cost the same in both.
+  const curve: Array<[number, number]> = [[1, 2], [2, 2.1], [4, 2.3], [8, 3], [16, 4.4], [32, 7], [64, 12], [256, 40], [512, 80], [1024, 170]];
+  const hw: HardwareProfile = { ...truth, stepOverheadMs: 0, rowCurve: curve };
+  const grid = [...shapes(), [{ numTokens: 1024, contextLen: 1024, sample: true }], [{ numTokens: 32, contextLen: 32, sample: true }]].map((s) => ({ features: stepFeatures(model, s), ms: costOfFeatures(hw, stepFeatures(model, s)).ms }));
+  const engineShapes: SeqShape[][] = [
+    ...[40, 90, 150, 220, 300, 500].map((C) => [{ numTokens: C, contextLen: C, sample: true }]),
+    ...[60, 180].map((C) => [{ numTokens: C, contextLen: C, sample: true }, ...Array.from({ length: 6 }, () => ({ numTokens: 1, contextLen: 200, sample: true }))]),
+    ...[1, 4, 16].map((B) => Array.from({ length: B }, () => ({ numTokens: 1, contextLen: 150, sample: true }))),
+  ];
+  const engine = engineShapes.map((s) => {
+    const features = stepFeatures(model, s);
+    return { features, ms: costOfFeatures({ ...hw, perPrefillRowUs: 12, perPrefillSeqUs: 800 }, features).ms, engine: true };
+  });
+  const f = fitRowCurve([...grid, ...engine], curve.map(([r]) => r));
+  assert.ok(f.rmsRelError < 1e-6, `rms error ${f.rmsRelError}`);
+  assert.ok(Math.abs(f.enginePrefillRowUs - 12) < 1e-3, `per prompt row ${f.enginePrefillRowUs}`);
+  assert.ok(Math.abs(f.enginePrefillSeqUs - 800) < 1e-2, `per prompt chunk ${f.enginePrefillSeqUs}`);
+  // Without engine samples there is nothing to learn them from.
+  const gridOnly = fitRowCurve(grid, curve.map(([r]) => r));
+  assert.equal(gridOnly.enginePrefillRowUs, 0);
+  assert.equal(gridOnly.enginePrefillSeqUs, 0);
+});

@@ -29,6 +29,8 @@ test('a malformed hardware profile names the bad field', () => {
   assert.throws(() => validateHardware({ ...HARDWARE.H200, attentionGflops: -1 }, 'X'), /attentionGflops must be a number >= 0/);
   assert.throws(() => validateHardware({ ...HARDWARE.H200, kvBandwidthGBs: 0 }, 'X'), /kvBandwidthGBs must be greater than 0/);
   assert.throws(() => validateHardware({ ...HARDWARE.H200, coldStepFactor: 0.5 }, 'X'), /coldStepFactor must be at least 1 when given, got 0.5/);
+  assert.throws(() => validateHardware({ ...HARDWARE.H200, perPrefillRowUs: -2 }, 'X'), /perPrefillRowUs must be a number >= 0 when given, got -2/);
+  assert.throws(() => validateHardware({ ...HARDWARE.H200, perPrefillSeqUs: 'x' }, 'X'), /perPrefillSeqUs must be a number >= 0 when given/);
   for (const rowCurve of [[], [[2, 1], [1, 2]], [[1, -1]], [[0, 1]], [[1, 2, 3]], 'steep'])
     assert.throws(() => validateHardware({ ...HARDWARE.H200, rowCurve }, 'X'), /X: rowCurve must be a list of \[rows, ms\] pairs with rows > 0 increasing/, JSON.stringify(rowCurve));
   assert.deepEqual(validateHardware({ ...HARDWARE.H200, rowCurve: [[1, 2], [8, 3.5]] }, 'X').rowCurve, [[1, 2], [8, 3.5]]);
