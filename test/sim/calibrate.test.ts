@@ -118,6 +118,8 @@ test('calibrate --quick on a real model writes a profile the simulator runs with
   assert.ok(h.rowCurve && h.rowCurve.length >= 4 && h.rowCurve[0][0] === 1, JSON.stringify(h.rowCurve));
   assert.ok(h.rowCurve.every(([r, ms], i) => ms >= 0 && (i === 0 || r > h.rowCurve![i - 1][0])));
   assert.match(out, /per-row work: 1:/);
+  assert.ok(h.perPrefillRowUs !== undefined && h.perPrefillRowUs >= 0 && (h.perPrefillSeqUs ?? -1) >= 0, 'prompt-chunk costs fitted from the engine runs');
+  assert.match(out, /a prompt chunk in the engine, beyond the forward pass: [\d.]+ us\/row \+ \d+ us/);
   // The sparse engine run (requests on an idle engine) measured the cost of a cold step.
   assert.ok(h.coldStepFactor !== undefined && h.coldStepFactor >= 1, `cold step factor ${h.coldStepFactor}`);
   assert.match(err, /steps on an idle engine: \d+, [\d.]+x the time of a step that follows another/);
