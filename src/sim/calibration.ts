@@ -213,10 +213,13 @@ export function measureForward(runner: LocalModelRunner, model: ModelProfile, gr
   for (let rep = first; rep < opts.reps; rep++) {
     visit.forEach((i) => {
       const shape = grid[i];
-      // Each timed run follows an untimed one of the same shape: in an engine a step follows a step
-      // much like it, with the weights still warm in the caches (the step before it here may have
-      // been a big prefill).
+      // Timed runs follow untimed ones of the same shape: in an engine a step follows steps much like
+      // it, with the weights warm in the caches, while here the shape before may have been a big
+      // prefill. One untimed run is not enough for a small step: a one-sequence decode ran 20-30%
+      // slow for its first two or three runs after a big shape, ~12% over the timed ones; so untimed
+      // runs go on until WARM_GRID_MS have passed.
       const warm = run(shape);
+      for (let spent = warm; spent < WARM_GRID_MS; spent += run(shape));
       if (rep < 0) perRound[i] = warm < 10 ? 3 : 1;
       else for (let k = 0; k < perRound[i]; k++) samples[i].push(run(shape));
       opts.onProgress?.(++done, total);
@@ -288,6 +291,7 @@ export class CalibrationEngine {
     private readonly o: EngineMeasureOptions,
     private readonly engine: Engine,
     private readonly runner: ShapeRecordingRunner,
+    private readonly warmUpTokens: number,
   ) {}
 
   static async open(o: EngineMeasureOptions, kind: EngineRunKind): Promise<CalibrationEngine> {
@@ -305,14 +309,20 @@ export class CalibrationEngine {
       tokenizer: o.tokenizer,
       eogIds: o.tokenizer ? [...o.tokenizer.eogIds] : [],
     });
-    // Warm-up: the worker's first steps pay for JIT and page faults.
+    // Warm-up: the worker's first steps pay for JIT and page faults. Its pace sets how many tokens
+    // the warm-up before each run decodes.
+    let warmUpTokens: number;
     try {
       await drain(engine, [[1, 5, 6, 7]], 4);
+      const t0 = performance.now();
+      await drain(engine, [[1, 5, 6, 7]], 8);
+      const stepMs = (performance.now() - t0) / 9;
+      warmUpTokens = Math.max(8, Math.min(128, Math.round(WARM_UP_MS / stepMs)));
     } catch (err) {
       await engine.close();
       throw err;
     }
-    return new CalibrationEngine(kind, o, engine, runner);
+    return new CalibrationEngine(kind, o, engine, runner, warmUpTokens);
   }
 
   /**
@@ -337,6 +347,10 @@ export class CalibrationEngine {
     const n = workload.requests.length;
     const count = { continuous: n, static: Math.min(n, 32), none: Math.min(8, n), sparse: Math.min(10, n) }[this.kind];
     const requests = workload.requests.slice(0, count);
+    // Untimed warm-up: one sequence decoding for a few hundred milliseconds. An engine whose worker sat
+    // idle while other things ran (its JIT code and caches gone cold) ran its next second ~6% slower
+    // than it does in the middle of a long run.
+    await drain(this.engine, [[1, 5, 6, 7]], this.warmUpTokens);
     const steps: StepRecord[] = [];
     this.runner.shapes.clear();
     const off = this.engine.onStep((r) => steps.push(r));
@@ -374,6 +388,12 @@ export class CalibrationEngine {
     return this.engine.close();
   }
 }
+
+/** Untimed runs of a grid shape before its timed ones add up to at least this (ms). */
+const WARM_GRID_MS = 10;
+
+/** How long the untimed warm-up before each calibration run decodes (8 to 128 tokens). */
+const WARM_UP_MS = 300;
 
 /** Idle time before each request of the sparse engine run: long enough for the worker to go to sleep. */
 const IDLE_GAP_MS = 25;

@@ -6,7 +6,9 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { calibrationGrid, fitCalibration, rowKnots, trimmedMean, type EngineRunKind, type EngineStepSample } from '../../src/sim/calibration.js';
+import { calibrationGrid, fitCalibration, measureForward, rowKnots, trimmedMean, type EngineRunKind, type EngineStepSample, type GridShape } from '../../src/sim/calibration.js';
+import type { LocalModelRunner } from '../../src/engine/model-runner.js';
+import type { SchedulerOutput } from '../../src/engine/types.js';
 import { costOfFeatures, stepFeatures, type HardwareProfile, type ModelProfile, type SeqShape } from '../../src/sim/cost-model.js';
 import { SeededRng } from '../../src/bench/rng.js';
 import { runCalibrate } from '../../src/cli/calibrate.js';
@@ -53,6 +55,22 @@ before(() => {
   dir = mkdtempSync(join(tmpdir(), 'stepwise-calibrate-'));
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
+
+test('measureForward: round-robin from the given shape, each timed run after an untimed one, results in grid order', () => {
+  const order: number[] = [];
+  // A stand-in runner: a step's time is its row count, so results show which shape they belong to.
+  const runner = { executeSync: (out: SchedulerOutput) => (order.push(out.numBatchedTokens), { sampled: [], forwardMs: out.numBatchedTokens, sampleMs: 0 }) } as unknown as LocalModelRunner;
+  const grid: GridShape[] = [16, 32, 64].map((C) => ({ label: `prefill ${C}`, kind: 'prefill', seqs: [{ numTokens: C, contextLen: C, sample: true }] }));
+  const model: ModelProfile = { dim: 64, hiddenDim: 192, nLayers: 2, nHeads: 8, nKvHeads: 4, vocabSize: 512, contextLength: 512, tiedEmbeddings: true, weightBytes: 4, kvBytes: 4 };
+  const m = measureForward(runner, model, grid, { reps: 2, blockSize: 16, numBlocks: 64, perRound: [1, 1, 1], startAt: 4 });
+  assert.deepEqual(order, [32, 32, 64, 64, 16, 16, 32, 32, 64, 64, 16, 16]);
+  assert.deepEqual(m.map((x) => x.samples), [[16, 16], [32, 32], [64, 64]]);
+  // A small shape is run untimed until 10 ms have passed (4 + 4 + 4 ms), then timed.
+  order.length = 0;
+  const small: GridShape[] = [4, 32].map((C) => ({ label: `prefill ${C}`, kind: 'prefill', seqs: [{ numTokens: C, contextLen: C, sample: true }] }));
+  measureForward(runner, model, small, { reps: 1, blockSize: 16, numBlocks: 64, perRound: [1, 1] });
+  assert.deepEqual(order, [4, 4, 4, 4, 32, 32]);
+});
 
 test('fitCalibration: an engine-run kind measured five times weighs what one run does, and the mean estimate recovers a known profile', () => {
   const model: ModelProfile = { dim: 256, hiddenDim: 768, nLayers: 4, nHeads: 8, nKvHeads: 4, vocabSize: 4096, contextLength: 1024, tiedEmbeddings: false, weightBytes: 4, kvBytes: 4 };
