@@ -218,8 +218,9 @@ export function measureForward(runner: LocalModelRunner, model: ModelProfile, gr
       // prefill. One untimed run is not enough for a small step: a one-sequence decode ran 20-30%
       // slow for its first two or three runs after a big shape, ~12% over the timed ones; so untimed
       // runs go on until WARM_GRID_MS have passed.
-      const warm = run(shape);
-      for (let spent = warm; spent < WARM_GRID_MS; spent += run(shape));
+      let warm = run(shape);
+      for (let spent = warm; spent < WARM_GRID_MS; spent += warm) warm = run(shape);
+      // The last untimed run decides (the very first run of a shape also pays for JIT warm-up).
       if (rep < 0) perRound[i] = warm < 10 ? 3 : 1;
       else for (let k = 0; k < perRound[i]; k++) samples[i].push(run(shape));
       opts.onProgress?.(++done, total);
