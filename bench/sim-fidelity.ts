@@ -10,11 +10,16 @@
 // The machine this runs on is a shared virtual machine whose speed drifts by about ±10% over
 // seconds to minutes (a plain arithmetic loop shows it too), so one calibration and one run of each
 // policy would compare two random draws of the machine's speed. Instead the protocol interleaves:
-// each round is one calibration pass (the grid of batch shapes and a short engine run) followed by
-// one real run of every policy and workload, in a rotating order. The profile is fitted to the
-// calibration samples of all rounds, so calibration and real runs sample the same stretch of time;
-// each real figure is the mean over rounds, reported with its standard error. With --profile FILE
-// no calibration runs (the file's profile is used as it is).
+// each round is one calibration pass (the grid of batch shapes and one engine run of each kind)
+// followed by one real run of every policy and workload, in a rotating order, each real run followed
+// by a short one-sequence calibration run. The profile is fitted to the calibration samples of all
+// rounds, so calibration and real runs sample the same stretch of time; each real figure is the mean
+// over rounds, reported with its standard error. With --profile FILE no calibration runs (the file's
+// profile is used as it is).
+//
+// Written to --out: fidelity.md and fidelity.json (the table; the workloads and engine settings),
+// profile.json, calibration-samples.json (every calibration sample) and real-steps.json (every real
+// step); bench/sim-refit.ts refits the saved samples offline.
 import { parseArgs } from 'node:util';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
