@@ -55,8 +55,8 @@ const pct = (x: number) => `${x >= 0 ? '+' : '−'}${Math.abs(x * 100).toFixed(1
 for (const dir of positionals) {
   const files = ['calibration-samples.json', 'fidelity.json'].map((f) => join(dir, f));
   for (const f of files) if (!existsSync(f)) fail(`${f} not found (is ${dir} an output folder of bench/sim-fidelity.ts with calibration?)`);
-  const saved = JSON.parse(readFileSync(files[0], 'utf8')) as SavedSamples;
-  const fid = JSON.parse(readFileSync(files[1], 'utf8'));
+  const saved = readJson(files[0]) as SavedSamples;
+  const fid = readJson(files[1]) as any;
   if (!fid.workloads || !fid.engineOptions) fail(`${files[1]} predates saved workloads and engine settings: rerun bench/sim-fidelity.ts`);
   const model = fid.profile.model as ModelProfile;
   const forward = saved.forward.map((m) => ({ features: stepFeatures(model, m.seqs), ms: trimmedMean(m.samples) }));
@@ -89,6 +89,14 @@ for (const dir of positionals) {
 }
 for (const [estimate, t] of totals) {
   process.stdout.write(`${estimate}: ${t.within}/${t.figures} figures within 5%, ${t.resolvable}/${t.figures} within 5% or two standard errors, mean |err| ${((t.absErr / t.figures) * 100).toFixed(1)}%\n`);
+}
+
+function readJson(file: string): unknown {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    fail(`${file} is not readable JSON: ${(e as Error).message}`);
+  }
 }
 
 function fail(message: string): never {

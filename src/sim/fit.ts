@@ -6,7 +6,8 @@
 // for the max. So we alternate: decide for each measurement which side of the max is the larger,
 // solve the then-linear problem by non-negative least squares (a rate cannot be negative), and
 // repeat until no measurement changes side. Errors are relative (each row divided by its measured
-// time), so a 2 ms step counts as much as a 200 ms one — the simulator needs both right.
+// time, or for the row curve optionally by its own prediction), so a 2 ms step counts as much as a
+// 200 ms one — the simulator needs both right.
 import type { StepFeatures } from './cost-model.js';
 
 /** The fitted parameters, in the cost model's units. */
@@ -209,10 +210,10 @@ export function fitEngineOverhead(
   for (const [n, g] of groups) {
     g.sort((p, q) => p - q);
     const kept = g.length >= 4 ? g.slice(1, -1) : g;
-    const med = opts.center === 'mean' ? kept.reduce((a, v) => a + v, 0) / kept.length : g.length % 2 ? g[g.length >> 1] : (g[g.length / 2 - 1] + g[g.length / 2]) / 2;
+    const center = opts.center === 'mean' ? kept.reduce((a, v) => a + v, 0) / kept.length : g.length % 2 ? g[g.length >> 1] : (g[g.length / 2 - 1] + g[g.length / 2]) / 2;
     const w = Math.sqrt(g.length);
     rows.push([w, w * n]);
-    b.push(w * med);
+    b.push(w * center);
   }
   if (rows.length === 1) return { stepOverheadMs: b[0] / rows[0][0], perSeqOverheadUs: 0 };
   const x = nnls(rows, b);
