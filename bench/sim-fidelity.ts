@@ -212,7 +212,7 @@ const resolvable = cells.flatMap((c) => [c.tput, c.ttft, c.tpot]).filter((x) => 
 const summary = [
   `model ${profile.modelName ?? modelPath} (${profile.hardware.source ?? profile.name}), ${threads} thread(s), max_num_seqs ${maxNumSeqs}, ${numRequests} requests per workload`,
   cal
-    ? `${numRounds} rounds, each one calibration pass (${calReps} samples per shape) and one real run per cell; real figures are means over rounds ± standard error of the mean; the profile is fitted to all passes`
+    ? `${numRounds} rounds, each one calibration pass (${calReps} samples per shape) and one real run per cell, each followed by a one-sequence calibration run; real figures are means over rounds ± standard error of the mean; the profile is fitted to all passes`
     : `profile from ${values.profile}; ${numRounds} real runs per cell, means ± standard error`,
   `workloads: ${workloads.map((w) => w.description).join(' | ')}`,
   `errors: mean |err| ${((errors.reduce((a, b) => a + b, 0) / errors.length) * 100).toFixed(1)}%, worst ${(Math.max(...errors) * 100).toFixed(1)}%, ${within}/${errors.length} within 5%; ${resolvable}/${errors.length} within 5% or within two standard errors of the real mean`,
