@@ -35,7 +35,7 @@ import { tokenizerFromGguf } from '../model/tokenizer.js';
 import { buildWorkload } from '../bench/workload.js';
 import { SeededRng } from '../bench/rng.js';
 import { COLD_AFTER_IDLE_MS, costOfFeatures, stepFeatures, type HardwareProfile, type ModelProfile, type SeqShape, type StepFeatures } from './cost-model.js';
-import { FitError, fitEngineOverhead, fitRoofline, fitRowCurve, type RooflineFit, type RowCurveFit } from './fit.js';
+import { FitError, fitEngineOverhead, fitRoofline, fitRowCurve, median, trimmedMean, type RooflineFit, type RowCurveFit } from './fit.js';
 import { modelProfileFromWeights } from './model-profile.js';
 import { stepShape } from './step-time.js';
 import type { CalibratedProfileFile } from './profiles.js';
@@ -157,18 +157,7 @@ function shapeStep(shape: GridShape, step: number, firstSeqId: number, blockSize
   return { step, scheduled, newSequences, finishedSeqIds: finished, blockCopies: [], numBatchedTokens };
 }
 
-/** Mean without the smallest and the largest sample (plain mean below 4 samples). */
-export function trimmedMean(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const kept = s.length >= 4 ? s.slice(1, -1) : s;
-  return kept.reduce((a, b) => a + b, 0) / kept.length;
-}
-
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
+export { trimmedMean } from './fit.js';
 
 export interface ForwardMeasureOptions {
   reps: number;
@@ -280,6 +269,14 @@ export interface EngineMeasureOptions {
 export type EngineRunKind = 'continuous' | 'static' | 'none' | 'sparse';
 export const ENGINE_RUN_KINDS: readonly EngineRunKind[] = ['continuous', 'static', 'none', 'sparse'];
 
+/** Each kind's engine settings and how many of a run's workload requests it takes (at most). */
+const RUN_KINDS: Record<EngineRunKind, { policy: 'continuous' | 'static' | 'none'; maxNumSeqs: number; requests: number }> = {
+  continuous: { policy: 'continuous', maxNumSeqs: 32, requests: Infinity },
+  static: { policy: 'static', maxNumSeqs: 16, requests: 32 },
+  none: { policy: 'none', maxNumSeqs: 1, requests: 8 },
+  sparse: { policy: 'continuous', maxNumSeqs: 32, requests: 10 },
+};
+
 /**
  * A real Engine (worker-thread runner, as LLM.load makes) set up for one kind of calibration run and
  * kept open across runs of that kind. A fresh engine runs ~3-4% slower for its first second or two
@@ -296,7 +293,7 @@ export class CalibrationEngine {
   ) {}
 
   static async open(o: EngineMeasureOptions, kind: EngineRunKind): Promise<CalibrationEngine> {
-    const [policy, maxNumSeqs] = ({ continuous: ['continuous', 32], static: ['static', 16], none: ['none', 1], sparse: ['continuous', 32] } as const)[kind];
+    const { policy, maxNumSeqs } = RUN_KINDS[kind];
     const inner = await WorkerModelRunner.create({ modelPath: o.modelPath, backend: o.backend, threads: o.threads, numBlocks: o.numBlocks, blockSize: o.blockSize, eogIds: [] });
     const runner = new ShapeRecordingRunner(inner);
     const engine = new Engine(runner, {
@@ -345,9 +342,7 @@ export class CalibrationEngine {
       },
       { vocabSize: o.config.vocabSize, bosId: 1, maxModelLen: maxLen },
     );
-    const n = workload.requests.length;
-    const count = { continuous: n, static: Math.min(n, 32), none: Math.min(8, n), sparse: Math.min(10, n) }[this.kind];
-    const requests = workload.requests.slice(0, count);
+    const requests = workload.requests.slice(0, RUN_KINDS[this.kind].requests);
     // Untimed warm-up: one sequence decoding for a few hundred milliseconds. An engine whose worker sat
     // idle while other things ran (its JIT code and caches gone cold) ran its next second ~6% slower
     // than it does in the middle of a long run.
@@ -475,10 +470,6 @@ export interface CalibrationFit {
   engineCheck: CalibrationResult['engineCheck'];
 }
 
-/**
- * Fits a CPU profile to calibration samples: the grid's per-shape times and the engine runs' traced
- * steps. Pure (no measuring), so saved samples can be refitted offline (bench/sim-refit.ts).
- */
 export interface FitCalibrationOptions {
   estimate?: CalibrationEstimate;
   /** The grid's share of the forward fit's total weight; the engine's steps get the rest (default 0.5). */
@@ -487,10 +478,15 @@ export interface FitCalibrationOptions {
   source?: string;
 }
 
+/**
+ * Fits a CPU profile to calibration samples: the grid's per-shape times and the engine runs' traced
+ * steps. Pure (no measuring), so saved samples can be refitted offline (bench/sim-refit.ts).
+ */
 export function fitCalibration(forward: readonly Pick<ShapeMeasurement, 'features' | 'ms'>[], engineSteps: readonly EngineStepSample[], opts: FitCalibrationOptions = {}): CalibrationFit {
   const meanEstimate = (opts.estimate ?? 'mean') === 'mean';
   // The forward pass is fitted to the grid and to the forward passes the engine itself timed (the
-  // shapes real traffic makes, under the conditions it runs in), the two weighted equally. Step time
+  // shapes real traffic makes, under the conditions it runs in), weighted `gridWeight` to the rest
+  // (equally by default). Step time
   // comes from a measured row curve (fitRowCurve); the roofline fit gives the bandwidth and peak
   // the utilisation figures are quoted against. Steps on an idle engine are priced by coldStepFactor
   // below, not here.
@@ -505,12 +501,13 @@ export function fitCalibration(forward: readonly Pick<ShapeMeasurement, 'feature
   const gridShare = opts.gridWeight ?? 0.5;
   if (!(gridShare > 0 && gridShare < 1)) throw new FitError(`the grid's weight must lie strictly between 0 and 1, got ${gridShare}`);
   const w = (forward.length * (1 - gridShare)) / gridShare / Math.max(1e-9, timedEngine.reduce((n, s) => n + kindFactor(s.run), 0));
+  const gridData = forward.map((m) => ({ features: m.features, ms: m.ms }));
   const timed = [
-    ...forward.map((m) => ({ features: m.features, ms: m.ms })),
+    ...gridData,
     ...timedEngine.map((s) => ({ features: s.features, ms: s.runnerMs, weight: w * kindFactor(s.run), engine: true })),
   ];
   const curveOpts = { relativeTo: meanEstimate ? ('predicted' as const) : ('measured' as const) };
-  const gridFit = fitRowCurve(forward.map((m) => ({ features: m.features, ms: m.ms })), rowKnots(forward), curveOpts);
+  const gridFit = fitRowCurve(gridData, rowKnots(forward), curveOpts);
   const curveFit = fitRowCurve(timed, rowKnots(timed), curveOpts);
   const roofline = fitRoofline(timed);
   const overhead = fitEngineOverhead(
@@ -547,8 +544,9 @@ export function fitCalibration(forward: readonly Pick<ShapeMeasurement, 'feature
 
   // The whole profile against the engine runs' own step periods: what the simulator will be judged on.
   const periods = warm.filter((s) => Number.isFinite(s.periodMs));
-  const rel = periods.map((s) => (costOfFeatures(hardware, s.features).ms - s.periodMs) / s.periodMs);
-  const predictedTotal = periods.reduce((n, s) => n + costOfFeatures(hardware, s.features).ms, 0);
+  const predicted = periods.map((s) => costOfFeatures(hardware, s.features).ms);
+  const rel = periods.map((s, i) => (predicted[i] - s.periodMs) / s.periodMs);
+  const predictedTotal = predicted.reduce((n, p) => n + p, 0);
   const measuredTotal = periods.reduce((n, s) => n + s.periodMs, 0);
   const engineCheck = {
     steps: periods.length,
@@ -646,7 +644,7 @@ export class Calibrator {
 
   /**
    * One short run of the real engine (worker runner, step trace) of the given kind. Callers may run
-   * some kinds more often than others: bench/sim-fidelity.ts runs a `none` slice before every real
+   * some kinds more often than others: bench/sim-fidelity.ts runs a `none` slice after every real
    * run it checks, because the one-sequence level is the most sensitive to the machine's drift.
    */
   async measureEngine(kind: EngineRunKind): Promise<void> {

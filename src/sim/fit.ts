@@ -37,6 +37,19 @@ export interface TimedFeatures {
   engine?: boolean;
 }
 
+/** Mean without the smallest and the largest sample (plain mean below 4 samples). */
+export function trimmedMean(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const kept = s.length >= 4 ? s.slice(1, -1) : s;
+  return kept.reduce((a, b) => a + b, 0) / kept.length;
+}
+
+export function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
 export class FitError extends Error {
   override name = 'FitError';
 }
@@ -208,9 +221,7 @@ export function fitEngineOverhead(
   const rows: number[][] = [];
   const b: number[] = [];
   for (const [n, g] of groups) {
-    g.sort((p, q) => p - q);
-    const kept = g.length >= 4 ? g.slice(1, -1) : g;
-    const center = opts.center === 'mean' ? kept.reduce((a, v) => a + v, 0) / kept.length : g.length % 2 ? g[g.length >> 1] : (g[g.length / 2 - 1] + g[g.length / 2]) / 2;
+    const center = opts.center === 'mean' ? trimmedMean(g) : median(g);
     const w = Math.sqrt(g.length);
     rows.push([w, w * n]);
     b.push(w * center);
