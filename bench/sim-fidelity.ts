@@ -18,8 +18,9 @@
 // profile is used as it is).
 //
 // Written to --out: fidelity.md and fidelity.json (the table; the workloads and engine settings),
-// profile.json, calibration-samples.json (every calibration sample) and real-steps.json (every real
-// step); bench/sim-refit.ts refits the saved samples offline.
+// profile.json, calibration-samples.json (every calibration sample), real-steps.json (every real
+// step) and real-requests.json (every real request's timings); bench/sim-refit.ts refits the saved
+// samples offline.
 import { parseArgs } from 'node:util';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -91,6 +92,8 @@ interface RealRun {
   steps: number;
   /** Every step, compactly: [start ms, period ms (to the next step's start), sequences, rows, joined, runner ms, whole step ms]. */
   trace: number[][];
+  /** Every request, compactly: [index, prompt tokens, sent ms, first token ms, end ms, output tokens]. */
+  requests: number[][];
 }
 
 const cal = values.profile ? undefined : await Calibrator.open({ modelPath, backend, threads, reps: calReps, log });
@@ -137,7 +140,8 @@ for (let round = 0; round < numRounds; round++) {
       if (!real.has(key(w, policy))) real.set(key(w, policy), []);
       const r3 = (x: number) => Math.round(x * 1e3) / 1e3;
       const trace = run.steps.map((st, j) => [r3(st.startMs), r3((run.steps[j + 1]?.startMs ?? NaN) - st.startMs), st.seqs.length, st.numBatchedTokens, st.numJoined, r3(st.forwardMs + st.sampleMs), r3(st.totalMs)]);
-      real.get(key(w, policy))!.push({ m, steps: run.steps.length, trace });
+      const requests = run.records.map((r) => [r.index, r.promptLen, r3(r.sentMs), r3(r.chunkMs[0] ?? NaN), r3(r.endMs), r.outputLen]);
+      real.get(key(w, policy))!.push({ m, steps: run.steps.length, trace, requests });
       engineOptions.set(policy, llm.options);
       log(`  ${w.arrival.kind} ${policy}: ${m.outputThroughput.toFixed(1)} tok/s, TTFT p50 ${m.ttftMs.p50.toFixed(1)} ms, TPOT p50 ${m.tpotMs.p50.toFixed(2)} ms, ${run.steps.length} steps`);
       // The one-sequence level, measured again after every real run: this machine's speed swings by
@@ -224,6 +228,7 @@ writeFileSync(join(outDir, 'fidelity.md'), md);
 writeFileSync(join(outDir, 'fidelity.json'), JSON.stringify({ profile, workloads: workloadSpecs, target, engineOptions: Object.fromEntries(engineOptions), cells, real: Object.fromEntries([...real].map(([k, runs]) => [k, runs.map((r) => ({ ...strip(r.m), steps: r.steps }))])) }, null, 2) + '\n');
 // The real runs' step traces, to compare with the profile step by step when studying the cost model.
 writeFileSync(join(outDir, 'real-steps.json'), JSON.stringify({ fields: ['startMs', 'periodMs', 'seqs', 'rows', 'joined', 'runnerMs', 'totalMs'], runs: Object.fromEntries([...real].map(([k, runs]) => [k, runs.map((r) => r.trace)])) }) + '\n');
+writeFileSync(join(outDir, 'real-requests.json'), JSON.stringify({ fields: ['index', 'promptLen', 'sentMs', 'firstTokenMs', 'endMs', 'outputLen'], runs: Object.fromEntries([...real].map(([k, runs]) => [k, runs.map((r) => r.requests)])) }) + '\n');
 process.stdout.write(`\n${md}\nwritten to ${join(outDir, 'fidelity.md')}\n`);
 
 function strip(m: RunMetrics) {

@@ -4,7 +4,7 @@
 // estimate (see CalibrationEstimate in src/sim/calibration.ts), simulates every cell again and scores
 // it against the same real figures. No engine runs: seconds, not minutes.
 //
-//   npx tsx bench/sim-refit.ts DIR [DIR...] [--estimate mean,robust] [--grid-weight 0.5,0.25]
+//   npx tsx bench/sim-refit.ts DIR [DIR...] [--estimate mean,robust] [--grid-weight 0.5,0.25] [--prefill curve,linear]
 import { parseArgs } from 'node:util';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,7 +15,9 @@ import { buildWorkload, type WorkloadSpec, type WorkloadTarget } from '../src/be
 import type { BatchingPolicy } from '../src/engine/step-trace.js';
 import { formatTable } from '../src/bench/tables.js';
 
-const { values, positionals } = parseArgs({ allowPositionals: true, options: { estimate: { type: 'string', default: 'mean,robust' }, 'grid-weight': { type: 'string', default: '0.5' } } });
+const { values, positionals } = parseArgs({ allowPositionals: true, options: { estimate: { type: 'string', default: 'mean,robust' }, 'grid-weight': { type: 'string', default: '0.5' }, prefill: { type: 'string', default: 'curve' } } });
+const prefills = values.prefill!.split(',') as Array<'curve' | 'linear'>;
+for (const p of prefills) if (p !== 'curve' && p !== 'linear') fail(`--prefill takes curve and/or linear, got '${p}'`);
 const gridWeights = values['grid-weight']!.split(',').map(Number);
 for (const g of gridWeights) if (!(g > 0 && g < 1)) fail(`--grid-weight takes shares strictly between 0 and 1, got ${g}`);
 const estimates = values.estimate!.split(',') as CalibrationEstimate[];
@@ -51,6 +53,9 @@ function engineSteps(saved: SavedSamples, model: ModelProfile): EngineStepSample
 }
 
 const totals = new Map<string, { within: number; resolvable: number; figures: number; absErr: number }>();
+// Every figure's error in every run, per variant: pooled over runs, the mean error is the simulator's
+// bias with the machine's noise averaged down (a single run's error is bias plus that run's noise).
+const pooled = new Map<string, Map<string, number[]>>();
 const pct = (x: number) => `${x >= 0 ? '+' : '−'}${Math.abs(x * 100).toFixed(1)}%`;
 for (const dir of positionals) {
   const files = ['calibration-samples.json', 'fidelity.json'].map((f) => join(dir, f));
@@ -63,18 +68,22 @@ for (const dir of positionals) {
   const steps = engineSteps(saved, model);
   const workloads = (fid.workloads as WorkloadSpec[]).map((spec) => buildWorkload(spec, fid.target as WorkloadTarget));
   const rows: string[][] = [];
-  for (const estimate of estimates) for (const gridWeight of gridWeights) {
-    const { hardware } = fitCalibration(forward, steps, { estimate, gridWeight });
-    const variant = gridWeights.length > 1 ? `${estimate}, grid ${gridWeight}` : estimate;
+  for (const estimate of estimates) for (const gridWeight of gridWeights) for (const prefill of prefills) {
+    const { hardware } = fitCalibration(forward, steps, { estimate, gridWeight, prefill });
+    const variant = [estimate, ...(gridWeights.length > 1 ? [`grid ${gridWeight}`] : []), ...(prefills.length > 1 ? [`prefill ${prefill}`] : [])].join(', ');
     const t = totals.get(variant) ?? { within: 0, resolvable: 0, figures: 0, absErr: 0 };
     totals.set(variant, t);
     const errs: string[] = [];
+    const byFigure = pooled.get(variant) ?? new Map<string, number[]>();
+    pooled.set(variant, byFigure);
     for (const cell of fid.cells as RealCell[]) {
       const w = workloads.find((x) => x.arrival.kind === cell.workload)!;
       const { backend: _b, threads: _t, inProcess: _i, tokenizerPath: _p, ...load } = fid.engineOptions[cell.policy];
       const m = simulatePolicy(w, cell.policy, { hardware, model, load, keepSteps: false }).metrics;
-      for (const [sim, real] of [[m.outputThroughput, cell.tput], [m.ttftMs.p50, cell.ttft], [m.tpotMs.p50, cell.tpot]] as const) {
+      for (const [name, sim, real] of [['tok/s', m.outputThroughput, cell.tput], ['TTFT p50', m.ttftMs.p50, cell.ttft], ['TPOT p50', m.tpotMs.p50, cell.tpot]] as const) {
         const e = sim / real.real - 1;
+        const figure = `${cell.workload} ${cell.policy} ${name}`;
+        byFigure.set(figure, [...(byFigure.get(figure) ?? []), e]);
         t.figures++;
         t.absErr += Math.abs(e);
         if (Math.abs(e) <= 0.05) t.within++;
@@ -89,6 +98,20 @@ for (const dir of positionals) {
 }
 for (const [estimate, t] of totals) {
   process.stdout.write(`${estimate}: ${t.within}/${t.figures} figures within 5%, ${t.resolvable}/${t.figures} within 5% or two standard errors, mean |err| ${((t.absErr / t.figures) * 100).toFixed(1)}%\n`);
+}
+
+if (positionals.length > 1) {
+  for (const [variant, byFigure] of pooled) {
+    const rows = [...byFigure].map(([figure, es]) => {
+      const m = es.reduce((a, b) => a + b, 0) / es.length;
+      const se = Math.sqrt(es.reduce((a, b) => a + (b - m) ** 2, 0) / (es.length - 1) / es.length);
+      return { figure, m, se, es };
+    });
+    const within = rows.filter((r) => Math.abs(r.m) <= 0.05).length;
+    process.stdout.write(`\n${variant}, pooled over ${positionals.length} runs (mean error ± its standard error across runs):\n\n`);
+    process.stdout.write(`${formatTable(['figure', 'mean error', 'per run'], rows.map((r) => [r.figure, `${pct(r.m)} ±${(r.se * 100).toFixed(1)}%`, r.es.map(pct).join(' ')]), 'markdown')}\n`);
+    process.stdout.write(`${within}/${rows.length} figures with a mean error within 5%; mean |mean error| ${((rows.reduce((a, r) => a + Math.abs(r.m), 0) / rows.length) * 100).toFixed(1)}%\n`);
+  }
 }
 
 function readJson(file: string): unknown {

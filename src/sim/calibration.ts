@@ -127,6 +127,19 @@ export function scatteredBlockOrder(numBlocks: number, seed = 1): Int32Array {
 }
 
 /**
+ * Prompt-row counts the engine's prompt-chunk excess has points at: powers of four from 16 up to the
+ * most prompt rows an engine step had, and that; none when no engine step had a prompt.
+ */
+export function prefillRowKnots(prefillRows: readonly number[]): number[] | undefined {
+  const most = prefillRows.reduce((m, r) => Math.max(m, r), 0);
+  if (most < 2) return undefined;
+  const knots: number[] = [];
+  for (let r = 16; r < most; r *= 4) knots.push(r);
+  knots.push(most);
+  return knots;
+}
+
+/**
  * Row counts the fitted row curve has points at: powers of two up to the most rows measured, and
  * that; every other interior point dropped while there are too few measurements to pin them all.
  */
@@ -476,6 +489,8 @@ export interface FitCalibrationOptions {
   gridWeight?: number;
   /** The profile's `source` line. */
   source?: string;
+  /** How the engine's prompt-chunk excess is priced: one rate per row and per chunk ('linear'), or a curve in the step's prompt rows ('curve', default). */
+  prefill?: 'linear' | 'curve';
 }
 
 /**
@@ -508,7 +523,8 @@ export function fitCalibration(forward: readonly Pick<ShapeMeasurement, 'feature
   ];
   const curveOpts = { relativeTo: meanEstimate ? ('predicted' as const) : ('measured' as const) };
   const gridFit = fitRowCurve(gridData, rowKnots(forward), curveOpts);
-  const curveFit = fitRowCurve(timed, rowKnots(timed), curveOpts);
+  const prefillKnots = (opts.prefill ?? 'curve') === 'curve' ? prefillRowKnots(timedEngine.map((s) => s.features.prefillRows)) : undefined;
+  const curveFit = fitRowCurve(timed, rowKnots(timed), { ...curveOpts, prefillKnots });
   const roofline = fitRoofline(timed);
   const overhead = fitEngineOverhead(
     warm.filter((s) => Number.isFinite(s.periodMs)).map((s) => ({ numSeqs: s.features.numSeqs, overheadMs: s.periodMs - s.runnerMs })),
@@ -532,8 +548,9 @@ export function fitCalibration(forward: readonly Pick<ShapeMeasurement, 'feature
     attentionGflops: round(finite(curveFit.attentionGflops, 1e9), 4),
     kvBandwidthGBs: round(finite(curveFit.kvBandwidthGBs, 1e6), 4),
     rowCurve: curveFit.curve.map(([r, ms]) => [r, round(ms, 4)]),
-    perPrefillRowUs: round(curveFit.enginePrefillRowUs, 3),
-    perPrefillSeqUs: round(curveFit.enginePrefillSeqUs, 3),
+    ...(curveFit.enginePrefillCurve
+      ? { prefillExcessCurve: curveFit.enginePrefillCurve.map(([r, ms]): [number, number] => [r, round(ms, 4)]) }
+      : { perPrefillRowUs: round(curveFit.enginePrefillRowUs, 3), perPrefillSeqUs: round(curveFit.enginePrefillSeqUs, 3) }),
     ...(opts.source ? { source: opts.source } : {}),
   };
   // A step on an idle engine against steps that follow one another: the ratio of how far each
@@ -689,7 +706,7 @@ export class Calibrator {
     this.log(`steps on an idle engine: ${cold}, ${hardware.coldStepFactor !== undefined ? `${hardware.coldStepFactor}x the time of a step that follows another` : 'too few to measure'}`);
     this.log(`engine check: ${engineCheck.steps} steps, total time off by ${(engineCheck.totalRelError * 100).toFixed(1)}%, median step error ${(engineCheck.medianAbsRelError * 100).toFixed(1)}%`);
     // The forward pass as the grid measured it: no engine overhead, no engine-only prompt costs.
-    const forwardOnly: HardwareProfile = { ...hardware, stepOverheadMs: 0, perSeqOverheadUs: curveFit.perSeqOverheadUs, coldStepFactor: undefined, perPrefillRowUs: 0, perPrefillSeqUs: 0 };
+    const forwardOnly: HardwareProfile = { ...hardware, stepOverheadMs: 0, perSeqOverheadUs: curveFit.perSeqOverheadUs, coldStepFactor: undefined, perPrefillRowUs: 0, perPrefillSeqUs: 0, prefillExcessCurve: undefined };
 
     const profile: CalibratedProfileFile = {
       kind: 'stepwise-profile',

@@ -65,6 +65,14 @@ export interface HardwareProfile {
    */
   perPrefillRowUs?: number;
   perPrefillSeqUs?: number;
+  /**
+   * When set, what a step's prompt chunks cost the engine beyond the measured forward pass (ms) at
+   * given counts of the step's prompt rows, linear in between, from [0, 0]. Calibrated CPU profiles
+   * fit it to the engine's own prompt steps: the excess over a grid shape grows with the rows of a
+   * small prompt (5-8%) but not past the size where the grid's repeated shape no longer fits the
+   * caches either, which one rate per row cannot say.
+   */
+  prefillExcessCurve?: Array<[rows: number, ms: number]>;
   source?: string;
 }
 
@@ -221,9 +229,11 @@ export function costOfFeatures(hw: HardwareProfile, f: StepFeatures, idleMs = 0)
   const computeMs = (computeFlops / (hw.peakTflops * 1e12 * hw.computeEfficiency)) * 1e3;
   const attentionMs =
     (separateAttention ? (f.attnFlops / (hw.attentionGflops! * 1e9)) * 1e3 : 0) + (separateKv ? (f.kvBytes / (hw.kvBandwidthGBs! * 1e9)) * 1e3 : 0);
-  const overheadMs =
+  const overheadBaseMs =
     hw.stepOverheadMs +
     (hw.perSeqOverheadUs * f.numSeqs + (hw.perTokenUs ?? 0) * f.rows + (hw.perPrefillRowUs ?? 0) * f.prefillRows + (hw.perPrefillSeqUs ?? 0) * f.prefillSeqs) / 1e3;
+  const excessMs = hw.prefillExcessCurve && f.prefillRows > 0 ? rowCurveMs(hw.prefillExcessCurve, f.prefillRows) : 0;
+  const overheadMs = overheadBaseMs + excessMs;
   const rowsMs = hw.rowCurve ? rowCurveMs(hw.rowCurve, f.rows) : Math.max(memMs, computeMs);
   const cold = hw.coldStepFactor !== undefined && idleMs > COLD_AFTER_IDLE_MS ? hw.coldStepFactor : 1;
   const ms = (overheadMs + rowsMs + attentionMs) * cold;

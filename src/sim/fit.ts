@@ -299,6 +299,8 @@ export interface RowCurveFit {
   /** What the engine's prompt chunks cost beyond the curve: per chunk row and per chunk (µs; 0 without engine samples). */
   enginePrefillRowUs: number;
   enginePrefillSeqUs: number;
+  /** With `prefillKnots`: the excess (ms) at each count of a step's prompt rows, from [0, 0]. */
+  enginePrefillCurve?: RowCurve;
   attentionGflops: number;
   kvBandwidthGBs: number;
   rmsRelError: number;
@@ -327,6 +329,11 @@ export interface RowCurveOptions {
   relativeTo?: 'measured' | 'predicted';
   /** Reweighting rounds for 'predicted' (default 4). */
   iterations?: number;
+  /**
+   * Prompt-row counts at which the engine's prompt-chunk excess is a free value (a curve from 0 at
+   * 0 rows, linear in between) instead of one rate per row and one per chunk. See fitRowCurve.
+   */
+  prefillKnots?: readonly number[];
 }
 
 /**
@@ -344,10 +351,13 @@ export function fitRowCurve(data: readonly TimedFeatures[], knots: readonly numb
   if (knots.length < 2 || knots.some((k, i) => !(k > 0) || (i > 0 && k <= knots[i - 1]))) throw new FitError('row-curve knots must be at least two increasing positive row counts');
   checkStepTimes(data);
   const k = knots.length;
+  const pk = opts.prefillKnots ? [0, ...opts.prefillKnots] : null;
+  if (pk && pk.some((r, i) => i > 0 && !(r > pk[i - 1]))) throw new FitError('prompt-row knots must be increasing positive row counts');
   const columns = data.map((d) => {
     const f = d.features;
-    const e = d.engine ? 1 : 0;
-    return [...knotWeights(knots, f.rows), f.numSeqs, f.attnFlops, f.kvBytes, e * f.prefillRows, e * f.prefillSeqs];
+    const e = d.engine && f.prefillRows > 0 ? 1 : 0;
+    const prefill = pk ? knotWeights(pk, f.prefillRows).slice(1).map((w) => e * w) : [e * f.prefillRows, e * f.prefillSeqs];
+    return [...knotWeights(knots, f.rows), f.numSeqs, f.attnFlops, f.kvBytes, ...prefill];
   });
   // Each row is divided by `scale[i]` (the measured time, or the previous round's prediction).
   const solve = (scale: readonly number[]) =>
@@ -368,8 +378,9 @@ export function fitRowCurve(data: readonly TimedFeatures[], knots: readonly numb
   return {
     curve,
     perSeqOverheadUs: x[k] * 1e3,
-    enginePrefillRowUs: x[k + 3] * 1e3,
-    enginePrefillSeqUs: x[k + 4] * 1e3,
+    enginePrefillRowUs: pk ? 0 : x[k + 3] * 1e3,
+    enginePrefillSeqUs: pk ? 0 : x[k + 4] * 1e3,
+    ...(pk ? { enginePrefillCurve: pk.map((r, i): [number, number] => [r, i === 0 ? 0 : x[k + 2 + i]]) } : {}),
     attentionGflops: rate(x[k + 1], 1e9),
     kvBandwidthGBs: rate(x[k + 2], 1e9),
     ...errors,

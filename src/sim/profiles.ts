@@ -50,15 +50,19 @@ export function validateHardware(v: unknown, where: string): HardwareProfile {
   if (v.attentionGflops === 0) throw new ProfileError(`${where}: attentionGflops must be greater than 0 when given`);
   if (v.coldStepFactor !== undefined && (v.coldStepFactor as number) < 1) throw new ProfileError(`${where}: coldStepFactor must be at least 1 when given, got ${v.coldStepFactor}`);
   if (v.kvBandwidthGBs === 0) throw new ProfileError(`${where}: kvBandwidthGBs must be greater than 0 when given`);
-  if (v.rowCurve !== undefined) {
-    const c = v.rowCurve;
-    const ok =
-      Array.isArray(c) &&
-      c.length >= 1 &&
-      c.every((p, i) => Array.isArray(p) && p.length === 2 && typeof p[0] === 'number' && typeof p[1] === 'number' && p[0] > 0 && Number.isFinite(p[0]) && p[1] >= 0 && Number.isFinite(p[1]) && (i === 0 || p[0] > (c[i - 1] as number[])[0]));
-    if (!ok) throw new ProfileError(`${where}: rowCurve must be a list of [rows, ms] pairs with rows > 0 increasing and ms >= 0, got ${JSON.stringify(c).slice(0, 120)}`);
-  }
+  checkCurve(v.rowCurve, 'rowCurve', where, false);
+  checkCurve(v.prefillExcessCurve, 'prefillExcessCurve', where, true);
   return v as unknown as HardwareProfile;
+}
+
+/** A [rows, ms] curve: rows increasing (from 1, or from 0 where `fromZero`), ms >= 0. */
+function checkCurve(c: unknown, name: string, where: string, fromZero: boolean): void {
+  if (c === undefined) return;
+  const ok =
+    Array.isArray(c) &&
+    c.length >= 1 &&
+    c.every((p, i) => Array.isArray(p) && p.length === 2 && typeof p[0] === 'number' && typeof p[1] === 'number' && (fromZero ? p[0] >= 0 : p[0] > 0) && Number.isFinite(p[0]) && p[1] >= 0 && Number.isFinite(p[1]) && (i === 0 || p[0] > (c[i - 1] as number[])[0]));
+  if (!ok) throw new ProfileError(`${where}: ${name} must be a list of [rows, ms] pairs with rows ${fromZero ? '>= 0' : '> 0'} increasing and ms >= 0, got ${JSON.stringify(c).slice(0, 120)}`);
 }
 
 export function validateModel(v: unknown, where: string): ModelProfile {

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { calibrationGrid, fitCalibration, measureForward, rowKnots, trimmedMean, type EngineRunKind, type EngineStepSample, type GridShape } from '../../src/sim/calibration.js';
+import { calibrationGrid, fitCalibration, measureForward, prefillRowKnots, rowKnots, trimmedMean, type EngineRunKind, type EngineStepSample, type GridShape } from '../../src/sim/calibration.js';
 import type { LocalModelRunner } from '../../src/engine/model-runner.js';
 import type { SchedulerOutput } from '../../src/engine/types.js';
 import { costOfFeatures, stepFeatures, type HardwareProfile, type ModelProfile, type SeqShape } from '../../src/sim/cost-model.js';
@@ -42,6 +42,13 @@ test('row-curve points: powers of two up to the most rows measured, thinned when
   const few = rowKnots(data([1, 2, 4, 8, 16, 32, 64, 2048]));
   assert.ok(few.length + 3 <= 8 && few[0] === 1 && few[few.length - 1] === 2048, JSON.stringify(few));
   assert.deepEqual(rowKnots(data([1, 1, 1, 1, 1, 1])), [1, 2]);
+});
+
+test("prompt-excess points: powers of four from 16 up to the most prompt rows a step had; none without prompts", () => {
+  assert.deepEqual(prefillRowKnots([0, 1, 37, 2048, 300]), [16, 64, 256, 1024, 2048]);
+  assert.deepEqual(prefillRowKnots([0, 64]), [16, 64]);
+  assert.deepEqual(prefillRowKnots([12, 3]), [12]);
+  assert.equal(prefillRowKnots([0, 0, 1]), undefined);
 });
 
 test('trimmed mean drops the fastest and the slowest sample', () => {
@@ -136,8 +143,13 @@ test('calibrate --quick on a real model writes a profile the simulator runs with
   assert.ok(h.rowCurve && h.rowCurve.length >= 4 && h.rowCurve[0][0] === 1, JSON.stringify(h.rowCurve));
   assert.ok(h.rowCurve.every(([r, ms], i) => ms >= 0 && (i === 0 || r > h.rowCurve![i - 1][0])));
   assert.match(out, /per-row work: 1:/);
-  assert.ok(h.perPrefillRowUs !== undefined && h.perPrefillRowUs >= 0 && (h.perPrefillSeqUs ?? -1) >= 0, 'prompt-chunk costs fitted from the engine runs');
-  assert.match(out, /a prompt chunk in the engine, beyond the forward pass: [\d.]+ us\/row \+ \d+ us/);
+  // What a step's prompt chunks cost the engine beyond the forward pass: a curve in prompt rows from
+  // [0, 0] up to the most prompt rows an engine step had.
+  const excess = h.prefillExcessCurve;
+  assert.ok(excess && excess.length >= 2 && excess[0][0] === 0 && excess[0][1] === 0, JSON.stringify(excess));
+  assert.ok(excess.every(([r, ms], i) => ms >= 0 && (i === 0 || r > excess[i - 1][0])));
+  assert.equal(h.perPrefillRowUs, undefined, 'one way of pricing the prompt excess, not two');
+  assert.match(out, /a step's prompt chunks in the engine, beyond the forward pass: 16:[\d.]+ .*\(prompt rows:ms\)/);
   // The sparse engine run (requests on an idle engine) measured the cost of a cold step.
   assert.ok(h.coldStepFactor !== undefined && h.coldStepFactor >= 1, `cold step factor ${h.coldStepFactor}`);
   assert.match(err, /steps on an idle engine: \d+, [\d.]+x the time of a step that follows another/);

@@ -176,3 +176,34 @@ test("the row-curve fit learns what the engine's prompt chunks cost beyond grid 
   assert.equal(gridOnly.enginePrefillRowUs, 0);
   assert.equal(gridOnly.enginePrefillSeqUs, 0);
 });
+
+test("with prompt-row knots the fit learns the engine's prompt excess as a curve: large over small prompts, not over big batches", () => {
+  // The engine's prompt steps cost more than grid shapes of the same size, by an amount that grows
+  // with a small prompt's rows and falls back for big batches (what this project's machine showed).
+  const curve: Array<[number, number]> = [[1, 2], [2, 2.1], [4, 2.3], [8, 3], [16, 4.4], [32, 7], [64, 12], [256, 40], [512, 80], [1024, 170], [2048, 350]];
+  const hw: HardwareProfile = { ...truth, stepOverheadMs: 0, rowCurve: curve };
+  const excess: Array<[number, number]> = [[0, 0], [16, 0.2], [64, 1], [256, 4], [1024, 2], [2048, 0]];
+  const grid = [...shapes(), ...[32, 1024, 2048].map((C) => [{ numTokens: C, contextLen: C, sample: true }])].map((s) => ({ features: stepFeatures(model, s), ms: costOfFeatures(hw, stepFeatures(model, s)).ms }));
+  const prompts = [12, 30, 50, 90, 150, 220, 300, 420, 700, 1500, 2048];
+  const engineShapes: SeqShape[][] = [
+    ...prompts.map((C) => [{ numTokens: C, contextLen: C, sample: true }]),
+    ...[60, 180, 900].map((C) => [{ numTokens: C, contextLen: C, sample: true }, ...Array.from({ length: 6 }, () => ({ numTokens: 1, contextLen: 200, sample: true }))]),
+    ...[1, 4, 16].map((B) => Array.from({ length: B }, () => ({ numTokens: 1, contextLen: 150, sample: true }))),
+  ];
+  const engine = engineShapes.map((s) => {
+    const features = stepFeatures(model, s);
+    return { features, ms: costOfFeatures({ ...hw, prefillExcessCurve: excess }, features).ms, engine: true };
+  });
+  const f = fitRowCurve([...grid, ...engine], curve.map(([r]) => r), { prefillKnots: excess.slice(1).map(([r]) => r) });
+  assert.ok(f.rmsRelError < 1e-6, `rms error ${f.rmsRelError}`);
+  assert.ok(f.enginePrefillCurve, 'a curve, not rates');
+  f.enginePrefillCurve.forEach(([r, ms], i) => {
+    assert.equal(r, excess[i][0]);
+    assert.ok(Math.abs(ms - excess[i][1]) < 1e-4, `excess at ${r} prompt rows: ${ms}, want ${excess[i][1]}`);
+  });
+  assert.equal(f.enginePrefillRowUs, 0);
+  // One rate per prompt row cannot say it: the best such fit is off by over 1% somewhere.
+  const linear = fitRowCurve([...grid, ...engine], curve.map(([r]) => r));
+  assert.ok(linear.maxRelError > 0.01, `linear fit worst error ${linear.maxRelError}`);
+  assert.throws(() => fitRowCurve(grid, curve.map(([r]) => r), { prefillKnots: [64, 16] }), /prompt-row knots must be increasing positive row counts/);
+});
