@@ -60,8 +60,8 @@ export interface HardwareProfile {
   coldStepFactor?: number;
   /**
    * When set, what a prompt chunk costs the engine beyond the measured forward pass: per chunk row
-   * and per chunk (µs). Calibrated CPU profiles fit them to the engine's own prefill steps against the
-   * grid's isolated ones: the engine's joins ran 5-15% slower per prompt row, plus a fixed part.
+   * and per chunk (µs). Written by earlier calibrations (now prefillExcessCurve: one rate per row
+   * overcharged 2048-row prompt batches by 5-12% to get small prompts right); still priced.
    */
   perPrefillRowUs?: number;
   perPrefillSeqUs?: number;
