@@ -128,16 +128,26 @@ export function scatteredBlockOrder(numBlocks: number, seed = 1): Int32Array {
 
 /**
  * Prompt-row counts the engine's prompt-chunk excess has points at: powers of four from 16 up to the
- * most prompt rows an engine step had, and that; none when no engine step had a prompt.
+ * most prompt rows an engine step had, at most PREFILL_EXCESS_MAX_ROWS (the excess stays flat past
+ * the last point); none when no engine step had a prompt.
  */
 export function prefillRowKnots(prefillRows: readonly number[]): number[] | undefined {
-  const most = prefillRows.reduce((m, r) => Math.max(m, r), 0);
+  const most = Math.min(PREFILL_EXCESS_MAX_ROWS, prefillRows.reduce((m, r) => Math.max(m, r), 0));
   if (most < 2) return undefined;
   const knots: number[] = [];
   for (let r = 16; r < most; r *= 4) knots.push(r);
   knots.push(most);
   return knots;
 }
+
+/**
+ * The prompt excess is fitted up to this many prompt rows and held flat beyond. Calibration's engine
+ * runs have hundreds of prompt steps up to ~300 rows per protocol run but only ~25 bigger ones, whose
+ * times swing ±25% here: a free point at 1024 or 2048 rows followed that noise (one run priced
+ * 2048-row steps 17% over the grid and the real runs). Refitting seven saved fidelity runs: 79/126
+ * figures within 5% with points up to 256 rows, 71/126 up to 512, 67/126 up to 2048 (no cap).
+ */
+const PREFILL_EXCESS_MAX_ROWS = 256;
 
 /**
  * Row counts the fitted row curve has points at: powers of two up to the most rows measured, and

@@ -67,10 +67,10 @@ export interface HardwareProfile {
   perPrefillSeqUs?: number;
   /**
    * When set, what a step's prompt chunks cost the engine beyond the measured forward pass (ms) at
-   * given counts of the step's prompt rows, linear in between, from [0, 0]. Calibrated CPU profiles
-   * fit it to the engine's own prompt steps: the excess over a grid shape grows with the rows of a
-   * small prompt (5-8%) but not past the size where the grid's repeated shape no longer fits the
-   * caches either, which one rate per row cannot say.
+   * given counts of the step's prompt rows, linear in between, from [0, 0], and the last point's value
+   * past it. Calibrated CPU profiles fit it to the engine's own prompt steps: a single prompt of up to
+   * a few hundred rows ran 5-8% over a grid shape of its size, a 2048-row batch of prompts ~0-1%, which
+   * one rate per row cannot say (it overcharged the big batches by 5-12%).
    */
   prefillExcessCurve?: Array<[rows: number, ms: number]>;
   source?: string;
@@ -219,6 +219,13 @@ export function rowCurveMs(curve: ReadonlyArray<readonly [number, number]>, rows
   return Math.max(0, m0 + ((m1 - m0) * (rows - r0)) / (r1 - r0));
 }
 
+/** A curve's value at `rows`: linear between its points, its last value past the last point. */
+export function flatCurveMs(curve: ReadonlyArray<readonly [number, number]>, rows: number): number {
+  if (curve.length === 0) return 0;
+  const last = curve[curve.length - 1];
+  return rows >= last[0] ? last[1] : rowCurveMs(curve, rows);
+}
+
 /** Time of a step with these features on this hardware, `idleMs` after the previous step ended. */
 export function costOfFeatures(hw: HardwareProfile, f: StepFeatures, idleMs = 0): StepCost {
   if (f.numSeqs === 0) return { ms: 0, memMs: 0, computeMs: 0, attentionMs: 0, overheadMs: 0, flops: 0, bytes: 0 };
@@ -232,7 +239,7 @@ export function costOfFeatures(hw: HardwareProfile, f: StepFeatures, idleMs = 0)
   const overheadBaseMs =
     hw.stepOverheadMs +
     (hw.perSeqOverheadUs * f.numSeqs + (hw.perTokenUs ?? 0) * f.rows + (hw.perPrefillRowUs ?? 0) * f.prefillRows + (hw.perPrefillSeqUs ?? 0) * f.prefillSeqs) / 1e3;
-  const excessMs = hw.prefillExcessCurve && f.prefillRows > 0 ? rowCurveMs(hw.prefillExcessCurve, f.prefillRows) : 0;
+  const excessMs = hw.prefillExcessCurve && f.prefillRows > 0 ? flatCurveMs(hw.prefillExcessCurve, f.prefillRows) : 0;
   const overheadMs = overheadBaseMs + excessMs;
   const rowsMs = hw.rowCurve ? rowCurveMs(hw.rowCurve, f.rows) : Math.max(memMs, computeMs);
   const cold = hw.coldStepFactor !== undefined && idleMs > COLD_AFTER_IDLE_MS ? hw.coldStepFactor : 1;

@@ -356,7 +356,9 @@ export function fitRowCurve(data: readonly TimedFeatures[], knots: readonly numb
   const columns = data.map((d) => {
     const f = d.features;
     const e = d.engine && f.prefillRows > 0 ? 1 : 0;
-    const prefill = pk ? knotWeights(pk, f.prefillRows).slice(1).map((w) => e * w) : [e * f.prefillRows, e * f.prefillSeqs];
+    // The excess stays at its last point's value past it (see HardwareProfile.prefillExcessCurve).
+    const past = pk && f.prefillRows >= pk[pk.length - 1];
+    const prefill = pk ? (past ? pk.map((_, i) => (i === pk.length - 1 ? e : 0)) : knotWeights(pk, f.prefillRows)).slice(1).map((w) => e * w) : [e * f.prefillRows, e * f.prefillSeqs];
     return [...knotWeights(knots, f.rows), f.numSeqs, f.attnFlops, f.kvBytes, ...prefill];
   });
   // Each row is divided by `scale[i]` (the measured time, or the previous round's prediction).

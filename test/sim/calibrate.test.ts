@@ -44,8 +44,9 @@ test('row-curve points: powers of two up to the most rows measured, thinned when
   assert.deepEqual(rowKnots(data([1, 1, 1, 1, 1, 1])), [1, 2]);
 });
 
-test("prompt-excess points: powers of four from 16 up to the most prompt rows a step had; none without prompts", () => {
-  assert.deepEqual(prefillRowKnots([0, 1, 37, 2048, 300]), [16, 64, 256, 1024, 2048]);
+test('prompt-excess points: powers of four from 16 up to the most prompt rows a step had, at most 256; none without prompts', () => {
+  assert.deepEqual(prefillRowKnots([0, 1, 37, 2048, 300]), [16, 64, 256]);
+  assert.deepEqual(prefillRowKnots([0, 200]), [16, 64, 200]);
   assert.deepEqual(prefillRowKnots([0, 64]), [16, 64]);
   assert.deepEqual(prefillRowKnots([12, 3]), [12]);
   assert.equal(prefillRowKnots([0, 0, 1]), undefined);

@@ -160,15 +160,16 @@ test('prompt chunks cost what a calibrated profile says a prompt costs the engin
   close(costOfFeatures({ ...a100, perPrefillRowUs: 10, perPrefillSeqUs: 500 }, decodes).ms, costOfFeatures(a100, decodes).ms);
 });
 
-test("a calibrated profile's prompt-excess curve prices a step by its prompt rows, linear between points", () => {
+test("a calibrated profile's prompt-excess curve prices a step by its prompt rows, linear between points, flat past the last", () => {
   const curve: Array<[number, number]> = [[0, 0], [64, 1], [256, 2.5], [1024, 3]];
   const priced = (seqs: SeqShape[]) => costOfFeatures({ ...a100, prefillExcessCurve: curve }, stepFeatures(llama7b, seqs)).ms - costOfFeatures(a100, stepFeatures(llama7b, seqs)).ms;
   // 100 + 28 prompt rows: 1 + 1.5 * 64 / 192 ms. The decodes riding along add no prompt rows.
   const decodes = Array.from({ length: 5 }, () => ({ numTokens: 1, contextLen: 300, sample: true }));
   close(priced([{ numTokens: 100, contextLen: 100, sample: true }, { numTokens: 28, contextLen: 228, sample: false }, ...decodes]), 1 + (1.5 * 64) / 192);
   close(priced([{ numTokens: 32, contextLen: 32, sample: true }]), 0.5);
-  // Past the last point the end segment goes on; decode-only steps pay nothing.
-  close(priced([{ numTokens: 1792, contextLen: 1792, sample: true }]), 3.5);
+  // Past the last point it stays at the last value; decode-only steps pay nothing.
+  close(priced([{ numTokens: 1792, contextLen: 1792, sample: true }]), 3);
+  close(priced(Array.from({ length: 8 }, () => ({ numTokens: 256, contextLen: 256, sample: true }))), 3);
   close(priced(decodes), 0);
 });
 

@@ -202,6 +202,13 @@ test("with prompt-row knots the fit learns the engine's prompt excess as a curve
     assert.ok(Math.abs(ms - excess[i][1]) < 1e-4, `excess at ${r} prompt rows: ${ms}, want ${excess[i][1]}`);
   });
   assert.equal(f.enginePrefillRowUs, 0);
+  // Past its last point the excess stays flat, in the fit as in the cost model: an excess that
+  // levels off at 256 rows is recovered from steps on both sides of that point.
+  const flat: Array<[number, number]> = [[0, 0], [16, 0.2], [64, 1], [256, 4]];
+  const flatEngine = engineShapes.map((s) => ({ features: stepFeatures(model, s), ms: costOfFeatures({ ...hw, prefillExcessCurve: flat }, stepFeatures(model, s)).ms, engine: true }));
+  const capped = fitRowCurve([...grid, ...flatEngine], curve.map(([r]) => r), { prefillKnots: [16, 64, 256] });
+  assert.ok(capped.rmsRelError < 1e-6, `rms error ${capped.rmsRelError}`);
+  capped.enginePrefillCurve!.forEach(([r, ms], i) => assert.ok(r === flat[i][0] && Math.abs(ms - flat[i][1]) < 1e-4, `flat excess at ${r}: ${ms}`));
   // One rate per prompt row cannot say it: the best such fit is off by over 1% somewhere.
   const linear = fitRowCurve([...grid, ...engine], curve.map(([r]) => r));
   assert.ok(linear.maxRelError > 0.01, `linear fit worst error ${linear.maxRelError}`);
