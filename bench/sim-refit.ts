@@ -1,8 +1,10 @@
 // Refits saved fidelity runs offline: how would the simulator have scored with another way of turning
 // the calibration samples into a profile? Reads what bench/sim-fidelity.ts wrote (the raw calibration
 // samples, the workloads, the engines' settings and the real runs' means), fits a profile with each
-// estimate (see CalibrationEstimate in src/sim/calibration.ts), simulates every cell again and scores
-// it against the same real figures. No engine runs: seconds, not minutes.
+// estimate (see CalibrationEstimate in src/sim/calibration.ts) and way of pricing the engine's prompt
+// excess (--prefill), simulates every cell again and scores it against the same real figures. Given
+// several runs it also pools them: each figure's error averaged over the runs, the simulator's bias
+// with the machine's run-to-run noise averaged down. No engine runs: seconds, not minutes.
 //
 //   npx tsx bench/sim-refit.ts DIR [DIR...] [--estimate mean,robust] [--grid-weight 0.5,0.25] [--prefill curve,linear]
 import { parseArgs } from 'node:util';
