@@ -144,8 +144,9 @@ export function prefillRowKnots(prefillRows: readonly number[]): number[] | unde
  * The prompt excess is fitted up to this many prompt rows and held flat beyond. Calibration's engine
  * runs have hundreds of prompt steps up to ~300 rows per protocol run but only ~25 bigger ones, whose
  * times swing ±25% here: a free point at 1024 or 2048 rows followed that noise (one run priced
- * 2048-row steps 17% over the grid and the real runs). Refitting seven saved fidelity runs: 79/126
- * figures within 5% with points up to 256 rows, 71/126 up to 512, 67/126 up to 2048 (no cap).
+ * 2048-row steps 17% over the grid and the real runs). Refitting eight saved fidelity runs, single
+ * figures within 5%: 94/144 with points up to 64 rows, 95/144 up to 256, 86/144 up to 512, 87/144
+ * with no cap.
  */
 const PREFILL_EXCESS_MAX_ROWS = 256;
 

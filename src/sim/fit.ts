@@ -343,8 +343,10 @@ export interface RowCurveOptions {
  * rather than switching from memory-bound to compute-bound at one point. Linear in every unknown, so
  * solved by non-negative least squares on relative errors.
  *
- * Samples marked `engine` get two more terms, per prompt-chunk row and per prompt chunk: what a
- * prompt costs inside the running engine beyond a grid shape of the same size timed on its own.
+ * Samples marked `engine` get terms of their own for what a step's prompt chunks cost inside the
+ * running engine beyond a grid shape of the same size timed on its own: with `prefillKnots`, a curve
+ * in the step's prompt rows (flat past the last knot); without, one rate per prompt row and one per
+ * prompt chunk.
  */
 export function fitRowCurve(data: readonly TimedFeatures[], knots: readonly number[], opts: RowCurveOptions = {}): RowCurveFit {
   if (data.length < knots.length + 3) throw new FitError(`fitting a ${knots.length}-point row curve needs at least ${knots.length + 3} measured steps, got ${data.length}`);

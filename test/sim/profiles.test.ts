@@ -34,6 +34,10 @@ test('a malformed hardware profile names the bad field', () => {
   for (const rowCurve of [[], [[2, 1], [1, 2]], [[1, -1]], [[0, 1]], [[1, 2, 3]], 'steep'])
     assert.throws(() => validateHardware({ ...HARDWARE.H200, rowCurve }, 'X'), /X: rowCurve must be a list of \[rows, ms\] pairs with rows > 0 increasing/, JSON.stringify(rowCurve));
   assert.deepEqual(validateHardware({ ...HARDWARE.H200, rowCurve: [[1, 2], [8, 3.5]] }, 'X').rowCurve, [[1, 2], [8, 3.5]]);
+  // The prompt-excess curve starts at 0 prompt rows.
+  for (const prefillExcessCurve of [[], [[64, 1], [16, 0.5]], [[0, 0], [16, -1]], [[-1, 0]], 'flat'])
+    assert.throws(() => validateHardware({ ...HARDWARE.H200, prefillExcessCurve }, 'X'), /X: prefillExcessCurve must be a list of \[rows, ms\] pairs with rows >= 0 increasing/, JSON.stringify(prefillExcessCurve));
+  assert.deepEqual(validateHardware({ ...HARDWARE.H200, prefillExcessCurve: [[0, 0], [16, 0.3], [256, 2]] }, 'X').prefillExcessCurve, [[0, 0], [16, 0.3], [256, 2]]);
 });
 
 test('profile files: missing, not JSON, not a profile, bad model field', () => {
