@@ -6,7 +6,7 @@
 // several runs it also pools them: each figure's error averaged over the runs, the simulator's bias
 // with the machine's run-to-run noise averaged down. No engine runs: seconds, not minutes.
 //
-//   npx tsx bench/sim-refit.ts DIR [DIR...] [--estimate mean,robust] [--grid-weight 0.5,0.25] [--prefill curve,linear]
+//   npx tsx bench/sim-refit.ts DIR [DIR...] [--estimate mean,robust] [--grid-weight 0.5,0.25] [--prefill curve,linear] [--kv curve,linear]
 import { parseArgs } from 'node:util';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,7 +17,9 @@ import { buildWorkload, type WorkloadSpec, type WorkloadTarget } from '../src/be
 import type { BatchingPolicy } from '../src/engine/step-trace.js';
 import { formatTable } from '../src/bench/tables.js';
 
-const { values, positionals } = parseArgs({ allowPositionals: true, options: { estimate: { type: 'string', default: 'mean,robust' }, 'grid-weight': { type: 'string', default: '0.5' }, prefill: { type: 'string', default: 'curve' } } });
+const { values, positionals } = parseArgs({ allowPositionals: true, options: { estimate: { type: 'string', default: 'mean,robust' }, 'grid-weight': { type: 'string', default: '0.5' }, prefill: { type: 'string', default: 'curve' }, kv: { type: 'string', default: 'curve' } } });
+const kvs = values.kv!.split(',') as Array<'curve' | 'linear'>;
+for (const k of kvs) if (k !== 'curve' && k !== 'linear') fail(`--kv takes curve and/or linear, got '${k}'`);
 const prefills = values.prefill!.split(',') as Array<'curve' | 'linear'>;
 for (const p of prefills) if (p !== 'curve' && p !== 'linear') fail(`--prefill takes curve and/or linear, got '${p}'`);
 const gridWeights = values['grid-weight']!.split(',').map(Number);
@@ -70,9 +72,9 @@ for (const dir of positionals) {
   const steps = engineSteps(saved, model);
   const workloads = (fid.workloads as WorkloadSpec[]).map((spec) => buildWorkload(spec, fid.target as WorkloadTarget));
   const rows: string[][] = [];
-  for (const estimate of estimates) for (const gridWeight of gridWeights) for (const prefill of prefills) {
-    const { hardware } = fitCalibration(forward, steps, { estimate, gridWeight, prefill });
-    const variant = [estimate, ...(gridWeights.length > 1 ? [`grid ${gridWeight}`] : []), ...(prefills.length > 1 ? [`prefill ${prefill}`] : [])].join(', ');
+  for (const estimate of estimates) for (const gridWeight of gridWeights) for (const prefill of prefills) for (const kv of kvs) {
+    const { hardware } = fitCalibration(forward, steps, { estimate, gridWeight, prefill, kv });
+    const variant = [estimate, ...(gridWeights.length > 1 ? [`grid ${gridWeight}`] : []), ...(prefills.length > 1 ? [`prefill ${prefill}`] : []), ...(kvs.length > 1 ? [`kv ${kv}`] : [])].join(', ');
     const t = totals.get(variant) ?? { within: 0, resolvable: 0, figures: 0, absErr: 0 };
     totals.set(variant, t);
     const errs: string[] = [];

@@ -151,6 +151,18 @@ export function prefillRowKnots(prefillRows: readonly number[]): number[] | unde
 const PREFILL_EXCESS_MAX_ROWS = 256;
 
 /**
+ * KV-cache sizes the KV-read curve has points at: powers of four from 1 MiB up to the biggest step's
+ * KV bytes, and that; none below two points' worth of range.
+ */
+export function kvSizeKnots(kvBytes: readonly number[]): number[] | undefined {
+  const most = kvBytes.reduce((m, b) => Math.max(m, b), 0);
+  const knots: number[] = [];
+  for (let b = 1 << 20; b < most; b *= 4) knots.push(b);
+  knots.push(most);
+  return knots.length >= 2 ? knots : undefined;
+}
+
+/**
  * Row counts the fitted row curve has points at: powers of two up to the most rows measured, and
  * that; every other interior point dropped while there are too few measurements to pin them all.
  */
@@ -502,6 +514,8 @@ export interface FitCalibrationOptions {
   source?: string;
   /** How the engine's prompt-chunk excess is priced: one rate per row and per chunk ('linear'), or a curve in the step's prompt rows ('curve', default). */
   prefill?: 'linear' | 'curve';
+  /** How reading the KV cache is priced: one bandwidth ('linear'), or a curve in the step's KV bytes ('curve', default). */
+  kv?: 'linear' | 'curve';
 }
 
 /**
@@ -533,9 +547,10 @@ export function fitCalibration(forward: readonly Pick<ShapeMeasurement, 'feature
     ...timedEngine.map((s) => ({ features: s.features, ms: s.runnerMs, weight: w * kindFactor(s.run), engine: true })),
   ];
   const curveOpts = { relativeTo: meanEstimate ? ('predicted' as const) : ('measured' as const) };
-  const gridFit = fitRowCurve(gridData, rowKnots(forward), curveOpts);
+  const kvKnots = (opts.kv ?? 'curve') === 'curve' ? kvSizeKnots(timed.map((d) => d.features.kvBytes)) : undefined;
+  const gridFit = fitRowCurve(gridData, rowKnots(forward), { ...curveOpts, kvKnots });
   const prefillKnots = (opts.prefill ?? 'curve') === 'curve' ? prefillRowKnots(timedEngine.map((s) => s.features.prefillRows)) : undefined;
-  const curveFit = fitRowCurve(timed, rowKnots(timed), { ...curveOpts, prefillKnots });
+  const curveFit = fitRowCurve(timed, rowKnots(timed), { ...curveOpts, prefillKnots, kvKnots });
   const roofline = fitRoofline(timed);
   const overhead = fitEngineOverhead(
     warm.filter((s) => Number.isFinite(s.periodMs)).map((s) => ({ numSeqs: s.features.numSeqs, overheadMs: s.periodMs - s.runnerMs })),
@@ -557,7 +572,9 @@ export function fitCalibration(forward: readonly Pick<ShapeMeasurement, 'feature
     reservedGB: 0,
     kvCacheGB: ENGINE_DEFAULT_KV_BYTES / 1e9,
     attentionGflops: round(finite(curveFit.attentionGflops, 1e9), 4),
-    kvBandwidthGBs: round(finite(curveFit.kvBandwidthGBs, 1e6), 4),
+    ...(curveFit.kvReadCurve
+      ? { kvReadCurve: curveFit.kvReadCurve.map(([b, ms]): [number, number] => [b, round(ms, 4)]) }
+      : { kvBandwidthGBs: round(finite(curveFit.kvBandwidthGBs, 1e6), 4) }),
     rowCurve: curveFit.curve.map(([r, ms]) => [r, round(ms, 4)]),
     ...(curveFit.enginePrefillCurve
       ? { prefillExcessCurve: curveFit.enginePrefillCurve.map(([r, ms]): [number, number] => [r, round(ms, 4)]) }

@@ -42,7 +42,8 @@ export interface HardwareProfile {
   /**
    * When set, reading the KV cache is priced on its own at this rate (GB/s), added to the step
    * rather than inside the roofline max: a CPU engine's attention walks each sequence's cache in a
-   * pass of its own, after the weight GEMMs, so the two do not overlap. Calibrated profiles set it.
+   * pass of its own, after the weight GEMMs, so the two do not overlap. Calibrated profiles written
+   * before kvReadCurve set it.
    */
   kvBandwidthGBs?: number;
   /**
@@ -73,6 +74,14 @@ export interface HardwareProfile {
    * one rate per row cannot say (it overcharged the big batches by 5-12%).
    */
   prefillExcessCurve?: Array<[rows: number, ms: number]>;
+  /**
+   * When set, the time to read a step's KV cache (ms) at given sizes of it (bytes), linear in between,
+   * from [0, 0], the end segment extended: replaces kvBandwidthGBs. Calibrated CPU profiles fit it: on
+   * this project's machine a small cache cost ~3x more per byte than a big one (~1 ms for 4 MiB, ~7 ms
+   * for 64 MiB, ~20 ms for 254 MiB), and one bandwidth left the grid's fit at 5-8% rms error, the curve
+   * at ~3%.
+   */
+  kvReadCurve?: Array<[bytes: number, ms: number]>;
   source?: string;
 }
 
@@ -229,13 +238,14 @@ export function flatCurveMs(curve: ReadonlyArray<readonly [number, number]>, row
 /** Time of a step with these features on this hardware, `idleMs` after the previous step ended. */
 export function costOfFeatures(hw: HardwareProfile, f: StepFeatures, idleMs = 0): StepCost {
   if (f.numSeqs === 0) return { ms: 0, memMs: 0, computeMs: 0, attentionMs: 0, overheadMs: 0, flops: 0, bytes: 0 };
-  const separateKv = hw.kvBandwidthGBs !== undefined;
+  const separateKv = hw.kvBandwidthGBs !== undefined || hw.kvReadCurve !== undefined;
   const memMs = ((separateKv ? f.bytes - f.kvBytes : f.bytes) / (hw.bandwidthGBs * 1e9 * hw.bandwidthEfficiency)) * 1e3;
   const separateAttention = hw.attentionGflops !== undefined;
   const computeFlops = separateAttention ? f.linearFlops : f.linearFlops + f.attnFlops;
   const computeMs = (computeFlops / (hw.peakTflops * 1e12 * hw.computeEfficiency)) * 1e3;
   const attentionMs =
-    (separateAttention ? (f.attnFlops / (hw.attentionGflops! * 1e9)) * 1e3 : 0) + (separateKv ? (f.kvBytes / (hw.kvBandwidthGBs! * 1e9)) * 1e3 : 0);
+    (separateAttention ? (f.attnFlops / (hw.attentionGflops! * 1e9)) * 1e3 : 0) +
+    (hw.kvReadCurve ? rowCurveMs(hw.kvReadCurve, f.kvBytes) : separateKv ? (f.kvBytes / (hw.kvBandwidthGBs! * 1e9)) * 1e3 : 0);
   const overheadBaseMs =
     hw.stepOverheadMs +
     (hw.perSeqOverheadUs * f.numSeqs + (hw.perTokenUs ?? 0) * f.rows + (hw.perPrefillRowUs ?? 0) * f.prefillRows + (hw.perPrefillSeqUs ?? 0) * f.prefillSeqs) / 1e3;

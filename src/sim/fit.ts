@@ -301,6 +301,8 @@ export interface RowCurveFit {
   enginePrefillSeqUs: number;
   /** With `prefillKnots`: the excess (ms) at each count of a step's prompt rows, from [0, 0]. */
   enginePrefillCurve?: RowCurve;
+  /** With `kvKnots`: the time (ms) to read a step's KV cache at each size (bytes), from [0, 0]; kvBandwidthGBs is then Infinity. */
+  kvReadCurve?: RowCurve;
   attentionGflops: number;
   kvBandwidthGBs: number;
   rmsRelError: number;
@@ -334,6 +336,11 @@ export interface RowCurveOptions {
    * 0 rows, linear in between) instead of one rate per row and one per chunk. See fitRowCurve.
    */
   prefillKnots?: readonly number[];
+  /**
+   * KV-cache sizes (bytes) at which the time to read a step's KV cache is a free value (a curve from
+   * 0 at 0 bytes, linear in between, the end segment extended) instead of one bandwidth. See fitRowCurve.
+   */
+  kvKnots?: readonly number[];
 }
 
 /**
@@ -342,6 +349,9 @@ export interface RowCurveOptions {
  * CPU's GEMMs get cheaper per row as the batch grows (tiles fill up, loaded weights serve more rows)
  * rather than switching from memory-bound to compute-bound at one point. Linear in every unknown, so
  * solved by non-negative least squares on relative errors.
+ *
+ * With `kvKnots` the KV-cache read is a curve in the step's KV bytes rather than one bandwidth (on
+ * this project's machine a small cache costs several times more per byte than a big one).
  *
  * Samples marked `engine` get terms of their own for what a step's prompt chunks cost inside the
  * running engine beyond a grid shape of the same size timed on its own: with `prefillKnots`, a curve
@@ -355,13 +365,19 @@ export function fitRowCurve(data: readonly TimedFeatures[], knots: readonly numb
   const k = knots.length;
   const pk = opts.prefillKnots ? [0, ...opts.prefillKnots] : null;
   if (pk && pk.some((r, i) => i > 0 && !(r > pk[i - 1]))) throw new FitError('prompt-row knots must be increasing positive row counts');
+  const kk = opts.kvKnots ? [0, ...opts.kvKnots] : null;
+  if (kk && (kk.length < 3 || kk.some((b, i) => i > 0 && !(b > kk[i - 1])))) throw new FitError('KV-size knots must be at least two increasing positive byte counts');
+  // Columns: the row curve's points, per sequence, attention FLOPs, the KV read (one rate or a curve's points), the engine's prompt excess.
+  const kvAt = k + 2;
+  const prefillAt = kvAt + (kk ? kk.length - 1 : 1);
   const columns = data.map((d) => {
     const f = d.features;
     const e = d.engine && f.prefillRows > 0 ? 1 : 0;
     // The excess stays at its last point's value past it (see HardwareProfile.prefillExcessCurve).
     const past = pk && f.prefillRows >= pk[pk.length - 1];
     const prefill = pk ? (past ? pk.map((_, i) => (i === pk.length - 1 ? e : 0)) : knotWeights(pk, f.prefillRows)).slice(1).map((w) => e * w) : [e * f.prefillRows, e * f.prefillSeqs];
-    return [...knotWeights(knots, f.rows), f.numSeqs, f.attnFlops, f.kvBytes, ...prefill];
+    const kv = kk ? knotWeights(kk, f.kvBytes).slice(1) : [f.kvBytes];
+    return [...knotWeights(knots, f.rows), f.numSeqs, f.attnFlops, ...kv, ...prefill];
   });
   // Each row is divided by `scale[i]` (the measured time, or the previous round's prediction).
   const solve = (scale: readonly number[]) =>
@@ -382,11 +398,12 @@ export function fitRowCurve(data: readonly TimedFeatures[], knots: readonly numb
   return {
     curve,
     perSeqOverheadUs: x[k] * 1e3,
-    enginePrefillRowUs: pk ? 0 : x[k + 3] * 1e3,
-    enginePrefillSeqUs: pk ? 0 : x[k + 4] * 1e3,
-    ...(pk ? { enginePrefillCurve: pk.map((r, i): [number, number] => [r, i === 0 ? 0 : x[k + 2 + i]]) } : {}),
+    enginePrefillRowUs: pk ? 0 : x[prefillAt] * 1e3,
+    enginePrefillSeqUs: pk ? 0 : x[prefillAt + 1] * 1e3,
+    ...(pk ? { enginePrefillCurve: pk.map((r, i): [number, number] => [r, i === 0 ? 0 : x[prefillAt + i - 1]]) } : {}),
+    ...(kk ? { kvReadCurve: kk.map((b, i): [number, number] => [b, i === 0 ? 0 : x[kvAt + i - 1]]) } : {}),
     attentionGflops: rate(x[k + 1], 1e9),
-    kvBandwidthGBs: rate(x[k + 2], 1e9),
+    kvBandwidthGBs: kk ? Infinity : rate(x[kvAt], 1e9),
     ...errors,
   };
 }

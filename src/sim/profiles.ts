@@ -52,6 +52,7 @@ export function validateHardware(v: unknown, where: string): HardwareProfile {
   if (v.kvBandwidthGBs === 0) throw new ProfileError(`${where}: kvBandwidthGBs must be greater than 0 when given`);
   checkCurve(v.rowCurve, 'rowCurve', where, false);
   checkCurve(v.prefillExcessCurve, 'prefillExcessCurve', where, true);
+  checkCurve(v.kvReadCurve, 'kvReadCurve', where, true);
   return v as unknown as HardwareProfile;
 }
 

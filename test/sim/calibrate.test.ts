@@ -150,6 +150,9 @@ test('calibrate --quick on a real model writes a profile the simulator runs with
   assert.ok(excess && excess.length >= 2 && excess[0][0] === 0 && excess[0][1] === 0, JSON.stringify(excess));
   assert.ok(excess.every(([r, ms], i) => ms >= 0 && (i === 0 || r > excess[i - 1][0])));
   assert.equal(h.perPrefillRowUs, undefined, 'one way of pricing the prompt excess, not two');
+  // Reading the KV cache: a curve in its size, from [0, 0], in place of one bandwidth.
+  assert.ok(h.kvReadCurve && h.kvReadCurve.length >= 2 && h.kvReadCurve[0][0] === 0 && h.kvBandwidthGBs === undefined, JSON.stringify(h.kvReadCurve));
+  assert.match(out, /reading the KV cache: [\d.]+ MB:[\d.]+ /);
   assert.match(out, /a step's prompt chunks in the engine, beyond the forward pass: 16:[\d.]+ .*\(prompt rows:ms\)/);
   // The sparse engine run (requests on an idle engine) measured the cost of a cold step.
   assert.ok(h.coldStepFactor !== undefined && h.coldStepFactor >= 1, `cold step factor ${h.coldStepFactor}`);

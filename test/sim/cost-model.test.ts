@@ -160,6 +160,20 @@ test('prompt chunks cost what a calibrated profile says a prompt costs the engin
   close(costOfFeatures({ ...a100, perPrefillRowUs: 10, perPrefillSeqUs: 500 }, decodes).ms, costOfFeatures(a100, decodes).ms);
 });
 
+test("a calibrated profile's KV-read curve prices a step's KV bytes in place of one bandwidth", () => {
+  const MB = 1 << 20;
+  const shape = (B: number, L: number) => Array.from({ length: B }, () => ({ numTokens: 1, contextLen: L, sample: true }));
+  const f = stepFeatures(llama7b, shape(4, 300));
+  const withBandwidth = costOfFeatures({ ...a100, kvBandwidthGBs: 50 }, f);
+  const curve: Array<[number, number]> = [[0, 0], [64 * MB, 2], [1024 * MB, 10]];
+  const withCurve = costOfFeatures({ ...a100, kvBandwidthGBs: 50, kvReadCurve: curve }, f);
+  // Same step, the KV part swapped: bytes / bandwidth out, the curve's value at those bytes in.
+  const between = f.kvBytes <= 64 * MB ? (2 * f.kvBytes) / (64 * MB) : 2 + (8 * (f.kvBytes - 64 * MB)) / (960 * MB);
+  close(withCurve.attentionMs - withBandwidth.attentionMs, between - (f.kvBytes / 50e9) * 1e3);
+  // Alone (no bandwidth given) it still takes the KV bytes out of the roofline's memory traffic.
+  close(costOfFeatures({ ...a100, kvReadCurve: curve }, f).memMs, withBandwidth.memMs);
+});
+
 test("a calibrated profile's prompt-excess curve prices a step by its prompt rows, linear between points, flat past the last", () => {
   const curve: Array<[number, number]> = [[0, 0], [64, 1], [256, 2.5], [1024, 3]];
   const priced = (seqs: SeqShape[]) => costOfFeatures({ ...a100, prefillExcessCurve: curve }, stepFeatures(llama7b, seqs)).ms - costOfFeatures(a100, stepFeatures(llama7b, seqs)).ms;

@@ -118,6 +118,28 @@ test('the row-curve fit recovers a measured curve, the per-sequence cost and att
   assert.throws(() => fitRowCurve(data, [4, 2]), /increasing positive row counts/);
 });
 
+test('with KV-size knots the fit recovers a KV-read curve that one bandwidth cannot follow', () => {
+  // Reading a small KV cache costs more per byte than reading a big one (what this project's machine
+  // showed): a concave curve. The grid's decode shapes span 0.2 to 260 MB of KV.
+  const curve: Array<[number, number]> = [[1, 2], [2, 2.1], [4, 2.3], [8, 3], [16, 4.4], [32, 7], [64, 12], [256, 40], [512, 80], [1024, 170]];
+  const MB = 1 << 20;
+  const kvCurve: Array<[number, number]> = [[0, 0], [MB, 0.25], [4 * MB, 1], [16 * MB, 2.8], [64 * MB, 6.5], [256 * MB, 20]];
+  const hw: HardwareProfile = { ...truth, stepOverheadMs: 0, rowCurve: curve, kvBandwidthGBs: undefined, kvReadCurve: kvCurve };
+  const extra = [4, 16].map((B) => Array.from({ length: B }, () => ({ numTokens: 1, contextLen: 600, sample: true })));
+  const data = [...shapes(), ...extra, [{ numTokens: 1024, contextLen: 1024, sample: true }], [{ numTokens: 32, contextLen: 32, sample: true }]].map((s) => ({ features: stepFeatures(model, s), ms: costOfFeatures(hw, stepFeatures(model, s)).ms }));
+  const knots = curve.map(([r]) => r);
+  const f = fitRowCurve(data, knots, { kvKnots: kvCurve.slice(1).map(([b]) => b) });
+  assert.ok(f.rmsRelError < 1e-6, `rms error ${f.rmsRelError}`);
+  assert.equal(f.kvBandwidthGBs, Infinity, 'the curve replaces the bandwidth');
+  f.kvReadCurve!.forEach(([b, ms], i) => assert.ok(b === kvCurve[i][0] && Math.abs(ms - kvCurve[i][1]) < 1e-4, `KV read at ${b / MB} MB: ${ms}, want ${kvCurve[i][1]}`));
+  // The profile prices with it.
+  const s = shapes()[10];
+  assert.ok(Math.abs(costOfFeatures({ ...hw, kvReadCurve: f.kvReadCurve }, stepFeatures(model, s)).ms - costOfFeatures(hw, stepFeatures(model, s)).ms) < 1e-6);
+  const linear = fitRowCurve(data, knots);
+  assert.ok(linear.maxRelError > 0.02, `one bandwidth's worst error ${linear.maxRelError}`);
+  assert.throws(() => fitRowCurve(data, knots, { kvKnots: [MB] }), /KV-size knots must be at least two increasing positive byte counts/);
+});
+
 test('the row-curve fit relative to its own prediction lands on the mean of noisy samples; relative to the measurement it leans fast', () => {
   // Every shape sampled on a machine that runs 30% fast or 30% slow, half the time each: the mean
   // step time is the noise-free one.

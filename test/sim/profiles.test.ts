@@ -38,6 +38,7 @@ test('a malformed hardware profile names the bad field', () => {
   for (const prefillExcessCurve of [[], [[64, 1], [16, 0.5]], [[0, 0], [16, -1]], [[-1, 0]], 'flat'])
     assert.throws(() => validateHardware({ ...HARDWARE.H200, prefillExcessCurve }, 'X'), /X: prefillExcessCurve must be a list of \[rows, ms\] pairs with rows >= 0 increasing/, JSON.stringify(prefillExcessCurve));
   assert.deepEqual(validateHardware({ ...HARDWARE.H200, prefillExcessCurve: [[0, 0], [16, 0.3], [256, 2]] }, 'X').prefillExcessCurve, [[0, 0], [16, 0.3], [256, 2]]);
+  assert.throws(() => validateHardware({ ...HARDWARE.H200, kvReadCurve: [[0, 0], [1e6, -1]] }, 'X'), /X: kvReadCurve must be a list of \[rows, ms\] pairs with rows >= 0 increasing/);
 });
 
 test('profile files: missing, not JSON, not a profile, bad model field', () => {
