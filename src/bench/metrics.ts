@@ -55,7 +55,7 @@ export interface RunMetrics {
  * Percentile with linear interpolation between closest ranks (numpy's default, which vLLM uses):
  * rank = p/100 * (n - 1). `sorted` must be ascending. Empty input gives 0.
  */
-export function percentile(sorted: readonly number[], p: number): number {
+export function percentile(sorted: ArrayLike<number>, p: number): number {
   if (sorted.length === 0) return 0;
   if (!(p >= 0 && p <= 100)) throw new RangeError(`percentile must be within 0..100, got ${p}`);
   const rank = (p / 100) * (sorted.length - 1);
@@ -68,7 +68,9 @@ export function percentile(sorted: readonly number[], p: number): number {
 export function summarize(values: readonly number[]): Distribution {
   const n = values.length;
   if (n === 0) return { count: 0, mean: 0, std: 0, p50: 0, p90: 0, p99: 0, min: 0, max: 0 };
-  const sorted = [...values].sort((a, b) => a - b);
+  // A typed array sorts numerically without a comparator call per comparison: a simulated run's
+  // inter-token latencies are millions of values, and the comparator sort took over a second.
+  const sorted = Float64Array.from(values).sort();
   let sum = 0;
   for (const v of sorted) sum += v;
   const mean = sum / n;
