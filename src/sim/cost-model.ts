@@ -78,7 +78,7 @@ export interface HardwareProfile {
    * When set, the time to read a step's KV cache (ms) at given sizes of it (bytes), linear in between,
    * from [0, 0], the end segment extended: replaces kvBandwidthGBs. Calibrated CPU profiles fit it: on
    * this project's machine a small cache cost ~3x more per byte than a big one (~1 ms for 4 MiB, ~7 ms
-   * for 64 MiB, ~20 ms for 254 MiB), and one bandwidth left the grid's fit at 5-8% rms error, the curve
+   * for 64 MiB, ~20 ms for 254 MiB), and one bandwidth left the grid's fit at 4.7-7.9% rms error, the curve
    * at ~3%.
    */
   kvReadCurve?: Array<[bytes: number, ms: number]>;
