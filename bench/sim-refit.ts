@@ -18,14 +18,11 @@ import type { BatchingPolicy } from '../src/engine/step-trace.js';
 import { formatTable } from '../src/bench/tables.js';
 
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { estimate: { type: 'string', default: 'mean,robust' }, 'grid-weight': { type: 'string', default: '0.5' }, prefill: { type: 'string', default: 'curve' }, kv: { type: 'string', default: 'curve' } } });
-const kvs = values.kv!.split(',') as Array<'curve' | 'linear'>;
-for (const k of kvs) if (k !== 'curve' && k !== 'linear') fail(`--kv takes curve and/or linear, got '${k}'`);
-const prefills = values.prefill!.split(',') as Array<'curve' | 'linear'>;
-for (const p of prefills) if (p !== 'curve' && p !== 'linear') fail(`--prefill takes curve and/or linear, got '${p}'`);
+const kvs = choices('kv', values.kv!, ['curve', 'linear'] as const);
+const prefills = choices('prefill', values.prefill!, ['curve', 'linear'] as const);
 const gridWeights = values['grid-weight']!.split(',').map(Number);
 for (const g of gridWeights) if (!(g > 0 && g < 1)) fail(`--grid-weight takes shares strictly between 0 and 1, got ${g}`);
-const estimates = values.estimate!.split(',') as CalibrationEstimate[];
-for (const e of estimates) if (e !== 'mean' && e !== 'robust') fail(`--estimate takes mean and/or robust, got '${e}'`);
+const estimates: CalibrationEstimate[] = choices('estimate', values.estimate!, ['mean', 'robust'] as const);
 if (positionals.length === 0) fail('give one or more output folders of bench/sim-fidelity.ts');
 
 interface RealCell {
@@ -124,6 +121,13 @@ function readJson(file: string): unknown {
   } catch (e) {
     fail(`${file} is not readable JSON: ${(e as Error).message}`);
   }
+}
+
+/** A comma-separated option's values, each one of `allowed` (or a named error). */
+function choices<T extends string>(option: string, value: string, allowed: readonly T[]): T[] {
+  const xs = value.split(',');
+  for (const x of xs) if (!allowed.includes(x as T)) fail(`--${option} takes ${allowed.join(' and/or ')}, got '${x}'`);
+  return xs as T[];
 }
 
 function fail(message: string): never {

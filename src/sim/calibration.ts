@@ -572,12 +572,10 @@ export function fitCalibration(forward: readonly Pick<ShapeMeasurement, 'feature
     reservedGB: 0,
     kvCacheGB: ENGINE_DEFAULT_KV_BYTES / 1e9,
     attentionGflops: round(finite(curveFit.attentionGflops, 1e9), 4),
-    ...(curveFit.kvReadCurve
-      ? { kvReadCurve: curveFit.kvReadCurve.map(([b, ms]): [number, number] => [b, round(ms, 4)]) }
-      : { kvBandwidthGBs: round(finite(curveFit.kvBandwidthGBs, 1e6), 4) }),
-    rowCurve: curveFit.curve.map(([r, ms]) => [r, round(ms, 4)]),
+    ...(curveFit.kvReadCurve ? { kvReadCurve: roundCurve(curveFit.kvReadCurve) } : { kvBandwidthGBs: round(finite(curveFit.kvBandwidthGBs, 1e6), 4) }),
+    rowCurve: roundCurve(curveFit.curve),
     ...(curveFit.enginePrefillCurve
-      ? { prefillExcessCurve: curveFit.enginePrefillCurve.map(([r, ms]): [number, number] => [r, round(ms, 4)]) }
+      ? { prefillExcessCurve: roundCurve(curveFit.enginePrefillCurve) }
       : { perPrefillRowUs: round(curveFit.enginePrefillRowUs, 3), perPrefillSeqUs: round(curveFit.enginePrefillSeqUs, 3) }),
     ...(opts.source ? { source: opts.source } : {}),
   };
@@ -779,4 +777,9 @@ export class Calibrator {
 function round(x: number, digits: number): number {
   const p = 10 ** digits;
   return Math.round(x * p) / p;
+}
+
+/** A fitted curve's values rounded for the profile file (its points' positions kept exact). */
+function roundCurve(curve: ReadonlyArray<readonly [number, number]>): Array<[number, number]> {
+  return curve.map(([x, ms]) => [x, round(ms, 4)]);
 }

@@ -320,6 +320,14 @@ function knotWeights(knots: readonly number[], rows: number): number[] {
   return w;
 }
 
+/** knotWeights, but past the last knot all weight stays on it: the fit's side of flatCurveMs. */
+function flatKnotWeights(knots: readonly number[], x: number): number[] {
+  if (x < knots[knots.length - 1]) return knotWeights(knots, x);
+  const w = new Array<number>(knots.length).fill(0);
+  w[knots.length - 1] = 1;
+  return w;
+}
+
 export interface RowCurveOptions {
   /**
    * What each residual is divided by. 'measured' (default): relative to the measured time, so a 2 ms
@@ -373,9 +381,7 @@ export function fitRowCurve(data: readonly TimedFeatures[], knots: readonly numb
   const columns = data.map((d) => {
     const f = d.features;
     const e = d.engine && f.prefillRows > 0 ? 1 : 0;
-    // The excess stays at its last point's value past it (see HardwareProfile.prefillExcessCurve).
-    const past = pk && f.prefillRows >= pk[pk.length - 1];
-    const prefill = pk ? (past ? pk.map((_, i) => (i === pk.length - 1 ? e : 0)) : knotWeights(pk, f.prefillRows)).slice(1).map((w) => e * w) : [e * f.prefillRows, e * f.prefillSeqs];
+    const prefill = pk ? flatKnotWeights(pk, f.prefillRows).slice(1).map((w) => e * w) : [e * f.prefillRows, e * f.prefillSeqs];
     const kv = kk ? knotWeights(kk, f.kvBytes).slice(1) : [f.kvBytes];
     return [...knotWeights(knots, f.rows), f.numSeqs, f.attnFlops, ...kv, ...prefill];
   });
