@@ -50,13 +50,18 @@ interface Case {
 
 // F32: both sides compute in float32 with an f32 KV cache; what is left is summation order
 // (measured max ~4e-5).
-// F16: llama.cpp's CPU matmul on f16 weights rounds the activations to f16 first (ggml's vec_dot
-// type for F16 is F16), a relative error of up to 4.9e-4 per input that we do not make: we keep
-// activations in f32 and only the weights are f16. With logits spread over ~+-10 (the generated
-// models' logit scale), that shows up as log p differences up to ~3e-2 on unlikely tokens (measured
-// 2.5e-2 and 3.2e-2), so the plain tolerance is 5e-2. Emulating that rounding on our side brings it
-// to ~8e-3 (tolerance 1.5e-2); the rest is rounding inside llama.cpp we do not model. Either bound
+// F16: what llama.cpp's CPU matmul does with f16 weights depends on the CPU. ggml loads a backend
+// variant per CPU family; the AVX2 ones (e.g. "haswell", picked on AMD EPYC Zen 2/3) round the
+// activations to f16 first (ggml's vec_dot type for F16 is F16), a relative error of up to 4.9e-4
+// per input that we do not make: we keep activations in f32 and only the weights are f16. With
+// logits spread over ~+-10 (the generated models' logit scale), that shows up as log p differences
+// up to ~3e-2 on unlikely tokens (measured 2.5e-2 and 3.2e-2), so the plain tolerance is 5e-2, and
+// emulating that rounding on our side brings it to ~8e-3. The "sapphirerapids" variant (Intel
+// Xeon with AVX-512 FP16) keeps the activations in f32: there the plain difference is ~1.4e-5 and
+// the emulated one ~3e-2. So F16 must match one of the two arithmetic models tightly: f32
+// activations within the F32 tolerance, or f16 activations within 1.5e-2. Any of these bounds
 // still catches a real bug: a wrong RoPE, norm or head mapping moves log p by O(1).
+const F32_ACTIVATIONS_TOL = 1e-3;
 const CASES: Case[] = [
   { name: 'F32, GQA 8/2 heads, tied embeddings', dtype: 'f32', tied: true, nKvHeads: 2, preset: 'tiny', tol: 1e-3 },
   { name: 'F32, multi-head 8/8, untied', dtype: 'f32', tied: false, nKvHeads: 8, preset: 'tiny', tol: 1e-3 },
@@ -172,8 +177,14 @@ describe('LlamaModel vs llama.cpp on generated GGUF models', () => {
           const kv2 = createKvStorage(cfg, kv.numBlocks, blockSize);
           const ours2 = emulated.forward({ tokens: Int32Array.from(prompt), logitRows: Int32Array.from(all), meta: meta(all) }, kv2);
           const e = worstLogProbDiff(ours2, theirs, V);
-          assert.ok(e.worst <= c.emulatedTol, `with f16 activations emulated: max |log p difference| ${e.worst} > ${c.emulatedTol} at ${e.where}`);
-          note = `; ${e.worst.toExponential(2)} with f16 activations emulated (tolerance ${c.emulatedTol})`;
+          const f32Match = worst <= F32_ACTIVATIONS_TOL;
+          assert.ok(
+            f32Match || e.worst <= c.emulatedTol,
+            `llama.cpp matches neither arithmetic model: f32 activations ${worst} > ${F32_ACTIVATIONS_TOL}, ` +
+              `f16 activations emulated ${e.worst} > ${c.emulatedTol} at ${e.where}`,
+          );
+          note = `; ${e.worst.toExponential(2)} with f16 activations emulated (tolerance ${c.emulatedTol}); ` +
+            `llama.cpp here keeps ${f32Match ? 'f32' : 'f16'} activations`;
         }
         // A vacuous comparison (e.g. a uniform distribution on both sides) would prove nothing.
         const spread = Math.max(...logSoftmaxRow(ours, 0, V)) - Math.min(...logSoftmaxRow(ours, 0, V));
