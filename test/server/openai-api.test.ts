@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
 import { buildServer } from '../../src/server/app.js';
-import { extra, makeTinyModel, startServer, waitFor, type TestServer } from './server-helpers.js';
+import { extra, makeTinyModel, slowSteps, startServer, waitFor, type TestServer } from './server-helpers.js';
 
 describe('OpenAI-compatible API over loopback', () => {
   let model: { path: string; cleanup: () => void };
@@ -200,6 +200,8 @@ describe('OpenAI-compatible API over loopback', () => {
   });
 
   it('a client abort ends the request and frees its KV blocks', async () => {
+    // 200 tokens would otherwise be done in ~20 ms on a fast CPU, before the abort reaches the server.
+    const restore = slowSteps(s.llm, 3);
     const controller = new AbortController();
     const stream = await client.completions.create(
       extra({ model: s.model, prompt: 'Abort me', max_tokens: 200, temperature: 0, stream: true as const }, { ignore_eos: true }),
@@ -234,6 +236,7 @@ describe('OpenAI-compatible API over loopback', () => {
     await waitFor(() => s.llm.engine.stats().running === 0, 2000, 'the abandoned request to be aborted');
     assert.equal(s.llm.engine.stats().blocksUsed, 0);
     assert.ok(s.llm.engine.stats().requestsAborted > abortedBefore);
+    restore();
   });
 
   it('answers mistakes with OpenAI-style errors naming the field', async () => {

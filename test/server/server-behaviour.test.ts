@@ -10,7 +10,7 @@ import type { RequestStream } from '../../src/engine/engine.js';
 import type { RequestOutput } from '../../src/engine/types.js';
 import { buildServer } from '../../src/server/app.js';
 import { fakeLLM } from './fake-llm.js';
-import { extra, makeTinyModel, startServer, waitFor, type TestServer } from './server-helpers.js';
+import { extra, makeTinyModel, slowSteps, startServer, waitFor, type TestServer } from './server-helpers.js';
 
 /** Parses Prometheus text: `name{labels} value` -> value, keyed by the series as written. */
 function parseMetrics(text: string): Map<string, number> {
@@ -59,6 +59,7 @@ describe('server behaviour', () => {
       const r1 = await s.client.completions.create(extra({ model: s.model, prompt, max_tokens: 5, temperature: 0 }, { ignore_eos: true }));
       const r2 = await s.client.completions.create(extra({ model: s.model, prompt, max_tokens: 7, temperature: 0 }, { ignore_eos: true }));
       const controller = new AbortController();
+      const restore = slowSteps(s.llm, 5); // so the scrape below lands while the stream still runs
       const stream = await s.client.completions.create(extra({ model: s.model, prompt: 'abort', max_tokens: 100, stream: true as const }, { ignore_eos: true }), { signal: controller.signal });
       let seenRunning = false;
       let n = 0;
@@ -71,6 +72,7 @@ describe('server behaviour', () => {
       }
       assert.ok(seenRunning, 'a scrape during generation sees a running request and KV in use');
       await waitFor(() => s.app.stepwise.activeRequests() === 0, 2000, 'the aborted request to end');
+      restore();
 
       const now = parseMetrics(await (await fetch(`${s.baseURL}/metrics`)).text());
       const delta = (k: string) => now.get(k)! - before.get(k)!;
@@ -164,6 +166,7 @@ describe('server behaviour', () => {
 
   it('a full queue answers 429 with Retry-After, and accepted requests still complete', async () => {
     const llm = await LLM.load(model.path, { inProcess: true, maxNumSeqs: 1, maxQueue: 1, threads: 1 });
+    slowSteps(llm, 5); // the first request must still run when the third arrives
     const app = await buildServer(llm);
     try {
       const body = { prompt: 'Busy', max_tokens: 40, ignore_eos: true };
@@ -189,6 +192,7 @@ describe('server behaviour', () => {
 
   it('drain: in-flight requests finish, new ones are refused, the rest are aborted at the timeout', async () => {
     const llm = await LLM.load(model.path, { inProcess: true, maxNumSeqs: 4, threads: 1 });
+    slowSteps(llm, 5); // 30 tokens take >= 150 ms: still in flight when the drain begins
     const app = await buildServer(llm);
     await app.listen({ host: '127.0.0.1', port: 0 });
     const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
@@ -205,10 +209,12 @@ describe('server behaviour', () => {
       assert.equal(((await done.json()) as { choices: Array<{ finish_reason: string }> }).choices[0].finish_reason, 'length');
       assert.deepEqual(await closing, { aborted: 0 });
     } finally {
+      await app.close(); // already closed by the drain unless the test failed before it: no hang then
       await llm.close();
     }
 
     const llm2 = await LLM.load(model.path, { inProcess: true, maxNumSeqs: 4, threads: 1 });
+    slowSteps(llm2, 5); // ~2.5 s of decoding: the 50 ms drain must abort it
     const app2 = await buildServer(llm2);
     try {
       const maxTokens = llm2.options.maxModelLen - 16;
@@ -222,6 +228,7 @@ describe('server behaviour', () => {
       assert.equal((r.json() as { choices: Array<{ finish_reason: string }> }).choices[0].finish_reason, 'abort');
       assert.equal(llm2.engine.stats().blocksUsed, 0);
     } finally {
+      await app2.close();
       await llm2.close();
     }
   });

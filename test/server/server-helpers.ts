@@ -9,6 +9,7 @@ import type { FastifyInstance } from 'fastify';
 import { LLM, type LoadOptions } from '../../src/llm.js';
 import { makeModel } from '../../src/model/make-model.js';
 import { buildServer, type ServerOptions } from '../../src/server/app.js';
+import type { ModelRunner } from '../../src/engine/types.js';
 
 /** Writes the 'tiny' preset (synthetic SentencePiece vocabulary) into a fresh temp dir. */
 export async function makeTinyModel(seed = 7): Promise<{ path: string; cleanup: () => void }> {
@@ -60,4 +61,23 @@ export async function waitFor(cond: () => boolean, timeoutMs: number, what: stri
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 5));
   }
+}
+
+/**
+ * Makes every engine step of `llm` last `ms` longer (the sleep follows the runner's real work), so a
+ * test can act while a request is in flight: on a fast CPU the tiny model decodes 30 tokens in ~3 ms,
+ * faster than a 5 ms poll or a client's abort can see. Returns a function that undoes it.
+ */
+export function slowSteps(llm: LLM, ms: number): () => void {
+  // The engine keeps its runner private; a test may reach it.
+  const runner = (llm.engine as unknown as { runner: ModelRunner }).runner;
+  const execute = runner.execute;
+  runner.execute = async (step) => {
+    const out = await execute.call(runner, step);
+    await new Promise((r) => setTimeout(r, ms));
+    return out;
+  };
+  return () => {
+    runner.execute = execute;
+  };
 }
