@@ -6,7 +6,7 @@
 // several runs it also pools them: each figure's error averaged over the runs, the simulator's bias
 // with the machine's run-to-run noise averaged down. No engine runs: seconds, not minutes.
 //
-//   npx tsx bench/sim-refit.ts DIR [DIR...] [--estimate mean,robust] [--grid-weight 0.5,0.25] [--prefill curve,linear] [--kv curve,linear]
+//   npx tsx bench/sim-refit.ts DIR [DIR...] [--estimate mean,robust] [--grid-weight 0.5,0.25] [--prefill curve,linear] [--kv curve,linear] [--after-prompt fit,off]
 import { parseArgs } from 'node:util';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,8 +17,9 @@ import { buildWorkload, type WorkloadSpec, type WorkloadTarget } from '../src/be
 import type { BatchingPolicy } from '../src/engine/step-trace.js';
 import { formatTable } from '../src/bench/tables.js';
 
-const { values, positionals } = parseArgs({ allowPositionals: true, options: { estimate: { type: 'string', default: 'mean,robust' }, 'grid-weight': { type: 'string', default: '0.5' }, prefill: { type: 'string', default: 'curve' }, kv: { type: 'string', default: 'curve' } } });
+const { values, positionals } = parseArgs({ allowPositionals: true, options: { estimate: { type: 'string', default: 'mean,robust' }, 'grid-weight': { type: 'string', default: '0.5' }, prefill: { type: 'string', default: 'curve' }, kv: { type: 'string', default: 'curve' }, 'after-prompt': { type: 'string', default: 'fit' } } });
 const kvs = choices('kv', values.kv!, ['curve', 'linear'] as const);
+const afterPrompts = choices('after-prompt', values['after-prompt']!, ['fit', 'off'] as const);
 const prefills = choices('prefill', values.prefill!, ['curve', 'linear'] as const);
 const gridWeights = values['grid-weight']!.split(',').map(Number);
 for (const g of gridWeights) if (!(g > 0 && g < 1)) fail(`--grid-weight takes shares strictly between 0 and 1, got ${g}`);
@@ -69,9 +70,15 @@ for (const dir of positionals) {
   const steps = engineSteps(saved, model);
   const workloads = (fid.workloads as WorkloadSpec[]).map((spec) => buildWorkload(spec, fid.target as WorkloadTarget));
   const rows: string[][] = [];
-  for (const estimate of estimates) for (const gridWeight of gridWeights) for (const prefill of prefills) for (const kv of kvs) {
-    const { hardware } = fitCalibration(forward, steps, { estimate, gridWeight, prefill, kv });
-    const variant = [estimate, ...(gridWeights.length > 1 ? [`grid ${gridWeight}`] : []), ...(prefills.length > 1 ? [`prefill ${prefill}`] : []), ...(kvs.length > 1 ? [`kv ${kv}`] : [])].join(', ');
+  for (const estimate of estimates) for (const gridWeight of gridWeights) for (const prefill of prefills) for (const kv of kvs) for (const afterPrompt of afterPrompts) {
+    const { hardware } = fitCalibration(forward, steps, { estimate, gridWeight, prefill, kv, afterPrompt });
+    const variant = [
+      estimate,
+      ...(gridWeights.length > 1 ? [`grid ${gridWeight}`] : []),
+      ...(prefills.length > 1 ? [`prefill ${prefill}`] : []),
+      ...(kvs.length > 1 ? [`kv ${kv}`] : []),
+      ...(afterPrompts.length > 1 ? [`after-prompt ${afterPrompt}`] : []),
+    ].join(', ');
     const t = totals.get(variant) ?? { within: 0, resolvable: 0, figures: 0, absErr: 0 };
     totals.set(variant, t);
     const errs: string[] = [];

@@ -100,6 +100,7 @@ export async function runCalibrate(argv: string[], out: { write(s: string): unkn
   out.write(`  overhead ${h.stepOverheadMs.toFixed(3)} ms/step + ${h.perSeqOverheadUs.toFixed(1)} us/sequence + ${(h.perTokenUs ?? 0).toFixed(1)} us/row\n`);
   if (h.rowCurve) out.write(`  per-row work: ${h.rowCurve.map(([rows, ms]) => `${rows}:${ms.toFixed(2)}`).join(' ')} (rows:ms)\n`);
   if (h.coldStepFactor !== undefined) out.write(`  a step on an idle engine: ${h.coldStepFactor.toFixed(2)}x\n`);
+  if (h.afterPromptFactors) out.write(`  decode steps right after a prompt step: ${h.afterPromptFactors.map((f) => `${f.toFixed(2)}x`).join(', ')}\n`);
   if (h.kvReadCurve) out.write(`  reading the KV cache: ${h.kvReadCurve.slice(1).map(([bytes, ms]) => `${(bytes / 2 ** 20).toFixed(1)} MB:${ms.toFixed(2)}`).join(' ')} (MB:ms)\n`);
   if (h.prefillExcessCurve) out.write(`  a step's prompt chunks in the engine, beyond the forward pass: ${h.prefillExcessCurve.slice(1).map(([rows, ms]) => `${rows}:${ms.toFixed(2)}`).join(' ')} (prompt rows:ms)\n`);
   if (h.perPrefillRowUs !== undefined) out.write(`  a prompt chunk in the engine, beyond the forward pass: ${h.perPrefillRowUs.toFixed(1)} us/row + ${(h.perPrefillSeqUs ?? 0).toFixed(0)} us\n`);

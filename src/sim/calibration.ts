@@ -34,7 +34,7 @@ import type { Tokenizer } from '../model/tokenizer-types.js';
 import { tokenizerFromGguf } from '../model/tokenizer.js';
 import { buildWorkload } from '../bench/workload.js';
 import { SeededRng } from '../bench/rng.js';
-import { COLD_AFTER_IDLE_MS, costOfFeatures, stepFeatures, type HardwareProfile, type ModelProfile, type SeqShape, type StepFeatures } from './cost-model.js';
+import { afterPromptFactor, COLD_AFTER_IDLE_MS, costOfFeatures, stepFeatures, type HardwareProfile, type ModelProfile, type SeqShape, type StepFeatures } from './cost-model.js';
 import { FitError, fitEngineOverhead, fitRoofline, fitRowCurve, median, trimmedMean, type RooflineFit, type RowCurveFit } from './fit.js';
 import { modelProfileFromWeights } from './model-profile.js';
 import { stepShape } from './step-time.js';
@@ -516,6 +516,44 @@ export interface FitCalibrationOptions {
   prefill?: 'linear' | 'curve';
   /** How reading the KV cache is priced: one bandwidth ('linear'), or a curve in the step's KV bytes ('curve', default). */
   kv?: 'linear' | 'curve';
+  /** Whether the slow decode steps right after a prompt step are measured into afterPromptFactors ('fit', default) or not ('off'). */
+  afterPrompt?: 'fit' | 'off';
+}
+
+/** Decode steps after a prompt step that get a factor of their own (measured: the transient fades over about four). */
+export const AFTER_PROMPT_STEPS = 4;
+/** Fewest warm decode steps at each distance from a prompt step (and after them) to measure the factors from. */
+const MIN_AFTER_PROMPT_SAMPLES = 5;
+
+/** For each engine step, how many steps it comes after the last step with prompt rows in its run (Infinity: none yet). */
+export function stepsSincePrompt(steps: readonly Pick<EngineStepSample, 'features' | 'idleBeforeMs'>[]): number[] {
+  const out: number[] = [];
+  let last = -Infinity;
+  steps.forEach((s, i) => {
+    if (s.idleBeforeMs === Infinity) last = -Infinity; // a run's first step
+    out.push(i - last);
+    if (s.features.prefillRows > 0) last = i;
+  });
+  return out;
+}
+
+/**
+ * The afterPromptFactors of a profile fitted without them: for the warm steps without prompt rows,
+ * measured over predicted step time at each distance 1..AFTER_PROMPT_STEPS from the last prompt step,
+ * against the same ratio for the steps further on (medians: a few slow outliers must not make a
+ * transient). Undefined when too few steps say, or when no distance runs slow.
+ */
+export function fitAfterPromptFactors(hw: HardwareProfile, steps: readonly EngineStepSample[], since: readonly number[]): number[] | undefined {
+  const ratios: number[][] = Array.from({ length: AFTER_PROMPT_STEPS + 1 }, () => []);
+  steps.forEach((s, i) => {
+    if (s.features.prefillRows > 0 || !(s.idleBeforeMs <= COLD_AFTER_IDLE_MS) || !Number.isFinite(since[i])) return;
+    ratios[Math.min(since[i], AFTER_PROMPT_STEPS + 1) - 1].push(s.totalMs / costOfFeatures(hw, s.features).ms);
+  });
+  if (ratios.some((r) => r.length < MIN_AFTER_PROMPT_SAMPLES)) return undefined;
+  const steady = median(ratios[AFTER_PROMPT_STEPS]);
+  const factors = ratios.slice(0, AFTER_PROMPT_STEPS).map((r) => round(Math.max(1, median(r) / steady), 4));
+  while (factors.length > 0 && factors[factors.length - 1] === 1) factors.pop();
+  return factors.length > 0 ? factors : undefined;
 }
 
 /**
@@ -523,6 +561,36 @@ export interface FitCalibrationOptions {
  * steps. Pure (no measuring), so saved samples can be refitted offline (bench/sim-refit.ts).
  */
 export function fitCalibration(forward: readonly Pick<ShapeMeasurement, 'features' | 'ms'>[], engineSteps: readonly EngineStepSample[], opts: FitCalibrationOptions = {}): CalibrationFit {
+  const since = stepsSincePrompt(engineSteps);
+  let fit = fitProfile(forward, engineSteps, opts);
+  const factors = (opts.afterPrompt ?? 'fit') === 'fit' ? fitAfterPromptFactors(fit.hardware, engineSteps, since) : undefined;
+  if (factors) {
+    // Refit with those steps brought back to their steady time, so the transient is priced by the
+    // factors alone and not also smeared into the per-sequence and row terms.
+    const steady = engineSteps.map((s, i) => {
+      const f = afterPromptFactor({ afterPromptFactors: factors } as HardwareProfile, s.features, since[i]);
+      return f === 1 ? s : { ...s, runnerMs: s.runnerMs / f, totalMs: s.totalMs / f, periodMs: s.periodMs / f };
+    });
+    fit = fitProfile(forward, steady, opts);
+    fit.hardware.afterPromptFactors = factors;
+  }
+  // The whole profile against the engine runs' own step periods: what the simulator will be judged on.
+  const warm = engineSteps.map((s, i) => ({ s, since: since[i] })).filter(({ s }) => s.idleBeforeMs <= COLD_AFTER_IDLE_MS && Number.isFinite(s.periodMs));
+  const predicted = warm.map(({ s, since }) => costOfFeatures(fit.hardware, s.features, 0, since).ms);
+  const rel = warm.map(({ s }, i) => (predicted[i] - s.periodMs) / s.periodMs);
+  const predictedTotal = predicted.reduce((n, p) => n + p, 0);
+  const measuredTotal = warm.reduce((n, { s }) => n + s.periodMs, 0);
+  const engineCheck = {
+    steps: warm.length,
+    meanRelError: rel.reduce((a, b) => a + b, 0) / Math.max(1, rel.length),
+    medianAbsRelError: rel.length ? median(rel.map(Math.abs)) : 0,
+    totalRelError: measuredTotal > 0 ? (predictedTotal - measuredTotal) / measuredTotal : 0,
+  };
+  return { ...fit, engineCheck };
+}
+
+/** fitCalibration's profile, without afterPromptFactors and without the engine check. */
+function fitProfile(forward: readonly Pick<ShapeMeasurement, 'features' | 'ms'>[], engineSteps: readonly EngineStepSample[], opts: FitCalibrationOptions): Omit<CalibrationFit, 'engineCheck'> {
   const meanEstimate = (opts.estimate ?? 'mean') === 'mean';
   // The forward pass is fitted to the grid and to the forward passes the engine itself timed (the
   // shapes real traffic makes, under the conditions it runs in), weighted `gridWeight` to the rest
@@ -584,20 +652,7 @@ export function fitCalibration(forward: readonly Pick<ShapeMeasurement, 'feature
   const cold = engineSteps.filter((s) => s.idleBeforeMs > COLD_AFTER_IDLE_MS && Number.isFinite(s.idleBeforeMs));
   const over = (xs: readonly EngineStepSample[]) => xs.reduce((n, s) => n + s.totalMs, 0) / xs.reduce((n, s) => n + costOfFeatures(hardware, s.features).ms, 0);
   if (cold.length >= 5 && warm.length >= 5) hardware.coldStepFactor = round(Math.max(1, over(cold) / over(warm)), 4);
-
-  // The whole profile against the engine runs' own step periods: what the simulator will be judged on.
-  const periods = warm.filter((s) => Number.isFinite(s.periodMs));
-  const predicted = periods.map((s) => costOfFeatures(hardware, s.features).ms);
-  const rel = periods.map((s, i) => (predicted[i] - s.periodMs) / s.periodMs);
-  const predictedTotal = predicted.reduce((n, p) => n + p, 0);
-  const measuredTotal = periods.reduce((n, s) => n + s.periodMs, 0);
-  const engineCheck = {
-    steps: periods.length,
-    meanRelError: rel.reduce((a, b) => a + b, 0) / Math.max(1, rel.length),
-    medianAbsRelError: rel.length ? median(rel.map(Math.abs)) : 0,
-    totalRelError: measuredTotal > 0 ? (predictedTotal - measuredTotal) / measuredTotal : 0,
-  };
-  return { hardware, gridFit, curveFit, roofline, overhead, engineCheck };
+  return { hardware, gridFit, curveFit, roofline, overhead };
 }
 
 /**
@@ -730,6 +785,7 @@ export class Calibrator {
     this.log(`forward fit over grid and engine: rms error ${(curveFit.rmsRelError * 100).toFixed(1)}%; engine overhead ${overhead.stepOverheadMs.toFixed(3)} ms + ${overhead.perSeqOverheadUs.toFixed(1)} us/seq`);
     const cold = engineSteps.filter((s) => s.idleBeforeMs > COLD_AFTER_IDLE_MS && Number.isFinite(s.idleBeforeMs)).length;
     this.log(`steps on an idle engine: ${cold}, ${hardware.coldStepFactor !== undefined ? `${hardware.coldStepFactor}x the time of a step that follows another` : 'too few to measure'}`);
+    this.log(`decode steps after a prompt step: ${hardware.afterPromptFactors ? `${hardware.afterPromptFactors.map((f) => `${f}x`).join(', ')} the time of later ones` : 'no slower than later ones'}`);
     this.log(`engine check: ${engineCheck.steps} steps, total time off by ${(engineCheck.totalRelError * 100).toFixed(1)}%, median step error ${(engineCheck.medianAbsRelError * 100).toFixed(1)}%`);
     // The forward pass as the grid measured it: no engine overhead, no engine-only prompt costs.
     const forwardOnly: HardwareProfile = { ...hardware, stepOverheadMs: 0, perSeqOverheadUs: curveFit.perSeqOverheadUs, coldStepFactor: undefined, perPrefillRowUs: 0, perPrefillSeqUs: 0, prefillExcessCurve: undefined };

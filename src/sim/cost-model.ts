@@ -82,6 +82,14 @@ export interface HardwareProfile {
    * at ~3%.
    */
   kvReadCurve?: Array<[bytes: number, ms: number]>;
+  /**
+   * When set, the k-th step without prompt rows after a step with them takes afterPromptFactors[k-1]
+   * times as long (later ones x1). Calibrated CPU profiles measure it: on an Intel Xeon (Sapphire
+   * Rapids) the first decode steps after a prompt step ran 20-46% over the same steps later on, fading
+   * over four steps (the prompt step's activations have pushed the weights and KV out of the caches).
+   * GPU profiles leave it unset.
+   */
+  afterPromptFactors?: number[];
   source?: string;
 }
 
@@ -217,26 +225,32 @@ export function stepFeatures(m: ModelProfile, seqs: readonly SeqShape[]): StepFe
   };
 }
 
-/** A row curve's value at `rows`: linear between its points, extended along the end segments. */
-export function rowCurveMs(curve: ReadonlyArray<readonly [number, number]>, rows: number): number {
-  if (rows <= 0 || curve.length === 0) return 0;
-  if (curve.length === 1) return (curve[0][1] * rows) / curve[0][0];
+/**
+ * A measured curve's value at `x` (rows for rowCurve, KV bytes for kvReadCurve): linear between its
+ * [x, ms] points, extended along the end segments.
+ */
+export function curveMs(curve: ReadonlyArray<readonly [number, number]>, x: number): number {
+  if (x <= 0 || curve.length === 0) return 0;
+  if (curve.length === 1) return (curve[0][1] * x) / curve[0][0];
   let i = 1;
-  while (i < curve.length - 1 && rows > curve[i][0]) i++;
-  const [r0, m0] = curve[i - 1];
-  const [r1, m1] = curve[i];
-  return Math.max(0, m0 + ((m1 - m0) * (rows - r0)) / (r1 - r0));
+  while (i < curve.length - 1 && x > curve[i][0]) i++;
+  const [x0, m0] = curve[i - 1];
+  const [x1, m1] = curve[i];
+  return Math.max(0, m0 + ((m1 - m0) * (x - x0)) / (x1 - x0));
 }
 
-/** A curve's value at `rows`: linear between its points, its last value past the last point. */
-export function flatCurveMs(curve: ReadonlyArray<readonly [number, number]>, rows: number): number {
+/** A curve's value at `x`: linear between its points, its last value past the last point. */
+export function flatCurveMs(curve: ReadonlyArray<readonly [number, number]>, x: number): number {
   if (curve.length === 0) return 0;
   const last = curve[curve.length - 1];
-  return rows >= last[0] ? last[1] : rowCurveMs(curve, rows);
+  return x >= last[0] ? last[1] : curveMs(curve, x);
 }
 
-/** Time of a step with these features on this hardware, `idleMs` after the previous step ended. */
-export function costOfFeatures(hw: HardwareProfile, f: StepFeatures, idleMs = 0): StepCost {
+/**
+ * Time of a step with these features on this hardware, `idleMs` after the previous step ended and
+ * `stepsSincePrompt` steps after the last step with prompt rows (0 or less: none before it).
+ */
+export function costOfFeatures(hw: HardwareProfile, f: StepFeatures, idleMs = 0, stepsSincePrompt = 0): StepCost {
   if (f.numSeqs === 0) return { ms: 0, memMs: 0, computeMs: 0, attentionMs: 0, overheadMs: 0, flops: 0, bytes: 0 };
   const separateKv = hw.kvBandwidthGBs !== undefined || hw.kvReadCurve !== undefined;
   const memMs = ((separateKv ? f.bytes - f.kvBytes : f.bytes) / (hw.bandwidthGBs * 1e9 * hw.bandwidthEfficiency)) * 1e3;
@@ -245,16 +259,23 @@ export function costOfFeatures(hw: HardwareProfile, f: StepFeatures, idleMs = 0)
   const computeMs = (computeFlops / (hw.peakTflops * 1e12 * hw.computeEfficiency)) * 1e3;
   const attentionMs =
     (separateAttention ? (f.attnFlops / (hw.attentionGflops! * 1e9)) * 1e3 : 0) +
-    (hw.kvReadCurve ? rowCurveMs(hw.kvReadCurve, f.kvBytes) : separateKv ? (f.kvBytes / (hw.kvBandwidthGBs! * 1e9)) * 1e3 : 0);
+    (hw.kvReadCurve ? curveMs(hw.kvReadCurve, f.kvBytes) : separateKv ? (f.kvBytes / (hw.kvBandwidthGBs! * 1e9)) * 1e3 : 0);
   const overheadBaseMs =
     hw.stepOverheadMs +
     (hw.perSeqOverheadUs * f.numSeqs + (hw.perTokenUs ?? 0) * f.rows + (hw.perPrefillRowUs ?? 0) * f.prefillRows + (hw.perPrefillSeqUs ?? 0) * f.prefillSeqs) / 1e3;
   const excessMs = hw.prefillExcessCurve && f.prefillRows > 0 ? flatCurveMs(hw.prefillExcessCurve, f.prefillRows) : 0;
   const overheadMs = overheadBaseMs + excessMs;
-  const rowsMs = hw.rowCurve ? rowCurveMs(hw.rowCurve, f.rows) : Math.max(memMs, computeMs);
+  const rowsMs = hw.rowCurve ? curveMs(hw.rowCurve, f.rows) : Math.max(memMs, computeMs);
   const cold = hw.coldStepFactor !== undefined && idleMs > COLD_AFTER_IDLE_MS ? hw.coldStepFactor : 1;
-  const ms = (overheadMs + rowsMs + attentionMs) * cold;
+  const ms = (overheadMs + rowsMs + attentionMs) * cold * afterPromptFactor(hw, f, stepsSincePrompt);
   return { ms, memMs, computeMs, attentionMs, overheadMs, flops: f.linearFlops + f.attnFlops, bytes: f.bytes };
+}
+
+/** The afterPromptFactors multiplier for a step with these features, `stepsSincePrompt` after the last prompt step. */
+export function afterPromptFactor(hw: HardwareProfile, f: StepFeatures, stepsSincePrompt: number): number {
+  const factors = hw.afterPromptFactors;
+  if (!factors || f.prefillRows > 0 || stepsSincePrompt < 1 || stepsSincePrompt > factors.length) return 1;
+  return factors[stepsSincePrompt - 1];
 }
 
 export function stepCost(hw: HardwareProfile, m: ModelProfile, seqs: readonly SeqShape[]): StepCost {

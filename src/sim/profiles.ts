@@ -53,6 +53,10 @@ export function validateHardware(v: unknown, where: string): HardwareProfile {
   checkCurve(v.rowCurve, 'rowCurve', where, false);
   checkCurve(v.prefillExcessCurve, 'prefillExcessCurve', where, true);
   checkCurve(v.kvReadCurve, 'kvReadCurve', where, true);
+  const apf = v.afterPromptFactors;
+  if (apf !== undefined && !(Array.isArray(apf) && apf.every((x) => typeof x === 'number' && Number.isFinite(x) && x >= 1))) {
+    throw new ProfileError(`${where}: afterPromptFactors must be a list of numbers >= 1 when given, got ${JSON.stringify(apf).slice(0, 120)}`);
+  }
   return v as unknown as HardwareProfile;
 }
 

@@ -34,6 +34,8 @@ export interface CostTotals {
 export class CostModelTimer {
   readonly totals: CostTotals = { steps: 0, ms: 0, flops: 0, bytes: 0, rooflineMs: 0, memBoundSteps: 0 };
   last: StepCost | undefined;
+  private numPriced = 0;
+  private lastPromptStep = -Infinity;
   // The model's constants, so pricing a step allocates nothing (a simulation prices millions).
   private readonly weightBytes: number;
   private readonly kvPerToken: number;
@@ -89,7 +91,11 @@ export class CostModelTimer {
 
   /** Virtual milliseconds the step takes; `idleMs` is how long the engine sat idle before it. */
   stepTimeMs(out: SchedulerOutput, idleMs = 0): number {
-    const c = costOfFeatures(this.hardware, this.features(out), idleMs);
+    const f = this.features(out);
+    // Steps priced so far, and the index of the last one with prompt rows (for afterPromptFactors).
+    const c = costOfFeatures(this.hardware, f, idleMs, this.numPriced - this.lastPromptStep);
+    if (f.prefillRows > 0) this.lastPromptStep = this.numPriced;
+    this.numPriced++;
     const t = this.totals;
     t.steps++;
     t.ms += c.ms;

@@ -120,6 +120,52 @@ test('fitCalibration: an engine-run kind measured five times weighs what one run
   assert.ok(Math.abs(once.overhead.stepOverheadMs - 0.3) < 0.05, `engine overhead ${once.overhead.stepOverheadMs}`);
 });
 
+test('fitCalibration measures how much slower the decode steps right after a prompt step run, and prices the rest without it', () => {
+  const model: ModelProfile = { dim: 256, hiddenDim: 768, nLayers: 4, nHeads: 8, nKvHeads: 4, vocabSize: 4096, contextLength: 1024, tiedEmbeddings: false, weightBytes: 4, kvBytes: 4 };
+  const hw: HardwareProfile = {
+    memoryGB: 16, bandwidthGBs: 12, peakTflops: 0.03, bandwidthEfficiency: 1, computeEfficiency: 1, stepOverheadMs: 0.3, perSeqOverheadUs: 25, perTokenUs: 0, reservedGB: 0,
+    attentionGflops: 6, kvBandwidthGBs: 20, rowCurve: [[1, 2], [2, 2.1], [4, 2.3], [8, 3], [16, 4.4], [32, 7], [64, 12], [128, 20], [256, 40], [512, 80], [1024, 170]],
+  };
+  const forwardOnly = { ...hw, stepOverheadMs: 0, perSeqOverheadUs: 0 };
+  const decode = (B: number, L: number) => Array.from({ length: B }, () => ({ numTokens: 1, contextLen: L, sample: true }));
+  const forward = [decode(1, 64), decode(4, 256), decode(16, 256), decode(64, 512), [{ numTokens: 100, contextLen: 100, sample: true }], [{ numTokens: 1024, contextLen: 1024, sample: true }]].map((sh) => {
+    const features = stepFeatures(model, sh);
+    return { features, ms: costOfFeatures(forwardOnly, features).ms };
+  });
+  // Engine runs of prompts, each followed by 12 decode steps (alone, and four at a time), where the
+  // first two decode steps after a prompt run 1.3x and 1.15x slow. Noise: ±5%, uniform.
+  const samples = (transient: number[], seed: number): EngineStepSample[] => {
+    const rng = new SeededRng(seed);
+    const out: EngineStepSample[] = [];
+    for (const [kind, B] of [['none', 1], ['continuous', 4]] as Array<[EngineRunKind, number]>) {
+      for (let r = 0; r < 30; r++) {
+        const shapes = [[...decode(B - 1, 150), { numTokens: 100, contextLen: 100, sample: true }], ...Array.from({ length: 12 }, (_, k) => decode(B, 101 + k))];
+        shapes.forEach((shape, k) => {
+          const features = stepFeatures(model, shape);
+          const slow = (k >= 1 && transient[k - 1]) || 1;
+          const runnerMs = costOfFeatures(forwardOnly, features).ms * slow * (0.95 + 0.1 * rng.next());
+          const periodMs = runnerMs + 0.3 + 0.025 * shape.length;
+          out.push({ run: kind, shape, features, runnerMs, periodMs, totalMs: periodMs, idleBeforeMs: r === 0 && k === 0 ? Infinity : 0.01 });
+        });
+      }
+    }
+    return out;
+  };
+  const fit = fitCalibration(forward, samples([1.3, 1.15], 5));
+  const f = fit.hardware.afterPromptFactors;
+  assert.ok(f && f.length >= 2 && Math.abs(f[0] - 1.3) < 0.05 && Math.abs(f[1] - 1.15) < 0.05 && f.slice(2).every((x) => x < 1.04), `factors ${JSON.stringify(f)}`);
+  // The steady decode steps are priced as generated, not dragged up by the slow ones (a fit without
+  // the factors prices them ~3.6% high here).
+  const steady = stepFeatures(model, decode(4, 110));
+  const truth = costOfFeatures(hw, steady).ms;
+  assert.ok(Math.abs(costOfFeatures(fit.hardware, steady).ms / truth - 1) < 0.015, `steady decode: ${costOfFeatures(fit.hardware, steady).ms} vs ${truth}`);
+  assert.ok(Math.abs(costOfFeatures(fit.hardware, steady, 0, 1).ms / (1.3 * truth) - 1) < 0.06, 'the first decode step after a prompt step');
+  // Without a transient there are no factors (or none above noise); 'off' never fits them.
+  const flat = fitCalibration(forward, samples([], 6)).hardware.afterPromptFactors ?? [];
+  assert.ok(flat.every((x) => x < 1.04), `no transient, factors ${JSON.stringify(flat)}`);
+  assert.equal(fitCalibration(forward, samples([1.3, 1.15], 5), { afterPrompt: 'off' }).hardware.afterPromptFactors, undefined);
+});
+
 test('calibrate --quick on a real model writes a profile the simulator runs with', { skip: stories.missing }, async () => {
   const file = join(dir, 'cpu.json');
   let out = '';

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { blockParams, COLD_AFTER_IDLE_MS, costOfFeatures, kvBytesPerToken, kvCapacityTokens, rowCurveMs, stepCost, stepFeatures, totalParams, type HardwareProfile, type SeqShape } from '../../src/sim/cost-model.js';
+import { blockParams, COLD_AFTER_IDLE_MS, costOfFeatures, kvBytesPerToken, kvCapacityTokens, curveMs, stepCost, stepFeatures, totalParams, type HardwareProfile, type SeqShape } from '../../src/sim/cost-model.js';
 import { HARDWARE, MODELS } from '../../src/sim/profiles.js';
 import { seqShape, stepShape, CostModelTimer } from '../../src/sim/step-time.js';
 import type { SchedulerOutput } from '../../src/engine/types.js';
@@ -92,11 +92,11 @@ test('a CPU-style profile adds attention outside the roofline max and a per-row 
 
 test('a measured row curve replaces the roofline max: linear between its points, extended past its ends', () => {
   const curve: Array<[number, number]> = [[1, 2], [4, 3], [16, 9]];
-  assert.equal(rowCurveMs(curve, 1), 2);
-  assert.equal(rowCurveMs(curve, 2), 2 + 1 / 3);
-  assert.equal(rowCurveMs(curve, 10), 6);
-  assert.equal(rowCurveMs(curve, 32), 17, 'beyond the last point: along the last segment');
-  assert.equal(rowCurveMs(curve, 0), 0);
+  assert.equal(curveMs(curve, 1), 2);
+  assert.equal(curveMs(curve, 2), 2 + 1 / 3);
+  assert.equal(curveMs(curve, 10), 6);
+  assert.equal(curveMs(curve, 32), 17, 'beyond the last point: along the last segment');
+  assert.equal(curveMs(curve, 0), 0);
   const cpu: HardwareProfile = { ...a100, attentionGflops: 10, kvBandwidthGBs: 50, rowCurve: curve };
   const f = stepFeatures(llama7b, Array.from({ length: 10 }, () => ({ numTokens: 1, contextLen: 100, sample: true })));
   const c = costOfFeatures(cpu, f);
@@ -107,6 +107,38 @@ test('a measured row curve replaces the roofline max: linear between its points,
   close(costOfFeatures(coldCpu, f, Infinity).ms, 1.25 * c.ms);
   close(costOfFeatures(coldCpu, f, COLD_AFTER_IDLE_MS / 2).ms, c.ms);
   close(costOfFeatures(cpu, f, 50).ms, c.ms); // no factor, no cold cost
+});
+
+test('afterPromptFactors: the k-th step without prompt rows after a prompt step costs factor k; prompt steps and later steps do not', () => {
+  const hw: HardwareProfile = { ...a100, afterPromptFactors: [1.4, 1.2] };
+  const decode = stepFeatures(llama7b, Array.from({ length: 8 }, () => ({ numTokens: 1, contextLen: 300, sample: true })));
+  const mixed = stepFeatures(llama7b, [{ numTokens: 64, contextLen: 64, sample: true }, { numTokens: 1, contextLen: 300, sample: true }]);
+  const base = costOfFeatures(a100, decode).ms;
+  close(costOfFeatures(hw, decode, 0, 1).ms, 1.4 * base);
+  close(costOfFeatures(hw, decode, 0, 2).ms, 1.2 * base);
+  close(costOfFeatures(hw, decode, 0, 3).ms, base);
+  close(costOfFeatures(hw, decode, 0, 0).ms, base); // no prompt step before it
+  close(costOfFeatures(hw, decode, 0, Infinity).ms, base);
+  close(costOfFeatures(hw, mixed, 0, 1).ms, costOfFeatures(a100, mixed).ms); // a step with prompt rows is priced as it is
+  // With a cold factor too, both apply.
+  close(costOfFeatures({ ...hw, coldStepFactor: 1.5 }, decode, 50, 1).ms, 1.5 * 1.4 * base);
+
+  // The step timer counts the steps since the last one with prompt rows.
+  const out = (prompt: boolean): SchedulerOutput => ({
+    step: 0,
+    scheduled: [
+      { seqId: 0, tokenIds: [1], startPosition: 299, blockTable: [], sample: true },
+      ...(prompt ? [{ seqId: 1, tokenIds: Array.from({ length: 64 }, () => 1), startPosition: 0, blockTable: [], sample: true }] : []),
+    ],
+    newSequences: [],
+    finishedSeqIds: [],
+    blockCopies: [],
+    numBatchedTokens: prompt ? 65 : 1,
+  });
+  const timer = new CostModelTimer(hw, llama7b);
+  const plain = new CostModelTimer(a100, llama7b);
+  const ratios = [false, true, false, false, false, true, true, false].map((p) => timer.stepTimeMs(out(p)) / plain.stepTimeMs(out(p)));
+  assert.deepEqual(ratios.map((r) => Number(r.toFixed(9))), [1, 1, 1.4, 1.2, 1, 1, 1, 1.4]);
 });
 
 test('more work never makes a step cheaper (more rows, longer contexts, more sequences)', () => {

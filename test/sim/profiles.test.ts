@@ -29,6 +29,9 @@ test('a malformed hardware profile names the bad field', () => {
   assert.throws(() => validateHardware({ ...HARDWARE.H200, attentionGflops: -1 }, 'X'), /attentionGflops must be a number >= 0/);
   assert.throws(() => validateHardware({ ...HARDWARE.H200, kvBandwidthGBs: 0 }, 'X'), /kvBandwidthGBs must be greater than 0/);
   assert.throws(() => validateHardware({ ...HARDWARE.H200, coldStepFactor: 0.5 }, 'X'), /coldStepFactor must be at least 1 when given, got 0.5/);
+  for (const afterPromptFactors of [[1.2, 0.9], ['1.2'], 1.2, [Infinity]])
+    assert.throws(() => validateHardware({ ...HARDWARE.H200, afterPromptFactors }, 'X'), /X: afterPromptFactors must be a list of numbers >= 1 when given/, JSON.stringify(afterPromptFactors));
+  assert.deepEqual(validateHardware({ ...HARDWARE.H200, afterPromptFactors: [1.3, 1.1] }, 'X').afterPromptFactors, [1.3, 1.1]);
   assert.throws(() => validateHardware({ ...HARDWARE.H200, perPrefillRowUs: -2 }, 'X'), /perPrefillRowUs must be a number >= 0 when given, got -2/);
   assert.throws(() => validateHardware({ ...HARDWARE.H200, perPrefillSeqUs: 'x' }, 'X'), /perPrefillSeqUs must be a number >= 0 when given/);
   for (const rowCurve of [[], [[2, 1], [1, 2]], [[1, -1]], [[0, 1]], [[1, 2, 3]], 'steep'])
