@@ -2,10 +2,9 @@
 // against a remote OpenAI-compatible server, or llama.cpp), prints the seed's comparison table with
 // our numbers beside it, and writes the report.
 import { parseArgs } from 'node:util';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
-import type { BatchingPolicy } from '../engine/step-trace.js';
-import { ENGINE_FLAG_OPTIONS, ENGINE_FLAGS_HELP, engineOptionsFromFlags, parseIntFlag, parsePositiveNumber } from './engine-flags.js';
+import { existsSync } from 'node:fs';
+import { writeRunOutputs } from './run-outputs.js';
+import { ENGINE_FLAG_OPTIONS, ENGINE_FLAGS_HELP, engineOptionsFromFlags, policiesFromFlags, parseIntFlag, parsePositiveNumber } from './engine-flags.js';
 import { UsageError } from './usage-error.js';
 import { parseDistribution } from '../bench/distributions.js';
 import type { ArrivalSpec, WorkloadKind, WorkloadSpec } from '../bench/workload.js';
@@ -66,7 +65,6 @@ Output:
 
 ${ENGINE_FLAGS_HELP}`;
 
-const POLICIES: readonly BatchingPolicy[] = ['none', 'static', 'continuous'];
 const WORKLOADS: readonly WorkloadKind[] = ['standard', 'nano', 'fixed', 'synthetic', 'sharegpt'];
 
 /** Flags that describe a workload; `stepwise simulate` takes the same ones (see workloadSpec). */
@@ -122,17 +120,7 @@ export async function runBench(argv: string[], out: { write(s: string): unknown 
   // Which runs.
   if (values.peer !== undefined && values.peer !== 'llama.cpp') throw new UsageError(`--peer must be llama.cpp, got '${values.peer}'`);
   if (values['peer-only'] && values.peer === undefined) values.peer = 'llama.cpp';
-  let policies: BatchingPolicy[];
-  if (values.compare !== undefined) {
-    if (values.policy !== undefined) throw new UsageError('give either --policy or --compare, not both');
-    policies = values.compare.split(',').map((s) => s.trim()).filter((s) => s !== '') as BatchingPolicy[];
-    const bad = policies.find((p) => !POLICIES.includes(p));
-    if (bad !== undefined || policies.length === 0) throw new UsageError(`--compare takes a comma-separated list of ${POLICIES.join(', ')}, got '${values.compare}'`);
-    if (new Set(policies).size !== policies.length) throw new UsageError(`--compare lists a policy twice: '${values.compare}'`);
-    delete load.policy;
-  } else {
-    policies = [load.policy ?? 'continuous'];
-  }
+  let policies = policiesFromFlags(values, load);
   if (values['peer-only']) policies = [];
   if (values.url) {
     if (values.compare !== undefined) throw new UsageError('--compare runs policies in process; it cannot be combined with --url');
@@ -178,16 +166,7 @@ export async function runBench(argv: string[], out: { write(s: string): unknown 
   const failures = [...results.runs, ...(results.peer ? [results.peer] : [])].flatMap((r) => r.records.filter((x) => !x.success).map((x) => `${r.label}: request ${x.index}: ${x.error}`));
   if (failures.length > 0) process.stderr.write(`\n${failures.length} requests failed, first: ${failures[0]}\n`);
 
-  if (values.out) {
-    const files = await writeReport(results, resolve(values.out));
-    out.write(`\nreport: ${files.html}\n        ${files.markdown}\n        ${files.json}\n`);
-  }
-  if (values.json) {
-    const file = resolve(values.json);
-    mkdirSync(dirname(file), { recursive: true });
-    writeFileSync(file, JSON.stringify(resultsJson(results), null, 2) + '\n');
-    if (!values.out) out.write(`\nresults: ${file}\n`);
-  }
+  await writeRunOutputs(values, out, { writeReport: (dir) => writeReport(results, dir), resultsJson: () => resultsJson(results) });
   return failures.length > 0 ? 1 : 0;
 }
 

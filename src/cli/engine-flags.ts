@@ -2,6 +2,7 @@
 // command spells them the same way and maps them onto the same library options.
 import type { ParseArgsConfig } from 'node:util';
 import type { LoadOptions } from '../llm.js';
+import type { BatchingPolicy } from '../engine/step-trace.js';
 import { UsageError } from './usage-error.js';
 
 type OptionSpecs = NonNullable<ParseArgsConfig['options']>;
@@ -106,4 +107,21 @@ export function engineOptionsFromFlags(v: Record<string, string | boolean | unde
   if (s('tokenizer') !== undefined) o.tokenizer = s('tokenizer');
   for (const k of Object.keys(o) as (keyof LoadOptions)[]) if (o[k] === undefined) delete o[k];
   return o;
+}
+
+const POLICIES: readonly BatchingPolicy[] = ['none', 'static', 'continuous'];
+
+/**
+ * The policies a bench or simulation runs: --compare's list, or the one --policy (or the default)
+ * names. With --compare, the policy leaves `load` (each run sets its own).
+ */
+export function policiesFromFlags(v: { compare?: string; policy?: string }, load: LoadOptions): BatchingPolicy[] {
+  if (v.compare === undefined) return [load.policy ?? 'continuous'];
+  if (v.policy !== undefined) throw new UsageError('give either --policy or --compare, not both');
+  const policies = v.compare.split(',').map((s) => s.trim()).filter((s) => s !== '') as BatchingPolicy[];
+  const bad = policies.find((p) => !POLICIES.includes(p));
+  if (bad !== undefined || policies.length === 0) throw new UsageError(`--compare takes a comma-separated list of ${POLICIES.join(', ')}, got '${v.compare}'`);
+  if (new Set(policies).size !== policies.length) throw new UsageError(`--compare lists a policy twice: '${v.compare}'`);
+  delete load.policy;
+  return policies;
 }

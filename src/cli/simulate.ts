@@ -2,10 +2,10 @@
 // a discrete-event loop, with step times from a hardware cost model — what a scheduler setting would
 // do on hardware we do not have. Same workload flags, metrics, tables and report as `stepwise bench`.
 import { parseArgs } from 'node:util';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { dirname, resolve, basename } from 'node:path';
-import type { BatchingPolicy } from '../engine/step-trace.js';
-import { ENGINE_FLAG_OPTIONS, ENGINE_FLAGS_HELP, engineOptionsFromFlags, parsePositiveNumber } from './engine-flags.js';
+import { existsSync } from 'node:fs';
+import { basename } from 'node:path';
+import { writeRunOutputs } from './run-outputs.js';
+import { ENGINE_FLAG_OPTIONS, ENGINE_FLAGS_HELP, engineOptionsFromFlags, policiesFromFlags, parsePositiveNumber } from './engine-flags.js';
 import { UsageError } from './usage-error.js';
 import { WORKLOAD_FLAG_OPTIONS, workloadSpec } from './bench.js';
 import { comparisonTable, latencyTable, ratioTable, throughputTable } from '../bench/tables.js';
@@ -45,7 +45,6 @@ at max-num-seqs full contexts), unless --num-blocks or --kv-cache-memory says ot
 
 ${ENGINE_FLAGS_HELP}`;
 
-const POLICIES: readonly BatchingPolicy[] = ['none', 'static', 'continuous'];
 
 /** Which hardware and model profiles the flags pick. */
 async function pickProfiles(v: Record<string, string | boolean | undefined>): Promise<{ hwName: string; hw: HardwareProfile; modelName: string; model: ModelProfile }> {
@@ -135,17 +134,7 @@ export async function runSimulate(argv: string[], out: { write(s: string): unkno
   }
   if (values.workload === 'sharegpt') throw new UsageError('--workload sharegpt needs a tokenizer, which a simulation does not have; use a synthetic workload with the same length distributions');
   const load = engineOptionsFromFlags(values);
-  let policies: BatchingPolicy[];
-  if (values.compare !== undefined) {
-    if (values.policy !== undefined) throw new UsageError('give either --policy or --compare, not both');
-    policies = values.compare.split(',').map((s) => s.trim()).filter((s) => s !== '') as BatchingPolicy[];
-    const bad = policies.find((p) => !POLICIES.includes(p));
-    if (bad !== undefined || policies.length === 0) throw new UsageError(`--compare takes a comma-separated list of ${POLICIES.join(', ')}, got '${values.compare}'`);
-    if (new Set(policies).size !== policies.length) throw new UsageError(`--compare lists a policy twice: '${values.compare}'`);
-    delete load.policy;
-  } else {
-    policies = [load.policy ?? 'continuous'];
-  }
+  const policies = policiesFromFlags(values, load);
   const workload = workloadSpec(values);
   const { hwName, hw, modelName, model } = await pickProfiles(values);
 
@@ -177,15 +166,6 @@ export async function runSimulate(argv: string[], out: { write(s: string): unkno
   out.write(latencyTable(results, 'text') + '\n');
   const failures = results.runs.flatMap((r) => r.records.filter((x) => !x.success).map((x) => `${r.label}: request ${x.index}: ${x.error}`));
   if (failures.length > 0) err.write(`\n${failures.length} requests refused, first: ${failures[0]}\n`);
-  if (values.out) {
-    const files = await writeSimReport(results, resolve(values.out));
-    out.write(`\nreport: ${files.html}\n        ${files.markdown}\n        ${files.json}\n`);
-  }
-  if (values.json) {
-    const file = resolve(values.json);
-    mkdirSync(dirname(file), { recursive: true });
-    writeFileSync(file, JSON.stringify(simResultsJson(results), null, 2) + '\n');
-    if (!values.out) out.write(`\nresults: ${file}\n`);
-  }
+  await writeRunOutputs(values, out, { writeReport: (dir) => writeSimReport(results, dir), resultsJson: () => simResultsJson(results) });
   return failures.length > 0 ? 1 : 0;
 }
