@@ -55,7 +55,7 @@ export class FitError extends Error {
 }
 
 /** Solves the normal equations of min |A x - b|^2 over the columns in `cols` (Gaussian elimination with pivoting). */
-function leastSquares(A: readonly number[][], b: readonly number[], cols: readonly number[]): number[] | null {
+export function leastSquares(A: readonly number[][], b: readonly number[], cols: readonly number[]): number[] | null {
   const k = cols.length;
   const M = Array.from({ length: k }, () => new Array<number>(k + 1).fill(0));
   for (let r = 0; r < A.length; r++) {
@@ -80,37 +80,6 @@ function leastSquares(A: readonly number[][], b: readonly number[], cols: readon
     }
   }
   return cols.map((_, i) => M[i][k] / M[i][i]);
-}
-
-/**
- * Non-negative least squares for a handful of unknowns: the best unconstrained solution over every
- * subset of free columns that comes out non-negative (exact, and cheap below ~12 columns).
- */
-export function nnls(A: readonly number[][], b: readonly number[]): number[] {
-  const n = A[0]?.length ?? 0;
-  if (n === 0) throw new FitError('nnls needs at least one column');
-  if (n > 12) throw new FitError(`nnls by subset enumeration takes at most 12 columns, got ${n}`);
-  let best: number[] = new Array<number>(n).fill(0);
-  let bestErr = b.reduce((s, v) => s + v * v, 0);
-  for (let mask = 1; mask < 1 << n; mask++) {
-    const cols: number[] = [];
-    for (let j = 0; j < n; j++) if (mask & (1 << j)) cols.push(j);
-    const x = leastSquares(A, b, cols);
-    if (!x || x.some((v) => !(v >= 0) || !Number.isFinite(v))) continue;
-    const full = new Array<number>(n).fill(0);
-    cols.forEach((c, i) => (full[c] = x[i]));
-    let err = 0;
-    for (let r = 0; r < A.length; r++) {
-      let p = 0;
-      for (let j = 0; j < n; j++) p += A[r][j] * full[j];
-      err += (p - b[r]) ** 2;
-    }
-    if (err < bestErr) {
-      bestErr = err;
-      best = full;
-    }
-  }
-  return best;
 }
 
 // Unknowns, in ms per unit: [overhead, per seq, per row, per weight byte, per flop, per attention flop,
@@ -176,7 +145,7 @@ export function fitRoofline(data: readonly TimedFeatures[], opts: { separateAtte
       const weightBytes = separate ? f.bytes - f.kvBytes : f.bytes;
       return [1, f.numSeqs, perRow ? f.rows : 0, side[i] ? weightBytes : 0, side[i] ? 0 : linear, attn, separate ? f.kvBytes : 0].map((v) => (w * v) / d.ms);
     });
-    x = nnls(A, b.map((v, i) => v * Math.sqrt(data[i].weight ?? 1)));
+    x = nnlsActiveSet(A, b.map((v, i) => v * Math.sqrt(data[i].weight ?? 1)));
     const next = data.map((d) => predict(x, separate ? d.features : merged(d.features)).memory);
     const key = next.map((v) => (v ? '1' : '0')).join('');
     if (next.every((v, i) => v === side[i]) || seen.has(key)) break;
@@ -227,13 +196,13 @@ export function fitEngineOverhead(
     b.push(w * center);
   }
   if (rows.length === 1) return { stepOverheadMs: b[0] / rows[0][0], perSeqOverheadUs: 0 };
-  const x = nnls(rows, b);
+  const x = nnlsActiveSet(rows, b);
   return { stepOverheadMs: x[0], perSeqOverheadUs: x[1] * 1e3 };
 }
 
 /**
- * Non-negative least squares by the Lawson–Hanson active-set method, for problems with more
- * columns than subset enumeration can take. Solves min |A x - b|^2 subject to x >= 0.
+ * Non-negative least squares by the Lawson–Hanson active-set method: min |A x - b|^2 subject to
+ * x >= 0, for every fit here (the tests check it against subset enumeration, exact but exponential).
  */
 export function nnlsActiveSet(A0: readonly number[][], b: readonly number[], maxIterations = 500): number[] {
   const n = A0[0]?.length ?? 0;
