@@ -6,20 +6,22 @@
 // several runs it also pools them: each figure's error averaged over the runs, the simulator's bias
 // with the machine's run-to-run noise averaged down. No engine runs: seconds, not minutes.
 //
-//   npx tsx bench/sim-refit.ts DIR [DIR...] [--estimate mean,robust] [--grid-weight 0.5,0.25] [--prefill curve,linear] [--kv curve,linear] [--after-prompt fit,off]
+//   npx tsx bench/sim-refit.ts DIR [DIR...] [--estimate mean,robust] [--grid-weight 0.5,0.25] [--prefill curve,linear] [--kv curve,linear] [--after-prompt fit,off] [--engine-runs all,no-trickle]
 import { parseArgs } from 'node:util';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ENGINE_RUN_KINDS, fitCalibration, trimmedMean, type CalibrationEstimate, type EngineStepSample } from '../src/sim/calibration.js';
+import { fitCalibration, trimmedMean, type CalibrationEstimate, type EngineStepSample } from '../src/sim/calibration.js';
 import { stepFeatures, type ModelProfile, type SeqShape } from '../src/sim/cost-model.js';
 import { simulatePolicy } from '../src/sim/run-sim.js';
 import { buildWorkload, type WorkloadSpec, type WorkloadTarget } from '../src/bench/workload.js';
 import type { BatchingPolicy } from '../src/engine/step-trace.js';
 import { formatTable } from '../src/bench/tables.js';
 
-const { values, positionals } = parseArgs({ allowPositionals: true, options: { estimate: { type: 'string', default: 'mean,robust' }, 'grid-weight': { type: 'string', default: '0.5' }, prefill: { type: 'string', default: 'curve' }, kv: { type: 'string', default: 'curve' }, 'after-prompt': { type: 'string', default: 'fit' } } });
+const { values, positionals } = parseArgs({ allowPositionals: true, options: { estimate: { type: 'string', default: 'mean,robust' }, 'grid-weight': { type: 'string', default: '0.5' }, prefill: { type: 'string', default: 'curve' }, kv: { type: 'string', default: 'curve' }, 'after-prompt': { type: 'string', default: 'fit' }, 'engine-runs': { type: 'string', default: 'all' } } });
 const kvs = choices('kv', values.kv!, ['curve', 'linear'] as const);
 const afterPrompts = choices('after-prompt', values['after-prompt']!, ['fit', 'off'] as const);
+// 'no-trickle': without the trickle engine run's samples, to see what it adds to a run that has them.
+const engineRuns = choices('engine-runs', values['engine-runs']!, ['all', 'no-trickle'] as const);
 const prefills = choices('prefill', values.prefill!, ['curve', 'linear'] as const);
 const gridWeights = values['grid-weight']!.split(',').map(Number);
 for (const g of gridWeights) if (!(g > 0 && g < 1)) fail(`--grid-weight takes shares strictly between 0 and 1, got ${g}`);
@@ -39,6 +41,9 @@ interface SavedSamples {
   engine: Array<Omit<EngineStepSample, 'features' | 'run' | 'idleBeforeMs' | 'periodMs'> & { run?: EngineStepSample['run']; idleBeforeMs: number | null; periodMs: number | null }>;
 }
 
+/** The kinds of engine run, in calibration's order, when samples did not yet record which run they came from. */
+const LEGACY_RUN_ORDER = ['continuous', 'static', 'none', 'sparse'] as const;
+
 /** The engine steps as calibration measured them (runs before `run` was recorded are taken in calibration's fixed order). */
 function engineSteps(saved: SavedSamples, model: ModelProfile): EngineStepSample[] {
   let runIndex = -1;
@@ -46,7 +51,7 @@ function engineSteps(saved: SavedSamples, model: ModelProfile): EngineStepSample
     if (s.idleBeforeMs === null) runIndex++;
     return {
       ...s,
-      run: s.run ?? ENGINE_RUN_KINDS[runIndex % ENGINE_RUN_KINDS.length],
+      run: s.run ?? LEGACY_RUN_ORDER[runIndex % LEGACY_RUN_ORDER.length],
       features: stepFeatures(model, s.shape),
       idleBeforeMs: s.idleBeforeMs ?? Infinity,
       periodMs: s.periodMs ?? NaN,
@@ -70,14 +75,16 @@ for (const dir of positionals) {
   const steps = engineSteps(saved, model);
   const workloads = (fid.workloads as WorkloadSpec[]).map((spec) => buildWorkload(spec, fid.target as WorkloadTarget));
   const rows: string[][] = [];
-  for (const estimate of estimates) for (const gridWeight of gridWeights) for (const prefill of prefills) for (const kv of kvs) for (const afterPrompt of afterPrompts) {
-    const { hardware } = fitCalibration(forward, steps, { estimate, gridWeight, prefill, kv, afterPrompt });
+  for (const estimate of estimates) for (const gridWeight of gridWeights) for (const prefill of prefills) for (const kv of kvs) for (const afterPrompt of afterPrompts) for (const runs of engineRuns) {
+    const used = runs === 'all' ? steps : steps.filter((st) => st.run !== 'trickle');
+    const { hardware } = fitCalibration(forward, used, { estimate, gridWeight, prefill, kv, afterPrompt });
     const variant = [
       estimate,
       ...(gridWeights.length > 1 ? [`grid ${gridWeight}`] : []),
       ...(prefills.length > 1 ? [`prefill ${prefill}`] : []),
       ...(kvs.length > 1 ? [`kv ${kv}`] : []),
       ...(afterPrompts.length > 1 ? [`after-prompt ${afterPrompt}`] : []),
+      ...(engineRuns.length > 1 ? [`engine runs ${runs}`] : []),
     ].join(', ');
     const t = totals.get(variant) ?? { within: 0, resolvable: 0, figures: 0, absErr: 0 };
     totals.set(variant, t);

@@ -299,11 +299,13 @@ export interface EngineMeasureOptions {
 /**
  * The engine runs calibration makes: continuous batching with up to 32 sequences, static batches of
  * 16, a few requests one at a time (`none`: the one-sequence decode level, which every unbatched
- * figure rests on), and a few requests with idle gaps between them (`sparse`: continuous, each
- * request's first step starting on an idle engine).
+ * figure rests on), a few requests with idle gaps between them (`sparse`: continuous, each
+ * request's first step starting on an idle engine), and requests arriving one at a time while others
+ * run (`trickle`: continuous with a few sequences and a prompt joining every few steps, the shape of
+ * moderate online traffic, which the offline runs never make).
  */
-export type EngineRunKind = 'continuous' | 'static' | 'none' | 'sparse';
-export const ENGINE_RUN_KINDS: readonly EngineRunKind[] = ['continuous', 'static', 'none', 'sparse'];
+export type EngineRunKind = 'continuous' | 'static' | 'none' | 'sparse' | 'trickle';
+export const ENGINE_RUN_KINDS: readonly EngineRunKind[] = ['continuous', 'static', 'none', 'sparse', 'trickle'];
 
 /** Each kind's engine settings and how many of a run's workload requests it takes (at most). */
 const RUN_KINDS: Record<EngineRunKind, { policy: 'continuous' | 'static' | 'none'; maxNumSeqs: number; requests: number }> = {
@@ -311,7 +313,11 @@ const RUN_KINDS: Record<EngineRunKind, { policy: 'continuous' | 'static' | 'none
   static: { policy: 'static', maxNumSeqs: 16, requests: 32 },
   none: { policy: 'none', maxNumSeqs: 1, requests: 8 },
   sparse: { policy: 'continuous', maxNumSeqs: 32, requests: 10 },
+  trickle: { policy: 'continuous', maxNumSeqs: 32, requests: 24 },
 };
+
+/** The trickle run adds a request every this many engine steps (requests of 8-64 tokens: a batch of ~3-5). */
+const TRICKLE_GAP_STEPS = 8;
 
 /**
  * A real Engine (worker-thread runner, as LLM.load makes) set up for one kind of calibration run and
@@ -387,12 +393,38 @@ export class CalibrationEngine {
     this.runner.shapes.clear();
     const off = this.engine.onStep((r) => steps.push(r));
     try {
-      if (this.kind !== 'sparse') await drain(this.engine, requests.map((r) => r.promptTokenIds), 0, requests.map((r) => r.outputLen));
-      else {
+      if (this.kind === 'sparse') {
         for (const r of requests) {
           await new Promise((resolve) => setTimeout(resolve, IDLE_GAP_MS));
           await drain(this.engine, [r.promptTokenIds], 8);
         }
+      } else if (this.kind === 'trickle') {
+        // Counted in steps, not milliseconds: a timer cannot keep pace with a tiny model's steps.
+        const running: Promise<void>[] = [];
+        let added = 0;
+        let sinceAdd = 0;
+        let allAdded!: () => void;
+        const done = new Promise<void>((resolve) => (allAdded = resolve));
+        const add = () => {
+          const r = requests[added++];
+          running.push(drain(this.engine, [r.promptTokenIds], 0, [r.outputLen]));
+          sinceAdd = 0;
+          if (added === requests.length) allAdded();
+        };
+        const offTrickle = this.engine.onStep(() => {
+          sinceAdd++;
+          // Every request lives at least 9 steps, so the batch runs dry only if a request failed.
+          if (added < requests.length && (sinceAdd >= TRICKLE_GAP_STEPS || !this.engine.hasWork())) add();
+        });
+        try {
+          add();
+          await done;
+          await Promise.all(running);
+        } finally {
+          offTrickle();
+        }
+      } else {
+        await drain(this.engine, requests.map((r) => r.promptTokenIds), 0, requests.map((r) => r.outputLen));
       }
     } finally {
       off();

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { calibrationGrid, fitCalibration, measureForward, prefillRowKnots, rowKnots, trimmedMean, type EngineRunKind, type EngineStepSample, type GridShape } from '../../src/sim/calibration.js';
+import { CalibrationEngine, calibrationGrid, fitCalibration, measureForward, prefillRowKnots, rowKnots, trimmedMean, type EngineRunKind, type EngineStepSample, type GridShape } from '../../src/sim/calibration.js';
 import type { LocalModelRunner } from '../../src/engine/model-runner.js';
 import type { SchedulerOutput } from '../../src/engine/types.js';
 import { costOfFeatures, stepFeatures, type HardwareProfile, type ModelProfile, type SeqShape } from '../../src/sim/cost-model.js';
@@ -15,6 +15,8 @@ import { runCalibrate } from '../../src/cli/calibrate.js';
 import { runSimulate } from '../../src/cli/simulate.js';
 import { UsageError } from '../../src/cli/usage-error.js';
 import { parseProfile } from '../../src/sim/profiles.js';
+import { loadModel } from '../../src/model/loaders/index.js';
+import { modelProfileFromWeights } from '../../src/sim/model-profile.js';
 import { sharedModelFile, STORIES260K } from '../helpers/models.js';
 
 test('the grid covers decode batches, prefill chunks and mixed steps, within the context, the KV cache and the token budget', () => {
@@ -217,6 +219,27 @@ test('calibrate --quick on a real model writes a profile the simulator runs with
   const sim = await runSimulate(['--hardware-file', file, '--workload', 'fixed', '--input-len', '16', '--output-len', '8', '--num-requests', '6', '--compare', 'none,continuous'], { write: (s: string) => (simOut += s) }, { write: () => undefined });
   assert.equal(sim, 0);
   assert.match(simOut, /Simulated: stories260K\.bin on test-cpu/);
+});
+
+test('the trickle engine run joins prompts one at a time into a small running batch', { skip: stories.missing }, async () => {
+  const loaded = await loadModel(stories.path);
+  const model = modelProfileFromWeights(loaded.config, loaded.weights);
+  const engine = await CalibrationEngine.open(
+    { modelPath: stories.path, config: loaded.config, model, backend: 'auto', threads: 1, numBlocks: 256, blockSize: 16, numRequests: 24, tokenizer: null },
+    'trickle',
+  );
+  try {
+    const steps = await engine.run(7);
+    assert.ok(steps.every((st) => st.run === 'trickle'));
+    assert.equal(steps.filter((st) => st.features.prefillSeqs > 0).length >= 24, true, 'every request has a prompt step');
+    // Prompts join while other sequences decode (what the offline runs, all arriving at once, lack)...
+    const joinsIntoRunning = steps.filter((st) => st.features.prefillSeqs > 0 && st.features.numSeqs > st.features.prefillSeqs);
+    assert.ok(joinsIntoRunning.length >= 8, `${joinsIntoRunning.length} prompt steps joined a running batch`);
+    // ...and the batch stays far from the 32 slots.
+    assert.ok(Math.max(...steps.map((st) => st.features.numSeqs)) < 32);
+  } finally {
+    await engine.close();
+  }
 });
 
 test('calibrate usage mistakes are named', async () => {
