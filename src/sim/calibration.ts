@@ -407,7 +407,9 @@ export class CalibrationEngine {
         const done = new Promise<void>((resolve) => (allAdded = resolve));
         const add = () => {
           const r = requests[added++];
-          running.push(drain(this.engine, [r.promptTokenIds], 0, [r.outputLen]));
+          const d = drain(this.engine, [r.promptTokenIds], 0, [r.outputLen]);
+          d.catch(() => {}); // handled by Promise.all below; not an unhandled rejection meanwhile
+          running.push(d);
           sinceAdd = 0;
           if (added === requests.length) allAdded();
         };

@@ -85,9 +85,9 @@ export interface HardwareProfile {
   /**
    * When set, the k-th step without prompt rows after a step with them takes afterPromptFactors[k-1]
    * times as long (later ones x1). Calibrated CPU profiles measure it: on an Intel Xeon (Sapphire
-   * Rapids) the first decode steps after a prompt step ran 20-46% over the same steps later on, fading
-   * over four steps (the prompt step's activations have pushed the weights and KV out of the caches).
-   * GPU profiles leave it unset.
+   * Rapids) the first decode steps after a prompt step ran 1.2-1.6x the same steps later on, fading
+   * over four steps (presumably the prompt step's activations push weights and KV out of the caches;
+   * not proven). GPU profiles leave it unset.
    */
   afterPromptFactors?: number[];
   source?: string;
