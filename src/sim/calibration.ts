@@ -602,7 +602,7 @@ export function fitCalibration(forward: readonly Pick<ShapeMeasurement, 'feature
     // Refit with those steps brought back to their steady time, so the transient is priced by the
     // factors alone and not also smeared into the per-sequence and row terms.
     const steady = engineSteps.map((s, i) => {
-      const f = afterPromptFactor({ afterPromptFactors: factors } as HardwareProfile, s.features, since[i]);
+      const f = afterPromptFactor(factors, s.features, since[i]);
       return f === 1 ? s : { ...s, runnerMs: s.runnerMs / f, totalMs: s.totalMs / f, periodMs: s.periodMs / f };
     });
     fit = fitProfile(forward, steady, opts);

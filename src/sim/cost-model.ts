@@ -267,13 +267,12 @@ export function costOfFeatures(hw: HardwareProfile, f: StepFeatures, idleMs = 0,
   const overheadMs = overheadBaseMs + excessMs;
   const rowsMs = hw.rowCurve ? curveMs(hw.rowCurve, f.rows) : Math.max(memMs, computeMs);
   const cold = hw.coldStepFactor !== undefined && idleMs > COLD_AFTER_IDLE_MS ? hw.coldStepFactor : 1;
-  const ms = (overheadMs + rowsMs + attentionMs) * cold * afterPromptFactor(hw, f, stepsSincePrompt);
+  const ms = (overheadMs + rowsMs + attentionMs) * cold * afterPromptFactor(hw.afterPromptFactors, f, stepsSincePrompt);
   return { ms, memMs, computeMs, attentionMs, overheadMs, flops: f.linearFlops + f.attnFlops, bytes: f.bytes };
 }
 
-/** The afterPromptFactors multiplier for a step with these features, `stepsSincePrompt` after the last prompt step. */
-export function afterPromptFactor(hw: HardwareProfile, f: StepFeatures, stepsSincePrompt: number): number {
-  const factors = hw.afterPromptFactors;
+/** The multiplier `factors` (a profile's afterPromptFactors) give a step with these features, `stepsSincePrompt` after the last prompt step. */
+export function afterPromptFactor(factors: readonly number[] | undefined, f: StepFeatures, stepsSincePrompt: number): number {
   if (!factors || f.prefillRows > 0 || stepsSincePrompt < 1 || stepsSincePrompt > factors.length) return 1;
   return factors[stepsSincePrompt - 1];
 }
