@@ -6,7 +6,7 @@
 //   npx tsx bench/kernels.ts [--threads N] [--dtypes f32,q8_0] [--ms 1,8,32,64] [--time-ms 150]
 //   npx tsx bench/kernels.ts --forward [--dtypes f32,f16] [--context 128]
 //
-// --forward instead times whole forward passes (LlamaModel) of a random model with the 110m
+// --forward instead times whole forward passes (TransformerModel) of a random model with the 110m
 // preset's shape: decode steps of 1..64 sequences and a 512-token prompt, as tokens per second.
 //
 // Each measurement repeats the call for about --time-ms and reports the fastest run, which is the
@@ -18,7 +18,7 @@ import { parseArgs } from 'node:util';
 import type { ModelConfig } from '../src/model/config.js';
 import { createNativeKernels, type NativeKernels } from '../src/model/kernels/native.js';
 import { createKvStorage } from '../src/model/kv-storage.js';
-import { LlamaModel } from '../src/model/llama.js';
+import { TransformerModel } from '../src/model/transformer.js';
 import type { AttentionMeta, KvStorage } from '../src/model/kernels/types.js';
 import { DTYPES, quantize, rowBytes } from '../src/model/quant.js';
 import type { DType, LlamaWeights, WeightTensor } from '../src/model/weights.js';
@@ -110,7 +110,7 @@ function attentionBench(k: NativeKernels, rows: number, context: number): number
 }
 
 /** A random model with the 110m preset's shape (untied, 134M parameters). */
-function randomModel(dtype: DType, k: NativeKernels): LlamaModel {
+function randomModel(dtype: DType, k: NativeKernels): TransformerModel {
   const c: ModelConfig = {
     arch: 'llama', dim: 768, hiddenDim: 2048, nLayers: 12, nHeads: 12, nKvHeads: 12, headDim: 64, vocabSize: 32000,
     contextLength: 1024, ropeTheta: 10000, ropeDim: 64, normEps: 1e-5, tiedEmbeddings: false,
@@ -126,11 +126,11 @@ function randomModel(dtype: DType, k: NativeKernels): LlamaModel {
     outputNorm: ones(),
     output: w(c.vocabSize, c.dim),
   };
-  return new LlamaModel(c, weights, k);
+  return new TransformerModel(c, weights, k);
 }
 
 /** Decode steps of S sequences whose KV already holds `context` positions: best tokens/s over 4 steps. */
-function decodeTokensPerSecond(model: LlamaModel, S: number, context: number): number {
+function decodeTokensPerSecond(model: TransformerModel, S: number, context: number): number {
   const blockSize = 16;
   const blocksPer = Math.ceil((context + 8) / blockSize);
   const kv = createKvStorage(model.config, S * blocksPer, blockSize);
@@ -151,7 +151,7 @@ function decodeTokensPerSecond(model: LlamaModel, S: number, context: number): n
 }
 
 /** A 512-token prompt in one forward pass (logits for the last row only): best of 3, tokens/s. */
-function prefillTokensPerSecond(model: LlamaModel, n: number): number {
+function prefillTokensPerSecond(model: TransformerModel, n: number): number {
   const blockSize = 16;
   const blocks = Math.ceil(n / blockSize);
   const kv = createKvStorage(model.config, blocks, blockSize);

@@ -129,6 +129,8 @@ class NativeKernels : public Napi::ObjectWrap<NativeKernels> {
                            InstanceMethod<&NativeKernels::Rmsnorm>("rmsnorm"),
                            InstanceMethod<&NativeKernels::Rope>("rope"),
                            InstanceMethod<&NativeKernels::SiluMul>("siluMul"),
+                           InstanceMethod<&NativeKernels::GeluMul>("geluMul"),
+                           InstanceMethod<&NativeKernels::AddBias>("addBias"),
                            InstanceMethod<&NativeKernels::Add>("add"),
                            InstanceMethod<&NativeKernels::Embed>("embed"),
                            InstanceMethod<&NativeKernels::WriteKv>("writeKv"),
@@ -191,7 +193,7 @@ class NativeKernels : public Napi::ObjectWrap<NativeKernels> {
     return env.Undefined();
   }
 
-  // rope(x, positions, M, nHeads, headDim, ropeDim, theta)
+  // rope(x, positions, M, nHeads, headDim, ropeDim, theta[, neox, freqScale, freqFactors | null])
   Napi::Value Rope(const Napi::CallbackInfo& info) {
     const Napi::Env env = info.Env();
     auto x = f32Arg(info, 0, "x");
@@ -207,7 +209,47 @@ class NativeKernels : public Napi::ObjectWrap<NativeKernels> {
     if (theta <= 0) fail(env, "theta must be > 0");
     needLength(env, "x", x.length, prod({M, nHeads, headDim}), str(M) + " rows of " + str(nHeads) + "x" + str(headDim));
     needLength(env, "positions", positions.length, M, str(M) + " rows");
-    rope(ctx(env), x.data, positions.data, M, nHeads, headDim, ropeDim, theta);
+    const bool neox = info.Length() > 7 && info[7].ToBoolean().Value();
+    const double freqScale = info.Length() > 8 && !info[8].IsUndefined() ? numArg(info, 8, "freqScale") : 1.0;
+    if (!(freqScale > 0)) fail(env, "freqScale must be > 0");
+    const float* factors = nullptr;
+    if (info.Length() > 9 && !info[9].IsUndefined() && !info[9].IsNull()) {
+      auto ff = f32Arg(info, 9, "freqFactors");
+      needLength(env, "freqFactors", ff.length, ropeDim / 2, str(ropeDim / 2) + " rotated pairs");
+      factors = ff.data;
+    }
+    rope(ctx(env), x.data, positions.data, M, nHeads, headDim, ropeDim, theta, neox, freqScale, factors);
+    return env.Undefined();
+  }
+
+  // geluMul(out, gate, up, n)
+  Napi::Value GeluMul(const Napi::CallbackInfo& info) {
+    const Napi::Env env = info.Env();
+    auto out = f32Arg(info, 0, "out");
+    auto gate = f32Arg(info, 1, "gate");
+    auto up = f32Arg(info, 2, "up");
+    const int64_t n = intArg(info, 3, "n", 0);
+    needLength(env, "out", out.length, n, "n=" + str(n));
+    needLength(env, "gate", gate.length, n, "n=" + str(n));
+    needLength(env, "up", up.length, n, "n=" + str(n));
+    if (n > 0 && ((overlaps(out, gate) && out.data != gate.data) || (overlaps(out, up) && out.data != up.data))) {
+      fail(env, "out overlaps an input without being the same array");
+    }
+    geluMul(ctx(env), out.data, gate.data, up.data, n);
+    return env.Undefined();
+  }
+
+  // addBias(x, bias, M, width)
+  Napi::Value AddBias(const Napi::CallbackInfo& info) {
+    const Napi::Env env = info.Env();
+    auto x = f32Arg(info, 0, "x");
+    auto bias = f32Arg(info, 1, "bias");
+    const int64_t M = intArg(info, 2, "M", 0);
+    const int64_t width = intArg(info, 3, "width", 1);
+    needLength(env, "x", x.length, prod({M, width}), str(M) + " rows of " + str(width));
+    needLength(env, "bias", bias.length, width, "width " + str(width));
+    if (M > 0 && overlaps(x, bias)) fail(env, "x overlaps bias");
+    addBias(ctx(env), x.data, bias.data, M, width);
     return env.Undefined();
   }
 
@@ -296,7 +338,7 @@ class NativeKernels : public Napi::ObjectWrap<NativeKernels> {
   }
 
   // attention(out, q, kLayer, vLayer, numBlocks, blockSize, nKvHeads, headDim,
-  //           numRows, positions, rowSeq, blockTables, maxBlocksPerSeq, nHeads)
+  //           numRows, positions, rowSeq, blockTables, maxBlocksPerSeq, nHeads[, scale, window])
   Napi::Value Attention(const Napi::CallbackInfo& info) {
     const Napi::Env env = info.Env();
     auto out = f32Arg(info, 0, "out");
@@ -345,9 +387,13 @@ class NativeKernels : public Napi::ObjectWrap<NativeKernels> {
         }
       }
     }
+    const float scale = info.Length() > 14 && !info[14].IsUndefined()
+                            ? static_cast<float>(numArg(info, 14, "scale"))
+                            : static_cast<float>(1.0 / std::sqrt(static_cast<double>(headDim)));
+    const int64_t window = info.Length() > 15 && !info[15].IsUndefined() ? intArg(info, 15, "window", 0) : 0;
     const PagedKv kv{kc.data, vc.data, blockSize, nKvHeads, headDim};
     const AttentionRows rows{numRows, positions.data, rowSeq.data, blockTables.data, maxBlocks};
-    attention(ctx(env), out.data, q.data, kv, rows, nHeads);
+    attention(ctx(env), out.data, q.data, kv, rows, nHeads, scale, window);
     return env.Undefined();
   }
 

@@ -77,22 +77,25 @@ inline void scores(const float* const* qv, const float* const* kp, int64_t hd, f
 }
 
 /**
- * One tile for one row and head: scales and masks the scores (keys i >= cnt are outside the row),
+ * One tile for one row and head: scales and masks the scores (keys i < start are before the row's
+ * sliding window, keys i >= cnt after its position),
  * updates the running max and sum, and leaves the softmax weights in p and the accumulator's
  * rescale factor in *corr.
  */
-inline void softmaxTile(float* s, int cnt, float scale, float& runMax, float& runSum, float* p, float* corr) {
+inline void softmaxTile(float* s, int start, int cnt, float scale, float& runMax, float& runSum, float* p, float* corr) {
   const float negInf = -std::numeric_limits<float>::infinity();
 #if STEPWISE_AVX2
-  // Lanes i >= cnt are masked to -inf (their weights come out 0). max is exact in any order.
-  const __m256 live = _mm256_cmp_ps(_mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_ps(static_cast<float>(cnt)), _CMP_LT_OQ);
+  // Lanes outside start..cnt-1 are masked to -inf (their weights come out 0). max is exact in any order.
+  const __m256 lane = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256 live = _mm256_and_ps(_mm256_cmp_ps(lane, _mm256_set1_ps(static_cast<float>(cnt)), _CMP_LT_OQ),
+                                    _mm256_cmp_ps(lane, _mm256_set1_ps(static_cast<float>(start)), _CMP_GE_OQ));
   const __m256 sv = _mm256_blendv_ps(_mm256_set1_ps(negInf), _mm256_mul_ps(_mm256_loadu_ps(s), _mm256_set1_ps(scale)), live);
   __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(sv), _mm256_extractf128_ps(sv, 1));
   m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
   m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
   const float tmax = _mm_cvtss_f32(m4);
 #else
-  for (int i = 0; i < kTile; i++) s[i] = i < cnt ? s[i] * scale : negInf;
+  for (int i = 0; i < kTile; i++) s[i] = i >= start && i < cnt ? s[i] * scale : negInf;
   float tmax = s[0];
   for (int i = 1; i < cnt; i++) tmax = std::max(tmax, s[i]);
 #endif
@@ -187,6 +190,7 @@ struct Job {
   int64_t nHeads;
   int64_t G;       // query heads per KV head
   float scale;
+  int64_t window;  // 0: every earlier key
 };
 
 /** Attention for NQ rows of one sequence (batch rows r[0..NQ)) and KV heads g0..g1-1. */
@@ -201,10 +205,14 @@ void attendGroup(const Job& job, const int64_t* r, int64_t g0, int64_t g1, Scrat
   const int32_t* bt = job.rows->blockTables + static_cast<int64_t>(job.rows->rowSeq[r[0]]) * job.rows->maxBlocksPerSeq;
 
   int64_t n[NQ];
+  int64_t lo[NQ];  // first key each row sees (its sliding window's start)
   int64_t nMax = 0;
+  int64_t loMin = INT64_MAX;
   for (int q = 0; q < NQ; q++) {
     n[q] = static_cast<int64_t>(job.rows->positions[r[q]]) + 1;
+    lo[q] = job.window > 0 ? std::max<int64_t>(0, n[q] - job.window) : 0;
     nMax = std::max(nMax, n[q]);
+    loMin = std::min(loMin, lo[q]);
   }
   // Scratch: accumulators [NQ][heads][hd], then each (row, head)'s running max and sum.
   float* accBase = scratch.need(scratch.a, static_cast<size_t>(NQ * heads * (hd + 2)));
@@ -220,9 +228,12 @@ void attendGroup(const Job& job, const int64_t* r, int64_t g0, int64_t g1, Scrat
   alignas(32) float p[QR * kTile];
   float corr[QR];
   int cnt[QR];
+  int start[QR];
   const float* qv[QR];
   float* acc[QR];
-  for (int64_t t0 = 0; t0 < nMax; t0 += kTile) {
+  // Tiles stay aligned to absolute positions (multiples of kTile) so a row meets the same tiles
+  // whatever group it is in; tiles wholly before a row's window are skipped for that row.
+  for (int64_t t0 = loMin / kTile * kTile; t0 < nMax; t0 += kTile) {
     const int tileCnt = static_cast<int>(std::min<int64_t>(kTile, nMax - t0));
     int64_t slot[kTile];
     for (int i = 0; i < kTile; i++) {
@@ -230,7 +241,11 @@ void attendGroup(const Job& job, const int64_t* r, int64_t g0, int64_t g1, Scrat
       const int64_t pos = t0 + std::min(i, tileCnt - 1);
       slot[i] = static_cast<int64_t>(bt[pos / kv.blockSize]) * kv.blockSize + pos % kv.blockSize;
     }
-    for (int q = 0; q < NQ; q++) cnt[q] = static_cast<int>(std::clamp<int64_t>(n[q] - t0, 0, kTile));
+    for (int q = 0; q < NQ; q++) {
+      cnt[q] = static_cast<int>(std::clamp<int64_t>(n[q] - t0, 0, kTile));
+      start[q] = static_cast<int>(std::clamp<int64_t>(lo[q] - t0, 0, kTile));
+      if (start[q] >= cnt[q]) cnt[q] = 0;  // nothing of this tile is in the row's window
+    }
     for (int64_t g = g0; g < g1; g++) {
       for (int i = 0; i < kTile; i++) {
         kp[i] = kv.k + slot[i] * kvDim + g * hd;
@@ -253,7 +268,7 @@ void attendGroup(const Job& job, const int64_t* r, int64_t g0, int64_t g1, Scrat
           // A row whose keys are all done keeps its accumulator as is (corr 1, no values).
           corr[q] = 1.0f;
           if (cnt[q] > 0) {
-            softmaxTile(s + q * kTile, cnt[q], job.scale, runMax[q * heads + hl], runSum[q * heads + hl], p + q * kTile, &corr[q]);
+            softmaxTile(s + q * kTile, start[q], cnt[q], job.scale, runMax[q * heads + hl], runSum[q * heads + hl], p + q * kTile, &corr[q]);
           }
         }
         accumulate<NQ>(acc, corr, p, cnt, vp, hd);
@@ -272,17 +287,18 @@ void attendGroup(const Job& job, const int64_t* r, int64_t g0, int64_t g1, Scrat
 
 }  // namespace
 
-void attention(Context& ctx, float* out, const float* q, const PagedKv& kv, const AttentionRows& rows, int64_t nHeads) {
+void attention(Context& ctx, float* out, const float* q, const PagedKv& kv, const AttentionRows& rows, int64_t nHeads,
+               float scale, int64_t window) {
   if (rows.numRows <= 0) return;
   const int64_t hd = kv.headDim;
-  const Job job{out, q, &kv, &rows, nHeads, nHeads / kv.nKvHeads,
-                static_cast<float>(1.0 / std::sqrt(static_cast<double>(hd)))};
+  const Job job{out, q, &kv, &rows, nHeads, nHeads / kv.nKvHeads, scale, window};
 
   // Groups of up to QR consecutive rows of one sequence: start index and size.
   std::vector<std::pair<int64_t, int>> groups;
   int64_t work = 0;
   for (int64_t r = 0; r < rows.numRows; r++) {
-    work += (static_cast<int64_t>(rows.positions[r]) + 1) * nHeads * hd;
+    const int64_t keys = static_cast<int64_t>(rows.positions[r]) + 1;
+    work += (window > 0 ? std::min(keys, window) : keys) * nHeads * hd;
     if (!groups.empty() && groups.back().second < QR && rows.rowSeq[groups.back().first] == rows.rowSeq[r]) {
       groups.back().second++;
     } else {

@@ -50,26 +50,47 @@ namespace {
 // Positions the cos/sin table may cover (16 MiB at ropeDim 128); rows beyond compute their own.
 constexpr int64_t kRopeTablePositions = 1 << 14;
 
+/** Pair i's angle per position, in double as the reference computes it. */
+double ropeFreq(const RopeTable& t, int64_t i) {
+  double f = std::pow(t.theta, static_cast<double>(-2 * i) / static_cast<double>(t.ropeDim));
+  if (t.freqScale != 1 || !t.factors.empty()) {
+    f = (t.freqScale * f) / (t.factors.empty() ? 1.0 : static_cast<double>(t.factors[static_cast<size_t>(i)]));
+  }
+  return f;
+}
+
 /**
- * Makes ctx.rope cover positions 0..maxPos for (theta, ropeDim). Angles and their cos/sin are
- * computed in double exactly as the reference does, once per position instead of once per call.
+ * The table for (theta, ropeDim, freqScale, factors), covering positions 0..maxPos. Angles and their
+ * cos/sin are computed in double exactly as the reference does, once per position instead of once
+ * per call.
  */
-void ensureRopeTable(Context& ctx, double theta, int64_t ropeDim, int64_t maxPos) {
-  RopeTable& t = ctx.rope;
-  if (t.theta != theta || t.ropeDim != ropeDim) {
+const RopeTable& ropeTable(Context& ctx, double theta, int64_t ropeDim, double freqScale, const float* factors,
+                           int64_t maxPos) {
+  const int64_t half = ropeDim / 2;
+  auto& tables = ctx.ropeTables;
+  auto same = [&](const RopeTable& t) {
+    if (t.theta != theta || t.ropeDim != ropeDim || t.freqScale != freqScale) return false;
+    if (factors == nullptr) return t.factors.empty();
+    return static_cast<int64_t>(t.factors.size()) == half && std::equal(t.factors.begin(), t.factors.end(), factors);
+  };
+  auto it = std::find_if(tables.begin(), tables.end(), same);
+  if (it == tables.end()) {
+    constexpr size_t kMaxTables = 4;
+    if (tables.size() >= kMaxTables) tables.pop_back();
+    RopeTable t;
     t.theta = theta;
     t.ropeDim = ropeDim;
-    t.positions = 0;
-    t.cos.clear();
-    t.sin.clear();
+    t.freqScale = freqScale;
+    if (factors != nullptr) t.factors.assign(factors, factors + half);
+    tables.insert(tables.begin(), std::move(t));
+  } else if (it != tables.begin()) {
+    std::rotate(tables.begin(), it, it + 1);
   }
-  if (maxPos < t.positions) return;
-  const int64_t half = ropeDim / 2;
+  RopeTable& t = tables.front();
+  if (maxPos < t.positions) return t;
   const int64_t n = std::min(kRopeTablePositions, std::max<int64_t>(maxPos + 1, 2 * t.positions));
   std::vector<double> freqs(static_cast<size_t>(half));
-  for (int64_t i = 0; i < half; i++) {
-    freqs[static_cast<size_t>(i)] = std::pow(theta, static_cast<double>(-2 * i) / static_cast<double>(ropeDim));
-  }
+  for (int64_t i = 0; i < half; i++) freqs[static_cast<size_t>(i)] = ropeFreq(t, i);
   t.cos.resize(static_cast<size_t>(n * half));
   t.sin.resize(static_cast<size_t>(n * half));
   for (int64_t p = t.positions; p < n; p++) {
@@ -80,18 +101,20 @@ void ensureRopeTable(Context& ctx, double theta, int64_t ropeDim, int64_t maxPos
     }
   }
   t.positions = n;
+  return t;
 }
 
 }  // namespace
 
 void rope(Context& ctx, float* x, const int32_t* positions, int64_t M, int64_t nHeads, int64_t headDim,
-          int64_t ropeDim, double theta) {
+          int64_t ropeDim, double theta, bool neox, double freqScale, const float* freqFactors) {
   const int64_t half = ropeDim / 2;
   // Positions the table covers read it; others (negative, or very large) compute the same values.
   int64_t maxPos = -1;
   for (int64_t m = 0; m < M; m++) maxPos = std::max<int64_t>(maxPos, positions[m]);
-  if (maxPos >= 0) ensureRopeTable(ctx, theta, ropeDim, maxPos);
-  const RopeTable& table = ctx.rope;
+  const RopeTable& table = ropeTable(ctx, theta, ropeDim, freqScale, freqFactors, std::max<int64_t>(maxPos, 0));
+  // Pair i is (2i, 2i+1) in the normal style and (i, i+half) in the NeoX style.
+  const int64_t second = neox ? half : 1;
   const int64_t width = nHeads * headDim;
   const int64_t rowsPerTask = std::max<int64_t>(1, kParallelElems / std::max<int64_t>(1, width));
   const int64_t tasks = M * width >= kParallelElems ? (M + rowsPerTask - 1) / rowsPerTask : 1;
@@ -105,20 +128,42 @@ void rope(Context& ctx, float* x, const int32_t* positions, int64_t M, int64_t n
           c = table.cos[static_cast<size_t>(pos * half + i)];
           s = table.sin[static_cast<size_t>(pos * half + i)];
         } else {
-          const double angle = static_cast<double>(pos) * std::pow(theta, static_cast<double>(-2 * i) / static_cast<double>(ropeDim));
+          const double angle = static_cast<double>(pos) * ropeFreq(table, i);
           c = std::cos(angle);
           s = std::sin(angle);
         }
+        const int64_t first = neox ? i : 2 * i;
         for (int64_t h = 0; h < nHeads; h++) {
-          float* p = x + m * width + h * headDim + 2 * i;
+          float* p = x + m * width + h * headDim + first;
           const double a = p[0];
-          const double b = p[1];
+          const double b = p[second];
           p[0] = static_cast<float>(a * c - b * s);
-          p[1] = static_cast<float>(a * s + b * c);
+          p[second] = static_cast<float>(a * s + b * c);
         }
       }
     }
   });
+}
+
+void geluMul(Context& ctx, float* out, const float* gate, const float* up, int64_t n) {
+  // In double, rounded to float once, as the TypeScript reference does (tanh approximation, as
+  // Gemma's gelu_pytorch_tanh; llama.cpp looks GELU up in an f16 table instead).
+  const double k = std::sqrt(2.0 / M_PI);
+  parallelRanges(ctx, n, 8, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; i++) {
+      const double x = gate[i];
+      const float g = static_cast<float>(0.5 * x * (1.0 + std::tanh(k * x * (1.0 + 0.044715 * x * x))));
+      out[i] = g * up[i];
+    }
+  });
+}
+
+void addBias(Context& ctx, float* x, const float* bias, int64_t M, int64_t width) {
+  (void)ctx;
+  for (int64_t m = 0; m < M; m++) {
+    float* row = x + m * width;
+    for (int64_t i = 0; i < width; i++) row[i] += bias[i];
+  }
 }
 
 void siluMul(Context& ctx, float* out, const float* gate, const float* up, int64_t n) {

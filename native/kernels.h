@@ -20,10 +20,15 @@ struct Scratch {
   }
 };
 
-/** cos/sin of pos * theta^(-2i/ropeDim) for positions 0..n-1, i < ropeDim/2, row-major by position. */
+/**
+ * cos/sin of pos * freq[i] for positions 0..n-1, i < ropeDim/2, row-major by position, where
+ * freq[i] = freqScale * theta^(-2i/ropeDim) / factor[i] (the factors are Llama 3.1's rope_freqs).
+ */
 struct RopeTable {
   double theta = 0;
   int64_t ropeDim = -1;
+  double freqScale = 1;
+  std::vector<float> factors;  // empty: all 1
   int64_t positions = 0;
   std::vector<double> cos, sin;
 };
@@ -32,7 +37,9 @@ struct Context {
   explicit Context(int threads) : pool(threads), scratch(static_cast<size_t>(pool.size())) {}
   ThreadPool pool;
   std::vector<Scratch> scratch;
-  RopeTable rope;
+  // A few tables, most recently used first: models whose layers alternate RoPE bases (Gemma 3's
+  // sliding and global layers) would otherwise rebuild one table on every call.
+  std::vector<RopeTable> ropeTables;
 };
 
 /** out[m*N + n] = sum_k x[m*K + k] * W[n][k] for m < M; W is N x K of type dt. */
@@ -40,10 +47,17 @@ void matmul(Context& ctx, float* out, const float* x, const uint8_t* w, DType dt
 
 void rmsnorm(Context& ctx, float* out, const float* x, const float* weight, int64_t M, int64_t dim, double eps);
 
+/** RoPE of one style: pairs (2i, 2i+1) when !neox, (i, i+ropeDim/2) when neox. freqFactors: ropeDim/2 floats or null. */
 void rope(Context& ctx, float* x, const int32_t* positions, int64_t M, int64_t nHeads, int64_t headDim,
-          int64_t ropeDim, double theta);
+          int64_t ropeDim, double theta, bool neox, double freqScale, const float* freqFactors);
 
 void siluMul(Context& ctx, float* out, const float* gate, const float* up, int64_t n);
+
+/** out[i] = gelu_tanh(gate[i]) * up[i]. */
+void geluMul(Context& ctx, float* out, const float* gate, const float* up, int64_t n);
+
+/** x[m*width + i] += bias[i]. */
+void addBias(Context& ctx, float* x, const float* bias, int64_t M, int64_t width);
 
 void add(Context& ctx, float* out, const float* a, int64_t n);
 
@@ -65,7 +79,9 @@ struct AttentionRows {
   int64_t maxBlocksPerSeq;
 };
 
-void attention(Context& ctx, float* out, const float* q, const PagedKv& kv, const AttentionRows& rows, int64_t nHeads);
+/** scale multiplies q.k; window > 0 limits a row at position p to keys p-window+1..p. */
+void attention(Context& ctx, float* out, const float* q, const PagedKv& kv, const AttentionRows& rows, int64_t nHeads,
+               float scale, int64_t window);
 
 /** Reads `bytes` of buf `reps` times across the pool; returns a checksum so the reads stay. */
 double readBuffer(Context& ctx, const float* buf, int64_t n, int reps);

@@ -7,7 +7,7 @@ import { performance } from 'node:perf_hooks';
 import type { ModelRunner, ModelRunnerOutput, SampledToken, SchedulerOutput, ScheduledSequence, SamplingParams } from './types.js';
 import type { Kernels, KvStorage } from '../model/kernels/types.js';
 import type { LoadedModel } from '../model/loaders/index.js';
-import { LlamaModel, type ForwardBatch } from '../model/llama.js';
+import { TransformerModel, type ForwardBatch } from '../model/transformer.js';
 import { copyBlock, createKvStorage } from '../model/kv-storage.js';
 import { sampleToken } from './sampling.js';
 
@@ -36,14 +36,14 @@ export interface LocalModelRunnerOptions {
 }
 
 export class LocalModelRunner implements ModelRunner {
-  readonly model: LlamaModel;
+  readonly model: TransformerModel;
   readonly kv: KvStorage;
   readonly kernelsName: string;
   private readonly eogIds: ReadonlySet<number>;
   private readonly seqs = new Map<number, SequenceSamplingState>();
   private closed = false;
 
-  private constructor(model: LlamaModel, kv: KvStorage, eogIds: number[]) {
+  private constructor(model: TransformerModel, kv: KvStorage, eogIds: number[]) {
     this.model = model;
     this.kv = kv;
     this.kernelsName = model.kernels.name;
@@ -51,7 +51,7 @@ export class LocalModelRunner implements ModelRunner {
   }
 
   static async create(opts: LocalModelRunnerOptions): Promise<LocalModelRunner> {
-    const model = new LlamaModel(opts.model.config, opts.model.weights, opts.kernels);
+    const model = new TransformerModel(opts.model.config, opts.model.weights, opts.kernels);
     const kv = createKvStorage(opts.model.config, opts.numBlocks, opts.blockSize);
     return new LocalModelRunner(model, kv, opts.eogIds);
   }

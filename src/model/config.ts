@@ -1,8 +1,11 @@
-// Hyper-parameters of a Llama-family transformer, independent of the file format it came from.
+// Hyper-parameters of a decoder-only transformer, independent of the file format it came from. What
+// a family always does lives in families.ts; what a file may set lives here.
+
+import { FAMILIES, type Architecture, type FamilyTraits } from './families.js';
 
 export interface ModelConfig {
-  /** Architecture name as the file states it (GGUF `general.architecture`); only 'llama' is supported. */
-  arch: 'llama';
+  /** Architecture name as the file states it (GGUF `general.architecture`). */
+  arch: Architecture;
   /** Embedding width (GGUF `llama.embedding_length`). */
   dim: number;
   /** Feed-forward width (GGUF `llama.feed_forward_length`). */
@@ -25,6 +28,28 @@ export interface ModelConfig {
   normEps: number;
   /** True when the output projection shares the token-embedding matrix. */
   tiedEmbeddings: boolean;
+  /** Linear RoPE scaling: positions are multiplied by this (GGUF `rope.scaling.factor` f gives 1/f). Default 1. */
+  ropeFreqScale?: number;
+  /** Keys a sliding-window layer sees: those less than this many positions behind the query (0 or absent: no window). */
+  slidingWindow?: number;
+  /** Multiplies q.k before the softmax. Default 1/sqrt(headDim). */
+  attentionScale?: number;
+  /** Final logits become cap*tanh(logit/cap) when set (GGUF `final_logit_softcapping`). */
+  finalLogitSoftcap?: number;
+}
+
+export function familyOf(c: ModelConfig): FamilyTraits {
+  return FAMILIES[c.arch];
+}
+
+/** RoPE base, linear scale and attention window of layer l (window 0: the layer attends to every earlier key). */
+export function layerAttention(c: ModelConfig, l: number): { ropeTheta: number; ropeFreqScale: number; window: number } {
+  const swa = familyOf(c).slidingWindow;
+  const window = c.slidingWindow ?? 0;
+  if (swa && window > 0 && l % swa.pattern < swa.pattern - 1) {
+    return { ropeTheta: swa.ropeTheta, ropeFreqScale: swa.ropeFreqScale, window };
+  }
+  return { ropeTheta: c.ropeTheta, ropeFreqScale: c.ropeFreqScale ?? 1, window: 0 };
 }
 
 /** Bytes of KV cache one token occupies across all layers (K and V, float32 storage). */

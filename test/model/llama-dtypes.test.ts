@@ -7,13 +7,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeModel } from '../../src/model/make-model.js';
 import { loadModel } from '../../src/model/loaders/index.js';
-import { LlamaModel } from '../../src/model/llama.js';
+import { TransformerModel } from '../../src/model/transformer.js';
 import { createKvStorage } from '../../src/model/kv-storage.js';
 import { referenceKernels } from '../../src/model/kernels/reference.js';
 import { NaiveLlama } from './naive-llama.js';
 import { maxAbsDiff, randomTokens } from './ragged-batch.js';
 
-describe('LlamaModel on every weight type vs the naive oracle', () => {
+describe('TransformerModel on every weight type vs the naive oracle', () => {
   let dir: string;
   before(() => {
     dir = mkdtempSync(join(tmpdir(), 'stepwise-dtypes-'));
@@ -31,7 +31,7 @@ describe('LlamaModel on every weight type vs the naive oracle', () => {
       const c = m.config;
       const prompt = [1, ...randomTokens(11, c.vocabSize, 9)];
       const N = prompt.length;
-      const model = new LlamaModel(c, m.weights, referenceKernels);
+      const model = new TransformerModel(c, m.weights, referenceKernels);
       const kv = createKvStorage(c, 4, 4);
       const rows = Int32Array.from({ length: N }, (_, i) => i);
       const table = Int32Array.of(2, 0, 3);

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 
 import { createNativeKernels, nativeUnavailableReason } from '../../src/model/kernels/native.js';
 import { referenceKernels } from '../../src/model/kernels/reference.js';
-import { LlamaModel } from '../../src/model/llama.js';
+import { TransformerModel } from '../../src/model/transformer.js';
 import { loadModel, type LoadedModel } from '../../src/model/loaders/index.js';
 import { sharedModelFile, STORIES260K } from '../helpers/models.js';
 import { firstBitDifference, randomTokens, runPlan, type Chunk } from './ragged-batch.js';
@@ -14,7 +14,7 @@ import { firstBitDifference, randomTokens, runPlan, type Chunk } from './ragged-
 const file = sharedModelFile(STORIES260K);
 const skip = nativeUnavailableReason() ?? file.missing ?? false;
 
-describe('LlamaModel on the native kernels (stories260K)', { skip }, () => {
+describe('TransformerModel on the native kernels (stories260K)', { skip }, () => {
   let loaded: LoadedModel;
   let streams: number[][];
   const promptLens = [9, 1, 17, 5];
@@ -27,7 +27,7 @@ describe('LlamaModel on the native kernels (stories260K)', { skip }, () => {
     const vocab = loaded.config.vocabSize;
     streams = promptLens.map((n, i) => [1, ...randomTokens(n - 1 + decodeLen, vocab, 300 + i)]);
     // Baseline: each sequence alone, whole prompt in one step, then a token per step, 2 threads.
-    const model = new LlamaModel(loaded.config, loaded.weights, createNativeKernels({ threads: 2 }));
+    const model = new TransformerModel(loaded.config, loaded.weights, createNativeKernels({ threads: 2 }));
     const plan: Chunk[][] = [];
     promptLens.forEach((n, seq) => plan.push([{ seq, n }], ...decodePlan([seq])));
     baseline = runPlan(model, streams, plan, 16);
@@ -43,7 +43,7 @@ describe('LlamaModel on the native kernels (stories260K)', { skip }, () => {
   }
 
   it('gives logits within 1e-4 of the TypeScript kernels', () => {
-    const model = new LlamaModel(loaded.config, loaded.weights, referenceKernels);
+    const model = new TransformerModel(loaded.config, loaded.weights, referenceKernels);
     const plan: Chunk[][] = [];
     promptLens.forEach((n, seq) => plan.push([{ seq, n }], ...decodePlan([seq])));
     const want = runPlan(model, streams, plan, 16);
@@ -60,13 +60,13 @@ describe('LlamaModel on the native kernels (stories260K)', { skip }, () => {
   });
 
   it('gives the same bits with every sequence in one ragged batch, on one thread, block size 4', () => {
-    const model = new LlamaModel(loaded.config, loaded.weights, createNativeKernels({ threads: 1 }));
+    const model = new TransformerModel(loaded.config, loaded.weights, createNativeKernels({ threads: 1 }));
     const all = promptLens.map((n, seq) => ({ seq, n }));
     assertSameAsBaseline(runPlan(model, streams, [all, ...decodePlan([0, 1, 2, 3])], 4, 4), 'ragged batch');
   });
 
   it('gives the same bits with chunked prefill interleaved with other sequences decoding', () => {
-    const model = new LlamaModel(loaded.config, loaded.weights, createNativeKernels({ threads: 2 }));
+    const model = new TransformerModel(loaded.config, loaded.weights, createNativeKernels({ threads: 2 }));
     const plan: Chunk[][] = [
       [{ seq: 2, n: 1 }, { seq: 0, n: 9 }],
       [{ seq: 0, n: 1 }, { seq: 2, n: 3 }, { seq: 1, n: 1 }],

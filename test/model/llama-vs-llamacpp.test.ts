@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { getLlama, type Llama } from 'node-llama-cpp';
 import { makeModel } from '../../src/model/make-model.js';
 import { loadModel } from '../../src/model/loaders/index.js';
-import { LlamaModel } from '../../src/model/llama.js';
+import { TransformerModel } from '../../src/model/transformer.js';
 import { createKvStorage } from '../../src/model/kv-storage.js';
 import { referenceKernels } from '../../src/model/kernels/reference.js';
 import { randomTokens } from './ragged-batch.js';
@@ -103,7 +103,7 @@ function argmaxRow(logits: Float32Array, off: number, n: number): number {
   return best;
 }
 
-describe('LlamaModel vs llama.cpp on generated GGUF models', () => {
+describe('TransformerModel vs llama.cpp on generated GGUF models', () => {
   let dir: string;
   let llama: Llama;
   before(async () => {
@@ -128,7 +128,7 @@ describe('LlamaModel vs llama.cpp on generated GGUF models', () => {
       const prompt = [1, ...randomTokens(PROMPT_LEN - 1, V - 3, 500 + ci).map((t) => t + 3)];
 
       // Ours: the whole prompt as one prefill with logits at every row, then greedy decode.
-      const model = new LlamaModel(cfg, loaded.weights, referenceKernels);
+      const model = new TransformerModel(cfg, loaded.weights, referenceKernels);
       const blockSize = 16;
       const total = PROMPT_LEN + CONTINUATION;
       const kv = createKvStorage(cfg, Math.ceil(total / blockSize), blockSize);
@@ -173,7 +173,7 @@ describe('LlamaModel vs llama.cpp on generated GGUF models', () => {
         assert.ok(worst <= c.tol, `max |log p difference| ${worst} > ${c.tol} at ${where}`);
         let note = '';
         if (c.emulatedTol !== undefined) {
-          const emulated = new LlamaModel(cfg, loaded.weights, f16ActivationKernels);
+          const emulated = new TransformerModel(cfg, loaded.weights, f16ActivationKernels);
           const kv2 = createKvStorage(cfg, kv.numBlocks, blockSize);
           const ours2 = emulated.forward({ tokens: Int32Array.from(prompt), logitRows: Int32Array.from(all), meta: meta(all) }, kv2);
           const e = worstLogProbDiff(ours2, theirs, V);

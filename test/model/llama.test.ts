@@ -5,7 +5,7 @@ import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { sharedModelFile, STORIES260K } from '../helpers/models.js';
 import { loadModel, type LoadedModel } from '../../src/model/loaders/index.js';
-import { LlamaModel, ModelInputError } from '../../src/model/llama.js';
+import { TransformerModel, ModelInputError } from '../../src/model/transformer.js';
 import { createKvStorage } from '../../src/model/kv-storage.js';
 import { referenceKernels } from '../../src/model/kernels/reference.js';
 import { NaiveLlama, argmax } from './naive-llama.js';
@@ -13,12 +13,12 @@ import { firstBitDifference, maxAbsDiff, randomTokens, runPlan, type Chunk } fro
 
 const file = sharedModelFile(STORIES260K);
 
-describe('LlamaModel on stories260K', { skip: file.missing }, () => {
+describe('TransformerModel on stories260K', { skip: file.missing }, () => {
   let loaded: LoadedModel;
-  let model: LlamaModel;
+  let model: TransformerModel;
   before(async () => {
     loaded = await loadModel(file.path);
-    model = new LlamaModel(loaded.config, loaded.weights, referenceKernels);
+    model = new TransformerModel(loaded.config, loaded.weights, referenceKernels);
   });
 
   it('greedy decoding from BOS matches the naive oracle token for token (logits within 1e-4)', () => {
@@ -127,7 +127,7 @@ describe('LlamaModel on stories260K', { skip: file.missing }, () => {
   });
 
   it('rejects weights that do not match the config', () => {
-    assert.throws(() => new LlamaModel({ ...loaded.config, nLayers: 4 }, loaded.weights, referenceKernels), /5 layers, the config says 4/);
-    assert.throws(() => new LlamaModel({ ...loaded.config, hiddenDim: 128 }, loaded.weights, referenceKernels), (e: Error) => e instanceof ModelInputError && /ffn gate/.test(e.message));
+    assert.throws(() => new TransformerModel({ ...loaded.config, nLayers: 4 }, loaded.weights, referenceKernels), /5 layers, the config says 4/);
+    assert.throws(() => new TransformerModel({ ...loaded.config, hiddenDim: 128 }, loaded.weights, referenceKernels), (e: Error) => e instanceof ModelInputError && /ffn gate/.test(e.message));
   });
 });

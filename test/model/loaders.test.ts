@@ -140,7 +140,7 @@ test('GGUF mapping: untied output, optional keys default, f16 norms become float
 
 test('GGUF errors: unsupported architecture, missing keys and tensors, wrong shapes, unsupported tensor type', async () => {
   const cases: Array<[string, Uint8Array, RegExp]> = [
-    ['arch.gguf', variant((s) => setMeta(s, 'general.architecture', ggufValue.string('gpt2'))), /unsupported model architecture 'gpt2' \(only 'llama' is supported\)/],
+    ['arch.gguf', variant((s) => setMeta(s, 'general.architecture', ggufValue.string('gpt2'))), /unsupported model architecture 'gpt2' \(supported: llama, qwen2, qwen3, gemma3\)/],
     ['noarch.gguf', variant((s) => setMeta(s, 'general.architecture', undefined)), /lacks 'general\.architecture'/],
     ['nodim.gguf', variant((s) => setMeta(s, 'llama.embedding_length', undefined)), /lacks 'llama\.embedding_length'/],
     ['baddim.gguf', variant((s) => setMeta(s, 'llama.embedding_length', ggufValue.string('64'))), /'llama\.embedding_length' must be a positive integer/],

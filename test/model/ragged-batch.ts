@@ -1,7 +1,7 @@
-// Test helpers: drive LlamaModel over hand-made ragged batches on a paged KV cache, recording the
+// Test helpers: drive TransformerModel over hand-made ragged batches on a paged KV cache, recording the
 // logits of every row, so different schedules of the same token streams can be compared.
 
-import { LlamaModel } from '../../src/model/llama.js';
+import { TransformerModel } from '../../src/model/transformer.js';
 import { createKvStorage } from '../../src/model/kv-storage.js';
 import type { KvStorage } from '../../src/model/kernels/types.js';
 
@@ -33,7 +33,7 @@ export interface Chunk {
  * sequence, the logits row computed at each of its positions. Blocks come from a shuffled pool so
  * block tables are scattered, as they are under a real allocator.
  */
-export function runPlan(model: LlamaModel, streams: number[][], plan: Chunk[][], blockSize: number, shuffleSeed = 7): Float32Array[][] {
+export function runPlan(model: TransformerModel, streams: number[][], plan: Chunk[][], blockSize: number, shuffleSeed = 7): Float32Array[][] {
   const vocab = model.config.vocabSize;
   const blocksPer = streams.map((s) => Math.ceil(s.length / blockSize));
   const numBlocks = blocksPer.reduce((a, b) => a + b, 0);

@@ -30,15 +30,20 @@ interface AddonKernels {
   readonly threads: number;
   matmul(out: Float32Array, x: Float32Array, w: Uint8Array, dtype: number, rows: number, cols: number, M: number, name: string): void;
   rmsnorm(out: Float32Array, x: Float32Array, weight: Float32Array, M: number, dim: number, eps: number): void;
-  rope(x: Float32Array, positions: Int32Array, M: number, nHeads: number, headDim: number, ropeDim: number, theta: number): void;
+  rope(
+    x: Float32Array, positions: Int32Array, M: number, nHeads: number, headDim: number, ropeDim: number, theta: number,
+    neox: boolean, freqScale: number, freqFactors: Float32Array | null,
+  ): void;
   siluMul(out: Float32Array, gate: Float32Array, up: Float32Array, n: number): void;
+  geluMul(out: Float32Array, gate: Float32Array, up: Float32Array, n: number): void;
+  addBias(x: Float32Array, bias: Float32Array, M: number, width: number): void;
   add(out: Float32Array, a: Float32Array, n: number): void;
   embed(out: Float32Array, table: Uint8Array, dtype: number, rows: number, cols: number, tokens: Int32Array, M: number, name: string): void;
   writeKv(kc: Float32Array, vc: Float32Array, numSlots: number, kvDim: number, k: Float32Array, v: Float32Array, numRows: number, slotMapping: Int32Array): void;
   attention(
     out: Float32Array, q: Float32Array, kc: Float32Array, vc: Float32Array, numBlocks: number, blockSize: number,
     nKvHeads: number, headDim: number, numRows: number, positions: Int32Array, rowSeq: Int32Array,
-    blockTables: Int32Array, maxBlocksPerSeq: number, nHeads: number,
+    blockTables: Int32Array, maxBlocksPerSeq: number, nHeads: number, scale?: number, window?: number,
   ): void;
   readBuffer(buf: Float32Array, reps: number): number;
   close(): void;
@@ -168,11 +173,19 @@ export function createNativeKernels(opts: { threads?: number } = {}): NativeKern
     rmsnorm(out, x, weight, M, dim, eps) {
       call('rmsnorm', () => k.rmsnorm(out, x, weight, M, dim, eps));
     },
-    rope(x, positions, M, nHeads, headDim, ropeDim, theta) {
-      call('rope', () => k.rope(x, positions, M, nHeads, headDim, ropeDim, theta));
+    rope(x, positions, M, nHeads, headDim, ropeDim, theta, opts = {}) {
+      call('rope', () =>
+        k.rope(x, positions, M, nHeads, headDim, ropeDim, theta, opts.style === 'neox', opts.freqScale ?? 1, opts.freqFactors ?? null),
+      );
     },
     siluMul(out, gate, up, n) {
       call('siluMul', () => k.siluMul(out, gate, up, n));
+    },
+    geluMul(out, gate, up, n) {
+      call('geluMul', () => k.geluMul(out, gate, up, n));
+    },
+    addBias(x, bias, M, width) {
+      call('addBias', () => k.addBias(x, bias, M, width));
     },
     add(out, a, n) {
       call('add', () => k.add(out, a, n));
@@ -188,12 +201,12 @@ export function createNativeKernels(opts: { threads?: number } = {}): NativeKern
         k.writeKv(kv.k[layer]!, kv.v[layer]!, kv.numBlocks * kv.blockSize, kvDim, kIn, vIn, meta.numRows, meta.slotMapping),
       );
     },
-    attention(out, q, kv, layer, meta, nHeads) {
+    attention(out, q, kv, layer, meta, nHeads, opts = {}) {
       checkLayer('attention', kv, layer);
       call('attention', () =>
         k.attention(
           out, q, kv.k[layer]!, kv.v[layer]!, kv.numBlocks, kv.blockSize, kv.nKvHeads, kv.headDim,
-          meta.numRows, meta.positions, meta.rowSeq, meta.blockTables, meta.maxBlocksPerSeq, nHeads,
+          meta.numRows, meta.positions, meta.rowSeq, meta.blockTables, meta.maxBlocksPerSeq, nHeads, opts.scale, opts.window ?? 0,
         ),
       );
     },

@@ -7,7 +7,7 @@
 // JavaScript doubles and is rounded to float32 once on store; JS never fuses multiply-adds, so the
 // same inputs always give the same bits.
 
-import type { AttentionMeta, Kernels, KvStorage } from './types.js';
+import type { AttentionMeta, AttentionOptions, Kernels, KvStorage, RopeOptions } from './types.js';
 import type { WeightTensor } from '../weights.js';
 import { dequantizeRow } from '../quant.js';
 
@@ -161,25 +161,33 @@ function ropeFreqs(theta: number, ropeDim: number): Float64Array {
   return f;
 }
 
-function rope(x: Float32Array, positions: Int32Array, M: number, nHeads: number, headDim: number, ropeDim: number, theta: number): void {
+function rope(x: Float32Array, positions: Int32Array, M: number, nHeads: number, headDim: number, ropeDim: number, theta: number, opts: RopeOptions = {}): void {
   const width = nHeads * headDim;
   if (x.length < M * width) throw new KernelArgumentError('rope', `x holds ${x.length} floats, ${M} rows of ${width} need ${M * width}`);
   if (positions.length < M) throw new KernelArgumentError('rope', `${positions.length} positions for ${M} rows`);
   if (ropeDim % 2 !== 0 || ropeDim > headDim || ropeDim < 0) throw new KernelArgumentError('rope', `ropeDim ${ropeDim} must be even and at most headDim ${headDim}`);
-  const freqs = ropeFreqs(theta, ropeDim);
   const half = ropeDim / 2;
+  const ff = opts.freqFactors;
+  if (ff && ff.length < half) throw new KernelArgumentError('rope', `${ff.length} frequency factors for ${half} rotated pairs`);
+  const freqScale = opts.freqScale ?? 1;
+  let freqs = ropeFreqs(theta, ropeDim);
+  if (freqScale !== 1 || ff) freqs = freqs.map((f, i) => (freqScale * f) / (ff ? ff[i] : 1));
+  // Pair i is (2i, 2i+1) in the normal style and (i, i+half) in the NeoX style.
+  const neox = opts.style === 'neox';
+  const second = neox ? half : 1;
   for (let m = 0; m < M; m++) {
     const pos = positions[m];
     for (let i = 0; i < half; i++) {
       const angle = pos * freqs[i];
       const c = Math.cos(angle);
       const s = Math.sin(angle);
+      const first = neox ? i : 2 * i;
       for (let h = 0; h < nHeads; h++) {
-        const o = m * width + h * headDim + 2 * i;
+        const o = m * width + h * headDim + first;
         const a = x[o];
-        const b = x[o + 1];
+        const b = x[o + second];
         x[o] = a * c - b * s;
-        x[o + 1] = a * s + b * c;
+        x[o + second] = a * s + b * c;
       }
     }
   }
@@ -190,6 +198,28 @@ function siluMul(out: Float32Array, gate: Float32Array, up: Float32Array, n: num
   for (let i = 0; i < n; i++) {
     const g = gate[i];
     out[i] = (g / (1 + Math.exp(-g))) * up[i];
+  }
+}
+
+const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
+const GELU_COEF_A = 0.044715;
+
+/** GELU with the tanh approximation, as Gemma's "gelu_pytorch_tanh" and ggml's ggml_gelu define it. */
+export function geluTanh(x: number): number {
+  return 0.5 * x * (1 + Math.tanh(SQRT_2_OVER_PI * x * (1 + GELU_COEF_A * x * x)));
+}
+
+function geluMul(out: Float32Array, gate: Float32Array, up: Float32Array, n: number): void {
+  if (gate.length < n || up.length < n || out.length < n) throw new KernelArgumentError('geluMul', `buffers shorter than n=${n}`);
+  for (let i = 0; i < n; i++) out[i] = Math.fround(geluTanh(gate[i])) * up[i];
+}
+
+function addBias(x: Float32Array, bias: Float32Array, M: number, width: number): void {
+  if (bias.length < width) throw new KernelArgumentError('addBias', `bias holds ${bias.length} floats, width is ${width}`);
+  if (x.length < M * width) throw new KernelArgumentError('addBias', `x holds ${x.length} floats, ${M} rows of ${width} need ${M * width}`);
+  for (let m = 0; m < M; m++) {
+    const o = m * width;
+    for (let i = 0; i < width; i++) x[o + i] += bias[i];
   }
 }
 
@@ -230,14 +260,16 @@ function writeKv(kv: KvStorage, layer: number, k: Float32Array, v: Float32Array,
   }
 }
 
-function attention(out: Float32Array, q: Float32Array, kv: KvStorage, layer: number, meta: AttentionMeta, nHeads: number): void {
+function attention(out: Float32Array, q: Float32Array, kv: KvStorage, layer: number, meta: AttentionMeta, nHeads: number, opts: AttentionOptions = {}): void {
   const { headDim, nKvHeads, blockSize } = kv;
   if (!(layer >= 0 && layer < kv.nLayers)) throw new KernelArgumentError('attention', `layer ${layer} outside 0..${kv.nLayers - 1}`);
   if (nHeads % nKvHeads !== 0) throw new KernelArgumentError('attention', `nHeads ${nHeads} is not a multiple of nKvHeads ${nKvHeads}`);
   const qDim = nHeads * headDim;
   const kvDim = nKvHeads * headDim;
   const group = nHeads / nKvHeads;
-  const scale = 1 / Math.sqrt(headDim);
+  const scale = opts.scale ?? 1 / Math.sqrt(headDim);
+  const window = opts.window ?? 0;
+  if (!(Number.isInteger(window) && window >= 0)) throw new KernelArgumentError('attention', `window ${window} must be a non-negative integer`);
   const kc = kv.k[layer];
   const vc = kv.v[layer];
   if (accScratch.length < group * headDim) accScratch = new Float64Array(group * headDim);
@@ -245,6 +277,9 @@ function attention(out: Float32Array, q: Float32Array, kv: KvStorage, layer: num
   for (let r = 0; r < meta.numRows; r++) {
     const pos = meta.positions[r];
     const n = pos + 1;
+    // A sliding window drops the keys more than window-1 positions behind the row (llama.cpp's is_masked_swa).
+    const lo = window > 0 ? Math.max(0, n - window) : 0;
+    const seen = n - lo;
     const nBlocks = Math.ceil(n / blockSize);
     if (nBlocks > meta.maxBlocksPerSeq) {
       throw new KernelArgumentError('attention', `row ${r} at position ${pos} needs ${nBlocks} blocks, block tables hold ${meta.maxBlocksPerSeq}`);
@@ -268,22 +303,22 @@ function attention(out: Float32Array, q: Float32Array, kv: KvStorage, layer: num
     for (let g = 0; g < nKvHeads; g++) {
       const ho = g * headDim;
       const q0 = r * qDim + g * group * headDim;
-      // Pass 1: scores q·k / sqrt(headDim) for all positions.
-      for (let t = 0; t < n; t++) {
+      // Pass 1: scores q·k * scale for the positions the row sees (lo..pos).
+      for (let t = lo; t < n; t++) {
         const ko = slots[t] * kvDim + ho;
         for (let j = 0; j < group; j++) {
           const qo = q0 + j * headDim;
-          scores[j * n + t] = dotInOrder(q, qo, kc, ko, headDim) * scale;
+          scores[j * seen + t - lo] = dotInOrder(q, qo, kc, ko, headDim) * scale;
         }
       }
       // Softmax weights (unnormalised) per head.
-      const sums = softmaxWeights(scores, group, n);
+      const sums = softmaxWeights(scores, group, seen);
       // Pass 2: weighted sum of values, positions in order.
       acc.fill(0, 0, group * headDim);
-      for (let t = 0; t < n; t++) {
+      for (let t = lo; t < n; t++) {
         const vo = slots[t] * kvDim + ho;
         for (let j = 0; j < group; j++) {
-          const p = scores[j * n + t];
+          const p = scores[j * seen + t - lo];
           axpy(acc, j * headDim, p, vc, vo, headDim);
         }
       }
@@ -349,6 +384,8 @@ export const referenceKernels: Kernels = {
   rmsnorm,
   rope,
   siluMul,
+  geluMul,
+  addBias,
   add,
   embed,
   writeKv,

@@ -7,6 +7,24 @@
 // across output features, never across the reduction dimension).
 
 import type { WeightTensor } from '../weights.js';
+import type { RopeStyle } from '../families.js';
+
+/** What varies RoPE between families and files; every field defaults to plain Llama RoPE. */
+export interface RopeOptions {
+  /** 'normal' rotates (2i, 2i+1), 'neox' rotates (i, i + ropeDim/2). */
+  style?: RopeStyle;
+  /** Linear scaling: angles are multiplied by this. */
+  freqScale?: number;
+  /** Per-pair divisors of the frequency (Llama 3.1's rope_freqs), ropeDim/2 of them. */
+  freqFactors?: Float32Array;
+}
+
+export interface AttentionOptions {
+  /** Multiplies q.k; default 1/sqrt(headDim). */
+  scale?: number;
+  /** Sliding window: a row at position p sees keys p-window+1..p (0 or absent: keys 0..p). */
+  window?: number;
+}
 
 /** Paged KV storage of one model: per layer, K and V arrays of numBlocks*blockSize slots. */
 export interface KvStorage {
@@ -49,10 +67,16 @@ export interface Kernels {
    * In-place rotary embedding (Llama/GGUF "normal" style: adjacent pairs (2i, 2i+1)) on M rows, each
    * nHeads*headDim wide; only the first ropeDim dims of each head rotate. Row m uses positions[m].
    */
-  rope(x: Float32Array, positions: Int32Array, M: number, nHeads: number, headDim: number, ropeDim: number, theta: number): void;
+  rope(x: Float32Array, positions: Int32Array, M: number, nHeads: number, headDim: number, ropeDim: number, theta: number, opts?: RopeOptions): void;
 
   /** out[i] = silu(gate[i]) * up[i], i < n. out may alias gate. */
   siluMul(out: Float32Array, gate: Float32Array, up: Float32Array, n: number): void;
+
+  /** out[i] = gelu(gate[i]) * up[i] with GELU's tanh approximation (ggml's), i < n. out may alias gate. */
+  geluMul(out: Float32Array, gate: Float32Array, up: Float32Array, n: number): void;
+
+  /** x[m*width + i] += bias[i] for m < M, i < width. */
+  addBias(x: Float32Array, bias: Float32Array, M: number, width: number): void;
 
   /** out[i] += a[i], i < n. */
   add(out: Float32Array, a: Float32Array, n: number): void;
@@ -68,5 +92,5 @@ export interface Kernels {
    * over keys 0..positions[r] of its sequence, query head h reading KV head floor(h / (nHeads/nKvHeads)).
    * Keys are visited in position order so the result does not depend on chunking.
    */
-  attention(out: Float32Array, q: Float32Array, kv: KvStorage, layer: number, meta: AttentionMeta, nHeads: number): void;
+  attention(out: Float32Array, q: Float32Array, kv: KvStorage, layer: number, meta: AttentionMeta, nHeads: number, opts?: AttentionOptions): void;
 }

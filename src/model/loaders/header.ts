@@ -4,7 +4,7 @@
 import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import type { ModelConfig } from '../config.js';
 import { fileSystemError, GGUF_MAGIC, readGgufHeader, type GgufValue } from './gguf.js';
-import { llamaConfigFromGguf } from './gguf-llama.js';
+import { modelConfigFromGguf } from './gguf-model.js';
 import { LLAMA2C_HEADER_BYTES, llama2cConfigFromHeader } from './llama2c.js';
 import { ModelFileError } from './errors.js';
 
@@ -48,7 +48,7 @@ export async function readModelHeader(path: string): Promise<ModelHeader> {
   if (fileSize === 0) throw new ModelFileError(path, 'file is empty');
   if (detectFormat(bytes) === 'gguf') {
     const header = readGgufHeader(path);
-    return { format: 'gguf', config: llamaConfigFromGguf(header), metadata: header.metadata };
+    return { format: 'gguf', config: modelConfigFromGguf(header), metadata: header.metadata };
   }
   return { format: 'llama2c', config: llama2cConfigFromHeader(bytes, fileSize, path), metadata: {} };
 }

@@ -5,7 +5,7 @@ import type { ModelConfig } from '../config.js';
 import type { LlamaWeights } from '../weights.js';
 import { ModelFileError } from './errors.js';
 import { parseGguf, readModelBytes, type GgufValue } from './gguf.js';
-import { llamaConfigFromGguf, llamaWeightsFromGguf } from './gguf-llama.js';
+import { modelConfigFromGguf, modelWeightsFromGguf } from './gguf-model.js';
 import { detectFormat, type ModelFormat } from './header.js';
 import { parseLlama2c } from './llama2c.js';
 
@@ -26,8 +26,8 @@ export async function loadModel(path: string): Promise<LoadedModel> {
   if (bytes.byteLength === 0) throw new ModelFileError(path, 'file is empty');
   if (detectFormat(bytes) === 'gguf') {
     const file = parseGguf(bytes, path);
-    const config = llamaConfigFromGguf(file);
-    return { format: 'gguf', config, weights: llamaWeightsFromGguf(file, config), metadata: file.metadata };
+    const config = modelConfigFromGguf(file);
+    return { format: 'gguf', config, weights: modelWeightsFromGguf(file, config), metadata: file.metadata };
   }
   const { config, weights } = parseLlama2c(bytes, path);
   return { format: 'llama2c', config, weights, metadata: {} };

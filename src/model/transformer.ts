@@ -1,11 +1,17 @@
-// The Llama forward pass over one ragged batch: rows are tokens of any number of sequences, each at
-// its own position, all attending over the paged KV cache. Prefill chunks and single decode tokens
-// of different sequences share every matmul; only attention looks at which sequence a row is in.
-// The scheduler's choices never change a row's result: every kernel is batch-invariant.
+// The forward pass of every supported family over one ragged batch: rows are tokens of any number
+// of sequences, each at its own position, all attending over the paged KV cache. Prefill chunks and
+// single decode tokens of different sequences share every matmul; only attention looks at which
+// sequence a row is in. The scheduler's choices never change a row's result: every kernel is
+// batch-invariant.
+//
+// One pass serves Llama, Qwen2, Qwen3 and Gemma 3: where they differ it reads the family's traits
+// (families.ts) and the file's values (ModelConfig), and optional weights (biases, q/k norms,
+// post-norms) are applied when the file has them.
 
-import type { ModelConfig } from './config.js';
-import type { LlamaWeights, WeightTensor } from './weights.js';
-import type { AttentionMeta, Kernels, KvStorage } from './kernels/types.js';
+import { familyOf, layerAttention, type ModelConfig } from './config.js';
+import type { FamilyTraits } from './families.js';
+import type { LayerWeights, LlamaWeights, WeightTensor } from './weights.js';
+import type { AttentionMeta, Kernels, KvStorage, RopeOptions } from './kernels/types.js';
 
 export interface ForwardBatch {
   /** One token id per row (numRows = meta.numRows). */
@@ -28,8 +34,9 @@ function ensure(buf: Float32Array, n: number): Float32Array {
   return buf.length >= n ? buf : new Float32Array(Math.max(n, Math.ceil(buf.length * 1.5)));
 }
 
-export class LlamaModel {
+export class TransformerModel {
   readonly config: ModelConfig;
+  readonly family: FamilyTraits;
   readonly weights: LlamaWeights;
   readonly kernels: Kernels;
 
@@ -48,6 +55,7 @@ export class LlamaModel {
     this.config = config;
     this.weights = weights;
     this.kernels = kernels;
+    this.family = familyOf(config);
     checkWeights(config, weights);
   }
 
@@ -73,31 +81,18 @@ export class LlamaModel {
     this.hb = ensure(this.hb, N * hidden);
     this.hb2 = ensure(this.hb2, N * hidden);
     this.xLast = ensure(this.xLast, L * dim);
-    const { x, xb, q, k, v, att, hb, hb2 } = this;
-    const positions = batch.meta.positions;
+    const x = this.x;
 
     K.embed(x, w.tokenEmbedding, batch.tokens, N);
+    if (this.family.scaleEmbedding) {
+      // Gemma multiplies the embedding by sqrt(dim), rounded to float32 as llama.cpp's sqrtf.
+      const s = Math.fround(Math.sqrt(dim));
+      for (let i = 0; i < N * dim; i++) x[i] *= s;
+    }
     for (let l = 0; l < c.nLayers; l++) {
       const lw = w.layers[l];
-      // Attention block: x += wo · attention(rope(wq·norm(x)), rope(wk·norm(x)), wv·norm(x)).
-      K.rmsnorm(xb, x, lw.attnNorm, N, dim, c.normEps);
-      K.matmul(q, xb, lw.wq, N);
-      K.matmul(k, xb, lw.wk, N);
-      K.matmul(v, xb, lw.wv, N);
-      K.rope(q, positions, N, c.nHeads, c.headDim, c.ropeDim, c.ropeTheta);
-      K.rope(k, positions, N, c.nKvHeads, c.headDim, c.ropeDim, c.ropeTheta);
-      // Keys and values go into the cache first, so a prefill row sees the earlier rows of its own chunk.
-      K.writeKv(kv, l, k, v, batch.meta);
-      K.attention(att, q, kv, l, batch.meta, c.nHeads);
-      K.matmul(xb, att, lw.wo, N);
-      K.add(x, xb, N * dim);
-      // Feed-forward block (SwiGLU): x += w2 · (silu(w1·norm(x)) * w3·norm(x)).
-      K.rmsnorm(xb, x, lw.ffnNorm, N, dim, c.normEps);
-      K.matmul(hb, xb, lw.wGate, N);
-      K.matmul(hb2, xb, lw.wUp, N);
-      K.siluMul(hb, hb, hb2, N * hidden);
-      K.matmul(xb, hb, lw.wDown, N);
-      K.add(x, xb, N * dim);
+      this.attentionBlock(l, lw, N, batch.meta, kv);
+      this.ffnBlock(lw, N);
     }
 
     // Only the rows that will be sampled pay for the final norm and the vocabulary-sized matmul.
@@ -109,7 +104,54 @@ export class LlamaModel {
     K.rmsnorm(xLast, xLast, w.outputNorm, L, dim, c.normEps);
     const logits = new Float32Array(L * c.vocabSize);
     K.matmul(logits, xLast, w.output, L);
+    const cap = c.finalLogitSoftcap;
+    if (cap) for (let i = 0; i < logits.length; i++) logits[i] = cap * Math.tanh(logits[i] / cap);
     return logits;
+  }
+
+  /** x += wo · attention(rope(norm_q(wq·norm(x) + bq)), rope(norm_k(wk·norm(x) + bk)), wv·norm(x) + bv), post-normed where the family does. */
+  private attentionBlock(l: number, lw: LayerWeights, N: number, meta: AttentionMeta, kv: KvStorage): void {
+    const c = this.config;
+    const K = this.kernels;
+    const { x, xb, q, k, v, att } = this;
+    const qDim = c.nHeads * c.headDim;
+    const kvDim = c.nKvHeads * c.headDim;
+    K.rmsnorm(xb, x, lw.attnNorm, N, c.dim, c.normEps);
+    K.matmul(q, xb, lw.wq, N);
+    K.matmul(k, xb, lw.wk, N);
+    K.matmul(v, xb, lw.wv, N);
+    if (lw.bq) K.addBias(q, lw.bq, N, qDim);
+    if (lw.bk) K.addBias(k, lw.bk, N, kvDim);
+    if (lw.bv) K.addBias(v, lw.bv, N, kvDim);
+    // Per-head norms: each head's headDim values are one row for rmsnorm.
+    if (lw.qNorm) K.rmsnorm(q, q, lw.qNorm, N * c.nHeads, c.headDim, c.normEps);
+    if (lw.kNorm) K.rmsnorm(k, k, lw.kNorm, N * c.nKvHeads, c.headDim, c.normEps);
+    const layer = layerAttention(c, l);
+    const rope: RopeOptions = { style: this.family.ropeStyle, freqScale: layer.ropeFreqScale, freqFactors: this.weights.ropeFreqFactors };
+    K.rope(q, meta.positions, N, c.nHeads, c.headDim, c.ropeDim, layer.ropeTheta, rope);
+    K.rope(k, meta.positions, N, c.nKvHeads, c.headDim, c.ropeDim, layer.ropeTheta, rope);
+    // Keys and values go into the cache first, so a prefill row sees the earlier rows of its own chunk.
+    K.writeKv(kv, l, k, v, meta);
+    K.attention(att, q, kv, l, meta, c.nHeads, { scale: c.attentionScale, window: layer.window });
+    K.matmul(xb, att, lw.wo, N);
+    if (lw.bo) K.addBias(xb, lw.bo, N, c.dim);
+    if (lw.attnPostNorm) K.rmsnorm(xb, xb, lw.attnPostNorm, N, c.dim, c.normEps);
+    K.add(x, xb, N * c.dim);
+  }
+
+  /** Gated feed-forward: x += w2 · (act(w1·norm(x)) * w3·norm(x)), post-normed where the family does. */
+  private ffnBlock(lw: LayerWeights, N: number): void {
+    const c = this.config;
+    const K = this.kernels;
+    const { x, xb, hb, hb2 } = this;
+    K.rmsnorm(xb, x, lw.ffnNorm, N, c.dim, c.normEps);
+    K.matmul(hb, xb, lw.wGate, N);
+    K.matmul(hb2, xb, lw.wUp, N);
+    if (this.family.ffnActivation === 'gelu') K.geluMul(hb, hb, hb2, N * c.hiddenDim);
+    else K.siluMul(hb, hb, hb2, N * c.hiddenDim);
+    K.matmul(xb, hb, lw.wDown, N);
+    if (lw.ffnPostNorm) K.rmsnorm(xb, xb, lw.ffnPostNorm, N, c.dim, c.normEps);
+    K.add(x, xb, N * c.dim);
   }
 }
 
@@ -142,7 +184,14 @@ function checkWeights(c: ModelConfig, w: LlamaWeights): void {
     checkTensor(lw.wGate, c.hiddenDim, c.dim, `layer ${l} ffn gate`);
     checkTensor(lw.wUp, c.hiddenDim, c.dim, `layer ${l} ffn up`);
     checkTensor(lw.wDown, c.dim, c.hiddenDim, `layer ${l} ffn down`);
+    const optional: Array<[Float32Array | undefined, number, string]> = [
+      [lw.bq, qDim, 'q bias'], [lw.bk, kvDim, 'k bias'], [lw.bv, kvDim, 'v bias'], [lw.bo, c.dim, 'output bias'],
+      [lw.qNorm, c.headDim, 'q norm'], [lw.kNorm, c.headDim, 'k norm'],
+      [lw.attnPostNorm, c.dim, 'attention post-norm'], [lw.ffnPostNorm, c.dim, 'ffn post-norm'],
+    ];
+    for (const [a, n, what] of optional) if (a) checkVector(a, n, `layer ${l} ${what}`);
   });
+  if (w.ropeFreqFactors) checkVector(w.ropeFreqFactors, c.ropeDim / 2, 'rope frequency factors');
 }
 
 function checkBatch(c: ModelConfig, b: ForwardBatch, kv: KvStorage): void {
