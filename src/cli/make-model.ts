@@ -1,6 +1,7 @@
 // `stepwise make-model`: writes a deterministic random-weight GGUF model (see src/model/make-model.ts).
 import { parseArgs } from 'node:util';
 import { makeModel, PRESETS, type ModelPreset } from '../model/make-model.js';
+import { ARCHITECTURES, isArchitecture } from '../model/families.js';
 import { DTYPES, isDType } from '../model/quant.js';
 import { ModelFileError } from '../model/loaders/errors.js';
 
@@ -15,7 +16,13 @@ const HELP = `Usage: stepwise make-model --preset tiny|small|110m --dtype TYPE -
   --vocab FILE      llama2.c tokenizer.bin to take the vocabulary from (default: synthetic)
   --tied            share the embedding with the output projection
   --untied          separate output projection
-  --kv-heads N      key/value heads (must divide the preset's heads)`;
+  --kv-heads N      key/value heads (must divide the preset's heads)
+  --arch NAME       ${ARCHITECTURES.join(', ')} (default llama): that family's exact tensor layout
+                    and metadata (qwen2: q/k/v biases; qwen3: q/k norms; gemma3: q/k norms,
+                    post-norms, GELU, sliding-window layers)
+  --head-dim N      head width when it is not dim / heads (as Qwen3 and Gemma 3 have)
+  --rope-freqs      Llama 3.1-style rope_freqs frequency factors (llama only; RoPE base 500000)
+  --sliding-window N  gemma3's attention window (default 512)`;
 
 /** Prints a usage mistake and returns the exit code for it (no stack trace). */
 function usageError(msg: string): number {
@@ -39,6 +46,10 @@ export async function runMakeModel(argv: string[]): Promise<number> {
         tied: { type: 'boolean' },
         untied: { type: 'boolean' },
         'kv-heads': { type: 'string' },
+        arch: { type: 'string' },
+        'head-dim': { type: 'string' },
+        'rope-freqs': { type: 'boolean' },
+        'sliding-window': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -69,6 +80,21 @@ export async function runMakeModel(argv: string[]): Promise<number> {
       return usageError(`--kv-heads must be a positive divisor of the preset's ${nHeads} heads, got '${raw}'`);
     }
   }
+  const arch = (values.arch as string | undefined) ?? 'llama';
+  if (!isArchitecture(arch)) return usageError(`unknown --arch '${arch}' (${ARCHITECTURES.join(', ')})`);
+  const positive = (flag: string): number | undefined | string => {
+    const raw = values[flag] as string | undefined;
+    if (raw === undefined) return undefined;
+    const n = Number(raw);
+    return /^\d+$/.test(raw.trim()) && n > 0 ? n : `--${flag} must be a positive integer, got '${raw}'`;
+  };
+  const headDim = positive('head-dim');
+  if (typeof headDim === 'string') return usageError(headDim);
+  if (headDim !== undefined && headDim % 2 !== 0) return usageError(`--head-dim must be even, got ${headDim}`);
+  const slidingWindow = positive('sliding-window');
+  if (typeof slidingWindow === 'string') return usageError(slidingWindow);
+  if (slidingWindow !== undefined && arch !== 'gemma3') return usageError('--sliding-window applies to --arch gemma3 only');
+  if (values['rope-freqs'] && arch !== 'llama') return usageError('--rope-freqs applies to --arch llama only');
   const t0 = performance.now();
   try {
     const s = await makeModel({
@@ -79,10 +105,12 @@ export async function runMakeModel(argv: string[]): Promise<number> {
       vocab: values.vocab as string | undefined,
       tied: values.tied ? true : values.untied ? false : undefined,
       nKvHeads,
+      headDim,
+      arch: { arch, ropeFreqs: values['rope-freqs'] === true, slidingWindow },
     });
     const types = Object.entries(s.tensorsByDtype).map(([d, n]) => `${n} ${d}`).join(', ');
     process.stdout.write(
-      `wrote ${s.path}: ${preset} ${dtype}, ${(s.params / 1e6).toFixed(2)}M params, ${(s.bytes / 2 ** 20).toFixed(1)} MiB of tensors ` +
+      `wrote ${s.path}: ${arch} ${preset} ${dtype}, ${(s.params / 1e6).toFixed(2)}M params, ${(s.bytes / 2 ** 20).toFixed(1)} MiB of tensors ` +
         `(${types}), vocab ${s.shape.vocabSize}, ${s.shape.tied ? 'tied' : 'untied'}, ${s.shape.nKvHeads} kv heads, ` +
         `${((performance.now() - t0) / 1000).toFixed(1)} s\n`,
     );

@@ -30,6 +30,7 @@ import { writeGgufFile, ggufValue, type GgufSpec, type GgufTensorSpec, type Gguf
 import { readLlama2cVocab } from './loaders/llama2c-vocab.js';
 import { splitmix32, Xoshiro128StarStar } from '../util/xoshiro128.js';
 import { spmVocabFromLlama2c, syntheticVocab, type SpmVocab } from './synthetic-vocab.js';
+import { FAMILIES, isArchitecture, ARCHITECTURES, type Architecture } from './families.js';
 
 export type ModelPreset = 'tiny' | 'small' | '110m';
 
@@ -42,7 +43,25 @@ export interface PresetShape {
   vocabSize: number;
   contextLength: number;
   tied: boolean;
+  /** Head width when it is not dim / nHeads (Qwen3, Gemma 3 write attention.key_length). */
+  headDim?: number;
 }
+
+/**
+ * The family-specific parts of a generated file, with each family's usual values: what
+ * `general.architecture` says, the RoPE base, Llama 3.1's rope_freqs, Gemma 3's sliding window.
+ */
+export interface ArchOptions {
+  arch: Architecture;
+  /** RoPE base; default: the family's usual one (llama 10000, qwen 1e6, gemma3 global 1e6). */
+  ropeTheta?: number;
+  /** Llama 3.1-style `rope_freqs.weight` (computed as the converter does for factor 8). */
+  ropeFreqs?: boolean;
+  /** Gemma 3 `attention.sliding_window` (default 512; tests use a small one so short prompts cross it). */
+  slidingWindow?: number;
+}
+
+const DEFAULT_ROPE_THETA: Record<Architecture, number> = { llama: 10000, qwen2: 1000000, qwen3: 1000000, gemma3: 1000000 };
 
 export const PRESETS: Record<ModelPreset, PresetShape> = {
   tiny: { dim: 64, hiddenDim: 192, nLayers: 2, nHeads: 8, nKvHeads: 4, vocabSize: 512, contextLength: 512, tied: true },
@@ -59,6 +78,10 @@ export interface MakeModelOptions {
   vocab?: string;
   tied?: boolean;
   nKvHeads?: number;
+  /** Family layout (default llama, as before). */
+  arch?: ArchOptions;
+  /** Head width when it differs from dim / heads. */
+  headDim?: number;
 }
 
 export interface MakeModelSummary {
@@ -136,6 +159,10 @@ function checkOptions(o: MakeModelOptions): void {
   if (!Object.prototype.hasOwnProperty.call(PRESETS, o.preset)) throw new RangeError(`unknown preset '${o.preset}' (tiny, small, 110m)`);
   if (!Object.prototype.hasOwnProperty.call(DTYPE_INFO, o.dtype)) throw new RangeError(`unknown dtype '${o.dtype}' (${Object.keys(DTYPE_INFO).join(', ')})`);
   if (!Number.isSafeInteger(o.seed)) throw new RangeError(`seed must be an integer, got ${o.seed}`);
+  if (o.arch && !isArchitecture(o.arch.arch)) throw new RangeError(`unknown architecture '${o.arch.arch}' (${ARCHITECTURES.join(', ')})`);
+  if (o.headDim !== undefined && (!Number.isInteger(o.headDim) || o.headDim < 2 || o.headDim % 2 !== 0)) {
+    throw new RangeError(`head width must be an even integer >= 2, got ${o.headDim}`);
+  }
   if (o.nKvHeads !== undefined) {
     const nHeads = PRESETS[o.preset].nHeads;
     if (!Number.isInteger(o.nKvHeads) || o.nKvHeads < 1 || nHeads % o.nKvHeads !== 0) {
@@ -157,8 +184,13 @@ export async function makeModel(opts: MakeModelOptions): Promise<MakeModelSummar
     vocabSize: vocab.pieces.length,
     ...(opts.tied !== undefined ? { tied: opts.tied } : {}),
     ...(opts.nKvHeads !== undefined ? { nKvHeads: opts.nKvHeads } : {}),
+    ...(opts.headDim !== undefined ? { headDim: opts.headDim } : {}),
   };
-  const { spec, summary } = modelSpec({ shape, dtype: opts.dtype, seed: opts.seed, vocab, name: `stepwise-${opts.preset}-${opts.dtype}-seed${opts.seed}` });
+  const arch = opts.arch?.arch ?? 'llama';
+  const { spec, summary } = modelSpec({
+    shape, dtype: opts.dtype, seed: opts.seed, vocab, arch: opts.arch,
+    name: `stepwise-${arch === 'llama' ? '' : arch + '-'}${opts.preset}-${opts.dtype}-seed${opts.seed}`,
+  });
   // Like any tool that writes a file, create its folder (`--out models/x.gguf` on a fresh clone).
   mkdirSync(dirname(resolve(opts.out)), { recursive: true });
   writeGgufFile(opts.out, spec);
@@ -169,15 +201,19 @@ export async function makeModel(opts: MakeModelOptions): Promise<MakeModelSummar
  * The GGUF contents of a random model of any shape (tensor data generated lazily, as the writer
  * reaches each tensor). makeModel() is this plus presets, a vocabulary and a file.
  */
-export function modelSpec(o: { shape: PresetShape; dtype: DType; seed: number; vocab: SpmVocab; name: string }): {
+export function modelSpec(o: { shape: PresetShape; dtype: DType; seed: number; vocab: SpmVocab; name: string; arch?: ArchOptions }): {
   spec: GgufSpec;
   summary: Omit<MakeModelSummary, 'path'>;
 } {
   const { shape, vocab, seed } = o;
   const { dim, hiddenDim, nLayers, nHeads, nKvHeads, vocabSize } = shape;
   if (vocab.pieces.length !== vocabSize) throw new RangeError(`vocabulary of ${vocab.pieces.length} pieces for a model of vocab ${vocabSize}`);
-  if (dim % nHeads !== 0 || nHeads % nKvHeads !== 0) throw new RangeError(`bad head layout: dim ${dim}, ${nHeads} heads, ${nKvHeads} kv heads`);
-  const headDim = dim / nHeads;
+  if ((shape.headDim === undefined && dim % nHeads !== 0) || nHeads % nKvHeads !== 0) {
+    throw new RangeError(`bad head layout: dim ${dim}, ${nHeads} heads, ${nKvHeads} kv heads`);
+  }
+  const headDim = shape.headDim ?? dim / nHeads;
+  const arch = o.arch?.arch ?? 'llama';
+  const family = FAMILIES[arch];
 
   const tensors: GgufTensorSpec[] = [];
   const tensorsByDtype: Partial<Record<DType, number>> = {};
@@ -198,12 +234,14 @@ export function modelSpec(o: { shape: PresetShape; dtype: DType; seed: number; v
       },
     });
   };
-  const norm = (name: string, scale = 1): void => {
+  const vectorOf = (name: string, width: number, values: () => Float32Array): void => {
     tensorsByDtype.f32 = (tensorsByDtype.f32 ?? 0) + 1;
-    params += dim;
-    bytes += dim * 4;
-    tensors.push({ name, type: 'f32', dims: [dim], data: () => new Uint8Array(randomTensor(seed, name, dim, NORM_JITTER * scale, scale).buffer) });
+    params += width;
+    bytes += width * 4;
+    tensors.push({ name, type: 'f32', dims: [width], data: () => new Uint8Array(values().buffer) });
   };
+  const norm = (name: string, scale = 1, width = dim): void =>
+    vectorOf(name, width, () => randomTensor(seed, name, width, NORM_JITTER * scale, scale));
 
   const branchScale = 1 / Math.sqrt(2 * nLayers);
   const unit = 1 / Math.sqrt(dim);
@@ -215,11 +253,26 @@ export function modelSpec(o: { shape: PresetShape; dtype: DType; seed: number; v
     matrix(`${p}attn_k.weight`, nKvHeads * headDim, dim, Math.SQRT2 * unit);
     matrix(`${p}attn_v.weight`, nKvHeads * headDim, dim, unit);
     matrix(`${p}attn_output.weight`, dim, nHeads * headDim, branchScale / Math.sqrt(nHeads * headDim));
+    if (family.qkvBias === 'required') {
+      // Biases of about half the projections' unit scale: large enough to matter in every score.
+      for (const [name, width] of [['attn_q.bias', nHeads * headDim], ['attn_k.bias', nKvHeads * headDim], ['attn_v.bias', nKvHeads * headDim]] as const) {
+        vectorOf(p + name, width, () => randomTensor(seed, p + name, width, 0.5));
+      }
+    }
+    if (family.qkNorm) {
+      // q and k come out of their norms with unit RMS per head; a gain of 1.5 keeps scores spread
+      // (std ~2 at any head width), so attention stays selective as in the plain Llama layout.
+      norm(`${p}attn_q_norm.weight`, 1.5, headDim);
+      norm(`${p}attn_k_norm.weight`, 1.5, headDim);
+    }
+    if (family.postNorms) norm(`${p}post_attention_norm.weight`, branchScale);
     norm(`${p}ffn_norm.weight`);
     matrix(`${p}ffn_gate.weight`, hiddenDim, dim, unit);
     matrix(`${p}ffn_up.weight`, hiddenDim, dim, unit);
     matrix(`${p}ffn_down.weight`, dim, hiddenDim, branchScale / Math.sqrt(hiddenDim));
+    if (family.postNorms) norm(`${p}post_ffw_norm.weight`, branchScale);
   }
+  if (o.arch?.ropeFreqs) vectorOf('rope_freqs.weight', headDim / 2, () => llama31RopeFactors(headDim, o.arch?.ropeTheta ?? 500000));
   // Logits = W_out . (normed x), x with unit RMS: std(W_out) * sqrt(dim) * norm weight per logit.
   if (shape.tied) {
     norm('output_norm.weight', LOGIT_STD / EMBED_SCALE);
@@ -229,21 +282,27 @@ export function modelSpec(o: { shape: PresetShape; dtype: DType; seed: number; v
   }
 
   const quantized = o.dtype !== 'f32' && o.dtype !== 'f16' && o.dtype !== 'bf16';
+  const ropeTheta = o.arch?.ropeTheta ?? (o.arch?.ropeFreqs ? 500000 : DEFAULT_ROPE_THETA[arch]);
+  const a = (key: string) => `${arch}.${key}`;
   const metadata: Array<[string, GgufTypedValue]> = [
-    ['general.architecture', ggufValue.string('llama')],
+    ['general.architecture', ggufValue.string(arch)],
     ['general.name', ggufValue.string(o.name)],
     ['general.file_type', ggufValue.u32(FILE_TYPE[o.dtype])],
     ...(quantized ? [['general.quantization_version', ggufValue.u32(2)] as [string, GgufTypedValue]] : []),
-    ['llama.vocab_size', ggufValue.u32(vocabSize)],
-    ['llama.context_length', ggufValue.u32(shape.contextLength)],
-    ['llama.embedding_length', ggufValue.u32(dim)],
-    ['llama.block_count', ggufValue.u32(nLayers)],
-    ['llama.feed_forward_length', ggufValue.u32(hiddenDim)],
-    ['llama.rope.dimension_count', ggufValue.u32(headDim)],
-    ['llama.rope.freq_base', ggufValue.f32(10000)],
-    ['llama.attention.head_count', ggufValue.u32(nHeads)],
-    ['llama.attention.head_count_kv', ggufValue.u32(nKvHeads)],
-    ['llama.attention.layer_norm_rms_epsilon', ggufValue.f32(1e-5)],
+    [a('vocab_size'), ggufValue.u32(vocabSize)],
+    [a('context_length'), ggufValue.u32(shape.contextLength)],
+    [a('embedding_length'), ggufValue.u32(dim)],
+    [a('block_count'), ggufValue.u32(nLayers)],
+    [a('feed_forward_length'), ggufValue.u32(hiddenDim)],
+    [a('rope.dimension_count'), ggufValue.u32(headDim)],
+    [a('rope.freq_base'), ggufValue.f32(ropeTheta)],
+    [a('attention.head_count'), ggufValue.u32(nHeads)],
+    [a('attention.head_count_kv'), ggufValue.u32(nKvHeads)],
+    [a('attention.layer_norm_rms_epsilon'), ggufValue.f32(1e-5)],
+    ...(headDim !== dim / nHeads || arch !== 'llama'
+      ? ([[a('attention.key_length'), ggufValue.u32(headDim)], [a('attention.value_length'), ggufValue.u32(headDim)]] as Array<[string, GgufTypedValue]>)
+      : []),
+    ...(family.slidingWindow ? [[a('attention.sliding_window'), ggufValue.u32(o.arch?.slidingWindow ?? 512)] as [string, GgufTypedValue]] : []),
     ['tokenizer.ggml.model', ggufValue.string('llama')],
     ['tokenizer.ggml.tokens', ggufValue.array('string', vocab.pieces)],
     ['tokenizer.ggml.scores', ggufValue.array('f32', vocab.scores)],
@@ -255,4 +314,30 @@ export function modelSpec(o: { shape: PresetShape; dtype: DType; seed: number; v
     ['tokenizer.ggml.add_eos_token', ggufValue.bool(false)],
   ];
   return { spec: { metadata, tensors }, summary: { params, bytes, tensorsByDtype, shape } };
+}
+
+/**
+ * Llama 3.1's RoPE frequency factors as its converter computes them (factor 8, low/high frequency
+ * factors 1 and 4, original context 8192): high frequencies keep their speed, low ones turn 8x
+ * slower, the band between is interpolated.
+ */
+export function llama31RopeFactors(headDim: number, theta: number): Float32Array {
+  const factor = 8;
+  const lowFreqFactor = 1;
+  const highFreqFactor = 4;
+  const oldContext = 8192;
+  const lowWavelen = oldContext / lowFreqFactor;
+  const highWavelen = oldContext / highFreqFactor;
+  const out = new Float32Array(headDim / 2);
+  for (let i = 0; i < headDim / 2; i++) {
+    const freq = 1 / theta ** ((2 * i) / headDim);
+    const wavelen = (2 * Math.PI) / freq;
+    if (wavelen < highWavelen) out[i] = 1;
+    else if (wavelen > lowWavelen) out[i] = factor;
+    else {
+      const smooth = (oldContext / wavelen - lowFreqFactor) / (highFreqFactor - lowFreqFactor);
+      out[i] = 1 / ((1 - smooth) / factor + smooth);
+    }
+  }
+  return out;
 }
