@@ -17,6 +17,7 @@ import { TransformerModel } from '../../src/model/transformer.js';
 import { createKvStorage } from '../../src/model/kv-storage.js';
 import { referenceKernels } from '../../src/model/kernels/reference.js';
 import { randomTokens } from './ragged-batch.js';
+import { argmaxRow, logSoftmaxRow, worstLogProbDiff } from './llamacpp-oracle.js';
 import { f16ToF32, f32ToF16 } from '../../src/model/quant.js';
 import type { Kernels } from '../../src/model/kernels/types.js';
 
@@ -69,39 +70,6 @@ const CASES: Case[] = [
   { name: 'F16, GQA 8/4, untied', dtype: 'f16', tied: false, nKvHeads: 4, preset: 'tiny', tol: 5e-2, emulatedTol: 1.5e-2 },
   { name: 'F16, multi-head 8/8, tied', dtype: 'f16', tied: true, nKvHeads: 8, preset: 'tiny', tol: 5e-2, emulatedTol: 1.5e-2 },
 ];
-
-/** Worst |log p difference| between our logits rows and llama.cpp's probabilities, and where. */
-function worstLogProbDiff(ours: Float32Array, theirs: Array<Map<number, number>>, V: number): { worst: number; where: string } {
-  let worst = 0;
-  let where = '';
-  theirs.forEach((probs, p) => {
-    const ourLp = logSoftmaxRow(ours, p * V, V);
-    for (const [tok, pr] of probs) {
-      if (pr < 1e-30) continue; // float32 underflow on their side: no log to compare
-      const d = Math.abs(Math.log(pr) - ourLp[tok]);
-      if (d > worst) {
-        worst = d;
-        where = `position ${p}, token ${tok}: ours ${ourLp[tok]}, llama.cpp ${Math.log(pr)}`;
-      }
-    }
-  });
-  return { worst, where };
-}
-
-function logSoftmaxRow(logits: Float32Array, off: number, n: number): Float64Array {
-  let max = -Infinity;
-  for (let i = 0; i < n; i++) max = Math.max(max, logits[off + i]);
-  let sum = 0;
-  for (let i = 0; i < n; i++) sum += Math.exp(logits[off + i] - max);
-  const lse = max + Math.log(sum);
-  return Float64Array.from({ length: n }, (_, i) => logits[off + i] - lse);
-}
-
-function argmaxRow(logits: Float32Array, off: number, n: number): number {
-  let best = 0;
-  for (let i = 1; i < n; i++) if (logits[off + i] > logits[off + best]) best = i;
-  return best;
-}
 
 describe('TransformerModel vs llama.cpp on generated GGUF models', () => {
   let dir: string;
