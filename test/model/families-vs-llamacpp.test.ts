@@ -8,9 +8,10 @@
 // - F32: summation order only (measured <= 5e-5 for llama with rope_freqs, qwen2, qwen3).
 // - Gemma 3 also differs by design: ggml evaluates GELU through an f16 lookup table (GGML_GELU_FP16:
 //   the input rounded to f16, the result an f16), we compute it in f32 as the trained model does.
-//   That alone gives ~1.2e-2; emulating the table on our side brings it to ~4e-3 (the rest is not
-//   explained; it is far below what a wrong norm, window or RoPE base gives: O(1), e.g. 19.7
-//   without the sliding window).
+//   That alone gives ~1.2e-2; emulating the table on our side brings it to ~4e-3 over six layers
+//   (6e-4 for one layer; not explained: input-only, output-only, erf and attention-softcap variants
+//   all fit worse). It is far below what a wrong norm, window or RoPE base gives: O(1), e.g. 19.7
+//   without the sliding window.
 // - F16: llama.cpp's AVX2 backends round activations to f16 before F16 matmuls (see
 //   llama-vs-llamacpp.test.ts): measured 0.9-3.4e-2, tolerance 5e-2.
 // - Q8_0 and Q4_K: llama.cpp multiplies quantized weights with activations quantized to 8 bits
