@@ -166,6 +166,99 @@ void blockQ6_K(const uint8_t* b, float* y) {
   }
 }
 
+// The further types (layouts and the order of operations: src/model/quant-codecs.ts). Scalar code:
+// every operation but the last is exact, so these match the TypeScript decoders bit for bit.
+
+const int8_t kIq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+inline uint32_t loadU32(const uint8_t* p) {
+  return static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8) | (static_cast<uint32_t>(p[2]) << 16) |
+         (static_cast<uint32_t>(p[3]) << 24);
+}
+
+/** Value j (0..31) of 16 nibble bytes (j low nibble, j+16 high) with a 5th bit from qh. */
+inline int nibble32(const uint8_t* qs, uint32_t qh, int j) {
+  const int lo = j < 16 ? qs[j] & 0x0f : qs[j - 16] >> 4;
+  return lo | static_cast<int>(((qh >> j) & 1u) << 4);
+}
+
+void blockQ4_1(const uint8_t* b, float* y) {
+  const float d = f16ToF32(loadU16(b)), m = f16ToF32(loadU16(b + 2));
+  for (int j = 0; j < 32; j++) y[j] = d * static_cast<float>(nibble32(b + 4, 0, j)) + m;
+}
+
+void blockQ5_0(const uint8_t* b, float* y) {
+  const float d = f16ToF32(loadU16(b));
+  const uint32_t qh = loadU32(b + 2);
+  for (int j = 0; j < 32; j++) y[j] = d * static_cast<float>(nibble32(b + 6, qh, j) - 16);
+}
+
+void blockQ5_1(const uint8_t* b, float* y) {
+  const float d = f16ToF32(loadU16(b)), m = f16ToF32(loadU16(b + 2));
+  const uint32_t qh = loadU32(b + 4);
+  for (int j = 0; j < 32; j++) y[j] = d * static_cast<float>(nibble32(b + 8, qh, j)) + m;
+}
+
+/** 2-bit value e of a q2_k/q3_k block's 64 qs bytes. */
+inline int twoBits(const uint8_t* qs, int e) {
+  const int r = e & 127;
+  return (qs[(e >> 7) * 32 + (r & 31)] >> (2 * (r >> 5))) & 3;
+}
+
+void blockQ2_K(const uint8_t* b, float* y) {
+  const float d = f16ToF32(loadU16(b + 80)), dmin = f16ToF32(loadU16(b + 82));
+  for (int e = 0; e < 256; e++) {
+    const int sc = b[e >> 4];
+    const float dl = d * static_cast<float>(sc & 0x0f), ml = dmin * static_cast<float>(sc >> 4);
+    y[e] = dl * static_cast<float>(twoBits(b + 16, e)) - ml;
+  }
+}
+
+void blockQ3_K(const uint8_t* b, float* y) {
+  const float d = f16ToF32(loadU16(b + 108));
+  const uint8_t* s = b + 96;
+  for (int e = 0; e < 256; e++) {
+    const int j = e >> 4;
+    const int low = j < 8 ? s[j] & 0x0f : s[j - 8] >> 4;
+    const int high = (s[8 + (j & 3)] >> (2 * (j >> 2))) & 3;
+    const float dl = d * static_cast<float>((low | (high << 4)) - 32);
+    const int hbit = (b[e & 31] >> (e >> 5)) & 1;
+    y[e] = dl * static_cast<float>(twoBits(b + 32, e) - (hbit ? 0 : 4));
+  }
+}
+
+void blockQ5_K(const uint8_t* b, float* y) {
+  const float d = f16ToF32(loadU16(b)), dmin = f16ToF32(loadU16(b + 2));
+  for (int g = 0; g < 4; g++) {
+    for (int sub = 0; sub < 2; sub++) {
+      int sc, m;
+      q4kScaleMin(b + 4, 2 * g + sub, &sc, &m);
+      const float dl = d * static_cast<float>(sc), ml = dmin * static_cast<float>(m);
+      for (int l = 0; l < 32; l++) {
+        const uint8_t q = b[48 + 32 * g + l];
+        const int lo = sub == 0 ? q & 0x0f : q >> 4;
+        const int hi = (b[16 + l] >> (2 * g + sub)) & 1;
+        y[64 * g + 32 * sub + l] = dl * static_cast<float>(lo | (hi << 4)) - ml;
+      }
+    }
+  }
+}
+
+void blockIQ4_NL(const uint8_t* b, float* y) {
+  const float d = f16ToF32(loadU16(b));
+  for (int j = 0; j < 32; j++) y[j] = d * static_cast<float>(kIq4nl[nibble32(b + 2, 0, j)]);
+}
+
+void blockIQ4_XS(const uint8_t* b, float* y) {
+  const float d = f16ToF32(loadU16(b));
+  const int scalesH = loadU16(b + 2);
+  for (int ib = 0; ib < 8; ib++) {
+    const int ls = ((b[4 + (ib >> 1)] >> (4 * (ib & 1))) & 0x0f) | (((scalesH >> (2 * ib)) & 3) << 4);
+    const float dl = d * static_cast<float>(ls - 32);
+    for (int j = 0; j < 32; j++) y[32 * ib + j] = dl * static_cast<float>(kIq4nl[nibble32(b + 8 + 16 * ib, 0, j)]);
+  }
+}
+
 template <void (*Block)(const uint8_t*, float*), int BS, int BB>
 void spanBlocks(const uint8_t* row, int64_t k0, int64_t n, float* out) {
   const uint8_t* b = row + (k0 / BS) * BB;
@@ -196,6 +289,30 @@ void dequantizeSpan(DType t, const uint8_t* row, int64_t k0, int64_t n, float* o
       return;
     case DType::Q6_K:
       spanBlocks<blockQ6_K, 256, 210>(row, k0, n, out);
+      return;
+    case DType::Q4_1:
+      spanBlocks<blockQ4_1, 32, 20>(row, k0, n, out);
+      return;
+    case DType::Q5_0:
+      spanBlocks<blockQ5_0, 32, 22>(row, k0, n, out);
+      return;
+    case DType::Q5_1:
+      spanBlocks<blockQ5_1, 32, 24>(row, k0, n, out);
+      return;
+    case DType::Q2_K:
+      spanBlocks<blockQ2_K, 256, 84>(row, k0, n, out);
+      return;
+    case DType::Q3_K:
+      spanBlocks<blockQ3_K, 256, 110>(row, k0, n, out);
+      return;
+    case DType::Q5_K:
+      spanBlocks<blockQ5_K, 256, 176>(row, k0, n, out);
+      return;
+    case DType::IQ4_NL:
+      spanBlocks<blockIQ4_NL, 32, 18>(row, k0, n, out);
+      return;
+    case DType::IQ4_XS:
+      spanBlocks<blockIQ4_XS, 256, 136>(row, k0, n, out);
       return;
   }
 }

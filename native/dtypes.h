@@ -8,8 +8,11 @@
 namespace stepwise {
 
 // Numbering shared with src/model/kernels/native.ts (DTYPE_CODES).
-enum class DType : int { F32 = 0, F16 = 1, BF16 = 2, Q8_0 = 3, Q4_0 = 4, Q4_K = 5, Q6_K = 6 };
-inline constexpr int kNumDTypes = 7;
+enum class DType : int {
+  F32 = 0, F16 = 1, BF16 = 2, Q8_0 = 3, Q4_0 = 4, Q4_K = 5, Q6_K = 6,
+  Q4_1 = 7, Q5_0 = 8, Q5_1 = 9, Q2_K = 10, Q3_K = 11, Q5_K = 12, IQ4_NL = 13, IQ4_XS = 14,
+};
+inline constexpr int kNumDTypes = 15;
 
 struct DTypeInfo {
   const char* name;
@@ -23,9 +26,11 @@ struct DTypeInfo {
 //   q4_k: f16 d, f16 dmin, u8 scales[12] (8 six-bit scale/min pairs), u8 q[128]
 //         -> (d*sc)*q - (dmin*m) per 32-element sub-block
 //   q6_k: u8 ql[128], u8 qh[64], int8 scales[16], f16 d -> (d*sc)*(q-32), 16-element sub-blocks
+//   q4_1, q5_0, q5_1, q2_k, q3_k, q5_k, iq4_nl, iq4_xs: see src/model/quant-codecs.ts
 inline constexpr DTypeInfo kDTypeInfo[kNumDTypes] = {
-    {"f32", 1, 4}, {"f16", 1, 2}, {"bf16", 1, 2}, {"q8_0", 32, 34},
-    {"q4_0", 32, 18}, {"q4_k", 256, 144}, {"q6_k", 256, 210},
+    {"f32", 1, 4},     {"f16", 1, 2},      {"bf16", 1, 2},     {"q8_0", 32, 34},   {"q4_0", 32, 18},
+    {"q4_k", 256, 144}, {"q6_k", 256, 210}, {"q4_1", 32, 20},   {"q5_0", 32, 22},   {"q5_1", 32, 24},
+    {"q2_k", 256, 84},  {"q3_k", 256, 110}, {"q5_k", 256, 176}, {"iq4_nl", 32, 18}, {"iq4_xs", 256, 136},
 };
 
 inline const DTypeInfo& dtypeInfo(DType t) { return kDTypeInfo[static_cast<int>(t)]; }

@@ -98,7 +98,15 @@ const NORM_JITTER = 0.1;
 const EMBED_SCALE = 0.25;
 
 /** llama_ftype values for general.file_type ("mostly X"). */
-const FILE_TYPE: Record<DType, number> = { f32: 0, f16: 1, q4_0: 2, q8_0: 7, q4_k: 14, q6_k: 18, bf16: 32 };
+const FILE_TYPE: Record<DType, number> = {
+  f32: 0, f16: 1, q4_0: 2, q4_1: 3, q8_0: 7, q5_0: 8, q5_1: 9, q2_k: 10, q3_k: 11, q4_k: 14, q5_k: 16, q6_k: 18,
+  iq4_nl: 25, iq4_xs: 30, bf16: 32,
+};
+
+/** llama.cpp's fallbacks (llama-quant.cpp) for 256-block types on rows that are not whole blocks. */
+const BLOCK_FALLBACK: Partial<Record<DType, DType>> = {
+  q2_k: 'iq4_nl', q3_k: 'iq4_nl', iq4_xs: 'iq4_nl', q4_k: 'q5_0', q5_k: 'q5_1', q6_k: 'q8_0',
+};
 
 /**
  * The dtype a matrix with `cols` inputs is stored in. K-quants need rows of whole 256-blocks; like
@@ -106,8 +114,8 @@ const FILE_TYPE: Record<DType, number> = { f32: 0, f16: 1, q4_0: 2, q8_0: 7, q4_
  */
 export function storageDtype(dtype: DType, cols: number): DType {
   if (cols % DTYPE_INFO[dtype].blockSize === 0) return dtype;
-  if (dtype === 'q4_k') return 'q4_0';
-  if (dtype === 'q6_k') return 'q8_0';
+  const fallback = BLOCK_FALLBACK[dtype];
+  if (fallback && cols % DTYPE_INFO[fallback].blockSize === 0) return fallback;
   throw new RangeError(`cannot store a ${cols}-wide matrix as ${dtype}`);
 }
 

@@ -9,11 +9,16 @@
 //         8 sub-blocks of 32 with a 6-bit scale and 6-bit min each:  x = d*sc*nibble - dmin*m
 //   q6_k 256 values, 210 bytes: u8 ql[128] | u8 qh[64] | int8 scales[16] | f16 d
 //         16 sub-blocks of 16 with an int8 scale each: x = d*sc*(q6-32), q6 = 4 low bits from ql, 2 high from qh
+//   q4_1, q5_0, q5_1, q2_k, q3_k, q5_k, iq4_nl, iq4_xs: see quant-codecs.ts
 //
 // All multi-byte fields are little-endian. Bytes are read one by one rather than through typed-array
 // views because a block's f16 may sit at any byte offset of the file buffer.
 
 import type { DType, WeightTensor } from './weights.js';
+import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, getHalfTable } from './half.js';
+import { DECODERS, ENCODERS } from './quant-codecs.js';
+
+export { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from './half.js';
 
 export interface DTypeInfo {
   /** Values per block (1 for plain float types). */
@@ -32,6 +37,14 @@ export const DTYPE_INFO: Record<DType, DTypeInfo> = {
   q4_k: { blockSize: 256, blockBytes: 144, ggmlType: 12 },
   q6_k: { blockSize: 256, blockBytes: 210, ggmlType: 14 },
   bf16: { blockSize: 1, blockBytes: 2, ggmlType: 30 },
+  q4_1: { blockSize: 32, blockBytes: 20, ggmlType: 3 },
+  q5_0: { blockSize: 32, blockBytes: 22, ggmlType: 6 },
+  q5_1: { blockSize: 32, blockBytes: 24, ggmlType: 7 },
+  q2_k: { blockSize: 256, blockBytes: 84, ggmlType: 10 },
+  q3_k: { blockSize: 256, blockBytes: 110, ggmlType: 11 },
+  q5_k: { blockSize: 256, blockBytes: 176, ggmlType: 13 },
+  iq4_nl: { blockSize: 32, blockBytes: 18, ggmlType: 20 },
+  iq4_xs: { blockSize: 256, blockBytes: 136, ggmlType: 23 },
 };
 
 export const DTYPES = Object.keys(DTYPE_INFO) as DType[];
@@ -47,76 +60,6 @@ export function rowBytes(dtype: DType, cols: number): number {
     throw new RangeError(`a ${dtype} row needs a positive multiple of ${blockSize} values, got ${cols}`);
   }
   return (cols / blockSize) * blockBytes;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Half-precision conversions.
-
-const f32Scratch = new Float32Array(1);
-const u32Scratch = new Uint32Array(f32Scratch.buffer);
-
-let halfTable: Float32Array | null = null;
-
-/** All 65536 f16 values decoded once: dequantizing is then a table lookup per value. */
-function getHalfTable(): Float32Array {
-  if (halfTable) return halfTable;
-  const t = new Float32Array(65536);
-  for (let h = 0; h < 65536; h++) {
-    const sign = h & 0x8000 ? -1 : 1;
-    const exp = (h >> 10) & 0x1f;
-    const mant = h & 0x3ff;
-    if (exp === 0) t[h] = sign * mant * 2 ** -24;
-    else if (exp === 31) t[h] = mant ? NaN : sign * Infinity;
-    else t[h] = sign * (1 + mant / 1024) * 2 ** (exp - 15);
-  }
-  halfTable = t;
-  return t;
-}
-
-/** IEEE half (as its 16 bits) to a number. */
-export function f16ToF32(h: number): number {
-  return getHalfTable()[h & 0xffff]!;
-}
-
-/** A number to IEEE half bits, rounding to nearest even (through float32, as ggml does). */
-export function f32ToF16(x: number): number {
-  f32Scratch[0] = x;
-  const b = u32Scratch[0]!;
-  const sign = (b >>> 16) & 0x8000;
-  const exp = (b >>> 23) & 0xff;
-  let mant = b & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  const e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00;
-  if (e <= 0) {
-    // Subnormal half: value = m * 2^-24, m = (1.mant) * 2^(e-14+23) shifted into place.
-    if (e < -10) return sign;
-    mant |= 0x800000;
-    const shift = 14 - e;
-    let m = mant >>> shift;
-    const rem = mant & ((1 << shift) - 1);
-    const halfway = 1 << (shift - 1);
-    if (rem > halfway || (rem === halfway && m & 1)) m++;
-    return sign | m; // a carry into bit 10 correctly yields the smallest normal
-  }
-  let h = (e << 10) | (mant >>> 13);
-  const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++; // a carry may reach infinity, which is right
-  return sign | h;
-}
-
-/** bfloat16 bits to a number (the top half of a float32). */
-export function bf16ToF32(h: number): number {
-  u32Scratch[0] = (h & 0xffff) << 16;
-  return f32Scratch[0]!;
-}
-
-/** A number to bfloat16 bits, rounding to nearest even; NaN stays NaN. */
-export function f32ToBf16(x: number): number {
-  f32Scratch[0] = x;
-  const b = u32Scratch[0]!;
-  if ((b & 0x7fffffff) > 0x7f800000) return ((b >>> 16) | 0x40) & 0xffff;
-  return ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -172,6 +115,11 @@ function decodeBlocks(dtype: DType, b: Uint8Array, src: number, nBlocks: number,
     case 'q6_k':
       for (let k = 0; k < nBlocks; k++, src += 210, dst += 256) decodeQ6K(b, src, out, dst, table);
       return;
+    default: {
+      const decode = DECODERS[dtype];
+      const { blockSize, blockBytes } = DTYPE_INFO[dtype];
+      for (let k = 0; k < nBlocks; k++, src += blockBytes, dst += blockSize) decode(b, src, out, dst, table);
+    }
   }
 }
 
@@ -405,7 +353,8 @@ export function quantize(dtype: DType, values: Float32Array, rows: number, cols:
       return out;
   }
   const { blockSize, blockBytes } = DTYPE_INFO[dtype];
-  const encode = { q8_0: encodeQ8_0, q4_0: encodeQ4_0, q4_k: encodeQ4K, q6_k: encodeQ6K }[dtype];
+  const own = { q8_0: encodeQ8_0, q4_0: encodeQ4_0, q4_k: encodeQ4K, q6_k: encodeQ6K } as Partial<Record<DType, (x: Float32Array, xo: number, b: Uint8Array, o: number) => void>>;
+  const encode = own[dtype] ?? ((x: Float32Array, xo: number, b: Uint8Array, o: number) => ENCODERS[dtype as keyof typeof ENCODERS](x, xo, b, o, f32ToF16));
   for (let k = 0, nBlocks = n / blockSize; k < nBlocks; k++) encode(values, k * blockSize, out, k * blockBytes);
   return out;
 }

@@ -2,7 +2,9 @@
 // file's bytes), so fast kernels can run them without dequantizing the whole model.
 
 /** Tensor element types Stepwise reads. Names follow ggml's type names. */
-export type DType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_k' | 'q6_k';
+export type DType =
+  | 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_k' | 'q6_k'
+  | 'q4_1' | 'q5_0' | 'q5_1' | 'q2_k' | 'q3_k' | 'q5_k' | 'iq4_nl' | 'iq4_xs';
 
 /**
  * A 2-D weight matrix W with `rows` output features and `cols` input features, row-major:

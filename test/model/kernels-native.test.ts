@@ -8,11 +8,11 @@ import { createNativeKernels, nativeUnavailableReason, type NativeKernels } from
 import { getKernels } from '../../src/model/kernels/index.js';
 import { KernelArgumentError, referenceKernels as ref } from '../../src/model/kernels/reference.js';
 import type { AttentionMeta, KvStorage } from '../../src/model/kernels/types.js';
-import { quantize } from '../../src/model/quant.js';
+import { DTYPE_INFO, quantize } from '../../src/model/quant.js';
 import type { DType, WeightTensor } from '../../src/model/weights.js';
 
 const skip = nativeUnavailableReason() ?? false;
-const DTYPES: DType[] = ['f32', 'f16', 'bf16', 'q8_0', 'q4_0', 'q4_k', 'q6_k'];
+const DTYPES = Object.keys(DTYPE_INFO) as DType[];
 
 /** mulberry32: small, seeded, deterministic. */
 function rng(seed: number): () => number {
@@ -93,7 +93,7 @@ describe('native kernels', { skip }, () => {
 
   for (const dtype of DTYPES) {
     it(`matmul on ${dtype} weights matches the reference`, () => {
-      const block = dtype.startsWith('q') ? (dtype.endsWith('_k') ? 256 : 32) : 1;
+      const block = DTYPE_INFO[dtype].blockSize;
       // Odd row counts (tile remainders); a long row (> 1024: column blocking); for float types
       // a width that is not a multiple of 8 (the scalar tail).
       const shapes: Array<[rows: number, cols: number]> = [[37, Math.max(block, 64)], [9, 1280]];
@@ -137,7 +137,7 @@ describe('native kernels', { skip }, () => {
     });
 
     it(`embed gathers ${dtype} rows like the reference`, () => {
-      const cols = dtype.endsWith('_k') ? 256 : 64;
+      const cols = Math.max(64, DTYPE_INFO[dtype].blockSize);
       const table = weight(dtype, 50, cols, 7);
       const tokens = Int32Array.from([3, 0, 49, 3, 17]);
       const got = new Float32Array(tokens.length * cols);

@@ -93,7 +93,7 @@ test('makeModel with the Llama 2 vocabulary takes its size and pieces', async (t
 
 test('metadata, options and k-quant fallbacks', async () => {
   const s = await makeModel({ preset: 'tiny', dtype: 'q4_k', seed: 3, out: out('opts.gguf'), tied: false, nKvHeads: 2 });
-  assert.deepEqual(s.tensorsByDtype, { q4_0: 16, f32: 5 }, 'tiny rows (64, 192) are not multiples of 256: q4_k falls back to q4_0');
+  assert.deepEqual(s.tensorsByDtype, { q5_0: 16, f32: 5 }, 'tiny rows (64, 192) are not multiples of 256: q4_k falls back to q5_0 (as llama.cpp)');
   const f = readGguf(out('opts.gguf'));
   const md = f.metadata;
   assert.equal(f.version, 3);
@@ -111,11 +111,13 @@ test('metadata, options and k-quant fallbacks', async () => {
   assert.ok(f.tensors.has('output.weight'));
 
   assert.equal(storageDtype('q4_k', 256), 'q4_k');
-  assert.equal(storageDtype('q4_k', 192), 'q4_0');
+  assert.equal(storageDtype('q4_k', 192), 'q5_0');
+  assert.equal(storageDtype('q5_k', 64), 'q5_1');
+  assert.equal(storageDtype('q3_k', 64), 'iq4_nl');
   assert.equal(storageDtype('q6_k', 64), 'q8_0');
   await assert.rejects(makeModel({ preset: 'tiny', dtype: 'f32', seed: 1, out: out('x.gguf'), nKvHeads: 3 }), /kv heads must divide the preset's 8 heads/);
   await assert.rejects(makeModel({ preset: 'huge' as 'tiny', dtype: 'f32', seed: 1, out: out('x.gguf') }), /unknown preset 'huge'/);
-  await assert.rejects(makeModel({ preset: 'tiny', dtype: 'q5_0' as 'f32', seed: 1, out: out('x.gguf') }), /unknown dtype 'q5_0'/);
+  await assert.rejects(makeModel({ preset: 'tiny', dtype: 'q7_0' as 'f32', seed: 1, out: out('x.gguf') }), /unknown dtype 'q7_0'/);
 });
 
 test('presets have the agreed shapes; 110m is about 134M parameters', () => {
@@ -165,7 +167,7 @@ async function cli(argv: string[]): Promise<{ code: number; stdout: string; stde
 test('CLI writes the model and reports it', async () => {
   const r = await cli(['--preset', 'tiny', '--dtype', 'f16', '--seed', '5', '--out', out('cli.gguf'), '--untied', '--kv-heads', '8']);
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /wrote .*cli\.gguf: tiny f16, 0\.\d+M params, .*untied, 8 kv heads/);
+  assert.match(r.stdout, /wrote .*cli\.gguf: llama tiny f16, 0\.\d+M params, .*untied, 8 kv heads/);
   const m = await loadModel(out('cli.gguf'));
   assert.equal(m.config.nKvHeads, 8);
   assert.equal(m.config.tiedEmbeddings, false);
@@ -175,11 +177,43 @@ test('CLI writes the model and reports it', async () => {
   assert.match(help.stdout, /Usage: stepwise make-model/);
 });
 
+test('CLI --arch writes each family layout: its tensors, its metadata keys', async () => {
+  const cases = [
+    [['--arch', 'qwen2'], ['blk.0.attn_q.bias', 'blk.1.attn_v.bias'], 'qwen2.attention.head_count'],
+    [['--arch', 'qwen3', '--head-dim', '16'], ['blk.0.attn_q_norm.weight', 'blk.0.attn_k_norm.weight'], 'qwen3.attention.key_length'],
+    [['--arch', 'gemma3', '--sliding-window', '16'], ['blk.0.post_attention_norm.weight', 'blk.1.post_ffw_norm.weight'], 'gemma3.attention.sliding_window'],
+    [['--arch', 'llama', '--rope-freqs'], ['rope_freqs.weight'], 'llama.rope.freq_base'],
+  ] as const;
+  for (const [flags, tensors, key] of cases) {
+    const path = out(`arch-${flags[1]}.gguf`);
+    const r = await cli(['--preset', 'tiny', '--dtype', 'q8_0', '--out', path, ...flags]);
+    assert.equal(r.code, 0, r.stderr);
+    const g = readGguf(path);
+    assert.equal(g.metadata['general.architecture'], flags[1]);
+    for (const t of tensors) assert.ok(g.tensors.has(t), `${flags[1]}: tensor ${t}`);
+    assert.ok(key in g.metadata, `${flags[1]}: metadata ${key}`);
+    const m = await loadModel(path);
+    assert.equal(m.config.arch, flags[1]);
+  }
+  const q3 = await loadModel(out('arch-qwen3.gguf'));
+  assert.equal(q3.config.headDim, 16);
+  assert.equal(q3.weights.layers[0]!.wq.rows, 8 * 16, 'q is heads x head width, wider than dim 64');
+  const g3 = await loadModel(out('arch-gemma3.gguf'));
+  assert.equal(g3.config.slidingWindow, 16);
+  const l31 = await loadModel(out('arch-llama.gguf'));
+  assert.equal(l31.weights.ropeFreqFactors?.length, 4, 'head width 8: 4 rotated pairs');
+  assert.equal(l31.config.ropeTheta, 500000);
+});
+
 test('CLI rejects bad flags with one clear line and exit code 2', async () => {
   const cases: Array<[string[], RegExp]> = [
     [['--dtype', 'f32', '--out', out('x.gguf')], /--preset is required/],
     [['--preset', 'big', '--out', out('x.gguf')], /unknown --preset 'big'/],
-    [['--preset', 'tiny', '--dtype', 'q5_0', '--out', out('x.gguf')], /unknown --dtype 'q5_0' \(f32, f16/],
+    [['--preset', 'tiny', '--dtype', 'q7_0', '--out', out('x.gguf')], /unknown --dtype 'q7_0' \(f32, f16/],
+    [['--preset', 'tiny', '--arch', 'gpt2', '--out', out('x.gguf')], /unknown --arch 'gpt2' \(llama, qwen2, qwen3, gemma3\)/],
+    [['--preset', 'tiny', '--arch', 'qwen3', '--head-dim', '7', '--out', out('x.gguf')], /--head-dim must be even/],
+    [['--preset', 'tiny', '--arch', 'qwen3', '--rope-freqs', '--out', out('x.gguf')], /--rope-freqs applies to --arch llama only/],
+    [['--preset', 'tiny', '--sliding-window', '16', '--out', out('x.gguf')], /--sliding-window applies to --arch gemma3 only/],
     [['--preset', 'tiny', '--seed', '1.5', '--out', out('x.gguf')], /--seed must be an integer, got '1\.5'/],
     [['--preset', 'tiny'], /--out FILE is required/],
     [['--preset', 'tiny', '--out', out('x.gguf'), '--tied', '--untied'], /exclude each other/],

@@ -10,7 +10,7 @@ import { getLlama, LlamaLogLevel, type ControlledEvaluateInputItem, type Llama, 
 import { makeModel, modelSpec, type PresetShape } from '../../src/model/make-model.js';
 import { syntheticVocab } from '../../src/model/synthetic-vocab.js';
 import { writeGgufFile } from '../../src/model/loaders/gguf-writer.js';
-import { dequantize, quantize } from '../../src/model/quant.js';
+import { DTYPE_INFO, dequantize, quantize } from '../../src/model/quant.js';
 import type { DType } from '../../src/model/weights.js';
 import { sharedModelFile, LLAMA2_TOKENIZER_BIN } from '../helpers/models.js';
 
@@ -91,7 +91,7 @@ test('llama.cpp decodes our quantized blocks to exactly our dequantized values',
   const embd = base.tensors[embdIndex]!;
   const f32 = new Float32Array((typeof embd.data === 'function' ? embd.data() : embd.data).slice().buffer);
   const tokens = [1, 300, 45, 46, 511, 260, 300, 7, 128, 129, 400, 3];
-  for (const dtype of ['f16', 'bf16', 'q8_0', 'q4_0', 'q4_k', 'q6_k'] as DType[]) {
+  for (const dtype of (Object.keys(DTYPE_INFO) as DType[]).filter((d) => d !== 'f32')) {
     const bytes = quantize(dtype, f32, 512, 256);
     const decoded = dequantize({ name: 'token_embd.weight', dtype, rows: 512, cols: 256, data: bytes });
     const withEmbd = (type: DType, data: Uint8Array) => ({ ...base, tensors: base.tensors.map((x, i) => (i === embdIndex ? { ...x, type, data } : x)) });

@@ -239,3 +239,55 @@ test('dequantizeRow decodes exactly the rows of dequantize and checks its argume
   assert.throws(() => quantize('q8_0', new Float32Array(30), 1, 32), /30 values/);
   assert.throws(() => dequantize(tensor('q8_0', 2, 32, new Uint8Array(34))), /cannot hold/);
 });
+
+test('round trips of the further types: relative RMS error of each format (as ggml quality goes)', () => {
+  // Measured with these simple encoders on N(0, 0.02^2): q4_1 0.081, q5_0 0.044, q5_1 0.039,
+  // q2_k 0.33, q3_k 0.16, q5_k 0.039, iq4_nl 0.082, iq4_xs 0.082. Bounds leave ~25% room; a wrong
+  // bit layout gives errors of order 1.
+  const x = gaussian(ROWS * COLS, 5, 0.02);
+  const bounds = { q4_1: 0.1, q5_0: 0.055, q5_1: 0.05, q2_k: 0.42, q3_k: 0.2, q5_k: 0.05, iq4_nl: 0.1, iq4_xs: 0.1 } as const;
+  for (const [dtype, maxRel] of Object.entries(bounds) as Array<[DType, number]>) {
+    const y = roundTrip(dtype, x);
+    let se = 0, sx = 0;
+    for (let i = 0; i < x.length; i++) {
+      se += (y[i]! - x[i]!) ** 2;
+      sx += x[i]! ** 2;
+    }
+    const rel = Math.sqrt(se / sx);
+    assert.ok(rel < maxRel, `${dtype}: relative RMS error ${rel}`);
+    assert.ok(rel > 0, `${dtype} changed nothing`);
+    const z = roundTrip(dtype, new Float32Array(ROWS * COLS));
+    assert.ok(z.every((v) => v === 0), `${dtype} zeros`);
+  }
+});
+
+test('hand-made blocks of the further types decode as ggml defines them', () => {
+  // q5_0: d = 0.5, element 0 has nibble 3 and high bit 1 (3|16 = 19 -> 0.5*(19-16) = 1.5); element 17
+  // has nibble 15 (high nibble of byte 1), high bit 0 -> 0.5*(15-16) = -0.5.
+  const q50 = new Uint8Array(22);
+  q50.set([0x00, 0x38], 0); // f16 0.5
+  q50.set([0x01, 0, 0, 0], 2); // qh: bit 0
+  q50[6] = 0x03;
+  q50[7] = 0xf0;
+  const a = dequantize(tensor('q5_0', 1, 32, q50));
+  assert.equal(a[0], 1.5);
+  assert.equal(a[17], -0.5);
+  assert.equal(a[1], -8, 'nibble 0, no high bit: 0.5*(0-16)');
+  // iq4_nl: d = 1, element 0 nibble 0 -> -127, element 16 nibble 15 -> 113.
+  const nl = new Uint8Array(18);
+  nl.set([0x00, 0x3c], 0); // f16 1.0
+  nl[2] = 0xf0;
+  const b = dequantize(tensor('iq4_nl', 1, 32, nl));
+  assert.equal(b[0], -127);
+  assert.equal(b[16], 113);
+  // q2_k: d = 1, dmin = 1; sub-block 0 scale 2 min 1; element 0 q = 3 -> 2*3 - 1 = 5; element 32
+  // (same byte, bits 2-3) q = 1, sub-block 2 scale 0 min 0 -> 0.
+  const q2 = new Uint8Array(84);
+  q2[0] = 0x12;
+  q2[16] = 0x07; // element 0: 3, element 32: 1
+  q2.set([0x00, 0x3c, 0x00, 0x3c], 80);
+  const c = dequantize(tensor('q2_k', 1, 256, q2));
+  assert.equal(c[0], 5);
+  assert.equal(c[32], 0);
+  assert.equal(c[1], -1, 'q 0 in sub-block 0: 2*0 - 1');
+});

@@ -56,7 +56,10 @@ interface Addon {
 }
 
 /** Codes the addon uses for weight types (native/dtypes.h). */
-const DTYPE_CODES: Record<DType, number> = { f32: 0, f16: 1, bf16: 2, q8_0: 3, q4_0: 4, q4_k: 5, q6_k: 6 };
+const DTYPE_CODES: Record<DType, number> = {
+  f32: 0, f16: 1, bf16: 2, q8_0: 3, q4_0: 4, q4_k: 5, q6_k: 6,
+  q4_1: 7, q5_0: 8, q5_1: 9, q2_k: 10, q3_k: 11, q5_k: 12, iq4_nl: 13, iq4_xs: 14,
+};
 
 const ADDON_FILE = join('build', 'Release', 'stepwise_kernels.node');
 

@@ -57,6 +57,8 @@ const DTYPE_BY_GGML_TYPE = new Map<number, DType>(
   (Object.entries(DTYPE_INFO) as Array<[DType, (typeof DTYPE_INFO)[DType]]>).map(([d, info]) => [info.ggmlType, d]),
 );
 
+const SUPPORTED_TYPE_NAMES = [...DTYPE_BY_GGML_TYPE.keys()].sort((a, b) => a - b).map(ggmlTypeName).join(', ');
+
 export function dtypeFromGgmlType(id: number): DType | undefined {
   return DTYPE_BY_GGML_TYPE.get(id);
 }
@@ -349,7 +351,7 @@ function parseHeader(bytes: Uint8Array, path: string, fileSize: number): GgufHea
     if (!dtype) {
       throw new ModelFileError(
         path,
-        `tensor '${name}' has unsupported ggml type ${ggmlTypeName(ggmlType)} (id ${ggmlType}); supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K`,
+        `tensor '${name}' has unsupported ggml type ${ggmlTypeName(ggmlType)} (id ${ggmlType}); supported: ${SUPPORTED_TYPE_NAMES}`,
       );
     }
     const offset = c.u64Big(`data offset of tensor '${name}'`);
