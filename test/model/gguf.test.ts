@@ -206,8 +206,8 @@ test('every truncation of a valid file is a ModelFileError naming what ran out',
 
 test('unsupported tensor types are named with their ggml name and id', () => {
   const spec = sampleSpec();
-  spec.tensors = [...spec.tensors, { name: 'blk.0.attn_q.weight', type: 6, dims: [32, 1], data: new Uint8Array(22) }];
-  expectFileError(() => parseGguf(encodeGguf(spec), 'q5.gguf'), /tensor 'blk\.0\.attn_q\.weight' has unsupported ggml type Q5_0 \(id 6\)/);
+  spec.tensors = [...spec.tensors, { name: 'blk.0.attn_q.weight', type: 16, dims: [256, 1], data: new Uint8Array(66) }];
+  expectFileError(() => parseGguf(encodeGguf(spec), 'q5.gguf'), /tensor 'blk\.0\.attn_q\.weight' has unsupported ggml type IQ2_XXS \(id 16\); supported: F32, F16, Q4_0, Q4_1, Q5_0/);
   spec.tensors = [{ name: 'weird', type: 99, dims: [4], data: new Uint8Array(4) }];
   expectFileError(() => parseGguf(encodeGguf(spec)), /unsupported ggml type unknown \(id 99\)/);
   assert.equal(ggmlTypeName(13), 'Q5_K');

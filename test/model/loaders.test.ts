@@ -152,8 +152,8 @@ test('GGUF errors: unsupported architecture, missing keys and tensors, wrong sha
     ['layers.gguf', variant((s) => setMeta(s, 'llama.block_count', ggufValue.u32(2))), /no tensor 'blk\.1\.attn_norm\.weight'/],
     ['q5.gguf', variant((s) => {
       const i = s.tensors.findIndex((t) => t.name === 'blk.0.attn_q.weight');
-      s.tensors[i] = { name: 'blk.0.attn_q.weight', type: 6, dims: [64, 64], data: new Uint8Array(64 * 2 * 22) };
-    }), /tensor 'blk\.0\.attn_q\.weight' has unsupported ggml type Q5_0 \(id 6\)/],
+      s.tensors[i] = { name: 'blk.0.attn_q.weight', type: 16, dims: [256, 64], data: new Uint8Array(64 * 66) };
+    }), /tensor 'blk\.0\.attn_q\.weight' has unsupported ggml type IQ2_XXS \(id 16\)/],
     ['kvheads.gguf', variant((s) => setMeta(s, 'llama.attention.head_count_kv', ggufValue.u32(3))), /head_count 8 is not a multiple of head_count_kv 3/],
     ['heads.gguf', variant((s) => setMeta(s, 'llama.attention.head_count', ggufValue.u32(7))), /embedding_length 64 is not a multiple of head_count 7/],
   ];
