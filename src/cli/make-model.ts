@@ -1,16 +1,18 @@
 // `stepwise make-model`: writes a deterministic random-weight GGUF model (see src/model/make-model.ts).
 import { parseArgs } from 'node:util';
-import { makeModel, PRESETS, type ModelPreset } from '../model/make-model.js';
+import { isWeightFormat, makeModel, PRESETS, QUANT_MIXES, type ModelPreset } from '../model/make-model.js';
 import { ARCHITECTURES, isArchitecture } from '../model/families.js';
-import { DTYPES, isDType } from '../model/quant.js';
+import { DTYPES } from '../model/quant.js';
 import { ModelFileError } from '../model/loaders/errors.js';
 
 const HELP = `Usage: stepwise make-model --preset tiny|small|110m --dtype TYPE --seed N --out FILE [options]
 
   --preset NAME     tiny (dim 64, 2 layers, vocab 512), small (dim 256, 4 layers, vocab 4096),
                     110m (dim 768, 12 layers, vocab 32000)
-  --dtype TYPE      ${DTYPES.join(', ')} (default f32); k-quants fall back to q4_0/q8_0 for
-                    matrices whose rows are not a multiple of 256
+  --dtype TYPE      ${DTYPES.join(', ')}, or llama.cpp's mixtures ${QUANT_MIXES.join(', ')}
+                    (default f32); 256-block types fall back as llama.cpp does (q4_k -> q5_0,
+                    q5_k -> q5_1, q6_k -> q8_0, q2_k/q3_k/iq4_xs -> iq4_nl) for matrices whose
+                    rows are not a multiple of 256
   --seed N          random seed (default 0); the same seed writes the same bytes
   --out FILE        where to write the .gguf file
   --vocab FILE      llama2.c tokenizer.bin to take the vocabulary from (default: synthetic)
@@ -64,7 +66,7 @@ export async function runMakeModel(argv: string[]): Promise<number> {
   if (preset === undefined) return usageError('--preset is required (tiny, small or 110m)');
   if (!Object.prototype.hasOwnProperty.call(PRESETS, preset)) return usageError(`unknown --preset '${preset}' (tiny, small or 110m)`);
   const dtype = values.dtype as string;
-  if (!isDType(dtype)) return usageError(`unknown --dtype '${dtype}' (${DTYPES.join(', ')})`);
+  if (!isWeightFormat(dtype)) return usageError(`unknown --dtype '${dtype}' (${[...DTYPES, ...QUANT_MIXES].join(', ')})`);
   const seedText = values.seed as string;
   const seed = Number(seedText);
   if (!/^-?\d+$/.test(seedText.trim()) || !Number.isSafeInteger(seed)) return usageError(`--seed must be an integer, got '${seedText}'`);

@@ -69,9 +69,37 @@ export const PRESETS: Record<ModelPreset, PresetShape> = {
   '110m': { dim: 768, hiddenDim: 2048, nLayers: 12, nHeads: 12, nKvHeads: 12, vocabSize: 32000, contextLength: 1024, tied: false },
 };
 
+/**
+ * llama.cpp's mixtures, the formats of most downloads: Q4_K_M / Q5_K_M store attn_v and ffn_down
+ * of some layers and the output matrix in Q6_K, everything else in Q4_K / Q5_K.
+ */
+export type QuantMix = 'q4_k_m' | 'q5_k_m';
+export const QUANT_MIXES: readonly QuantMix[] = ['q4_k_m', 'q5_k_m'];
+/** A single type for every matrix, or a mixture. */
+export type WeightFormat = DType | QuantMix;
+
+export function isWeightFormat(s: string): s is WeightFormat {
+  return Object.hasOwn(DTYPE_INFO, s) || (QUANT_MIXES as readonly string[]).includes(s);
+}
+
+/** llama.cpp's use_more_bits: the first and last eighth of the layers, and every third between. */
+function useMoreBits(layer: number, nLayers: number): boolean {
+  return layer < nLayers / 8 || layer >= (7 * nLayers) / 8 || (layer - Math.floor(nLayers / 8)) % 3 === 2;
+}
+
+/** The type a mixture gives the matrix `name` (blk.N.attn_v.weight etc.), before the 256-block fallback. */
+export function mixDtype(format: WeightFormat, name: string, nLayers: number): DType {
+  if (format !== 'q4_k_m' && format !== 'q5_k_m') return format;
+  const base: DType = format === 'q4_k_m' ? 'q4_k' : 'q5_k';
+  if (name === 'output.weight') return 'q6_k';
+  const m = /^blk\.(\d+)\.(attn_v|ffn_down)\.weight$/.exec(name);
+  if (m && useMoreBits(Number(m[1]), nLayers)) return 'q6_k';
+  return base;
+}
+
 export interface MakeModelOptions {
   preset: ModelPreset;
-  dtype: DType;
+  dtype: WeightFormat;
   seed: number;
   out: string;
   /** A llama2.c tokenizer.bin whose vocabulary the model gets (its size overrides the preset's). */
@@ -98,9 +126,9 @@ const NORM_JITTER = 0.1;
 const EMBED_SCALE = 0.25;
 
 /** llama_ftype values for general.file_type ("mostly X"). */
-const FILE_TYPE: Record<DType, number> = {
-  f32: 0, f16: 1, q4_0: 2, q4_1: 3, q8_0: 7, q5_0: 8, q5_1: 9, q2_k: 10, q3_k: 11, q4_k: 14, q5_k: 16, q6_k: 18,
-  iq4_nl: 25, iq4_xs: 30, bf16: 32,
+const FILE_TYPE: Record<WeightFormat, number> = {
+  f32: 0, f16: 1, q4_0: 2, q4_1: 3, q8_0: 7, q5_0: 8, q5_1: 9, q2_k: 10, q3_k: 11, q4_k: 14, q4_k_m: 15, q5_k: 16,
+  q5_k_m: 17, q6_k: 18, iq4_nl: 25, iq4_xs: 30, bf16: 32,
 };
 
 /** llama.cpp's fallbacks (llama-quant.cpp) for 256-block types on rows that are not whole blocks. */
@@ -165,7 +193,7 @@ function randomTensor(seed: number, name: string, n: number, std: number, mean =
 
 function checkOptions(o: MakeModelOptions): void {
   if (!Object.prototype.hasOwnProperty.call(PRESETS, o.preset)) throw new RangeError(`unknown preset '${o.preset}' (tiny, small, 110m)`);
-  if (!Object.prototype.hasOwnProperty.call(DTYPE_INFO, o.dtype)) throw new RangeError(`unknown dtype '${o.dtype}' (${Object.keys(DTYPE_INFO).join(', ')})`);
+  if (!isWeightFormat(o.dtype)) throw new RangeError(`unknown dtype '${o.dtype}' (${[...Object.keys(DTYPE_INFO), ...QUANT_MIXES].join(', ')})`);
   if (!Number.isSafeInteger(o.seed)) throw new RangeError(`seed must be an integer, got ${o.seed}`);
   if (o.arch && !isArchitecture(o.arch.arch)) throw new RangeError(`unknown architecture '${o.arch.arch}' (${ARCHITECTURES.join(', ')})`);
   if (o.headDim !== undefined && (!Number.isInteger(o.headDim) || o.headDim < 2 || o.headDim % 2 !== 0)) {
@@ -209,7 +237,7 @@ export async function makeModel(opts: MakeModelOptions): Promise<MakeModelSummar
  * The GGUF contents of a random model of any shape (tensor data generated lazily, as the writer
  * reaches each tensor). makeModel() is this plus presets, a vocabulary and a file.
  */
-export function modelSpec(o: { shape: PresetShape; dtype: DType; seed: number; vocab: SpmVocab; name: string; arch?: ArchOptions }): {
+export function modelSpec(o: { shape: PresetShape; dtype: WeightFormat; seed: number; vocab: SpmVocab; name: string; arch?: ArchOptions }): {
   spec: GgufSpec;
   summary: Omit<MakeModelSummary, 'path'>;
 } {
@@ -228,7 +256,7 @@ export function modelSpec(o: { shape: PresetShape; dtype: DType; seed: number; v
   let params = 0;
   let bytes = 0;
   const matrix = (name: string, rows: number, cols: number, std: number): void => {
-    const dtype = storageDtype(o.dtype, cols);
+    const dtype = storageDtype(mixDtype(o.dtype, name, nLayers), cols);
     tensorsByDtype[dtype] = (tensorsByDtype[dtype] ?? 0) + 1;
     params += rows * cols;
     bytes += (rows * cols / DTYPE_INFO[dtype].blockSize) * DTYPE_INFO[dtype].blockBytes;

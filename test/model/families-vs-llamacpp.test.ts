@@ -28,7 +28,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { getLlama, type Llama } from 'node-llama-cpp';
-import { modelSpec, type PresetShape } from '../../src/model/make-model.js';
+import { modelSpec, type PresetShape, type WeightFormat } from '../../src/model/make-model.js';
 import { syntheticVocab } from '../../src/model/synthetic-vocab.js';
 import { writeGgufFile } from '../../src/model/loaders/gguf-writer.js';
 import { loadModel, type LoadedModel } from '../../src/model/loaders/index.js';
@@ -61,7 +61,7 @@ function shapeOf(arch: Architecture): PresetShape {
   };
 }
 
-function writeFamilyModel(dir: string, arch: Architecture, dtype: DType, seed: number): string {
+function writeFamilyModel(dir: string, arch: Architecture, dtype: WeightFormat, seed: number): string {
   const { spec } = modelSpec({
     shape: shapeOf(arch),
     dtype,
@@ -103,9 +103,9 @@ describe('every architecture vs llama.cpp on generated GGUF files', () => {
   });
 
   // Every family on the four main types; Llama also on every further quantized type.
-  const MORE_TYPES: DType[] = ['q4_0', 'q4_1', 'q5_0', 'q5_1', 'q2_k', 'q3_k', 'q5_k', 'q6_k', 'iq4_nl', 'iq4_xs'];
+  const MORE_TYPES: WeightFormat[] = ['q4_0', 'q4_1', 'q5_0', 'q5_1', 'q2_k', 'q3_k', 'q5_k', 'q6_k', 'iq4_nl', 'iq4_xs', 'q4_k_m', 'q5_k_m'];
   for (const arch of ARCHS) {
-    for (const dtype of arch === 'llama' ? [...DTYPES, ...MORE_TYPES] : DTYPES) {
+    for (const dtype of arch === 'llama' ? [...DTYPES, ...MORE_TYPES] : (DTYPES as WeightFormat[])) {
       it(`${arch} ${dtype}: log-probabilities at ${PROMPT_LEN} positions and greedy continuation`, async () => {
         const path = writeFamilyModel(dir, arch, dtype, 3);
         const loaded = await loadModel(path);

@@ -120,6 +120,21 @@ test('metadata, options and k-quant fallbacks', async () => {
   await assert.rejects(makeModel({ preset: 'tiny', dtype: 'q7_0' as 'f32', seed: 1, out: out('x.gguf') }), /unknown dtype 'q7_0'/);
 });
 
+test('q4_k_m and q5_k_m mix types per tensor as llama.cpp does', async () => {
+  // small: 4 layers; llama.cpp's use_more_bits picks layers 0 and 2 for attn_v and ffn_down.
+  for (const [mix, base] of [['q4_k_m', 'q4_k'], ['q5_k_m', 'q5_k']] as const) {
+    await makeModel({ preset: 'small', dtype: mix, seed: 1, out: out(`${mix}.gguf`) });
+    const g = readGguf(out(`${mix}.gguf`));
+    const type = (name: string) => g.tensors.get(name)!.dtype;
+    assert.equal(type('output.weight'), 'q6_k');
+    assert.equal(type('token_embd.weight'), base);
+    assert.deepEqual([0, 1, 2, 3].map((l) => type(`blk.${l}.attn_v.weight`)), ['q6_k', base, 'q6_k', base]);
+    assert.deepEqual([0, 1, 2, 3].map((l) => type(`blk.${l}.ffn_down.weight`)), ['q6_k', base, 'q6_k', base]);
+    assert.equal(type('blk.1.attn_q.weight'), base);
+    assert.equal(g.metadata['general.file_type'], mix === 'q4_k_m' ? 15 : 17);
+  }
+});
+
 test('presets have the agreed shapes; 110m is about 134M parameters', () => {
   assert.deepEqual(PRESETS.tiny, { dim: 64, hiddenDim: 192, nLayers: 2, nHeads: 8, nKvHeads: 4, vocabSize: 512, contextLength: 512, tied: true });
   assert.deepEqual(PRESETS.small, { dim: 256, hiddenDim: 768, nLayers: 4, nHeads: 8, nKvHeads: 4, vocabSize: 4096, contextLength: 1024, tied: false });
