@@ -4,6 +4,7 @@ import { isWeightFormat, makeModel, PRESETS, QUANT_MIXES, type ModelPreset } fro
 import { ARCHITECTURES, isArchitecture } from '../model/families.js';
 import { DTYPES } from '../model/quant.js';
 import { ModelFileError } from '../model/loaders/errors.js';
+import { HfTokenizerError } from '../model/hf-tokenizer.js';
 
 const HELP = `Usage: stepwise make-model --preset tiny|small|110m --dtype TYPE --seed N --out FILE [options]
 
@@ -16,6 +17,9 @@ const HELP = `Usage: stepwise make-model --preset tiny|small|110m --dtype TYPE -
   --seed N          random seed (default 0); the same seed writes the same bytes
   --out FILE        where to write the .gguf file
   --vocab FILE      llama2.c tokenizer.bin to take the vocabulary from (default: synthetic)
+  --tokenizer DIR   a Hugging Face tokenizer folder (tokenizer.json + tokenizer_config.json): the
+                    real vocabulary, merges, special tokens and chat template, written as
+                    llama.cpp's converter writes them
   --tied            share the embedding with the output projection
   --untied          separate output projection
   --kv-heads N      key/value heads (must divide the preset's heads)
@@ -45,6 +49,7 @@ export async function runMakeModel(argv: string[]): Promise<number> {
         seed: { type: 'string', default: '0' },
         out: { type: 'string' },
         vocab: { type: 'string' },
+        tokenizer: { type: 'string' },
         tied: { type: 'boolean' },
         untied: { type: 'boolean' },
         'kv-heads': { type: 'string' },
@@ -105,6 +110,7 @@ export async function runMakeModel(argv: string[]): Promise<number> {
       seed,
       out,
       vocab: values.vocab as string | undefined,
+      tokenizer: values.tokenizer as string | undefined,
       tied: values.tied ? true : values.untied ? false : undefined,
       nKvHeads,
       headDim,
@@ -119,7 +125,7 @@ export async function runMakeModel(argv: string[]): Promise<number> {
     return 0;
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
-    if (e instanceof ModelFileError) process.stderr.write(`stepwise make-model: ${err.message}\n`);
+    if (e instanceof ModelFileError || e instanceof HfTokenizerError || e instanceof RangeError) process.stderr.write(`stepwise make-model: ${err.message}\n`);
     else if (err.code) process.stderr.write(`stepwise make-model: cannot write ${out}: ${err.message}\n`);
     else throw e;
     return 1;

@@ -31,6 +31,7 @@ import { readLlama2cVocab } from './loaders/llama2c-vocab.js';
 import { splitmix32, Xoshiro128StarStar } from '../util/xoshiro128.js';
 import { spmVocabFromLlama2c, syntheticVocab, type SpmVocab } from './synthetic-vocab.js';
 import { FAMILIES, isArchitecture, ARCHITECTURES, type Architecture } from './families.js';
+import { ggufTokenizerFromHf, type GgufTokenizer } from './hf-tokenizer.js';
 
 export type ModelPreset = 'tiny' | 'small' | '110m';
 
@@ -104,6 +105,11 @@ export interface MakeModelOptions {
   out: string;
   /** A llama2.c tokenizer.bin whose vocabulary the model gets (its size overrides the preset's). */
   vocab?: string;
+  /**
+   * A Hugging Face tokenizer folder (tokenizer.json + tokenizer_config.json): the model gets that
+   * real vocabulary, merges, special tokens and chat template (its size overrides the preset's).
+   */
+  tokenizer?: string;
   tied?: boolean;
   nKvHeads?: number;
   /** Family layout (default llama, as before). */
@@ -209,15 +215,18 @@ function checkOptions(o: MakeModelOptions): void {
 
 export async function makeModel(opts: MakeModelOptions): Promise<MakeModelSummary> {
   checkOptions(opts);
-  const vocab: SpmVocab = opts.vocab
-    ? (() => {
-        const v = readLlama2cVocab(opts.vocab);
-        return spmVocabFromLlama2c(v.pieces, v.scores);
-      })()
-    : syntheticVocab(PRESETS[opts.preset].vocabSize);
+  if (opts.vocab && opts.tokenizer) throw new RangeError('give a llama2.c vocabulary or a Hugging Face tokenizer, not both');
+  const tokenizer = opts.tokenizer ? ggufTokenizerFromHf(opts.tokenizer) : undefined;
+  const vocab: SpmVocab | GgufTokenizer = tokenizer ??
+    (opts.vocab
+      ? (() => {
+          const v = readLlama2cVocab(opts.vocab);
+          return spmVocabFromLlama2c(v.pieces, v.scores);
+        })()
+      : syntheticVocab(PRESETS[opts.preset].vocabSize));
   const shape: PresetShape = {
     ...PRESETS[opts.preset],
-    vocabSize: vocab.pieces.length,
+    vocabSize: 'pieces' in vocab ? vocab.pieces.length : vocab.vocabSize,
     ...(opts.tied !== undefined ? { tied: opts.tied } : {}),
     ...(opts.nKvHeads !== undefined ? { nKvHeads: opts.nKvHeads } : {}),
     ...(opts.headDim !== undefined ? { headDim: opts.headDim } : {}),
@@ -237,13 +246,14 @@ export async function makeModel(opts: MakeModelOptions): Promise<MakeModelSummar
  * The GGUF contents of a random model of any shape (tensor data generated lazily, as the writer
  * reaches each tensor). makeModel() is this plus presets, a vocabulary and a file.
  */
-export function modelSpec(o: { shape: PresetShape; dtype: WeightFormat; seed: number; vocab: SpmVocab; name: string; arch?: ArchOptions }): {
+export function modelSpec(o: { shape: PresetShape; dtype: WeightFormat; seed: number; vocab: SpmVocab | GgufTokenizer; name: string; arch?: ArchOptions }): {
   spec: GgufSpec;
   summary: Omit<MakeModelSummary, 'path'>;
 } {
   const { shape, vocab, seed } = o;
   const { dim, hiddenDim, nLayers, nHeads, nKvHeads, vocabSize } = shape;
-  if (vocab.pieces.length !== vocabSize) throw new RangeError(`vocabulary of ${vocab.pieces.length} pieces for a model of vocab ${vocabSize}`);
+  const vocabPieces = 'pieces' in vocab ? vocab.pieces.length : vocab.vocabSize;
+  if (vocabPieces !== vocabSize) throw new RangeError(`vocabulary of ${vocabPieces} pieces for a model of vocab ${vocabSize}`);
   if ((shape.headDim === undefined && dim % nHeads !== 0) || nHeads % nKvHeads !== 0) {
     throw new RangeError(`bad head layout: dim ${dim}, ${nHeads} heads, ${nKvHeads} kv heads`);
   }
@@ -339,6 +349,14 @@ export function modelSpec(o: { shape: PresetShape; dtype: WeightFormat; seed: nu
       ? ([[a('attention.key_length'), ggufValue.u32(headDim)], [a('attention.value_length'), ggufValue.u32(headDim)]] as Array<[string, GgufTypedValue]>)
       : []),
     ...(family.slidingWindow ? [[a('attention.sliding_window'), ggufValue.u32(o.arch?.slidingWindow ?? 512)] as [string, GgufTypedValue]] : []),
+    ...('pieces' in vocab ? spmTokenizerMetadata(vocab) : vocab.metadata),
+  ];
+  return { spec: { metadata, tensors }, summary: { params, bytes, tensorsByDtype, shape } };
+}
+
+/** The tokenizer.* keys of a SentencePiece vocabulary with <unk>, <s>, </s> at ids 0, 1, 2. */
+function spmTokenizerMetadata(vocab: SpmVocab): Array<[string, GgufTypedValue]> {
+  return [
     ['tokenizer.ggml.model', ggufValue.string('llama')],
     ['tokenizer.ggml.tokens', ggufValue.array('string', vocab.pieces)],
     ['tokenizer.ggml.scores', ggufValue.array('f32', vocab.scores)],
@@ -349,7 +367,6 @@ export function modelSpec(o: { shape: PresetShape; dtype: WeightFormat; seed: nu
     ['tokenizer.ggml.add_bos_token', ggufValue.bool(true)],
     ['tokenizer.ggml.add_eos_token', ggufValue.bool(false)],
   ];
-  return { spec: { metadata, tensors }, summary: { params, bytes, tensorsByDtype, shape } };
 }
 
 /**

@@ -44,6 +44,13 @@ const TRICKY = [
   '\u00a0nbsp\u3000ideographic\u0085nel\ufeffbom',
   'x \ufeffy a\u0085\u0085b',
   'CamelCaseWordsAndMORE_snake_case',
+  'العربية Ελληνικά русский हिन्दी ไทย',
+  'x = [1, 22, 333, 4444, 55555]; // 3.5e-10\n\tif (x) { return "ok"; }',
+  '<|im_start|>system\nYou are terse.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n',
+  '<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>',
+  '<start_of_turn>user\nHello<end_of_turn>\n<start_of_turn>model\n',
+  '<think>\n\n</think>\n\n<tool_call>{"a": 1}</tool_call>',
+  '          indented\n\n\n   \t\n',
 ];
 
 /** Text built from pieces that exercise merges, spaces, bytes and specials. */
@@ -55,6 +62,13 @@ const trickyText = fc
   .map((parts) => parts.join(''));
 
 const anyText = fc.string({ unit: 'binary', maxLength: 24 });
+
+/** Real Hugging Face tokenizers shipped by npm packages (devDependencies), by family. */
+const REAL_TOKENIZERS: Array<[name: string, pkg: string]> = [
+  ['Llama 3.1 (byte-level BPE, llama-bpe)', 'tokenizer-llama3_1'],
+  ['Qwen3 (byte-level BPE, qwen2)', 'tokenizer-qwen3'],
+  ['Gemma 3 (SentencePiece BPE, byte fallback)', 'tokenizer-gemma3'],
+];
 
 interface Case {
   name: string;
@@ -83,10 +97,17 @@ describe('tokenizers against llama.cpp', () => {
     // The tiny preset has 512 tokens, so the BPE vocabulary (256 bytes + 255 merges + <|endoftext|>)
     // reuses its tensors unchanged.
     const bpe = learnByteLevelBpe(512);
-    for (const pre of ['gpt-2', 'llama-bpe']) {
+    for (const pre of ['gpt-2', 'llama-bpe', 'qwen2', 'smollm']) {
       const path = join(dir, `bpe-${pre}.gguf`);
       writeBpeGguf(path, synthetic, bpe, pre);
       files.push({ name: `byte-level BPE (pre '${pre}')`, path, cleansSpaces: true });
+    }
+    // The real tokenizers of three families, as `make-model --tokenizer` writes them (Qwen3's is
+    // Qwen2/2.5's byte-level BPE with pre-tokenizer 'qwen2'; Gemma 3's is SentencePiece-style).
+    for (const [name, pkg] of REAL_TOKENIZERS) {
+      const path = join(dir, `${pkg}.gguf`);
+      await makeModel({ preset: 'tiny', dtype: 'q8_0', seed: 1, out: path, tokenizer: join('node_modules', '@lenml', pkg, 'models') });
+      files.push({ name, path, cleansSpaces: true });
     }
     llama = await getLlama({ gpu: false });
     for (const f of files) {
@@ -101,13 +122,23 @@ describe('tokenizers against llama.cpp', () => {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  it('loads all four vocabularies into llama.cpp', () => {
-    assert.equal(cases.length, llama2Vocab.missing ? 3 : 4);
+  it('loads every vocabulary into llama.cpp', () => {
+    assert.equal(cases.length, (llama2Vocab.missing ? 5 : 6) + REAL_TOKENIZERS.length);
+  });
+
+  it('ends generation on exactly the tokens llama.cpp treats as end-of-generation', () => {
+    for (const c of cases) {
+      const theirs = new Set<number>();
+      for (let id = 0; id < c.ours.vocabSize; id++) if (c.theirs.isEogToken(id as Token)) theirs.add(id);
+      assert.deepEqual([...c.ours.eogIds].sort((a, b) => a - b), [...theirs].sort((a, b) => a - b), c.name);
+    }
+    const qwen = cases.find((c) => c.name.startsWith('Qwen'))!;
+    assert.ok(qwen.ours.eogIds.size >= 2, 'Qwen ends on <|im_end|> and <|endoftext|>');
   });
 
   it('agrees on special ids and on whether BOS is added', () => {
     for (const c of cases) {
-      assert.equal(c.ours.bosId, c.theirs.tokens.bos, c.name);
+      assert.equal(c.ours.bosId ?? null, c.theirs.tokens.bos, c.name);
       assert.equal(c.ours.eosId, c.theirs.tokens.eos, c.name);
       assert.equal(c.ours.addBos, c.theirs.tokens.shouldPrependBosToken, c.name);
       assert.equal(c.ours.vocabSize, c.theirs.fileInfo.metadata.tokenizer.ggml.tokens.length, c.name);

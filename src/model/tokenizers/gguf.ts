@@ -3,7 +3,7 @@
 
 import { BpeTokenizer } from './bpe.js';
 import { TokenizerError } from './errors.js';
-import { gpt2PreTokenize, llama3PreTokenize, type PreTokenizer } from './pre-tokenizers.js';
+import { gpt2PreTokenize, llama3PreTokenize, qwen2PreTokenize, smollmPreTokenize, type PreTokenizer } from './pre-tokenizers.js';
 import { SpmTokenizer } from './spm.js';
 import { Vocab } from './vocab.js';
 import type { GgufValue } from '../loaders/gguf.js';
@@ -19,6 +19,8 @@ interface PreTokenizerSpec {
 
 const GPT2_PRE: PreTokenizerSpec = { split: gpt2PreTokenize, ignoreMerges: false, addBos: false };
 const LLAMA3_PRE: PreTokenizerSpec = { split: llama3PreTokenize, ignoreMerges: true, addBos: true };
+const QWEN2_PRE: PreTokenizerSpec = { split: qwen2PreTokenize, ignoreMerges: false, addBos: false };
+const SMOLLM_PRE: PreTokenizerSpec = { split: smollmPreTokenize, ignoreMerges: false, addBos: false };
 
 /**
  * tokenizer.ggml.pre values we implement. An absent value or 'default' gets the GPT-2 regex (llama.cpp's
@@ -33,6 +35,8 @@ const PRE_TOKENIZERS: Record<string, PreTokenizerSpec> = {
   llama3: LLAMA3_PRE,
   'llama-v3': LLAMA3_PRE,
   'llama-bpe': LLAMA3_PRE,
+  qwen2: QWEN2_PRE,
+  smollm: SMOLLM_PRE,
 };
 
 export function tokenizerFromGguf(metadata: Metadata): Tokenizer {

@@ -136,6 +136,37 @@ export function gpt2PreTokenize(text: string): string[] {
 }
 
 export function llama3PreTokenize(text: string): string[] {
+  return llama3StyleSplit(text, 3);
+}
+
+/** Qwen2's regex: Llama 3's with single digits (\p{N} instead of \p{N}{1,3}). */
+export function qwen2PreTokenize(text: string): string[] {
+  return llama3StyleSplit(text, 1);
+}
+
+/**
+ * SmolLM's (llama.cpp's "smollm", as StarCoder's): every digit is its own word, then the GPT-2 regex
+ * splits what lies between digits.
+ */
+export function smollmPreTokenize(text: string): string[] {
+  const words: string[] = [];
+  let start = 0;
+  let i = 0;
+  for (const ch of text) {
+    const cp = ch.codePointAt(0)!;
+    if (flagsOf(cp) & NUMBER) {
+      if (i > start) words.push(...gpt2PreTokenize(text.slice(start, i)));
+      words.push(ch);
+      start = i + ch.length;
+    }
+    i += ch.length;
+  }
+  if (text.length > start) words.push(...gpt2PreTokenize(text.slice(start)));
+  return words;
+}
+
+/** The Llama 3 regex with digit runs cut into groups of `digitGroup`. */
+function llama3StyleSplit(text: string, digitGroup: number): string[] {
   const s = new Scan(text);
   for (let pos = 0; pos < s.n; ) {
     const c = s.cp(pos);
@@ -152,12 +183,12 @@ export function llama3PreTokenize(text: string): string[] {
       s.cut(pos);
       continue;
     }
-    // \p{N}{1,3}
+    // \p{N}{1,3} (Llama 3) or \p{N} (Qwen2)
     if (f & NUMBER) {
       let groupStart = pos;
       while (s.flags(pos) & NUMBER) {
         pos++;
-        if (pos - groupStart >= 3) {
+        if (pos - groupStart >= digitGroup) {
           s.cut(pos);
           groupStart = pos;
         }

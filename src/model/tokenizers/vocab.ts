@@ -17,20 +17,40 @@ export const TokenType = {
 
 /**
  * Texts of end-of-generation tokens in common vocabularies. Files often mark only EOS in metadata, so
- * llama.cpp also recognises these by their text (and treats them as control tokens); we do the same so
- * a chat model stops at its end-of-turn token.
+ * llama.cpp also recognises these by their text (and treats them as control tokens); we do the same,
+ * with the list of the llama.cpp our tests compare against, so a chat model stops at its end-of-turn
+ * token. The fill-in-the-middle pad, repository and file-separator tokens end generation too.
  */
 const EOG_TEXTS = new Set([
   '<|eot_id|>',
   '<|im_end|>',
   '<|end|>',
+  '<|return|>',
+  '<|call|>',
+  '<|flush|>',
+  '<|calls|>',
   '<end_of_turn>',
   '<|endoftext|>',
+  '</s>',
   '<|eom_id|>',
   '<EOT>',
   '_<EOT>',
+  '[EOT]',
+  '[EOS]',
   '<|end_of_text|>',
   '<end_of_utterance>',
+  '<eos>',
+  '<turn|>',
+  '<|tool_response>',
+  '<\uff5cend\u2581of\u2581sentence\uff5c>',
+  // FIM pad / repository / file separator.
+  '<|fim_pad|>',
+  '<fim-pad>',
+  '<|fim_repo|>',
+  '<|repo_name|>',
+  '<fim-repo>',
+  '<|file_sep|>',
+  '<fim-sep>',
 ]);
 
 export interface VocabSpec {
