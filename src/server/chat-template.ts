@@ -63,6 +63,17 @@ export function normalizeMessages(raw: unknown[]): ChatMessage[] {
   });
 }
 
+/** What a request may add to the template's variables beyond the messages. */
+export interface ChatRenderOptions {
+  /** Tool definitions (OpenAI's `tools`), for templates that describe them to the model. */
+  tools?: unknown[];
+  /**
+   * Extra template variables (vLLM's `chat_template_kwargs`), e.g. `{ enable_thinking: false }` for
+   * Qwen3. They cannot replace messages, tools, add_generation_prompt or the special tokens.
+   */
+  kwargs?: Record<string, unknown>;
+}
+
 export class ChatTemplate {
   private readonly template: Template;
   readonly isFallback: boolean;
@@ -73,13 +84,24 @@ export class ChatTemplate {
     this.template = new Template(source ?? FALLBACK_CHAT_TEMPLATE);
   }
 
-  /** The prompt text for `messages`, ready to encode. Template errors (e.g. roles out of order) are 400s. */
-  render(messages: ChatMessage[]): string {
+  /**
+   * The prompt text for `messages`, ready to encode, with the variables Hugging Face's
+   * apply_chat_template gives templates (@huggingface/jinja itself defines raise_exception and
+   * strftime_now, which templates call).
+   * Template errors (e.g. roles out of order, raise_exception) are 400s naming the error.
+   */
+  render(messages: ChatMessage[], opts: ChatRenderOptions = {}): string {
     const tok = this.tokenizer;
     const pieceOf = (id: number | undefined): string => (tok && id !== undefined ? tok.tokenText(id) : '');
+    const kwargs = opts.kwargs ?? {};
+    if (typeof kwargs !== 'object' || kwargs === null || Array.isArray(kwargs)) {
+      throw invalidParam('chat_template_kwargs', "'chat_template_kwargs' must be an object");
+    }
     try {
       return this.template.render({
+        ...kwargs,
         messages,
+        ...(opts.tools ? { tools: opts.tools } : {}),
         add_generation_prompt: true,
         bos_token: pieceOf(tok?.bosId),
         eos_token: pieceOf(tok?.eosId),
@@ -90,10 +112,10 @@ export class ChatTemplate {
   }
 
   /** Renders and encodes; BOS is added unless the template already wrote it. */
-  encode(messages: ChatMessage[]): number[] {
+  encode(messages: ChatMessage[], opts: ChatRenderOptions = {}): number[] {
     const tok = this.tokenizer;
     if (!tok) throw invalidParam('messages', 'this model has no tokenizer, so chat is unavailable: use /v1/completions with token ids');
-    const text = this.render(messages);
+    const text = this.render(messages, opts);
     const bosText = tok.bosId !== undefined ? tok.tokenText(tok.bosId) : '';
     const templateWroteBos = bosText !== '' && text.startsWith(bosText);
     return tok.encode(text, { addBos: tok.addBos && !templateWroteBos, parseSpecial: true });

@@ -53,6 +53,8 @@ export interface ChatBody extends SamplingBody {
   tools?: unknown[] | null;
   tool_choice?: unknown;
   response_format?: { type?: unknown } | null;
+  /** Extra chat-template variables (vLLM's extension), e.g. { enable_thinking: false }. */
+  chat_template_kwargs?: Record<string, unknown> | null;
 }
 
 /** A request ready for the engine. */

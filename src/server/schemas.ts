@@ -59,5 +59,6 @@ export const chatBodySchema = {
     tools: nullable('array'),
     tool_choice: {},
     response_format: nullable('object'),
+    chat_template_kwargs: nullable('object'),
   },
 } as const;

@@ -20,7 +20,7 @@ export function registerChatRoutes(
     async (request, reply) => {
       const body = request.body;
       checkModel(body.model);
-      const promptIds = template.encode(normalizeMessages(body.messages));
+      const promptIds = template.encode(normalizeMessages(body.messages), { kwargs: body.chat_template_kwargs ?? undefined });
       const plan = planChat(body, promptIds, limits);
       return respond(ctx, reply, plan, {
         endpoint: 'chat',
