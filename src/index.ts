@@ -9,3 +9,4 @@ export { loadModel } from './model/loaders/index.js';
 export { makeModel } from './model/make-model.js';
 export type { ModelConfig } from './model/config.js';
 export type { Tokenizer } from './model/tokenizer-types.js';
+export type { ChatMessage, ChatRenderOptions } from './server/chat-template.js';

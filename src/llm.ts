@@ -15,6 +15,7 @@ import { getKernels } from './model/kernels/index.js';
 import type { ModelConfig } from './model/config.js';
 import { tokenizerFromGguf, tokenizerFromLlama2cFile } from './model/tokenizer.js';
 import type { Tokenizer } from './model/tokenizer-types.js';
+import { ChatTemplate, chatTemplateSource, normalizeMessages, type ChatRenderOptions } from './server/chat-template.js';
 
 export type Backend = 'auto' | 'native' | 'typescript';
 
@@ -70,6 +71,7 @@ const DEFAULT_KV_CAP_BYTES = 4 * 1024 ** 3;
 
 export class LLM {
   private closed = false;
+  private chatTemplate: ChatTemplate | undefined;
 
   private constructor(
     readonly engine: Engine,
@@ -165,6 +167,16 @@ export class LLM {
     }
     if (!this.tokenizer) throw new Error('this model has no tokenizer: pass token ids, or give a tokenizer file');
     return this.tokenizer.encode(prompt);
+  }
+
+  /**
+   * The prompt token ids for a chat, rendered with the model's own chat template exactly as
+   * /v1/chat/completions renders it (messages as OpenAI's {role, content}; `tools` and template
+   * variables such as Qwen3's `{ enable_thinking: false }` in opts). Pass the result to generate/stream.
+   */
+  chatPrompt(messages: unknown[], opts: ChatRenderOptions = {}): number[] {
+    this.chatTemplate ??= new ChatTemplate(chatTemplateSource(this.metadata), this.tokenizer);
+    return this.chatTemplate.encode(normalizeMessages(messages), opts);
   }
 
   /** Streams one request's outputs as the engine produces them. */

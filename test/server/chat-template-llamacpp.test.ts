@@ -92,6 +92,18 @@ describe('chat templates vs llama.cpp (node-llama-cpp rendering the GGUF templat
     assert.ok(qwen.ours.render(msgs).endsWith('<|im_start|>assistant\n'), 'thinking is on by default');
   });
 
+  it("gives templates the request's tools, serialized as Hugging Face's tojson does (Qwen3)", () => {
+    const qwen = cases.find((c) => c.name === 'Qwen3')!;
+    const tools = [{ type: 'function', function: { name: 'get_weather', description: 'Weather in Zürich', parameters: { type: 'object', properties: { city: { type: 'string' } } } } }];
+    const msgs: ChatMessage[] = [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Weather?' }];
+    const text = qwen.ours.render(msgs, { tools, kwargs: { enable_thinking: false } });
+    // Python's json.dumps(ensure_ascii=False): ", " and ": " separators, non-ASCII kept.
+    const json = '{"type": "function", "function": {"name": "get_weather", "description": "Weather in Zürich", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}';
+    assert.ok(text.startsWith(`<|im_start|>system\nBe brief.\n\n# Tools\n`), text);
+    assert.ok(text.includes(`<tools>\n${json}\n</tools>`), text);
+    assert.ok(!qwen.ours.render(msgs).includes('# Tools'), 'no tools, no tools block');
+  });
+
   it('BOS appears once: templates that write it are not given a second one', () => {
     for (const c of cases) {
       const ids = c.ours.encode(CONVERSATIONS[1]!);
@@ -124,6 +136,10 @@ describe('chat templates vs llama.cpp (node-llama-cpp rendering the GGUF templat
       assert.equal(off.statusCode, 200, off.body);
       // "<think>\n\n</think>\n\n" is 4 tokens in Qwen's vocabulary.
       assert.equal(off.json().usage.prompt_tokens - on.json().usage.prompt_tokens, 4);
+      // The library renders the same prompt the server does.
+      const libraryIds = qwen.llm.chatPrompt(messages, { kwargs: { enable_thinking: false } });
+      assert.equal(libraryIds.length, off.json().usage.prompt_tokens);
+      assert.deepEqual(libraryIds, cases.find((c) => c.name === 'Qwen3')!.ours.encode([{ role: 'user', content: 'Hello' }], { kwargs: { enable_thinking: false } }));
       const bad = await post(qwen, { messages, chat_template_kwargs: 'thinking' });
       assert.equal(bad.statusCode, 400, bad.body);
       assert.match(bad.json().error.message, /chat_template_kwargs/);
