@@ -42,6 +42,7 @@ interface AddedToken {
 interface TokenizerJson {
   model?: { type?: string; vocab?: Record<string, number>; merges?: Array<string | [string, string]>; byte_fallback?: boolean };
   added_tokens?: AddedToken[];
+  normalizer?: unknown;
   pre_tokenizer?: unknown;
 }
 
@@ -69,14 +70,41 @@ function readJson<T>(dir: string, name: string): T {
   }
 }
 
-/** Every Split regex and pre-tokenizer type in a (possibly nested) pre_tokenizer. */
-function preTokenizerParts(p: unknown, regexes: string[], types: string[]): void {
-  if (!p || typeof p !== 'object') return;
+/** Every step of a (possibly nested) normalizer or pre_tokenizer, depth first. */
+function steps(p: unknown, out: Array<Record<string, unknown>> = []): Array<Record<string, unknown>> {
+  if (!p || typeof p !== 'object') return out;
   const o = p as Record<string, unknown>;
-  if (typeof o.type === 'string') types.push(o.type);
-  const pattern = o.pattern as { Regex?: string } | undefined;
-  if (o.type === 'Split' && typeof pattern?.Regex === 'string') regexes.push(pattern.Regex);
-  for (const child of (o.pretokenizers as unknown[] | undefined) ?? []) preTokenizerParts(child, regexes, types);
+  out.push(o);
+  for (const child of [...((o.pretokenizers as unknown[] | undefined) ?? []), ...((o.normalizers as unknown[] | undefined) ?? [])]) steps(child, out);
+  return out;
+}
+
+/**
+ * llama.cpp's name for a byte-level pre-tokenizer: by its Split regex, or, without one, by the
+ * ByteLevel step's own GPT-2 regex, with every digit split off first for SmolLM's (StarCoder's).
+ */
+function byteLevelPreName(dir: string, pre: Array<Record<string, unknown>>): string {
+  const regex = pre.map((o) => (o.type === 'Split' ? (o.pattern as { Regex?: unknown } | undefined)?.Regex : undefined)).find((r) => typeof r === 'string');
+  if (regex !== undefined) {
+    const name = PRE_BY_REGEX.find(([, r]) => r === regex)?.[0];
+    if (!name) throw new HfTokenizerError(dir, `unknown byte-level pre-tokenizer regex ${JSON.stringify(regex)}: supported are Llama 3's and Qwen2's`);
+    return name;
+  }
+  if (pre.some((o) => o.type === 'ByteLevel' && o.use_regex !== false)) {
+    return pre.some((o) => o.type === 'Digits' && o.individual_digits === true) ? 'smollm' : 'gpt-2';
+  }
+  throw new HfTokenizerError(dir, 'byte-level tokenizer.json without a split regex: supported are the GPT-2, SmolLM, Llama 3 and Qwen2 pre-tokenizers');
+}
+
+/**
+ * Whether a SentencePiece-style tokenizer puts U+2581 in front of the text (Llama 2, Mistral: a
+ * Prepend normalizer or a prepending Metaspace); Gemma's only replaces spaces.
+ */
+function prependsSpace(normalizer: Array<Record<string, unknown>>, pre: Array<Record<string, unknown>>): boolean {
+  return (
+    normalizer.some((o) => o.type === 'Prepend' && o.prepend === '\u2581') ||
+    pre.some((o) => o.type === 'Metaspace' && (o.prepend_scheme !== undefined ? o.prepend_scheme !== 'never' : o.add_prefix_space !== false))
+  );
 }
 
 /** A special token's text from tokenizer_config.json (a string, or {content}). */
@@ -113,10 +141,8 @@ export function ggufTokenizerFromHf(dir: string): GgufTokenizer {
   for (const [piece, id] of Object.entries(model.vocab)) pieces[id] = piece;
   for (const a of added) pieces[a.id] = a.content;
 
-  const regexes: string[] = [];
-  const preTypes: string[] = [];
-  preTokenizerParts(tj.pre_tokenizer, regexes, preTypes);
-  const byteLevel = preTypes.includes('ByteLevel');
+  const preSteps = steps(tj.pre_tokenizer);
+  const byteLevel = preSteps.some((o) => o.type === 'ByteLevel');
   if (!byteLevel && !model.byte_fallback) {
     throw new HfTokenizerError(dir, 'tokenizer.json is neither byte-level BPE nor BPE with byte fallback; it cannot be written as a GGUF tokenizer here');
   }
@@ -148,10 +174,7 @@ export function ggufTokenizerFromHf(dir: string): GgufTokenizer {
 
   const metadata: Array<[string, GgufTypedValue]> = [];
   if (byteLevel) {
-    const regex = regexes[0];
-    const pre = PRE_BY_REGEX.find(([, r]) => r === regex)?.[0];
-    if (!pre) throw new HfTokenizerError(dir, `unknown byte-level pre-tokenizer regex ${JSON.stringify(regex ?? '(none)')}: supported are Llama 3's and Qwen2's`);
-    metadata.push(['tokenizer.ggml.model', ggufValue.string('gpt2')], ['tokenizer.ggml.pre', ggufValue.string(pre)]);
+    metadata.push(['tokenizer.ggml.model', ggufValue.string('gpt2')], ['tokenizer.ggml.pre', ggufValue.string(byteLevelPreName(dir, preSteps))]);
     metadata.push(['tokenizer.ggml.tokens', ggufValue.array('string', pieces)], ['tokenizer.ggml.token_type', ggufValue.array('i32', types)]);
     metadata.push(['tokenizer.ggml.merges', ggufValue.array('string', merges)]);
   } else {
@@ -160,13 +183,12 @@ export function ggufTokenizerFromHf(dir: string): GgufTokenizer {
     merges.forEach((m, rank) => {
       const sp = m.indexOf(' ', 1);
       const id = model.vocab![m.slice(0, sp) + m.slice(sp + 1)];
-      if (id !== undefined && scores[id] === -(merges.length + 1)) scores[id] = -rank;
+      if (id !== undefined && scores[id] === -(merges.length + 1)) scores[id] = 0 - rank; // +0, not -0, for the first
     });
     metadata.push(['tokenizer.ggml.model', ggufValue.string('llama')], ['tokenizer.ggml.pre', ggufValue.string('default')]);
     metadata.push(['tokenizer.ggml.tokens', ggufValue.array('string', pieces)], ['tokenizer.ggml.scores', ggufValue.array('f32', scores)]);
     metadata.push(['tokenizer.ggml.token_type', ggufValue.array('i32', types)]);
-    // Gemma's normalizer only replaces spaces: no dummy prefix.
-    metadata.push(['tokenizer.ggml.add_space_prefix', ggufValue.bool(false)]);
+    metadata.push(['tokenizer.ggml.add_space_prefix', ggufValue.bool(prependsSpace(steps(tj.normalizer), preSteps))]);
   }
   const ids: Array<[string, string]> = [['bos_token', 'bos_token_id'], ['eos_token', 'eos_token_id'], ['unk_token', 'unknown_token_id'], ['pad_token', 'padding_token_id']];
   for (const [cfgName, key] of ids) {
