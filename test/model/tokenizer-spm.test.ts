@@ -221,7 +221,7 @@ describe('tokenizerFromGguf errors', () => {
     fails({ ...base, 'tokenizer.ggml.add_bos_token': 'yes' }, /add_bos_token should be a boolean/);
     fails({ ...base, 'tokenizer.ggml.model': 'gpt2' }, /no tokenizer\.ggml\.merges/);
     fails({ ...base, 'tokenizer.ggml.model': 'gpt2', 'tokenizer.ggml.merges': ['ab'] }, /merges\[0\] is 'ab'/);
-    fails({ ...base, 'tokenizer.ggml.model': 'gpt2', 'tokenizer.ggml.merges': [], 'tokenizer.ggml.pre': 'qwen2' }, /unsupported tokenizer\.ggml\.pre 'qwen2'/);
+    fails({ ...base, 'tokenizer.ggml.model': 'gpt2', 'tokenizer.ggml.merges': [], 'tokenizer.ggml.pre': 'deepseek-llm' }, /unsupported tokenizer\.ggml\.pre 'deepseek-llm'/);
   });
 
   it('accepts u64 ids (bigint) and rejects encode of a non-string', () => {
