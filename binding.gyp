@@ -11,6 +11,7 @@
         "native/attention.cc",
         "native/dequant.cc",
         "native/elementwise.cc",
+        "native/mapped-file.cc",
         "native/matmul.cc",
         "native/thread-pool.cc"
       ],

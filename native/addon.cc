@@ -417,8 +417,13 @@ class NativeKernels : public Napi::ObjectWrap<NativeKernels> {
 }  // namespace
 }  // namespace stepwise
 
+namespace stepwise {
+void defineMappedFile(Napi::Env env, Napi::Object exports);  // mapped-file.cc
+}
+
 static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeKernels", stepwise::NativeKernels::Define(env));
+  stepwise::defineMappedFile(env, exports);
   exports.Set("simd", Napi::String::New(env, stepwise::kSimdName));
   return exports;
 }

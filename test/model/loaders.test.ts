@@ -38,7 +38,7 @@ function f32s(w: WeightTensor): Float32Array {
   return dequantize(w);
 }
 
-test('loadModel reads a generated tiny GGUF: config, tied output, views into one buffer', async () => {
+test('loadModel reads a generated tiny GGUF: config, tied output, weights as views of the file', async () => {
   const m = await loadModel(tinyF32);
   assert.equal(m.format, 'gguf');
   assert.deepEqual(m.config, {
@@ -57,9 +57,13 @@ test('loadModel reads a generated tiny GGUF: config, tied output, views into one
   ]);
   assert.ok(l.attnNorm instanceof Float32Array && l.attnNorm.length === 64);
   assert.ok(w.outputNorm instanceof Float32Array && w.outputNorm.length === 64);
-  const buffer = w.tokenEmbedding.data.buffer;
-  for (const t of [l.wq, l.wDown]) assert.equal(t.data.buffer, buffer, 'weights are views of the file buffer');
-  assert.equal(l.ffnNorm.buffer, buffer, 'f32 norms are views too');
+  // Each tensor is a view of exactly its bytes of the file (its own buffer over the mapping, or
+  // one read of those bytes): nothing else is held, and the f32 norms are views too.
+  for (const t of [w.tokenEmbedding, l.wq, l.wDown]) {
+    assert.equal(t.data.byteOffset, 0);
+    assert.equal(t.data.buffer.byteLength, t.data.byteLength, `${t.name} is a view of its own bytes`);
+  }
+  assert.equal(l.ffnNorm.buffer.byteLength, 64 * 4, 'f32 norms are views of their bytes too');
   assert.equal((m.metadata['tokenizer.ggml.tokens'] as string[]).length, 512);
   assert.equal(m.metadata['tokenizer.ggml.model'], 'llama');
 

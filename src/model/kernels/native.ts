@@ -49,8 +49,20 @@ interface AddonKernels {
   close(): void;
 }
 
+/** A read-only mapping of a whole file (native/mapped-file.cc), shared by every thread of the process. */
+export interface NativeMappedFile {
+  readonly size: number;
+  /** Where the mapping starts: the same for every thread that maps the same file. */
+  readonly address: bigint;
+  /** Bytes offset..offset+length-1 of the file as an ArrayBuffer over the mapping (no copy). */
+  view(offset: number, length: number): ArrayBuffer;
+  /** Drops this handle; views made from it stay valid. */
+  close(): void;
+}
+
 interface Addon {
   NativeKernels: new (threads: number) => AddonKernels;
+  MappedFile: new (path: string) => NativeMappedFile;
   /** 'avx2' or 'scalar': which code path the addon was compiled with. */
   simd: string;
 }
@@ -108,6 +120,21 @@ function tryLoad(): Addon | NativeKernelsUnavailableError {
         'rebuild them with `node scripts/build-native.mjs` or use the typescript backend',
     );
   }
+}
+
+/**
+ * Maps `path` read-only through the addon, or returns null when the addon is unavailable (the
+ * caller then reads the file instead). Errors opening or mapping the file are thrown.
+ */
+export function mapFileNative(path: string): NativeMappedFile | null {
+  let addon: Addon;
+  try {
+    addon = loadNativeAddon();
+  } catch {
+    return null;
+  }
+  if (typeof addon.MappedFile !== 'function') return null;
+  return new addon.MappedFile(path);
 }
 
 /** Why the native kernels cannot be used here, or null when they can. */

@@ -4,7 +4,7 @@
 // `ggufValue.array('string', pieces)`. Tensor data may be given lazily so a large model can be
 // generated and written one tensor at a time.
 
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { closeSync, ftruncateSync, openSync, writeSync } from 'node:fs';
 import { DTYPE_INFO, isDType } from '../quant.js';
 import type { DType } from '../weights.js';
 import { GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VALUE_TYPE, type GgufValueTypeName } from './gguf.js';
@@ -47,8 +47,11 @@ export interface GgufTensorSpec {
   type: DType | number;
   /** ggml ne order: dims[0] is the row length (cols), dims[1] the row count. */
   dims: readonly number[];
-  /** The tensor's bytes, or a function producing them when the writer reaches this tensor. */
-  data: Uint8Array | (() => Uint8Array);
+  /**
+   * The tensor's bytes, or a function producing them when the writer reaches this tensor, or
+   * 'zeros': all zero, left as a hole in the file (sparse: takes no disk space; for tests of large files).
+   */
+  data: Uint8Array | (() => Uint8Array) | 'zeros';
 }
 
 export interface GgufSpec {
@@ -165,7 +168,7 @@ function tensorSize(t: GgufTensorSpec): number {
     if (t.dims[0]! % blockSize !== 0) throw new RangeError(`tensor '${t.name}': row length ${t.dims[0]} is not a multiple of ${blockSize} (${t.type})`);
     return (t.dims[0]! / blockSize) * blockBytes * t.dims.slice(1).reduce((a, b) => a * b, 1);
   }
-  if (typeof t.data === 'function') throw new TypeError(`tensor '${t.name}': a raw ggml type needs its data up front`);
+  if (typeof t.data === 'function' || t.data === 'zeros') throw new TypeError(`tensor '${t.name}': a raw ggml type needs its data up front`);
   return t.data.byteLength;
 }
 
@@ -215,7 +218,7 @@ function encodeHeader(spec: GgufSpec): { header: Uint8Array; sizes: number[]; of
 }
 
 function tensorData(t: GgufTensorSpec, size: number): Uint8Array {
-  const data = typeof t.data === 'function' ? t.data() : t.data;
+  const data = t.data === 'zeros' ? new Uint8Array(size) : typeof t.data === 'function' ? t.data() : t.data;
   if (data.byteLength !== size) throw new RangeError(`tensor '${t.name}': ${data.byteLength} bytes given, ${size} expected for ${t.type} [${t.dims.join(', ')}]`);
   return data;
 }
@@ -232,22 +235,22 @@ export function encodeGguf(spec: GgufSpec): Uint8Array {
 
 /** Writes the file tensor by tensor, so only one tensor's data need exist at a time. */
 export function writeGgufFile(path: string, spec: GgufSpec): void {
-  const { header, sizes, alignment } = encodeHeader(spec);
+  const { header, sizes, offsets, alignment } = encodeHeader(spec);
   const fd = openSync(path, 'w');
   try {
-    writeAll(fd, header);
+    writeAt(fd, header, 0);
     spec.tensors.forEach((t, i) => {
-      const data = tensorData(t, sizes[i]!);
-      writeAll(fd, data);
-      const pad = alignUp(data.byteLength, alignment) - data.byteLength;
-      if (pad) writeAll(fd, new Uint8Array(pad));
+      if (t.data !== 'zeros') writeAt(fd, tensorData(t, sizes[i]!), header.length + offsets[i]!);
     });
+    // Padding and 'zeros' tensors are holes; the length makes the last of them part of the file.
+    const end = header.length + (spec.tensors.length ? alignUp(offsets.at(-1)! + sizes.at(-1)!, alignment) : 0);
+    ftruncateSync(fd, end);
   } finally {
     closeSync(fd);
   }
 }
 
-function writeAll(fd: number, b: Uint8Array): void {
+function writeAt(fd: number, b: Uint8Array, position: number): void {
   let o = 0;
-  while (o < b.byteLength) o += writeSync(fd, b, o, b.byteLength - o);
+  while (o < b.byteLength) o += writeSync(fd, b, o, b.byteLength - o, position + o);
 }

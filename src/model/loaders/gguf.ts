@@ -12,6 +12,7 @@
 import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { ModelFileError } from './errors.js';
 import { DTYPE_INFO } from '../quant.js';
+import { openModelBytes } from './model-bytes.js';
 import type { DType } from '../weights.js';
 
 /** A metadata value as read: integers beyond 2^53 are bigint, every other number is a number. */
@@ -404,9 +405,21 @@ export function fileSystemError(path: string, e: unknown): ModelFileError {
   return new ModelFileError(path, `cannot read file: ${(e as Error)?.message ?? String(e)}`, { cause: e });
 }
 
-/** Reads and parses a GGUF file (the whole file, once). */
+/**
+ * Reads a GGUF file: the header by reads, each tensor's data on first use as a view of the file's
+ * memory mapping (or, without the native addon, read into its own buffer). No buffer holds the
+ * whole file, so files over 2 and 4 GiB load, and tensors a model does not use cost nothing.
+ */
 export function readGguf(path: string): GgufFile {
-  return parseGguf(readModelBytes(path), path);
+  const header = readGgufHeader(path);
+  const source = openModelBytes(path);
+  const tensors = new Map<string, GgufTensor>();
+  for (const t of header.tensorInfos) {
+    let data: Uint8Array | undefined;
+    const start = header.dataOffset + t.offset;
+    tensors.set(t.name, Object.defineProperty({ ...t }, 'data', { enumerable: true, get: () => (data ??= source.bytes(start, t.byteLength)) }) as GgufTensor);
+  }
+  return { ...header, tensors };
 }
 
 /**
