@@ -11,6 +11,9 @@
 //   piece's score is minus the rank of the merge that makes it (pieces no merge makes rank last),
 //   which applies the merges in the same order as the BPE model does.
 //
+// A config.json beside them, if present, gives the embedding rows the vocabulary is padded to, as the
+// converter pads it.
+//
 // Token types follow the converter: added tokens marked special, or that look special
 // (<|...|>, <start_of_...>, <end_of_...>), are control tokens; other added tokens are
 // user-defined; <0xNN> pieces of a byte-fallback vocabulary are byte tokens.
@@ -137,6 +140,9 @@ export function ggufTokenizerFromHf(dir: string): GgufTokenizer {
   let vocabSize = 0;
   for (const id of Object.values(model.vocab)) vocabSize = Math.max(vocabSize, id + 1);
   for (const a of added) vocabSize = Math.max(vocabSize, a.id + 1);
+  // The converter pads the vocabulary to the model's embedding rows (config.json's vocab_size, e.g.
+  // Qwen's 151936 for 151669 tokens), so a folder that also holds config.json gets the same rows.
+  vocabSize = Math.max(vocabSize, modelVocabSize(dir));
   const pieces: string[] = new Array(vocabSize);
   for (const [piece, id] of Object.entries(model.vocab)) pieces[id] = piece;
   for (const a of added) pieces[a.id] = a.content;
@@ -151,7 +157,7 @@ export function ggufTokenizerFromHf(dir: string): GgufTokenizer {
   const types: number[] = new Array(vocabSize);
   for (let id = 0; id < vocabSize; id++) {
     if (pieces[id] === undefined) {
-      // A hole in the ids (rare): llama.cpp's converter fills it with an unused pad token.
+      // A hole in the ids or padding: llama.cpp's converter fills it with an unused pad token.
       pieces[id] = `[PAD${id}]`;
       types[id] = TOKEN_TYPE.unused;
       continue;
@@ -179,7 +185,7 @@ export function ggufTokenizerFromHf(dir: string): GgufTokenizer {
     metadata.push(['tokenizer.ggml.merges', ggufValue.array('string', merges)]);
   } else {
     // SentencePiece-style: a piece's score orders the merge that makes it.
-    const scores = new Array<number>(vocabSize).fill(-(merges.length + 1));
+    const scores = pieces.map((_piece, id) => (types[id] === TOKEN_TYPE.unused ? -1000 : -(merges.length + 1))); // pads: the converter's score
     merges.forEach((m, rank) => {
       const sp = m.indexOf(' ', 1);
       const id = model.vocab![m.slice(0, sp) + m.slice(sp + 1)];
@@ -203,6 +209,21 @@ export function ggufTokenizerFromHf(dir: string): GgufTokenizer {
   const template = chatTemplateOf(cfg);
   if (template !== undefined) metadata.push(['tokenizer.chat_template', ggufValue.string(template)]);
   return { vocabSize, metadata };
+}
+
+/** config.json's vocab_size (text_config's for multimodal configs), or 0 without one. */
+function modelVocabSize(dir: string): number {
+  let cfg: { vocab_size?: unknown; text_config?: { vocab_size?: unknown } };
+  try {
+    cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as typeof cfg;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+    throw new HfTokenizerError(dir, `cannot read config.json: ${(e as Error).message}`);
+  }
+  const n = cfg.vocab_size ?? cfg.text_config?.vocab_size;
+  if (n === undefined) return 0;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n <= 0) throw new HfTokenizerError(dir, `config.json's vocab_size ${JSON.stringify(n)} is not a positive integer`);
+  return n;
 }
 
 /** The default chat template: a string, or the one named "default" in a list of named templates. */

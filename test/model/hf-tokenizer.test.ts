@@ -119,6 +119,21 @@ describe('Hugging Face tokenizer conversion', () => {
     assert.equal(value(ggufTokenizerFromHf(metaspace), 'tokenizer.ggml.add_space_prefix'), true);
   });
 
+  it("pads the vocabulary to config.json's vocab_size with unused [PADn] tokens, as the converter does", () => {
+    const qwen = convertReal('tokenizer-qwen3');
+    const padded = variant('qwen-with-config', 'tokenizer-qwen3', {});
+    writeFileSync(join(padded, 'config.json'), JSON.stringify({ vocab_size: 151936 }));
+    const t = ggufTokenizerFromHf(padded);
+    assert.equal(qwen.vocabSize, 151669);
+    assert.equal(t.vocabSize, 151936);
+    const tokens = value(t, 'tokenizer.ggml.tokens') as string[];
+    assert.deepEqual(tokens.slice(0, qwen.vocabSize), value(qwen, 'tokenizer.ggml.tokens'));
+    assert.equal(tokens[151935], '[PAD151935]');
+    assert.equal(typeOf(t, '[PAD151700]'), TOKEN_TYPE.unused);
+    writeFileSync(join(padded, 'config.json'), JSON.stringify({ text_config: { vocab_size: 'many' } }));
+    assert.throws(() => ggufTokenizerFromHf(padded), /config.json's vocab_size "many" is not a positive integer/);
+  });
+
   it('refuses what it cannot convert with one line naming the folder and the reason', async () => {
     const empty = join(dir, 'empty');
     mkdirSync(empty);
