@@ -19,7 +19,8 @@ const HELP = `Usage: stepwise make-model --preset tiny|small|110m --dtype TYPE -
   --vocab FILE      llama2.c tokenizer.bin to take the vocabulary from (default: synthetic)
   --tokenizer DIR   a Hugging Face tokenizer folder (tokenizer.json + tokenizer_config.json): the
                     real vocabulary, merges, special tokens and chat template, written as
-                    llama.cpp's converter writes them
+                    llama.cpp's converter writes them (padded to config.json's vocab_size
+                    when the folder has one)
   --tied            share the embedding with the output projection
   --untied          separate output projection
   --kv-heads N      key/value heads (must divide the preset's heads)
