@@ -33,7 +33,7 @@ import { spmVocabFromLlama2c, syntheticVocab, type SpmVocab } from './synthetic-
 import { FAMILIES, isArchitecture, ARCHITECTURES, type Architecture } from './families.js';
 import { ggufTokenizerFromHf, type GgufTokenizer } from './hf-tokenizer.js';
 
-export type ModelPreset = 'tiny' | 'small' | '110m';
+export type ModelPreset = 'tiny' | 'small' | '110m' | '8b';
 
 export interface PresetShape {
   dim: number;
@@ -68,6 +68,8 @@ export const PRESETS: Record<ModelPreset, PresetShape> = {
   tiny: { dim: 64, hiddenDim: 192, nLayers: 2, nHeads: 8, nKvHeads: 4, vocabSize: 512, contextLength: 512, tied: true },
   small: { dim: 256, hiddenDim: 768, nLayers: 4, nHeads: 8, nKvHeads: 4, vocabSize: 4096, contextLength: 1024, tied: false },
   '110m': { dim: 768, hiddenDim: 2048, nLayers: 12, nHeads: 12, nKvHeads: 12, vocabSize: 32000, contextLength: 1024, tied: false },
+  // Llama 3 8B's shape (8.0B parameters), for loading and memory benchmarks of a real-sized file.
+  '8b': { dim: 4096, hiddenDim: 14336, nLayers: 32, nHeads: 32, nKvHeads: 8, vocabSize: 128256, contextLength: 8192, tied: false },
 };
 
 /**
@@ -128,6 +130,9 @@ export interface MakeModelSummary {
 }
 
 const LOGIT_STD = 3;
+/** Matrices with more values than this are written as repeats of TILE_ROWS random rows (see matrix()). */
+const TILE_ABOVE = 1 << 26;
+const TILE_ROWS = 256;
 const NORM_JITTER = 0.1;
 const EMBED_SCALE = 0.25;
 
@@ -198,7 +203,7 @@ function randomTensor(seed: number, name: string, n: number, std: number, mean =
 // ---------------------------------------------------------------------------------------------
 
 function checkOptions(o: MakeModelOptions): void {
-  if (!Object.prototype.hasOwnProperty.call(PRESETS, o.preset)) throw new RangeError(`unknown preset '${o.preset}' (tiny, small, 110m)`);
+  if (!Object.prototype.hasOwnProperty.call(PRESETS, o.preset)) throw new RangeError(`unknown preset '${o.preset}' (tiny, small, 110m, 8b)`);
   if (!isWeightFormat(o.dtype)) throw new RangeError(`unknown dtype '${o.dtype}' (${[...Object.keys(DTYPE_INFO), ...QUANT_MIXES].join(', ')})`);
   if (!Number.isSafeInteger(o.seed)) throw new RangeError(`seed must be an integer, got ${o.seed}`);
   if (o.arch && !isArchitecture(o.arch.arch)) throw new RangeError(`unknown architecture '${o.arch.arch}' (${ARCHITECTURES.join(', ')})`);
@@ -275,8 +280,17 @@ export function modelSpec(o: { shape: PresetShape; dtype: WeightFormat; seed: nu
       type: dtype,
       dims: [cols, rows],
       data: () => {
-        const values = randomTensor(seed, name, rows * cols, std);
-        return dtype === 'f32' ? new Uint8Array(values.buffer) : quantize(dtype, values, rows, cols);
+        // Big matrices repeat a block of TILE_ROWS random rows: an 8B model's 8 billion normals and
+        // their quantization would take many minutes in TypeScript. Every tensor still has its own
+        // rows, and the statistics each row sees are the same; only rows TILE_ROWS apart repeat.
+        const tiled = rows * cols > TILE_ABOVE;
+        const genRows = tiled ? TILE_ROWS : rows;
+        const values = randomTensor(seed, name, genRows * cols, std);
+        const block = dtype === 'f32' ? new Uint8Array(values.buffer) : quantize(dtype, values, genRows, cols);
+        if (!tiled) return block;
+        const out = new Uint8Array((block.byteLength / genRows) * rows);
+        for (let off = 0; off < out.byteLength; off += block.byteLength) out.set(block.subarray(0, Math.min(block.byteLength, out.byteLength - off)), off);
+        return out;
       },
     });
   };
