@@ -54,7 +54,7 @@ describe('stepwise serve', () => {
     it('logs the kernels backend, then drains on SIGTERM and exits 0', async () => {
       assert.match(stderr, /kernels: \S+/);
       const client = new OpenAI({ baseURL: `${baseURL}/v1`, apiKey: 'unused', maxRetries: 0 });
-      const stream = await client.completions.create(extra({ model: 'tiny.gguf', prompt: 'Before the signal', max_tokens: 40, temperature: 0, stream: true as const }, { ignore_eos: true }));
+      const stream = await client.completions.create(extra({ model: 'tiny.gguf', prompt: 'Before the signal', max_tokens: 400, temperature: 0, stream: true as const }, { ignore_eos: true }));
       const exited = once(child, 'exit');
       let chunks = 0;
       let finish: string | null = null;
@@ -62,7 +62,8 @@ describe('stepwise serve', () => {
         if (chunks++ === 0) child.kill('SIGTERM');
         finish = c.choices[0]?.finish_reason ?? finish;
       }
-      // The in-flight stream ran to its end despite the signal.
+      // The in-flight stream ran to its end despite the signal. (400 tokens: long enough that the
+      // signal lands while it runs even when both cores are busy; with 40 it could finish first.)
       assert.equal(finish, 'length');
       assert.ok(chunks >= 30, `got ${chunks} chunks`);
       const [code] = await exited;
