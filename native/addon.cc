@@ -223,21 +223,7 @@ class NativeKernels : public Napi::ObjectWrap<NativeKernels> {
   }
 
   // geluMul(out, gate, up, n)
-  Napi::Value GeluMul(const Napi::CallbackInfo& info) {
-    const Napi::Env env = info.Env();
-    auto out = f32Arg(info, 0, "out");
-    auto gate = f32Arg(info, 1, "gate");
-    auto up = f32Arg(info, 2, "up");
-    const int64_t n = intArg(info, 3, "n", 0);
-    needLength(env, "out", out.length, n, "n=" + str(n));
-    needLength(env, "gate", gate.length, n, "n=" + str(n));
-    needLength(env, "up", up.length, n, "n=" + str(n));
-    if (n > 0 && ((overlaps(out, gate) && out.data != gate.data) || (overlaps(out, up) && out.data != up.data))) {
-      fail(env, "out overlaps an input without being the same array");
-    }
-    geluMul(ctx(env), out.data, gate.data, up.data, n);
-    return env.Undefined();
-  }
+  Napi::Value GeluMul(const Napi::CallbackInfo& info) { return GatedMul(info, geluMul); }
 
   // addBias(x, bias, M, width)
   Napi::Value AddBias(const Napi::CallbackInfo& info) {
@@ -254,7 +240,10 @@ class NativeKernels : public Napi::ObjectWrap<NativeKernels> {
   }
 
   // siluMul(out, gate, up, n)
-  Napi::Value SiluMul(const Napi::CallbackInfo& info) {
+  Napi::Value SiluMul(const Napi::CallbackInfo& info) { return GatedMul(info, siluMul); }
+
+  /** The gated activations' shared argument checks: out[i] = act(gate[i]) * up[i], out may alias an input exactly. */
+  Napi::Value GatedMul(const Napi::CallbackInfo& info, void (*kernel)(Context&, float*, const float*, const float*, int64_t)) {
     const Napi::Env env = info.Env();
     auto out = f32Arg(info, 0, "out");
     auto gate = f32Arg(info, 1, "gate");
@@ -266,7 +255,7 @@ class NativeKernels : public Napi::ObjectWrap<NativeKernels> {
     if (n > 0 && ((overlaps(out, gate) && out.data != gate.data) || (overlaps(out, up) && out.data != up.data))) {
       fail(env, "out overlaps an input without being the same array");
     }
-    siluMul(ctx(env), out.data, gate.data, up.data, n);
+    kernel(ctx(env), out.data, gate.data, up.data, n);
     return env.Undefined();
   }
 

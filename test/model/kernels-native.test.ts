@@ -36,6 +36,12 @@ function weight(dtype: DType, rows: number, cols: number, seed: number): WeightT
 }
 
 /** Asserts |a - b| <= 1e-4 * max(1, |b|) everywhere (b is the reference). */
+/** Index of the first element that differs (any amount), or -1. */
+function firstDiff(a: Float32Array, b: Float32Array): number {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return i;
+  return -1;
+}
+
 function assertClose(a: Float32Array, b: Float32Array, what: string): void {
   assert.equal(a.length, b.length, `${what}: lengths`);
   for (let i = 0; i < a.length; i++) {
@@ -188,6 +194,20 @@ describe('native kernels', { skip }, () => {
       ref.rope(q2, positions, M, nHeads, headDim, ropeDim, 10000);
       assertClose(q1, q2, `rope ropeDim=${ropeDim}`);
     }
+    // NeoX pairs, Llama 3.1 frequency factors, linear scaling (and the tables kept for several bases).
+    const factors = Float32Array.from({ length: 8 }, (_, i) => 1 + i * 1.5);
+    for (const opts of [{ style: 'neox' as const }, { freqFactors: factors }, { style: 'neox' as const, freqScale: 0.125, freqFactors: factors }]) {
+      for (const theta of [10000, 1e6, 10000]) {
+        nk.rope(q1, positions, M, nHeads, headDim, 16, theta, opts);
+        ref.rope(q2, positions, M, nHeads, headDim, 16, theta, opts);
+        assertClose(q1, q2, `rope ${JSON.stringify({ ...opts, theta })}`);
+      }
+    }
+    const q3 = randomF32(M * nHeads * headDim, 3);
+    const q4 = q3.slice();
+    ref.rope(q3, positions, M, nHeads, headDim, 16, 10000, { style: 'neox' });
+    ref.rope(q4, positions, M, nHeads, headDim, 16, 10000);
+    assert.ok(firstDiff(q3, q4) >= 0, 'the NeoX style rotates other pairs than the normal one');
 
     const n = 1003;
     const gate = randomF32(n, 4, 12);
@@ -197,6 +217,17 @@ describe('native kernels', { skip }, () => {
     nk.siluMul(s1, gate, up, n);
     ref.siluMul(s2, gate, up, n);
     assertClose(s1, s2, 'siluMul');
+    const ge1 = new Float32Array(n);
+    const ge2 = new Float32Array(n);
+    nk.geluMul(ge1, gate, up, n);
+    ref.geluMul(ge2, gate, up, n);
+    assertClose(ge1, ge2, 'geluMul');
+    const bias = randomF32(40, 9);
+    const xb1 = randomF32(7 * 40, 10);
+    const xb2 = xb1.slice();
+    nk.addBias(xb1, bias, 7, 40);
+    ref.addBias(xb2, bias, 7, 40);
+    assertSameBits(xb1, xb2, 'addBias');
     const g2 = gate.slice();
     nk.siluMul(g2, g2, up, n);
     assertSameBits(g2, s1, 'siluMul in place');
@@ -283,6 +314,15 @@ describe('native kernels', { skip }, () => {
       nk.attention(got, q, kv, 1, m, nHeads);
       ref.attention(want, q, kv, 1, m, nHeads);
       assertClose(got, want, 'attention');
+      // Sliding windows (one shorter than a tile, one across tiles) and a custom scale.
+      for (const opts of [{ window: 3 }, { window: 13, scale: 0.2 }, { scale: 0.05 }]) {
+        nk.attention(got, q, kv, 1, m, nHeads, opts);
+        ref.attention(want, q, kv, 1, m, nHeads, opts);
+        assertClose(got, want, `attention ${JSON.stringify(opts)}`);
+      }
+      const full = new Float32Array(q.length);
+      ref.attention(full, q, kv, 1, m, nHeads);
+      assert.ok(firstDiff(want, full) >= 0, 'the options change the result');
     });
   }
 
