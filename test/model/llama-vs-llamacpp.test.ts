@@ -13,11 +13,9 @@ import { join } from 'node:path';
 import { getLlama, type Llama } from 'node-llama-cpp';
 import { makeModel } from '../../src/model/make-model.js';
 import { loadModel } from '../../src/model/loaders/index.js';
-import { TransformerModel } from '../../src/model/transformer.js';
-import { createKvStorage } from '../../src/model/kv-storage.js';
 import { referenceKernels } from '../../src/model/kernels/reference.js';
 import { randomTokens } from './ragged-batch.js';
-import { argmaxRow, logSoftmaxRow, worstLogProbDiff } from './llamacpp-oracle.js';
+import { llamaCppRun, logSoftmaxRow, ourRun, worstLogProbDiff } from './llamacpp-oracle.js';
 import { f16ToF32, f32ToF16 } from '../../src/model/quant.js';
 import type { Kernels } from '../../src/model/kernels/types.js';
 
@@ -96,79 +94,28 @@ describe('TransformerModel vs llama.cpp on generated GGUF models', () => {
       const prompt = [1, ...randomTokens(PROMPT_LEN - 1, V - 3, 500 + ci).map((t) => t + 3)];
 
       // Ours: the whole prompt as one prefill with logits at every row, then greedy decode.
-      const model = new TransformerModel(cfg, loaded.weights, referenceKernels);
-      const blockSize = 16;
-      const total = PROMPT_LEN + CONTINUATION;
-      const kv = createKvStorage(cfg, Math.ceil(total / blockSize), blockSize);
-      const table = Int32Array.from({ length: kv.numBlocks }, (_, i) => kv.numBlocks - 1 - i);
-      const slot = (p: number): number => table[Math.floor(p / blockSize)] * blockSize + (p % blockSize);
-      const meta = (rows: number[]) => ({
-        numRows: rows.length,
-        positions: Int32Array.from(rows),
-        rowSeq: new Int32Array(rows.length),
-        blockTables: table,
-        maxBlocksPerSeq: table.length,
-        slotMapping: Int32Array.from(rows, slot),
-      });
-      const all = Array.from({ length: PROMPT_LEN }, (_, i) => i);
-      const ours = model.forward({ tokens: Int32Array.from(prompt), logitRows: Int32Array.from(all), meta: meta(all) }, kv);
-      const ourGreedy: number[] = [argmaxRow(ours, (PROMPT_LEN - 1) * V, V)];
-      for (let p = PROMPT_LEN; ourGreedy.length < CONTINUATION; p++) {
-        const l = model.forward({ tokens: Int32Array.of(ourGreedy[ourGreedy.length - 1]), logitRows: Int32Array.of(0), meta: meta([p]) }, kv);
-        ourGreedy.push(argmaxRow(l, 0, V));
-      }
-
+      const ours = ourRun(loaded, referenceKernels, prompt, CONTINUATION);
       // llama.cpp: f32 KV cache, no flash attention, probabilities after every prompt token.
-      const lm = await llama.loadModel({ modelPath: path, gpuLayers: 0 });
-      const ctx = await lm.createContext({
-        contextSize: 128,
-        batchSize: 128,
-        sequences: 1,
-        threads: 1, // one thread: with two, ggml spin-waits and crawls on a shared, loaded machine
-        flashAttention: false,
-        experimentalKvCacheKeyType: 'F32',
-        experimentalKvCacheValueType: 'F32',
-      });
-      try {
-        const seq = ctx.getSequence();
-        const res = await seq.controlledEvaluate(prompt.map((t) => [t, { generateNext: { probabilities: true } }] as [number, { generateNext: { probabilities: true } }]));
-        const theirs = Array.from({ length: PROMPT_LEN }, (_, p) => {
-          const probs = res[p]?.next.probabilities;
-          assert.ok(probs && probs.size === V, `llama.cpp gave ${probs?.size} probabilities at position ${p}`);
-          return probs;
-        });
-        const { worst, where } = worstLogProbDiff(ours, theirs, V);
-        assert.ok(worst <= c.tol, `max |log p difference| ${worst} > ${c.tol} at ${where}`);
-        let note = '';
-        if (c.emulatedTol !== undefined) {
-          const emulated = new TransformerModel(cfg, loaded.weights, f16ActivationKernels);
-          const kv2 = createKvStorage(cfg, kv.numBlocks, blockSize);
-          const ours2 = emulated.forward({ tokens: Int32Array.from(prompt), logitRows: Int32Array.from(all), meta: meta(all) }, kv2);
-          const e = worstLogProbDiff(ours2, theirs, V);
-          const f32Match = worst <= F32_ACTIVATIONS_TOL;
-          assert.ok(
-            f32Match || e.worst <= c.emulatedTol,
-            `llama.cpp matches neither arithmetic model: f32 activations ${worst} > ${F32_ACTIVATIONS_TOL}, ` +
-              `f16 activations emulated ${e.worst} > ${c.emulatedTol} at ${e.where}`,
-          );
-          note = `; ${e.worst.toExponential(2)} with f16 activations emulated (tolerance ${c.emulatedTol}); ` +
-            `llama.cpp here keeps ${f32Match ? 'f32' : 'f16'} activations`;
-        }
-        // A vacuous comparison (e.g. a uniform distribution on both sides) would prove nothing.
-        const spread = Math.max(...logSoftmaxRow(ours, 0, V)) - Math.min(...logSoftmaxRow(ours, 0, V));
-        assert.ok(spread > 0.5, `logits too flat to be a meaningful comparison (spread ${spread})`);
-
-        const theirGreedy: number[] = [[...res[PROMPT_LEN - 1]!.next.probabilities!.keys()][0]];
-        while (theirGreedy.length < CONTINUATION) {
-          const r = await seq.controlledEvaluate([[theirGreedy[theirGreedy.length - 1], { generateNext: { token: true } }]]);
-          theirGreedy.push(r[0]!.next.token!);
-        }
-        assert.deepEqual(ourGreedy, theirGreedy, 'greedy continuation');
-        console.log(`# ${c.name}: max |log p diff| ${worst.toExponential(2)} (tolerance ${c.tol})${note}`);
-      } finally {
-        await ctx.dispose();
-        await lm.dispose();
+      const theirs = await llamaCppRun(llama, path, prompt, CONTINUATION, V);
+      const { worst, where } = worstLogProbDiff(ours.logits, theirs.probs, V);
+      assert.ok(worst <= c.tol, `max |log p difference| ${worst} > ${c.tol} at ${where}`);
+      let note = '';
+      if (c.emulatedTol !== undefined) {
+        const e = worstLogProbDiff(ourRun(loaded, f16ActivationKernels, prompt, 1).logits, theirs.probs, V);
+        const f32Match = worst <= F32_ACTIVATIONS_TOL;
+        assert.ok(
+          f32Match || e.worst <= c.emulatedTol,
+          `llama.cpp matches neither arithmetic model: f32 activations ${worst} > ${F32_ACTIVATIONS_TOL}, ` +
+            `f16 activations emulated ${e.worst} > ${c.emulatedTol} at ${e.where}`,
+        );
+        note = `; ${e.worst.toExponential(2)} with f16 activations emulated (tolerance ${c.emulatedTol}); ` +
+          `llama.cpp here keeps ${f32Match ? 'f32' : 'f16'} activations`;
       }
+      // A vacuous comparison (e.g. a uniform distribution on both sides) would prove nothing.
+      const spread = Math.max(...logSoftmaxRow(ours.logits, 0, V)) - Math.min(...logSoftmaxRow(ours.logits, 0, V));
+      assert.ok(spread > 0.5, `logits too flat to be a meaningful comparison (spread ${spread})`);
+      assert.deepEqual(ours.greedy, theirs.greedy, 'greedy continuation');
+      console.log(`# ${c.name}: max |log p diff| ${worst.toExponential(2)} (tolerance ${c.tol})${note}`);
     });
   });
 });
