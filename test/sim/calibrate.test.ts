@@ -3,7 +3,7 @@
 // the engine run it was fitted with.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CalibrationEngine, calibrationGrid, fitCalibration, measureForward, prefillRowKnots, rowKnots, trimmedMean, type EngineRunKind, type EngineStepSample, type GridShape } from '../../src/sim/calibration.js';
@@ -246,7 +246,10 @@ test('the trickle engine run joins prompts one at a time into a small running ba
 test('calibrate usage mistakes are named', async () => {
   await assert.rejects(runCalibrate([]), (e: unknown) => e instanceof UsageError && /--model FILE is required/.test((e as Error).message));
   await assert.rejects(runCalibrate(['--model', join(dir, 'none.gguf')]), /model file not found/);
-  await assert.rejects(runCalibrate(['--model', stories.path, '--backend', 'gpu']), /--backend must be one of auto, native, typescript/);
-  await assert.rejects(runCalibrate(['--model', stories.path, '--reps', '0']), /--reps must be at least 1/);
-  await assert.rejects(runCalibrate(['--model', stories.path, '--estimate', 'median']), /--estimate must be mean or robust, got 'median'/);
+  // The flags are checked before the model is read: any existing file will do (the shared model may be absent).
+  const model = join(dir, 'any-file.gguf');
+  writeFileSync(model, 'not read');
+  await assert.rejects(runCalibrate(['--model', model, '--backend', 'gpu']), /--backend must be one of auto, native, typescript/);
+  await assert.rejects(runCalibrate(['--model', model, '--reps', '0']), /--reps must be at least 1/);
+  await assert.rejects(runCalibrate(['--model', model, '--estimate', 'median']), /--estimate must be mean or robust, got 'median'/);
 });
