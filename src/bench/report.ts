@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { TopLevelSpec } from 'vega-lite';
 import { latencyCdfSpec, renderSvg, slotsOverStepsSpec, throughputSpec, timelineSpec, utilizationSpec } from './charts.js';
 import { resultsJson, type BenchResults } from './results.js';
-import { comparisonTable, escapeHtml, fmt, latencyTable, ratioTable, throughputTable, type TableFormat } from './tables.js';
+import { comparisonTable, conclusionSentence, escapeHtml, fmt, latencyTable, ratioTable, throughputTable, type TableFormat } from './tables.js';
 
 export interface Chart {
   /** File name stem (charts/<id>.svg). */
@@ -62,6 +62,11 @@ const NOTES = [
 export function renderMarkdown(r: BenchResults, charts: Chart[], chartDir = 'charts'): string {
   const t: TableFormat = 'markdown';
   const out: string[] = ['# Stepwise benchmark', ''];
+  // The answer first: the throughput chart and one sentence, then the detail.
+  const answer = conclusionSentence(r);
+  const first = charts.find((c) => c.id === 'throughput');
+  if (first) out.push(`![${first.title}](${chartDir}/${first.id}.svg)`, '');
+  if (answer) out.push(`**${answer}**`, '');
   for (const [k, v] of header(r)) out.push(`- **${k}**: ${v}`);
   out.push('', '## Batching strategies against the seed', '', comparisonTable(r, t), '');
   const ratiosMd = ratioTable(r, t);
@@ -75,6 +80,10 @@ export function renderMarkdown(r: BenchResults, charts: Chart[], chartDir = 'cha
 export function renderHtml(r: BenchResults, charts: Chart[]): string {
   const t: TableFormat = 'html';
   const ratiosHtml = ratioTable(r, t);
+  // The answer first: the throughput bar chart and one sentence of conclusion, then the detail.
+  const answer = conclusionSentence(r);
+  const first = charts.find((c) => c.id === 'throughput');
+  const rest = charts.filter((c) => c !== first);
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -86,12 +95,15 @@ h1 { margin-bottom: .3rem; } h2 { margin-top: 2rem; border-bottom: 1px solid #dd
 table { border-collapse: collapse; margin: .6rem 0; } th, td { padding: .25rem .6rem; border-bottom: 1px solid #eee; text-align: left; }
 th { background: #f5f5f5; } .num { text-align: right; font-variant-numeric: tabular-nums; }
 dl { display: grid; grid-template-columns: max-content 1fr; gap: .2rem 1rem; } dt { font-weight: 600; } dd { margin: 0; }
+.answer { font-size: 1.15rem; font-weight: 600; margin: .6rem 0 1.2rem; }
 .note { color: #555; background: #fafafa; border-left: 3px solid #ccc; padding: .4rem .8rem; margin: .4rem 0; }
 figure { margin: 1.2rem 0; } figcaption { font-weight: 600; margin-bottom: .3rem; }
 </style>
 </head>
 <body>
 <h1>Stepwise benchmark</h1>
+${first ? `<figure id="chart-${first.id}" class="chart"><figcaption>${escapeHtml(first.title)}</figcaption>\n${first.svg}\n</figure>` : ''}
+${answer ? `<p class="answer" id="answer">${escapeHtml(answer)}</p>` : ''}
 <dl>
 ${header(r).map(([k, v]) => `<dt>${escapeHtml(k)}</dt><dd>${escapeHtml(v)}</dd>`).join('\n')}
 </dl>
@@ -100,7 +112,7 @@ ${comparisonTable(r, t)}
 ${ratiosHtml}
 ${NOTES.map((n) => `<p class="note">${escapeHtml(n)}</p>`).join('\n')}
 <h2>Charts</h2>
-${charts.map((c) => `<figure id="chart-${c.id}" class="chart"><figcaption>${escapeHtml(c.title)}</figcaption>\n${c.svg}\n</figure>`).join('\n')}
+${rest.map((c) => `<figure id="chart-${c.id}" class="chart"><figcaption>${escapeHtml(c.title)}</figcaption>\n${c.svg}\n</figure>`).join('\n')}
 <h2>Throughput</h2>
 ${throughputTable(r, t)}
 <h2>Latency</h2>

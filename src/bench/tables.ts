@@ -86,6 +86,26 @@ export function ratioTable(r: BenchResults, format: TableFormat): string {
   return formatTable(['output throughput ratio', 'ours', 'seed'], rows, format);
 }
 
+/**
+ * The comparison in one sentence, for the top of the report: how many times static's and no
+ * batching's output throughput continuous batching reached, and how busy its slots were while
+ * requests waited. Empty when the run did not compare continuous batching with a baseline.
+ */
+export function conclusionSentence(r: BenchResults): string {
+  const rt = ratios(r);
+  const cont = r.runs.find((x) => x.policy === 'continuous');
+  if (!cont || (rt.continuousOverStatic === undefined && rt.continuousOverNone === undefined)) return '';
+  const parts: string[] = [];
+  if (rt.continuousOverStatic !== undefined) parts.push(`${fmt.ratio(rt.continuousOverStatic)} static batching's`);
+  if (rt.continuousOverNone !== undefined) parts.push(`${fmt.ratio(rt.continuousOverNone)} no batching's`);
+  const stat = r.runs.find((x) => x.policy === 'static');
+  const pct = (v: number | null | undefined) => (v === null || v === undefined ? undefined : `${(100 * v).toFixed(0)}%`);
+  const contUtil = pct(cont.slot?.saturated);
+  const statUtil = pct(stat?.slot?.saturated);
+  const util = contUtil ? `, with ${contUtil} of its slots computing while requests waited${statUtil ? ` (static: ${statUtil})` : ''}` : '';
+  return `Continuous batching reached ${parts.join(' and ')} output throughput${util}.`;
+}
+
 /** vLLM's latency block: mean, median, p90, p99 of TTFT, TPOT, ITL and E2E per run. */
 export function latencyTable(r: BenchResults, format: TableFormat): string {
   const all: RunResult[] = [...r.runs, ...(r.peer ? [r.peer] : [])];

@@ -66,6 +66,16 @@ test('report files: HTML with inline SVG charts and no external resources, Markd
     assert.equal(json.ratios.continuous_over_static, ratios(r).continuousOverStatic);
     assert.equal(typeof json.ratios.continuous_over_none, 'number');
     assert.equal(json.peer.policy, 'llama.cpp');
+    // The answer comes first: the throughput bar chart and the one-sentence conclusion precede the
+    // header, the tables and every other chart.
+    const at = (needle: string) => html.indexOf(needle);
+    const rt2 = ratios(r);
+    const sentence = `Continuous batching reached ${rt2.continuousOverStatic!.toFixed(2)}x static batching's and ${rt2.continuousOverNone!.toFixed(2)}x no batching's output throughput`;
+    assert.ok(at(sentence) > 0, `the conclusion names both ratios: ${html.match(/<p class="answer"[^<]*/)?.[0]}`);
+    assert.match(html, /of its slots computing while requests waited \(static: \d+%\)/);
+    assert.ok(at('id="chart-throughput"') < at(sentence), 'chart, then sentence');
+    assert.ok(at(sentence) < at('<dl>') && at('<dl>') < at('id="chart-utilization"'), 'before the detail and the other charts');
+    assert.ok(md.indexOf('charts/throughput.svg') < md.indexOf('- **model**'), 'the Markdown report opens the same way');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
