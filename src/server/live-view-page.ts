@@ -1,6 +1,7 @@
 // The live view's single HTML page: continuous batching drawn as it happens. Each row is a request,
 // each column a step of the engine, flowing left to right; a cell is coloured by what the request
-// did in that step (prefill chunk, decode, or waiting), and a bar marks where it finished. Above it:
+// did in that step (prefill chunk, decode, or waiting), and a bar marks where it finished; running
+// requests come first, then the queue, then finished ones. Above it:
 // queue length, running requests, KV-cache usage and throughput. Everything is inline (no CDN), and
 // the data is polled from /v1/stepwise/steps. With an API key, open the page as /#key=YOUR_KEY.
 
@@ -90,7 +91,18 @@ export const LIVE_VIEW_HTML = `<!doctype html>
     const info = new Map(requests.map((r) => [r.id, r]));
     const ids = requests.filter((r) => r.finishedStep === undefined || r.finishedStep >= first || ran.has(r.id)).map((r) => r.id);
     for (const id of ran.keys()) if (!info.has(id)) ids.push(id);
-    const rows = ids.slice(-MAX_ROWS);
+    // Running requests first, then the queue, then the finished (newest first): what the batch is
+    // doing now leads, as in the seed's diagram.
+    const now = new Set(steps[steps.length - 1].rows.map((r) => r.id));
+    const stateOf = (id) => (now.has(id) ? 'running' : info.get(id) && info.get(id).finishedStep !== undefined ? 'finished' : 'waiting');
+    const rank = { running: 0, waiting: 1, finished: 2 };
+    const order = new Map(ids.map((id, i) => [id, i]));
+    const sorted = ids.slice(-MAX_ROWS).sort((a, b) => {
+      const ra = rank[stateOf(a)], rb = rank[stateOf(b)];
+      if (ra !== rb) return ra - rb;
+      return ra === 2 ? order.get(b) - order.get(a) : order.get(a) - order.get(b);
+    });
+    const rows = sorted;
     const labelW = 124, cw = Math.max(2, (w - labelW - 8) / MAX_STEPS);
     const rh = Math.max(4, Math.min(18, (h - 8) / Math.max(rows.length, 1)));
     const x = (step) => labelW + (step - first) * cw;
@@ -114,12 +126,11 @@ export const LIVE_VIEW_HTML = `<!doctype html>
         g.fillRect(x(r.finishedStep) + cw - 3, y, 3, rh - 2);
       }
     });
-    // The same rows as a table (newest first): readable figures, and what a screen reader gets.
-    const now = new Set(steps[steps.length - 1].rows.map((r) => r.id));
+    // The same rows as a table, in the same order: readable figures, and what a screen reader gets.
     const body = document.querySelector('#requests tbody');
-    body.replaceChildren(...rows.slice(-20).reverse().map((id) => {
+    body.replaceChildren(...rows.slice(0, 20).map((id) => {
       const r = info.get(id);
-      const state = now.has(id) ? 'running' : r && r.finishedStep !== undefined ? 'finished' : 'waiting';
+      const state = stateOf(id);
       const tr = document.createElement('tr');
       const cells = [id, state + (state === 'finished' && r.finishReason ? ' (' + r.finishReason + ')' : ''), r ? r.arrivedStep : '', (ran.get(id) || new Map()).size];
       cells.forEach((text, i) => {

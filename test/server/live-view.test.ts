@@ -58,6 +58,10 @@ describe('live view in headless Chromium', { skip: missing }, () => {
     await page.waitForSelector('#requests tbody tr[data-state="running"]', { timeout: 15_000 });
     const running = await page.locator('#requests tbody tr[data-state="running"]').count();
     assert.ok(running >= 1, 'at least one request is shown running');
+    // Running requests first, then the queue, then finished ones.
+    const states = await page.$$eval('#requests tbody tr', (trs) => trs.map((tr) => (tr as HTMLElement).dataset.state ?? ''));
+    const rank: Record<string, number> = { running: 0, waiting: 1, finished: 2 };
+    assert.deepEqual(states, [...states].sort((a, b) => rank[a]! - rank[b]!), `rows in order running, waiting, finished: ${states.join(' ')}`);
     await page.waitForFunction(() => Number(document.getElementById('running')!.textContent) >= 1, undefined, { timeout: 5000 });
     assert.match((await page.textContent('#kvtext')) ?? '', /^\d+(\.\d)?%$/);
     await page.waitForFunction(() => Number(document.getElementById('step')!.textContent) > 0, undefined, { timeout: 5000 });
