@@ -145,6 +145,33 @@ function range(x: Float32Array, o: number, n: number): { min: number; max: numbe
   return { min, max, absMax };
 }
 
+/**
+ * The k-quants' affine sub-blocks (q2_k, q4_k, q5_k): per sub-block of `size` values, an offset
+ * (minus the sub-block's minimum, when that is below 0) and a scale spanning up to its maximum in
+ * `steps` steps; and the largest of each, which the super-block's two f16 scales are made from.
+ */
+export function affineSubBlocks(x: Float32Array, xo: number, count: number, size: number, steps: number): { sc: Float64Array; mn: Float64Array; maxSc: number; maxMn: number } {
+  const sc = new Float64Array(count), mn = new Float64Array(count);
+  let maxSc = 0, maxMn = 0;
+  for (let j = 0; j < count; j++) {
+    const r = range(x, xo + size * j, size);
+    mn[j] = -Math.min(0, r.min);
+    sc[j] = (r.max + mn[j]!) / steps;
+    maxSc = Math.max(maxSc, sc[j]!);
+    maxMn = Math.max(maxMn, mn[j]!);
+  }
+  return { sc, mn, maxSc, maxMn };
+}
+
+/** Packs eight 6-bit scales and mins into the 12 bytes at `s` that q4_k and q5_k share (kScaleMin reads them). */
+export function packKScaleMin(b: Uint8Array, s: number, ls: ArrayLike<number>, lm: ArrayLike<number>): void {
+  for (let j = 0; j < 4; j++) {
+    b[s + j] = (ls[j]! & 63) | ((ls[j + 4]! >> 4) << 6);
+    b[s + j + 4] = (lm[j]! & 63) | ((lm[j + 4]! >> 4) << 6);
+    b[s + j + 8] = (ls[j + 4]! & 0x0f) | ((lm[j + 4]! & 0x0f) << 4);
+  }
+}
+
 function packNibbles32(q: ArrayLike<number>, b: Uint8Array, qs: number): void {
   for (let j = 0; j < 16; j++) b[qs + j] = (q[j]! & 0x0f) | ((q[j + 16]! & 0x0f) << 4);
 }
@@ -192,15 +219,7 @@ export const ENCODERS: Record<keyof typeof DECODERS, (x: Float32Array, xo: numbe
     packNibbles32(q, b, o + 6);
   },
   q2_k(x, xo, b, o, toF16) {
-    const sc = new Float64Array(16), mn = new Float64Array(16);
-    let maxSc = 0, maxMn = 0;
-    for (let j = 0; j < 16; j++) {
-      const r = range(x, xo + 16 * j, 16);
-      mn[j] = -Math.min(0, r.min);
-      sc[j] = (r.max + mn[j]!) / 3;
-      maxSc = Math.max(maxSc, sc[j]!);
-      maxMn = Math.max(maxMn, mn[j]!);
-    }
+    const { sc, mn, maxSc, maxMn } = affineSubBlocks(x, xo, 16, 16, 3);
     putF16(b, o + 80, maxSc / 15, toF16);
     putF16(b, o + 82, maxMn / 15, toF16);
     const d = f16Value(b, o + 80), dmin = f16Value(b, o + 82);
@@ -244,25 +263,13 @@ export const ENCODERS: Record<keyof typeof DECODERS, (x: Float32Array, xo: numbe
     packTwoBits(q, b, o + 32);
   },
   q5_k(x, xo, b, o, toF16) {
-    const sc = new Float64Array(8), mn = new Float64Array(8);
-    let maxSc = 0, maxMn = 0;
-    for (let j = 0; j < 8; j++) {
-      const r = range(x, xo + 32 * j, 32);
-      mn[j] = -Math.min(0, r.min);
-      sc[j] = (r.max + mn[j]!) / 31;
-      maxSc = Math.max(maxSc, sc[j]!);
-      maxMn = Math.max(maxMn, mn[j]!);
-    }
+    const { sc, mn, maxSc, maxMn } = affineSubBlocks(x, xo, 8, 32, 31);
     putF16(b, o, maxSc / 63, toF16);
     putF16(b, o + 2, maxMn / 63, toF16);
     const d = f16Value(b, o), dmin = f16Value(b, o + 2);
     const ls = Array.from({ length: 8 }, (_, j) => (d ? clamp(round(sc[j]! / d), 0, 63) : 0));
     const lm = Array.from({ length: 8 }, (_, j) => (dmin ? clamp(round(mn[j]! / dmin), 0, 63) : 0));
-    for (let j = 0; j < 4; j++) {
-      b[o + 4 + j] = (ls[j]! & 63) | ((ls[j + 4]! >> 4) << 6);
-      b[o + 8 + j] = (lm[j]! & 63) | ((lm[j + 4]! >> 4) << 6);
-      b[o + 12 + j] = (ls[j + 4]! & 0x0f) | ((lm[j + 4]! & 0x0f) << 4);
-    }
+    packKScaleMin(b, o + 4, ls, lm);
     b.fill(0, o + 16, o + 48);
     for (let g = 0; g < 4; g++) {
       for (let l = 0; l < 32; l++) {

@@ -16,7 +16,7 @@
 
 import type { DType, WeightTensor } from './weights.js';
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, getHalfTable } from './half.js';
-import { DECODERS, ENCODERS } from './quant-codecs.js';
+import { affineSubBlocks, DECODERS, ENCODERS, kScaleMin, packKScaleMin } from './quant-codecs.js';
 
 export { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from './half.js';
 
@@ -123,12 +123,6 @@ function decodeBlocks(dtype: DType, b: Uint8Array, src: number, nBlocks: number,
   }
 }
 
-/** The 6-bit scale and min of sub-block j (0..7) from q4_k's 12 packed scale bytes at `s`. */
-function q4kScaleMin(b: Uint8Array, s: number, j: number): [scale: number, min: number] {
-  if (j < 4) return [b[s + j]! & 63, b[s + j + 4]! & 63];
-  return [(b[s + j + 4]! & 0x0f) | ((b[s + j - 4]! >> 6) << 4), (b[s + j + 4]! >> 4) | ((b[s + j]! >> 6) << 4)];
-}
-
 function decodeQ4K(b: Uint8Array, src: number, out: Float32Array, dst: number, table: Float32Array): void {
   const d = readF16(b, src, table);
   const dmin = readF16(b, src + 2, table);
@@ -136,8 +130,8 @@ function decodeQ4K(b: Uint8Array, src: number, out: Float32Array, dst: number, t
   // Each 32 bytes of qs hold two sub-blocks: the low nibbles of one, then the high nibbles of the next.
   for (let chunk = 0; chunk < 4; chunk++) {
     const qs = src + 16 + chunk * 32;
-    const [sc0, m0] = q4kScaleMin(b, scales, 2 * chunk);
-    const [sc1, m1] = q4kScaleMin(b, scales, 2 * chunk + 1);
+    const [sc0, m0] = kScaleMin(b, scales, 2 * chunk);
+    const [sc1, m1] = kScaleMin(b, scales, 2 * chunk + 1);
     const d0 = d * sc0, min0 = dmin * m0, d1 = d * sc1, min1 = dmin * m1;
     const o = dst + chunk * 64;
     for (let l = 0; l < 32; l++) {
@@ -243,23 +237,7 @@ function encodeQ4_0(x: Float32Array, xo: number, b: Uint8Array, o: number): void
 function encodeQ4K(x: Float32Array, xo: number, b: Uint8Array, o: number): void {
   // Per sub-block of 32: an offset m = -min(0, min x) and a scale spanning [min, max] in 15 steps;
   // then both are quantized to 6 bits against the super-block's largest.
-  const scale = new Float64Array(8);
-  const mins = new Float64Array(8);
-  let maxScale = 0;
-  let maxMin = 0;
-  for (let j = 0; j < 8; j++) {
-    let mn = 0;
-    let mx = -Infinity;
-    for (let l = 0; l < 32; l++) {
-      const v = x[xo + 32 * j + l]!;
-      if (v < mn) mn = v;
-      if (v > mx) mx = v;
-    }
-    scale[j] = (mx - mn) / 15;
-    mins[j] = -mn;
-    maxScale = Math.max(maxScale, scale[j]!);
-    maxMin = Math.max(maxMin, mins[j]!);
-  }
+  const { sc: scale, mn: mins, maxSc: maxScale, maxMn: maxMin } = affineSubBlocks(x, xo, 8, 32, 15);
   const d = writeF16(b, o, maxScale / 63);
   const dmin = writeF16(b, o + 2, maxMin / 63);
   const ls = new Uint8Array(8);
@@ -268,12 +246,7 @@ function encodeQ4K(x: Float32Array, xo: number, b: Uint8Array, o: number): void 
     ls[j] = d ? clamp(roundAway(scale[j]! / d), 0, 63) : 0;
     lm[j] = dmin ? clamp(roundAway(mins[j]! / dmin), 0, 63) : 0;
   }
-  const s = o + 4;
-  for (let j = 0; j < 4; j++) {
-    b[s + j] = (ls[j]! & 63) | ((ls[j + 4]! >> 4) << 6);
-    b[s + j + 4] = (lm[j]! & 63) | ((lm[j + 4]! >> 4) << 6);
-    b[s + j + 8] = (ls[j + 4]! & 0x0f) | ((lm[j + 4]! & 0x0f) << 4);
-  }
+  packKScaleMin(b, o + 4, ls, lm);
   const q = new Uint8Array(256);
   for (let j = 0; j < 8; j++) {
     const dEff = d * ls[j]!;
