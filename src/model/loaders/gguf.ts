@@ -422,17 +422,21 @@ export function readGguf(path: string): GgufFile {
   return { ...header, tensors };
 }
 
+/** Opens a model file for reading; a failure is a ModelFileError naming the file and why. */
+export function openModelFile(path: string): number {
+  try {
+    return openSync(path, 'r');
+  } catch (e) {
+    throw fileSystemError(path, e);
+  }
+}
+
 /**
  * Reads only the metadata and tensor infos, without the tensor data: enough to learn a model's
  * configuration and tokenizer cheaply. Reads a growing prefix until the header fits.
  */
 export function readGgufHeader(path: string): GgufHeader {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch (e) {
-    throw fileSystemError(path, e);
-  }
+  const fd = openModelFile(path);
   try {
     const fileSize = statSync(path).size;
     let want = Math.min(fileSize, 1 << 20);

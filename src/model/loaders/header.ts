@@ -1,9 +1,9 @@
 // A model file's configuration and metadata without its weights: cheap to read on the main thread
 // (the tokenizer needs the metadata) while the worker thread loads the weights.
 
-import { closeSync, openSync, readSync, statSync } from 'node:fs';
+import { closeSync, readSync, statSync } from 'node:fs';
 import type { ModelConfig } from '../config.js';
-import { fileSystemError, GGUF_MAGIC, readGgufHeader, type GgufValue } from './gguf.js';
+import { fileSystemError, GGUF_MAGIC, openModelFile, readGgufHeader, type GgufValue } from './gguf.js';
 import { modelConfigFromGguf } from './gguf-model.js';
 import { LLAMA2C_HEADER_BYTES, llama2cConfigFromHeader } from './llama2c.js';
 import { ModelFileError } from './errors.js';
@@ -19,12 +19,7 @@ export interface ModelHeader {
 
 /** The first bytes of a file (fewer if it is shorter) and its size. */
 export function readFilePrefix(path: string, n: number): { bytes: Uint8Array; fileSize: number } {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch (e) {
-    throw fileSystemError(path, e);
-  }
+  const fd = openModelFile(path);
   try {
     const fileSize = statSync(path).size;
     const bytes = Buffer.alloc(Math.min(n, fileSize));

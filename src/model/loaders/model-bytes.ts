@@ -3,9 +3,9 @@
 // reads of each tensor's bytes into its own buffer (the TypeScript fallback; any file size too,
 // since no single buffer holds the whole file).
 
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, readSync } from 'node:fs';
 import { mapFileNative, type NativeMappedFile } from '../kernels/native.js';
-import { fileSystemError } from './gguf.js';
+import { fileSystemError, openModelFile } from './gguf.js';
 import { ModelFileError } from './errors.js';
 
 export interface ModelBytes {
@@ -39,12 +39,7 @@ export function openModelBytes(path: string): ModelBytes {
     kind: 'read',
     bytes(offset, length) {
       // Opened per call, so a loaded model holds no descriptor.
-      let fd: number;
-      try {
-        fd = openSync(path, 'r');
-      } catch (e) {
-        throw fileSystemError(path, e);
-      }
+      const fd = openModelFile(path);
       try {
         const out = Buffer.allocUnsafeSlow(length);
         let done = 0;
