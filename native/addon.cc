@@ -410,11 +410,34 @@ namespace stepwise {
 void defineMappedFile(Napi::Env env, Napi::Object exports);  // mapped-file.cc
 }
 
+/**
+ * The instruction-set extensions this CPU (and its OS: the compiler's check includes the saved
+ * register state) supports, for native.ts to pick the addon variant to load. Only the generic
+ * variant's answer is used, so no wider instruction has run before the choice is made.
+ */
+static Napi::Object cpuFeatures(Napi::Env env) {
+  Napi::Object o = Napi::Object::New(env);
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  o.Set("avx2", Napi::Boolean::New(env, __builtin_cpu_supports("avx2")));
+  o.Set("fma", Napi::Boolean::New(env, __builtin_cpu_supports("fma")));
+  o.Set("f16c", Napi::Boolean::New(env, __builtin_cpu_supports("f16c")));
+  o.Set("avx512f", Napi::Boolean::New(env, __builtin_cpu_supports("avx512f")));
+  o.Set("avx512bw", Napi::Boolean::New(env, __builtin_cpu_supports("avx512bw")));
+  o.Set("avx512vl", Napi::Boolean::New(env, __builtin_cpu_supports("avx512vl")));
+  o.Set("avx512dq", Napi::Boolean::New(env, __builtin_cpu_supports("avx512dq")));
+  o.Set("avx512vnni", Napi::Boolean::New(env, __builtin_cpu_supports("avx512vnni")));
+  o.Set("avx512bf16", Napi::Boolean::New(env, __builtin_cpu_supports("avx512bf16")));
+#endif
+  return o;
+}
+
 static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeKernels", stepwise::NativeKernels::Define(env));
   stepwise::defineMappedFile(env, exports);
   exports.Set("simd", Napi::String::New(env, stepwise::kSimdName));
+  exports.Set("cpu", cpuFeatures(env));
   return exports;
 }
 
-NODE_API_MODULE(stepwise_kernels, InitAddon)
+NODE_API_MODULE(NODE_GYP_MODULE_NAME, InitAddon)

@@ -4,10 +4,13 @@
 #include <cstring>
 
 #include "dtypes.h"
+#include "ggml-blocks.h"
 #include "simd.h"
 
 namespace stepwise {
 namespace {
+
+using namespace ggml;
 
 void spanF16(const uint8_t* row, int64_t k0, int64_t n, float* out) {
   const uint8_t* p = row + 2 * k0;
@@ -69,16 +72,6 @@ void blockQ4_0(const uint8_t* b, float* y) {
 #endif
 }
 
-// The 6-bit scale and min of sub-block j (0..7) of a q4_k block.
-inline void q4kScaleMin(const uint8_t* s, int j, int* sc, int* m) {
-  if (j < 4) {
-    *sc = s[j] & 63;
-    *m = s[j + 4] & 63;
-  } else {
-    *sc = (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4);
-    *m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-  }
-}
 
 void blockQ4_K(const uint8_t* b, float* y) {
   const float d = f16ToF32(loadU16(b));
@@ -169,18 +162,8 @@ void blockQ6_K(const uint8_t* b, float* y) {
 // The further types (layouts and the order of operations: src/model/quant-codecs.ts). Scalar code:
 // every operation but the last is exact, so these match the TypeScript decoders bit for bit.
 
-const int8_t kIq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 
-inline uint32_t loadU32(const uint8_t* p) {
-  return static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8) | (static_cast<uint32_t>(p[2]) << 16) |
-         (static_cast<uint32_t>(p[3]) << 24);
-}
 
-/** Value j (0..31) of 16 nibble bytes (j low nibble, j+16 high) with a 5th bit from qh. */
-inline int nibble32(const uint8_t* qs, uint32_t qh, int j) {
-  const int lo = j < 16 ? qs[j] & 0x0f : qs[j - 16] >> 4;
-  return lo | static_cast<int>(((qh >> j) & 1u) << 4);
-}
 
 void blockQ4_1(const uint8_t* b, float* y) {
   const float d = f16ToF32(loadU16(b)), m = f16ToF32(loadU16(b + 2));
@@ -199,11 +182,6 @@ void blockQ5_1(const uint8_t* b, float* y) {
   for (int j = 0; j < 32; j++) y[j] = d * static_cast<float>(nibble32(b + 8, qh, j)) + m;
 }
 
-/** 2-bit value e of a q2_k/q3_k block's 64 qs bytes. */
-inline int twoBits(const uint8_t* qs, int e) {
-  const int r = e & 127;
-  return (qs[(e >> 7) * 32 + (r & 31)] >> (2 * (r >> 5))) & 3;
-}
 
 void blockQ2_K(const uint8_t* b, float* y) {
   const float d = f16ToF32(loadU16(b + 80)), dmin = f16ToF32(loadU16(b + 82));

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "dtypes.h"
+#include "qblocks.h"
 #include "thread-pool.h"
 
 namespace stepwise {
@@ -40,10 +41,15 @@ struct Context {
   // A few tables, most recently used first: models whose layers alternate RoPE bases (Gemma 3's
   // sliding and global layers) would otherwise rebuild one table on every call.
   std::vector<RopeTable> ropeTables;
+  // The activations of the current quantized GEMM (qmatmul.cc), shared by its threads.
+  std::vector<QActBlock> qact;
 };
 
 /** out[m*N + n] = sum_k x[m*K + k] * W[n][k] for m < M; W is N x K of type dt. */
 void matmul(Context& ctx, float* out, const float* x, const uint8_t* w, DType dt, int64_t N, int64_t K, int64_t M);
+
+/** matmul for integer-capable weight types (qtypeInfo(dt).integer): int8 activations, integer dot products. */
+void qmatmul(Context& ctx, float* out, const float* x, const uint8_t* w, DType dt, int64_t N, int64_t K, int64_t M);
 
 void rmsnorm(Context& ctx, float* out, const float* x, const float* weight, int64_t M, int64_t dim, double eps);
 

@@ -116,6 +116,10 @@ constexpr MicroFn kMicro[NR][MR] = {
 
 void matmul(Context& ctx, float* out, const float* x, const uint8_t* w, DType dt, int64_t N, int64_t K, int64_t M) {
   if (N <= 0 || M <= 0) return;
+  if (qtypeInfo(dt).integer) {
+    qmatmul(ctx, out, x, w, dt, N, K, M);
+    return;
+  }
   const int64_t KC = K <= KC_MAX ? K : KC_SPLIT;
   const int64_t nkb = (K + KC - 1) / KC;
   const int64_t ldBuf = KC + 16;  // tile row stride, padded off a multiple of 4 KiB

@@ -5,9 +5,9 @@
 // ((l0+l1)+(l2+l3)) + ((l4+l5)+(l6+l7)), whether one sum or four are folded at once. So a row's
 // result is the same bits whichever code path (tile shape, thread, batch size) computed it.
 //
-// The AVX2 path needs AVX2 + FMA + F16C (-march=native on any x86 since 2013). Without them a
-// portable scalar path with the same structure is compiled; its results differ from the AVX2
-// build's (no fused multiply-add) but are just as deterministic.
+// The AVX2 path needs AVX2 + FMA + F16C (any x86-64 since 2013). Without them a portable scalar
+// path with the same structure is compiled; its results differ from the AVX2 build's (no fused
+// multiply-add) but are just as deterministic. binding.gyp builds one addon per level.
 #pragma once
 
 #include <cmath>
@@ -21,9 +21,18 @@
 #define STEPWISE_AVX2 0
 #endif
 
+// The AVX-512 variant (binding.gyp's stepwise_kernels_avx512): integer dot products with VNNI on
+// 512-bit vectors. Everything else in it runs the AVX2 code (recompiled, same arithmetic).
+#if STEPWISE_AVX2 && defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
+    defined(__AVX512DQ__) && defined(__AVX512VNNI__)
+#define STEPWISE_AVX512 1
+#else
+#define STEPWISE_AVX512 0
+#endif
+
 namespace stepwise {
 
-inline constexpr const char* kSimdName = STEPWISE_AVX2 ? "avx2" : "scalar";
+inline constexpr const char* kSimdName = STEPWISE_AVX512 ? "avx512-vnni" : STEPWISE_AVX2 ? "avx2" : "scalar";
 
 /** Unaligned scalar load: weight bytes come straight from a file and may sit at any offset. */
 inline float loadF32(const void* p) {

@@ -6,39 +6,37 @@
 // A failed build must not fail the install: Stepwise then runs on its TypeScript kernels, so this
 // script prints a warning saying so and exits 0. STEPWISE_SKIP_NATIVE=1 skips the build.
 //
-// `node scripts/build-native.mjs --cflags` prints the CPU-specific compiler flags binding.gyp uses;
-// STEPWISE_NATIVE_PORTABLE=1 builds without them (portable scalar code).
+// `node scripts/build-native.mjs --probe avx2|avx512` prints 1 when binding.gyp should build that
+// variant; STEPWISE_NATIVE_PORTABLE=1 builds the generic (scalar) variant alone.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const addonPath = join(root, 'build', 'Release', 'stepwise_kernels.node');
+const releaseDir = join(root, 'build', 'Release');
+// The variant every build has; it also answers which CPU features there are.
+const addonPath = join(releaseDir, 'stepwise_kernels_generic.node');
+
+// The instruction-set levels binding.gyp builds beyond the generic one, and the flags each needs.
+const LEVEL_FLAGS = {
+  avx2: ['-mavx2', '-mfma', '-mf16c'],
+  avx512: ['-mavx2', '-mfma', '-mf16c', '-mavx512f', '-mavx512bw', '-mavx512vl', '-mavx512dq', '-mavx512vnni', '-mavx512bf16'],
+};
 
 /**
- * Flags for this machine's CPU: -march=native when the compiler takes it, AVX2/FMA/F16C when
- * present. STEPWISE_NATIVE_PORTABLE=1 gives none (the portable scalar kernels, for a build that
- * must run on other CPUs).
+ * Whether binding.gyp should build the `level` variant: only on x86-64, only when the compiler
+ * takes its flags (the build machine's own CPU does not matter: the variant is chosen at run
+ * time), and never with STEPWISE_NATIVE_PORTABLE=1 (the generic build alone).
  */
-function cpuFlags() {
-  const flags = [];
-  if (process.env.STEPWISE_NATIVE_PORTABLE === '1') return flags;
+function probeLevel(level) {
+  const flags = LEVEL_FLAGS[level];
+  if (!flags || process.env.STEPWISE_NATIVE_PORTABLE === '1' || process.arch !== 'x64') return false;
   const cxx = process.env.CXX || 'c++';
-  const probe = spawnSync(cxx, ['-march=native', '-x', 'c++', '-E', '-'], { input: '', stdio: ['pipe', 'ignore', 'ignore'] });
-  if (probe.status === 0) flags.push('-march=native');
-  if (process.arch === 'x64') {
-    let cpuinfo = '';
-    try {
-      cpuinfo = readFileSync('/proc/cpuinfo', 'utf8');
-    } catch {
-      // Not Linux: -march=native alone decides.
-    }
-    const has = (f) => new RegExp(`^flags\\s*:.*\\b${f}\\b`, 'm').test(cpuinfo);
-    if (has('avx2') && has('fma') && has('f16c')) flags.push('-mavx2', '-mfma', '-mf16c');
-  }
-  return flags;
+  const src = '#include <immintrin.h>\nint main() { return 0; }\n';
+  const r = spawnSync(cxx, [...flags, '-x', 'c++', '-fsyntax-only', '-'], { input: src, stdio: ['pipe', 'ignore', 'ignore'] });
+  return !r.error && r.status === 0;
 }
 
 /**
@@ -46,7 +44,9 @@ function cpuFlags() {
  * removed (it may not match the sources any more); otherwise an existing one is left in use.
  */
 function warn(reason, { buildFailed = false } = {}) {
-  if (buildFailed) rmSync(addonPath, { force: true });
+  if (buildFailed) {
+    for (const v of ['generic', 'avx2', 'avx512']) rmSync(join(releaseDir, `stepwise_kernels_${v}.node`), { force: true });
+  }
   const fallback = existsSync(addonPath)
     ? `stepwise: the earlier build at ${addonPath} stays in use.\n`
     : 'stepwise: the TypeScript kernels will be used instead; they are correct but much slower.\n';
@@ -78,8 +78,9 @@ function findNodeGyp() {
 }
 
 function main() {
-  if (process.argv.includes('--cflags')) {
-    console.log(cpuFlags().join(' '));
+  const probe = process.argv.indexOf('--probe');
+  if (probe >= 0) {
+    console.log(probeLevel(process.argv[probe + 1]) ? 1 : 0);
     return;
   }
   if (process.env.STEPWISE_SKIP_NATIVE === '1') warn('STEPWISE_SKIP_NATIVE=1');
@@ -98,7 +99,8 @@ function main() {
   if (!process.env.npm_config_nodedir && existsSync(join(prefix, 'include', 'node', 'node_api.h'))) {
     nodedir.push(`--nodedir=${prefix}`);
   }
-  console.log(`stepwise: building the native kernels (${cpuFlags().join(' ') || 'portable flags'})`);
+  const levels = ['generic', ...Object.keys(LEVEL_FLAGS).filter(probeLevel)];
+  console.log(`stepwise: building the native kernels (${levels.join(', ')})`);
   // configure + build rather than rebuild: make redoes what changed (flags included) and swaps the
   // finished addon in at the end, so a process starting meanwhile still finds the previous one.
   for (const step of [['configure', ...nodedir], ['build', '--jobs=max', ...nodedir]]) {
@@ -107,10 +109,15 @@ function main() {
     if (r.status !== 0) warn(`node-gyp ${step[0]} exited with status ${r.status}; its output is above`, { buildFailed: true });
   }
 
-  // Prove the result loads in this Node before calling it done.
+  // Prove the variant this machine will use loads in this Node before calling it done.
   try {
-    const addon = createRequire(import.meta.url)(addonPath);
-    console.log(`stepwise: native kernels built (${addon.simd}) at ${addonPath}`);
+    const generic = createRequire(import.meta.url)(addonPath);
+    const cpu = generic.cpu ?? {};
+    const avx2 = cpu.avx2 && cpu.fma && cpu.f16c;
+    const avx512 = avx2 && ['avx512f', 'avx512bw', 'avx512vl', 'avx512dq', 'avx512vnni', 'avx512bf16'].every((f) => cpu[f]);
+    const best = [avx512 && 'avx512', avx2 && 'avx2'].find((v) => v && existsSync(join(releaseDir, `stepwise_kernels_${v}.node`)));
+    const addon = best ? createRequire(import.meta.url)(join(releaseDir, `stepwise_kernels_${best}.node`)) : generic;
+    console.log(`stepwise: native kernels built (${levels.join(', ')}); this CPU uses ${addon.simd}, in ${releaseDir}`);
   } catch (e) {
     warn(`the built addon does not load: ${e instanceof Error ? e.message : String(e)}`, { buildFailed: true });
   }

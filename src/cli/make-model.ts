@@ -6,10 +6,11 @@ import { DTYPES } from '../model/quant.js';
 import { ModelFileError } from '../model/loaders/errors.js';
 import { HfTokenizerError } from '../model/hf-tokenizer.js';
 
-const HELP = `Usage: stepwise make-model --preset tiny|small|110m|8b --dtype TYPE --seed N --out FILE [options]
+const HELP = `Usage: stepwise make-model --preset tiny|small|42m|110m|8b --dtype TYPE --seed N --out FILE [options]
 
   --preset NAME     tiny (dim 64, 2 layers, vocab 512), small (dim 256, 4 layers, vocab 4096),
-                    110m (dim 768, 12 layers, vocab 32000), 8b (Llama 3 8B's shape; matrices
+                    42m (dim 512, 8 layers, vocab 32000), 110m (dim 768, 12 layers,
+                    vocab 32000), 8b (Llama 3 8B's shape; matrices
                     over 64M values repeat a block of 256 random rows, to write it in minutes)
   --dtype TYPE      ${DTYPES.join(', ')}, or llama.cpp's mixtures ${QUANT_MIXES.join(', ')}
                     (default f32); 256-block types fall back as llama.cpp does (q4_k -> q5_0,
@@ -70,8 +71,8 @@ export async function runMakeModel(argv: string[]): Promise<number> {
     return 0;
   }
   const preset = values.preset as string | undefined;
-  if (preset === undefined) return usageError('--preset is required (tiny, small, 110m or 8b)');
-  if (!Object.prototype.hasOwnProperty.call(PRESETS, preset)) return usageError(`unknown --preset '${preset}' (tiny, small, 110m or 8b)`);
+  if (preset === undefined) return usageError('--preset is required (tiny, small, 42m, 110m or 8b)');
+  if (!Object.prototype.hasOwnProperty.call(PRESETS, preset)) return usageError(`unknown --preset '${preset}' (tiny, small, 42m, 110m or 8b)`);
   const dtype = values.dtype as string;
   if (!isWeightFormat(dtype)) return usageError(`unknown --dtype '${dtype}' (${[...DTYPES, ...QUANT_MIXES].join(', ')})`);
   const seedText = values.seed as string;

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
 
-import { createNativeKernels, nativeAddonPath, nativeUnavailableReason } from '../../src/model/kernels/native.js';
+import { createNativeKernels, nativeAddonPath, nativeUnavailableReason, selectedNativeAddonPath } from '../../src/model/kernels/native.js';
 import { quantize } from '../../src/model/quant.js';
 
 const skip = nativeUnavailableReason() ?? false;
@@ -44,7 +44,7 @@ describe('native addon', { skip }, () => {
       [0, 1].map(
         () =>
           new Promise<Float32Array>((resolve, reject) => {
-            const worker = new Worker(code, { eval: true, workerData: { path: nativeAddonPath(), w, x, rows, cols, M } });
+            const worker = new Worker(code, { eval: true, workerData: { path: selectedNativeAddonPath(), w, x, rows, cols, M } });
             let result: Float32Array | undefined;
             const timer = setTimeout(() => reject(new Error('worker did not exit within 10 s')), 10_000);
             worker.on('message', (m: Float32Array) => (result = m));
@@ -102,7 +102,7 @@ describe('install script (scripts/build-native.mjs)', () => {
       copyFileSync('binding.gyp', join(dir, 'binding.gyp'));
       cpSync('native', join(dir, 'native'), { recursive: true });
       symlinkSync(resolve('node_modules'), join(dir, 'node_modules'));
-      const stale = join(dir, 'build', 'Release', 'stepwise_kernels.node');
+      const stale = join(dir, 'build', 'Release', 'stepwise_kernels_generic.node');
       writeFileSync(stale, 'stale');
       const cxx = join(dir, 'failing-c++');
       writeFileSync(cxx, '#!/bin/sh\nif [ "$1" = --version ]; then echo fake 1.0; exit 0; fi\necho "failing-c++: no" >&2\nexit 1\n', { mode: 0o755 });
@@ -130,11 +130,68 @@ describe('install script (scripts/build-native.mjs)', () => {
     assert.match(r.stderr, /not built \(STEPWISE_SKIP_NATIVE=1\)/);
   });
 
-  it('prints the CPU flags binding.gyp compiles with', { skip: process.arch !== 'x64' && 'x64 only' }, () => {
-    const r = spawnSync(process.execPath, [script, '--cflags'], { encoding: 'utf8' });
-    assert.equal(r.status, 0);
-    const cpuinfo = spawnSync('cat', ['/proc/cpuinfo'], { encoding: 'utf8' }).stdout ?? '';
-    const avx2 = /^flags\s*:.*\bavx2\b/m.test(cpuinfo) && /^flags\s*:.*\bfma\b/m.test(cpuinfo) && /^flags\s*:.*\bf16c\b/m.test(cpuinfo);
-    assert.equal(r.stdout.includes('-mavx2 -mfma -mf16c'), avx2, r.stdout);
+  it('says which instruction-set variants binding.gyp should build', () => {
+    const probe = (level: string, env: NodeJS.ProcessEnv = process.env) =>
+      spawnSync(process.execPath, [script, '--probe', level], { encoding: 'utf8', env }).stdout.trim();
+    // Whether to build a variant depends on the compiler, not on this CPU (it is chosen at run time).
+    const x64 = process.arch === 'x64';
+    assert.equal(probe('avx2'), x64 ? '1' : '0');
+    assert.equal(probe('avx512', { ...process.env, STEPWISE_NATIVE_PORTABLE: '1' }), '0');
+    assert.equal(probe('sse9'), '0');
+  });
+});
+
+describe('instruction-set variants', { skip }, () => {
+  // Each variant this CPU can run, forced with STEPWISE_ISA in a child process: its name, and the
+  // bits of a q4_k and a q8_0 product. AVX2 and AVX-512 do the same float operations lane for lane
+  // (their integer sums are exact), so they agree bit for bit; the scalar build does not fuse
+  // multiply-adds, so it is only close.
+  const script = `
+    import { createNativeKernels } from './src/model/kernels/native.ts';
+    import { quantize } from './src/model/quant.ts';
+    const k = createNativeKernels({ threads: 2 });
+    const rows = 40, cols = 2560, M = 5;
+    const out = [];
+    for (const dtype of ['q4_k', 'q8_0']) {
+      const v = Float32Array.from({ length: rows * cols }, (_, i) => Math.sin(i * 0.37));
+      const w = { name: 'w', dtype, rows, cols, data: quantize(dtype, v, rows, cols) };
+      const x = Float32Array.from({ length: M * cols }, (_, i) => Math.cos(i * 0.11));
+      const o = new Float32Array(M * rows);
+      k.matmul(o, x, w, M);
+      out.push(...o);
+    }
+    console.log(JSON.stringify({ name: k.name, out }));
+    k.close();
+  `;
+  const run = (isa: string) => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      encoding: 'utf8', env: { ...process.env, STEPWISE_ISA: isa },
+    });
+    return r;
+  };
+
+  it('loads the variant STEPWISE_ISA names, or says why it cannot', () => {
+    const results = new Map<string, number[]>();
+    for (const isa of ['avx512', 'avx2', 'generic']) {
+      const r = run(isa);
+      if (r.status !== 0) {
+        // Only a CPU without the variant's features (or a compiler without its flags) may refuse.
+        assert.match(r.stderr, new RegExp(`STEPWISE_ISA=${isa}: (this CPU lacks|.* is not built)`), r.stderr);
+        continue;
+      }
+      const { name, out } = JSON.parse(r.stdout) as { name: string; out: number[] };
+      assert.match(name, { avx512: /^native-avx512-vnni /, avx2: /^native-avx2 /, generic: /^native-scalar / }[isa]!);
+      results.set(isa, out);
+    }
+    assert.ok(results.has('generic'), 'the generic variant always runs');
+    const [a512, a2, gen] = [results.get('avx512'), results.get('avx2'), results.get('generic')!];
+    if (a512 && a2) assert.deepEqual(a512, a2, 'AVX-512 and AVX2 give the same bits');
+    for (const other of [a512, a2]) {
+      if (!other) continue;
+      for (let i = 0; i < gen.length; i++) assert.ok(Math.abs(other[i]! - gen[i]!) <= 1e-4 * Math.max(1, Math.abs(gen[i]!)), `element ${i}`);
+    }
+    const bad = run('avx9');
+    assert.notEqual(bad.status, 0);
+    assert.match(bad.stderr, /STEPWISE_ISA must be one of avx512, avx2, generic, got 'avx9'/);
   });
 });

@@ -93,8 +93,8 @@ describe('native kernels', { skip }, () => {
   });
 
   it('are named after their SIMD path and thread count', () => {
-    assert.match(nk.name, /^native-(avx2|scalar) \(2 threads\)$/);
-    assert.match(nk1.name, /^native-(avx2|scalar) \(1 thread\)$/);
+    assert.match(nk.name, /^native-(avx512-vnni|avx2|scalar) \(2 threads\)$/);
+    assert.match(nk1.name, /^native-(avx512-vnni|avx2|scalar) \(1 thread\)$/);
   });
 
   for (const dtype of DTYPES) {
@@ -104,6 +104,9 @@ describe('native kernels', { skip }, () => {
       // a width that is not a multiple of 8 (the scalar tail).
       const shapes: Array<[rows: number, cols: number]> = [[37, Math.max(block, 64)], [9, 1280]];
       if (block === 1) shapes.push([6, 203]);
+      // Quantized weights: a row of 12 superblocks (the integer GEMM's column blocks hold 8), and
+      // for 32-element blocks a width that ends inside a superblock.
+      else shapes.push([11, 3072], ...(block === 32 ? [[5, 1376] as [number, number]] : []));
       for (const [rows, cols] of shapes) {
         const w = weight(dtype, rows, cols, rows * 31 + cols);
         for (const M of [1, 5]) {
@@ -119,7 +122,9 @@ describe('native kernels', { skip }, () => {
 
     it(`matmul on ${dtype} weights gives each row the same bits for any M, batch position and thread count`, () => {
       const rows = 38;
-      const cols = 1280; // column-blocked, so the parked partial sums are covered too
+      // Column-blocked (the float GEMM cuts at 1024, the integer one at 2048), so the parked
+      // partial sums are covered too.
+      const cols = DTYPE_INFO[dtype].blockSize === 1 ? 1280 : 2560;
       const w = weight(dtype, rows, cols, 99);
       const x = randomF32(64 * cols, 5);
       const full = new Float32Array(64 * rows);

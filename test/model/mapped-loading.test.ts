@@ -12,13 +12,13 @@ import { modelSpec, PRESETS } from '../../src/model/make-model.js';
 import { syntheticVocab } from '../../src/model/synthetic-vocab.js';
 import { writeGgufFile, type GgufTensorSpec } from '../../src/model/loaders/gguf-writer.js';
 import { loadModel } from '../../src/model/loaders/index.js';
-import { mapFileNative, nativeAddonPath } from '../../src/model/kernels/native.js';
+import { mapFileNative, selectedNativeAddonPath } from '../../src/model/kernels/native.js';
 import { referenceKernels } from '../../src/model/kernels/reference.js';
 import { ourRun } from './llamacpp-oracle.js';
 import { firstBitDifference } from './ragged-batch.js';
 
 const GiB = 2 ** 30;
-const addon = nativeAddonPath();
+const addon = selectedNativeAddonPath();
 
 describe('memory-mapped loading', () => {
   let dir: string;

@@ -7,7 +7,40 @@ import type { ModelConfig } from '../../src/model/config.js';
 import type { LlamaWeights, WeightTensor } from '../../src/model/weights.js';
 import { dequantize } from '../../src/model/quant.js';
 
+// Quantized weights multiply int8-rounded activations (as llama.cpp does: Q8_0 blocks of 32 for
+// the 32-element types, Q8_K blocks of 256 for the k-quants and iq4_xs): the group size of each
+// expanded matrix, by identity.
+const ACT_GROUP = new WeakMap<Float32Array, number>();
+const GROUP_OF: Record<string, number> = {
+  q8_0: 32, q4_0: 32, q4_1: 32, q5_0: 32, q5_1: 32, iq4_nl: 32, q2_k: 256, q3_k: 256, q4_k: 256, q5_k: 256, q6_k: 256, iq4_xs: 256,
+};
+
+/** x with each group replaced by d*q: d = amax/127, q = x*(127/amax) rounded half to even, in float32. */
+function roundActivations(x: Float32Array, group: number): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let g = 0; g < x.length; g += group) {
+    const end = Math.min(x.length, g + group);
+    let amax = 0;
+    for (let j = g; j < end; j++) amax = Math.max(amax, Math.abs(x[j]));
+    const scale = amax > 0 ? Math.fround(127 / amax) : 0;
+    const d = Math.fround(amax / 127);
+    for (let j = g; j < end; j++) {
+      const v = Math.fround(x[j] * scale);
+      let q = Math.round(v);
+      if (q - v === 0.5 && q % 2 !== 0) q -= 1; // a tie goes to the even neighbour
+      out[j] = Math.fround(d * q);
+    }
+  }
+  return out;
+}
+
 function toF32(w: WeightTensor): Float32Array {
+  const f = expand(w);
+  if (GROUP_OF[w.dtype]) ACT_GROUP.set(f, GROUP_OF[w.dtype]);
+  return f;
+}
+
+function expand(w: WeightTensor): Float32Array {
   if (w.dtype === 'f32') {
     const out = new Float32Array(w.rows * w.cols);
     const view = new DataView(w.data.buffer, w.data.byteOffset, w.data.byteLength);
@@ -30,7 +63,9 @@ interface NaiveLayer {
 }
 
 /** out[i] = sum_j W[i][j] * x[j], W is d x n row-major. */
-function matvec(out: Float32Array, x: Float32Array, W: Float32Array, n: number, d: number): void {
+function matvec(out: Float32Array, xIn: Float32Array, W: Float32Array, n: number, d: number): void {
+  const group = ACT_GROUP.get(W);
+  const x = group ? roundActivations(xIn.subarray(0, n), group) : xIn;
   for (let i = 0; i < d; i++) {
     let val = 0;
     for (let j = 0; j < n; j++) val += W[i * n + j] * x[j];

@@ -1,6 +1,7 @@
-// The native kernels: a C++ addon (native/, built by scripts/build-native.mjs during npm install)
-// with AVX2/FMA GEMMs that keep quantized weights quantized, paged attention with an online
-// softmax, and a persistent thread pool. This file finds and loads the addon and adapts it to the
+// The native kernels: a C++ addon (native/, built by scripts/build-native.mjs during npm install,
+// one file per instruction-set level) with GEMMs that keep quantized weights quantized (integer
+// dot products on int8 activations), paged attention with an online softmax, and a persistent
+// thread pool. This file picks the variant this CPU runs best, loads it and adapts it to the
 // `Kernels` interface; the addon checks every size and index itself, and its complaints are
 // rethrown here as KernelArgumentError, the same error the TypeScript kernels throw.
 //
@@ -63,8 +64,10 @@ export interface NativeMappedFile {
 interface Addon {
   NativeKernels: new (threads: number) => AddonKernels;
   MappedFile: new (path: string) => NativeMappedFile;
-  /** 'avx2' or 'scalar': which code path the addon was compiled with. */
+  /** 'avx512-vnni', 'avx2' or 'scalar': which code path the addon was compiled with. */
   simd: string;
+  /** CPU features (avx2, avx512vnni, ...) as the compiler's run-time check sees them (x86 only). */
+  cpu?: Record<string, boolean>;
 }
 
 /** Codes the addon uses for weight types (native/dtypes.h). */
@@ -73,26 +76,50 @@ const DTYPE_CODES: Record<DType, number> = {
   q4_1: 7, q5_0: 8, q5_1: 9, q2_k: 10, q3_k: 11, q5_k: 12, iq4_nl: 13, iq4_xs: 14,
 };
 
-const ADDON_FILE = join('build', 'Release', 'stepwise_kernels.node');
+const RELEASE_DIR = join('build', 'Release');
+
+/** The addon variants binding.gyp builds, best first, with the CPU features each needs. */
+const VARIANTS: readonly { name: IsaLevel; needs: readonly string[] }[] = [
+  { name: 'avx512', needs: ['avx2', 'fma', 'f16c', 'avx512f', 'avx512bw', 'avx512vl', 'avx512dq', 'avx512vnni', 'avx512bf16'] },
+  { name: 'avx2', needs: ['avx2', 'fma', 'f16c'] },
+  { name: 'generic', needs: [] },
+];
+
+/** An instruction-set level the addon is built for (one .node file each). */
+export type IsaLevel = 'avx512' | 'avx2' | 'generic';
+export const ISA_LEVELS: readonly IsaLevel[] = ['avx512', 'avx2', 'generic'];
+
+const variantFile = (v: IsaLevel): string => `stepwise_kernels_${v}.node`;
 
 /**
- * Where the addon may be: STEPWISE_NATIVE_ADDON when set (another build, e.g. a portable one),
- * else the package root's build/Release, 3 levels up from src/model/kernels or 4 from
- * dist/src/model/kernels.
+ * Folders that may hold the addons: the package root's build/Release, 3 levels up from
+ * src/model/kernels or 4 from dist/src/model/kernels.
  */
-function addonCandidates(): string[] {
-  const override = process.env.STEPWISE_NATIVE_ADDON;
-  if (override) return [resolve(override)];
+function releaseDirs(): string[] {
   const here = dirname(fileURLToPath(import.meta.url));
-  return [resolve(here, '..', '..', '..', ADDON_FILE), resolve(here, '..', '..', '..', '..', ADDON_FILE)];
+  return [resolve(here, '..', '..', '..', RELEASE_DIR), resolve(here, '..', '..', '..', '..', RELEASE_DIR)];
 }
 
-/** The built addon's path, or null when it is not built. */
+/** The built generic addon's path (every build has it), or null when nothing is built. */
 export function nativeAddonPath(): string | null {
-  return addonCandidates().find((p) => existsSync(p)) ?? null;
+  const override = process.env.STEPWISE_NATIVE_ADDON;
+  if (override) return existsSync(resolve(override)) ? resolve(override) : null;
+  for (const d of releaseDirs()) if (existsSync(join(d, variantFile('generic')))) return join(d, variantFile('generic'));
+  return null;
 }
 
 let loaded: Addon | NativeKernelsUnavailableError | undefined;
+let loadedPath: string | null = null;
+
+/** The file of the variant in use (loading it if need be), or null when none loads. */
+export function selectedNativeAddonPath(): string | null {
+  try {
+    loadNativeAddon();
+    return loadedPath;
+  } catch {
+    return null;
+  }
+}
 
 /** Loads the addon once per thread; throws NativeKernelsUnavailableError saying why it cannot. */
 function loadNativeAddon(): Addon {
@@ -101,22 +128,57 @@ function loadNativeAddon(): Addon {
   return loaded;
 }
 
+function requireAddon(path: string): Addon {
+  const addon = createRequire(import.meta.url)(path) as Addon;
+  if (typeof addon.NativeKernels !== 'function') throw new Error('it does not export NativeKernels');
+  return addon;
+}
+
+/**
+ * Loads the generic build, asks it which features the CPU has, and loads the best variant the CPU
+ * runs (or STEPWISE_ISA's, when set and runnable). STEPWISE_NATIVE_ADDON=/path/x.node loads that
+ * one file instead, whatever it is.
+ */
 function tryLoad(): Addon | NativeKernelsUnavailableError {
-  const candidates = addonCandidates();
   const path = nativeAddonPath();
   if (!path) {
+    const where = process.env.STEPWISE_NATIVE_ADDON ?? releaseDirs().map((d) => join(d, variantFile('generic'))).join(' or ');
     return new NativeKernelsUnavailableError(
-      `the native kernels are not built (no ${candidates.join(' or ')}); ` +
+      `the native kernels are not built (no ${where}); ` +
         'build them with `node scripts/build-native.mjs` (needs a C++17 compiler, make and python3) or use the typescript backend',
     );
   }
+  let current = path;
   try {
-    const addon = createRequire(import.meta.url)(path) as Addon;
-    if (typeof addon.NativeKernels !== 'function') throw new Error('it does not export NativeKernels');
-    return addon;
+    const generic = requireAddon(path);
+    loadedPath = path;
+    if (process.env.STEPWISE_NATIVE_ADDON) return generic;
+    const forced = process.env.STEPWISE_ISA;
+    if (forced !== undefined && !(ISA_LEVELS as readonly string[]).includes(forced)) {
+      return new NativeKernelsUnavailableError(`STEPWISE_ISA must be one of ${ISA_LEVELS.join(', ')}, got '${forced}'`);
+    }
+    const cpu = generic.cpu ?? {};
+    const runnable = VARIANTS.filter((v) => v.needs.every((f) => cpu[f] === true));
+    const wanted = forced ? runnable.filter((v) => v.name === forced) : runnable;
+    if (forced && wanted.length === 0) {
+      return new NativeKernelsUnavailableError(`STEPWISE_ISA=${forced}: this CPU lacks ${VARIANTS.find((v) => v.name === forced)!.needs.filter((f) => cpu[f] !== true).join(', ')}`);
+    }
+    for (const v of wanted) {
+      if (v.name === 'generic') return generic;
+      const file = join(dirname(path), variantFile(v.name));
+      if (!existsSync(file)) {
+        if (forced) return new NativeKernelsUnavailableError(`STEPWISE_ISA=${forced}: ${file} is not built (the compiler lacked its flags?)`);
+        continue;
+      }
+      current = file;
+      const addon = requireAddon(file);
+      loadedPath = file;
+      return addon;
+    }
+    return generic;
   } catch (e) {
     return new NativeKernelsUnavailableError(
-      `the native kernels at ${path} do not load (${e instanceof Error ? e.message : String(e)}); ` +
+      `the native kernels at ${current} do not load (${e instanceof Error ? e.message : String(e)}); ` +
         'rebuild them with `node scripts/build-native.mjs` or use the typescript backend',
     );
   }
@@ -150,7 +212,7 @@ export function nativeUnavailableReason(): string | null {
 export interface NativeKernels extends Kernels {
   /** Threads the kernels use, the calling thread included. */
   readonly threads: number;
-  /** The SIMD path compiled in: 'avx2' or 'scalar'. */
+  /** The SIMD path in use: 'avx512-vnni', 'avx2' or 'scalar'. */
   readonly simd: string;
   /** Sums `buf` `reps` times with every thread (for measuring memory bandwidth); returns the sum. */
   readBuffer(buf: Float32Array, reps: number): number;

@@ -1,0 +1,41 @@
+// Small readers of ggml block fields shared by the dequantizer (dequant.cc) and the integer
+// unpacker (qunpack.cc). Layouts: src/model/quant-codecs.ts.
+#pragma once
+
+#include <cstdint>
+
+namespace stepwise {
+namespace ggml {
+
+// The 6-bit scale and min of sub-block j (0..7) of a q4_k block.
+inline void q4kScaleMin(const uint8_t* s, int j, int* sc, int* m) {
+  if (j < 4) {
+    *sc = s[j] & 63;
+    *m = s[j + 4] & 63;
+  } else {
+    *sc = (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4);
+    *m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+  }
+}
+
+inline constexpr int8_t kIq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+inline uint32_t loadU32(const uint8_t* p) {
+  return static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8) | (static_cast<uint32_t>(p[2]) << 16) |
+         (static_cast<uint32_t>(p[3]) << 24);
+}
+
+/** Value j (0..31) of 16 nibble bytes (j low nibble, j+16 high) with a 5th bit from qh. */
+inline int nibble32(const uint8_t* qs, uint32_t qh, int j) {
+  const int lo = j < 16 ? qs[j] & 0x0f : qs[j - 16] >> 4;
+  return lo | static_cast<int>(((qh >> j) & 1u) << 4);
+}
+
+/** 2-bit value e of a q2_k/q3_k block's 64 qs bytes. */
+inline int twoBits(const uint8_t* qs, int e) {
+  const int r = e & 127;
+  return (qs[(e >> 7) * 32 + (r & 31)] >> (2 * (r >> 5))) & 3;
+}
+
+}  // namespace ggml
+}  // namespace stepwise

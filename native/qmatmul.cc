@@ -1,0 +1,262 @@
+// GEMM for quantized weights with integer dot products: out[m][n] = sum_k x[m][k] * W[n][k].
+//
+// The activations are quantized once per call to int8 (per 32 or 256 elements, as llama.cpp does
+// for the same weight types); each weight row is unpacked a superblock at a time into bytes and
+// lane scales (qblocks.h); then a superblock of one (weight row, activation row) pair is 4 VNNI
+// instructions into one 16-lane integer accumulator, and one multiply-add of its float value by
+// the lane scales into a 16-lane float accumulator. The work is split like the float GEMM
+// (matmul.cc): threads take chunks of output features; a tile of NR weight rows is unpacked once
+// per block of MC activation rows and multiplied with MR activation rows at a time; long rows are
+// cut into blocks of KCS superblocks with the float lanes parked exactly in between.
+//
+// Batch invariance. For every (m, n) the integer sums are exact, and the float lanes see the same
+// operations in the same superblock order whatever the tile shape, M or thread; the 16 lanes are
+// folded by one fixed tree (lane i + lane i+8, then simd.h's 8-lane tree). The AVX2 build gives
+// the same bits as the AVX-512 one (same float operations, lane for lane); the scalar build does
+// not fuse multiply-adds, so it differs from both, deterministically.
+#include <algorithm>
+
+#include "kernels.h"
+#include "qblocks.h"
+#include "simd.h"
+
+// GCC 12 warns that the undefined upper halves inside its AVX-512 conversion intrinsics "may be
+// used uninitialized" (a false positive in its own headers).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+namespace stepwise {
+namespace {
+
+#if STEPWISE_AVX512
+constexpr int NR = 4;
+constexpr int MR = 3;
+#elif STEPWISE_AVX2
+constexpr int NR = 2;  // 16 registers: 2 x 2 pairs of 2 integer halves, plus operands
+constexpr int MR = 2;
+#else
+constexpr int NR = 4;
+constexpr int MR = 3;
+#endif
+constexpr int64_t MC = 48;   // activation rows per block
+constexpr int64_t KCS = 8;   // superblocks per column block (2048 elements: 3 KiB per weight row)
+
+using QMicroFn = void (*)(const QWeightBlock* w, int64_t ldw, const QActBlock* x, int64_t ldx, int64_t nsb,
+                          float* acc, bool first, bool last, float* out, int64_t ldo);
+
+/** Folds 16 float lanes: t[i] = l[i] + l[i+8], then the 8-lane tree. */
+inline float fold16(const float* l) {
+  float t[8];
+  for (int i = 0; i < 8; i++) t[i] = l[i] + l[i + 8];
+  return foldLanes(t);
+}
+
+#if STEPWISE_AVX512
+
+template <int NRx, int MRx, bool HasMin, bool Wide>
+void qmicro(const QWeightBlock* w, int64_t ldw, const QActBlock* x, int64_t ldx, int64_t nsb, float* accBuf,
+            bool first, bool last, float* out, int64_t ldo) {
+  __m512 acc[NRx][MRx];
+  for (int i = 0; i < NRx; i++)
+    for (int j = 0; j < MRx; j++) acc[i][j] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(accBuf + (i * MRx + j) * 16);
+  for (int64_t s = 0; s < nsb; s++) {
+    __m512i sum[NRx][MRx];
+    for (int i = 0; i < NRx; i++)
+      for (int j = 0; j < MRx; j++) sum[i][j] = _mm512_setzero_si512();
+    for (int c = 0; c < 4; c++) {
+      __m512i xv[MRx];
+      for (int j = 0; j < MRx; j++) {
+        xv[j] = _mm512_loadu_si512(x[j * ldx + s].q + 64 * c);
+        asm("" : "+v"(xv[j]));  // keep operands in registers (see matmul.cc)
+      }
+      for (int i = 0; i < NRx; i++) {
+        __m512i wv = _mm512_loadu_si512(w[i * ldw + s].u + 64 * c);
+        asm("" : "+v"(wv));
+        for (int j = 0; j < MRx; j++) sum[i][j] = _mm512_dpbusd_epi32(sum[i][j], wv, xv[j]);
+      }
+    }
+    for (int i = 0; i < NRx; i++) {
+      const QWeightBlock& wb = w[i * ldw + s];
+      const __m512 ws = _mm512_loadu_ps(wb.s);
+      for (int j = 0; j < MRx; j++) {
+        const QActBlock& xb = x[j * ldx + s];
+        const __m512i exact = _mm512_sub_epi32(sum[i][j], _mm512_loadu_si512(xb.off));
+        const __m512 scale = _mm512_mul_ps(ws, _mm512_loadu_ps(xb.d));
+        acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact), scale, acc[i][j]);
+        if (HasMin) acc[i][j] = _mm512_fnmadd_ps(_mm512_loadu_ps(wb.m), _mm512_loadu_ps(xb.s), acc[i][j]);
+      }
+    }
+  }
+  for (int i = 0; i < NRx; i++) {
+    for (int j = 0; j < MRx; j++) {
+      if (!last) {
+        _mm512_storeu_ps(accBuf + (i * MRx + j) * 16, acc[i][j]);
+      } else {
+        const __m256 t = _mm256_add_ps(_mm512_castps512_ps256(acc[i][j]), _mm512_extractf32x8_ps(acc[i][j], 1));
+        out[j * ldo + i] = fold1(t);
+      }
+    }
+  }
+}
+
+#elif STEPWISE_AVX2
+
+/**
+ * 32-bit lane sums of 4 byte products u*q (u unsigned, q signed), as VNNI's dpbusd. maddubs sums
+ * byte pairs into saturating 16-bit values, which cannot overflow while u <= 127 (2*127*127);
+ * Wide types split u into its low 7 bits and its top bit.
+ */
+template <bool Wide>
+inline __m256i dot4(__m256i u, __m256i q) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  if (!Wide) return _mm256_madd_epi16(_mm256_maddubs_epi16(u, q), ones);
+  const __m256i lo = _mm256_and_si256(u, _mm256_set1_epi8(0x7f));
+  const __m256i top = _mm256_and_si256(_mm256_srli_epi16(u, 7), _mm256_set1_epi8(1));
+  const __m256i a = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, q), ones);
+  const __m256i b = _mm256_madd_epi16(_mm256_maddubs_epi16(top, q), ones);
+  return _mm256_add_epi32(a, _mm256_slli_epi32(b, 7));
+}
+
+template <int NRx, int MRx, bool HasMin, bool Wide>
+void qmicro(const QWeightBlock* w, int64_t ldw, const QActBlock* x, int64_t ldx, int64_t nsb, float* accBuf,
+            bool first, bool last, float* out, int64_t ldo) {
+  // Float lanes live in memory (too many for 16 registers); lanes 0-7 and 8-15 are the two halves.
+  alignas(32) float acc[NRx][MRx][16];
+  for (int i = 0; i < NRx; i++)
+    for (int j = 0; j < MRx; j++)
+      for (int l = 0; l < 16; l++) acc[i][j][l] = first ? 0.0f : accBuf[(i * MRx + j) * 16 + l];
+  for (int64_t s = 0; s < nsb; s++) {
+    for (int h = 0; h < 2; h++) {
+      __m256i sum[NRx][MRx];
+      for (int i = 0; i < NRx; i++)
+        for (int j = 0; j < MRx; j++) sum[i][j] = _mm256_setzero_si256();
+      for (int c = 0; c < 4; c++) {
+        __m256i xv[MRx];
+        for (int j = 0; j < MRx; j++)
+          xv[j] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[j * ldx + s].q + 64 * c + 32 * h));
+        for (int i = 0; i < NRx; i++) {
+          const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[i * ldw + s].u + 64 * c + 32 * h));
+          for (int j = 0; j < MRx; j++) sum[i][j] = _mm256_add_epi32(sum[i][j], dot4<Wide>(wv, xv[j]));
+        }
+      }
+      for (int i = 0; i < NRx; i++) {
+        const QWeightBlock& wb = w[i * ldw + s];
+        const __m256 ws = _mm256_loadu_ps(wb.s + 8 * h);
+        for (int j = 0; j < MRx; j++) {
+          const QActBlock& xb = x[j * ldx + s];
+          const __m256i exact =
+              _mm256_sub_epi32(sum[i][j], _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.off + 8 * h)));
+          const __m256 scale = _mm256_mul_ps(ws, _mm256_loadu_ps(xb.d + 8 * h));
+          __m256 a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(exact), scale, _mm256_load_ps(acc[i][j] + 8 * h));
+          if (HasMin) a = _mm256_fnmadd_ps(_mm256_loadu_ps(wb.m + 8 * h), _mm256_loadu_ps(xb.s + 8 * h), a);
+          _mm256_store_ps(acc[i][j] + 8 * h, a);
+        }
+      }
+    }
+  }
+  for (int i = 0; i < NRx; i++) {
+    for (int j = 0; j < MRx; j++) {
+      if (!last) {
+        for (int l = 0; l < 16; l++) accBuf[(i * MRx + j) * 16 + l] = acc[i][j][l];
+      } else {
+        out[j * ldo + i] = fold1(_mm256_add_ps(_mm256_load_ps(acc[i][j]), _mm256_load_ps(acc[i][j] + 8)));
+      }
+    }
+  }
+}
+
+#else
+
+template <int NRx, int MRx, bool HasMin, bool Wide>
+void qmicro(const QWeightBlock* w, int64_t ldw, const QActBlock* x, int64_t ldx, int64_t nsb, float* accBuf,
+            bool first, bool last, float* out, int64_t ldo) {
+  for (int i = 0; i < NRx; i++) {
+    for (int j = 0; j < MRx; j++) {
+      float acc[16];
+      for (int l = 0; l < 16; l++) acc[l] = first ? 0.0f : accBuf[(i * MRx + j) * 16 + l];
+      for (int64_t s = 0; s < nsb; s++) {
+        const QWeightBlock& wb = w[i * ldw + s];
+        const QActBlock& xb = x[j * ldx + s];
+        int32_t sum[16] = {};
+        for (int c = 0; c < 4; c++)
+          for (int p = 0; p < 64; p++) sum[p / 4] += static_cast<int32_t>(wb.u[64 * c + p]) * xb.q[64 * c + p];
+        for (int l = 0; l < 16; l++) {
+          acc[l] = acc[l] + static_cast<float>(sum[l] - xb.off[l]) * (wb.s[l] * xb.d[l]);
+          if (HasMin) acc[l] = acc[l] - wb.m[l] * xb.s[l];
+        }
+      }
+      if (!last) {
+        for (int l = 0; l < 16; l++) accBuf[(i * MRx + j) * 16 + l] = acc[l];
+      } else {
+        out[j * ldo + i] = fold16(acc);
+      }
+    }
+  }
+}
+
+#endif
+
+template <bool HasMin, bool Wide>
+struct QMicroTable {
+  static constexpr QMicroFn fns[4][3] = {
+      {qmicro<1, 1, HasMin, Wide>, qmicro<1, 2, HasMin, Wide>, qmicro<1, 3, HasMin, Wide>},
+      {qmicro<2, 1, HasMin, Wide>, qmicro<2, 2, HasMin, Wide>, qmicro<2, 3, HasMin, Wide>},
+      {qmicro<3, 1, HasMin, Wide>, qmicro<3, 2, HasMin, Wide>, qmicro<3, 3, HasMin, Wide>},
+      {qmicro<4, 1, HasMin, Wide>, qmicro<4, 2, HasMin, Wide>, qmicro<4, 3, HasMin, Wide>},
+  };
+};
+
+QMicroFn pickMicro(const QTypeInfo& qi, int nr, int mr) {
+  if (qi.hasMin) return qi.wide ? QMicroTable<true, true>::fns[nr - 1][mr - 1] : QMicroTable<true, false>::fns[nr - 1][mr - 1];
+  return qi.wide ? QMicroTable<false, true>::fns[nr - 1][mr - 1] : QMicroTable<false, false>::fns[nr - 1][mr - 1];
+}
+
+}  // namespace
+
+void qmatmul(Context& ctx, float* out, const float* x, const uint8_t* w, DType dt, int64_t N, int64_t K, int64_t M) {
+  if (N <= 0 || M <= 0) return;
+  const QTypeInfo qi = qtypeInfo(dt);
+  const int64_t nsb = numSuperblocks(K);
+  const size_t rb = rowBytes(dt, K);
+
+  // The activations, quantized once for every thread's use.
+  if (ctx.qact.size() < static_cast<size_t>(M * nsb)) ctx.qact.resize(static_cast<size_t>(M * nsb));
+  QActBlock* xq = ctx.qact.data();
+  ctx.pool.parallelFor(M, [&](int64_t m, int) { quantizeActRow(x + m * K, K, qi.group, qi.off, xq + m * nsb); });
+
+  const int64_t nkb = (nsb + KCS - 1) / KCS;
+  const int64_t threads = ctx.pool.size();
+  int64_t NC = 64;
+  while (NC > NR && (N + NC - 1) / NC < 4 * threads) NC /= 2;
+  const int64_t ntasks = (N + NC - 1) / NC;
+  constexpr size_t kBlockFloats = sizeof(QWeightBlock) / sizeof(float);
+  static_assert(sizeof(QWeightBlock) % sizeof(float) == 0, "weight blocks are whole floats");
+
+  ctx.pool.parallelFor(ntasks, [&](int64_t task, int tid) {
+    Scratch& sc = ctx.scratch[static_cast<size_t>(tid)];
+    QWeightBlock* tile = reinterpret_cast<QWeightBlock*>(sc.need(sc.a, static_cast<size_t>(NR * KCS) * kBlockFloats));
+    float* accBuf = nkb > 1 ? sc.need(sc.b, static_cast<size_t>(MC * NC * 16)) : nullptr;
+    const int64_t n0 = task * NC;
+    const int64_t n1 = std::min(N, n0 + NC);
+    for (int64_t mc0 = 0; mc0 < M; mc0 += MC) {
+      const int64_t mc1 = std::min(M, mc0 + MC);
+      for (int64_t kb = 0; kb < nkb; kb++) {
+        const int64_t s0 = kb * KCS;
+        const int64_t ns = std::min(KCS, nsb - s0);
+        for (int64_t n = n0; n < n1; n += NR) {
+          const int nr = static_cast<int>(std::min<int64_t>(NR, n1 - n));
+          for (int i = 0; i < nr; i++)
+            for (int64_t s = 0; s < ns; s++) unpackWeightBlock(dt, w + static_cast<size_t>(n + i) * rb, K, s0 + s, tile + i * KCS + s);
+          for (int64_t m = mc0; m < mc1; m += MR) {
+            const int mr = static_cast<int>(std::min<int64_t>(MR, mc1 - m));
+            float* acc = accBuf ? accBuf + (((m - mc0) / MR) * (NC / NR) + (n - n0) / NR) * (NR * MR * 16) : nullptr;
+            pickMicro(qi, nr, mr)(tile, KCS, xq + m * nsb + s0, nsb, ns, acc, kb == 0, kb == nkb - 1, out + m * N + n, N);
+          }
+        }
+      }
+    }
+  });
+}
+
+}  // namespace stepwise
