@@ -82,6 +82,12 @@ double numArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
   return d;
 }
 
+KvDtype kvDtypeArg(const Napi::CallbackInfo& info, size_t i) {
+  const int64_t code = intArg(info, i, "KV cache dtype code", 0);
+  if (code > 2) fail(info.Env(), "unknown KV cache dtype code " + str(code));
+  return static_cast<KvDtype>(code);
+}
+
 DType dtypeArg(const Napi::CallbackInfo& info, size_t i) {
   const int64_t code = intArg(info, i, "dtype code", 0);
   if (code >= kNumDTypes) fail(info.Env(), "unknown dtype code " + str(code));
@@ -295,19 +301,22 @@ class NativeKernels : public Napi::ObjectWrap<NativeKernels> {
     return env.Undefined();
   }
 
-  // writeKv(kLayer, vLayer, numSlots, kvDim, k, v, numRows, slotMapping)
+  // writeKv(kLayer, vLayer, kvDtype, numSlots, kvDim, k, v, numRows, slotMapping): the caches as bytes.
   Napi::Value WriteKv(const Napi::CallbackInfo& info) {
     const Napi::Env env = info.Env();
-    auto kc = f32Arg(info, 0, "K cache");
-    auto vc = f32Arg(info, 1, "V cache");
-    const int64_t numSlots = intArg(info, 2, "numSlots", 0);
-    const int64_t kvDim = intArg(info, 3, "kvDim", 1);
-    auto k = f32Arg(info, 4, "k");
-    auto v = f32Arg(info, 5, "v");
-    const int64_t numRows = intArg(info, 6, "numRows", 0);
-    auto slots = i32Arg(info, 7, "slotMapping");
-    needLength(env, "K cache", kc.length, numSlots * kvDim, str(numSlots) + " slots of " + str(kvDim));
-    needLength(env, "V cache", vc.length, numSlots * kvDim, str(numSlots) + " slots of " + str(kvDim));
+    auto kc = u8Arg(info, 0, "K cache");
+    auto vc = u8Arg(info, 1, "V cache");
+    const KvDtype dt = kvDtypeArg(info, 2);
+    const int64_t numSlots = intArg(info, 3, "numSlots", 0);
+    const int64_t kvDim = intArg(info, 4, "kvDim", 1);
+    auto k = f32Arg(info, 5, "k");
+    auto v = f32Arg(info, 6, "v");
+    const int64_t numRows = intArg(info, 7, "numRows", 0);
+    auto slots = i32Arg(info, 8, "slotMapping");
+    if (dt == KvDtype::Q8_0 && kvDim % 32 != 0) fail(env, "a q8_0 KV cache needs rows that are a multiple of 32 wide, got " + str(kvDim));
+    const int64_t cacheBytes = prod({numSlots, kvRowBytes(dt, kvDim)});
+    needLength(env, "K cache", kc.length, cacheBytes, str(numSlots) + " slots of " + str(kvDim));
+    needLength(env, "V cache", vc.length, cacheBytes, str(numSlots) + " slots of " + str(kvDim));
     needLength(env, "slotMapping", slots.length, numRows, str(numRows) + " rows");
     needLength(env, "k", k.length, numRows * kvDim, str(numRows) + " rows of " + str(kvDim));
     needLength(env, "v", v.length, numRows * kvDim, str(numRows) + " rows of " + str(kvDim));
@@ -317,37 +326,34 @@ class NativeKernels : public Napi::ObjectWrap<NativeKernels> {
         fail(env, "row " + str(r) + " maps to KV slot " + str(s) + ", outside 0.." + str(numSlots - 1));
       }
     }
-    for (int64_t r = 0; r < numRows; r++) {
-      const int64_t s = slots.data[r];
-      if (s == -1) continue;
-      std::memcpy(kc.data + s * kvDim, k.data + r * kvDim, static_cast<size_t>(kvDim) * 4);
-      std::memcpy(vc.data + s * kvDim, v.data + r * kvDim, static_cast<size_t>(kvDim) * 4);
-    }
+    writeKv(kc.data, vc.data, dt, kvDim, k.data, v.data, numRows, slots.data);
     return env.Undefined();
   }
 
-  // attention(out, q, kLayer, vLayer, numBlocks, blockSize, nKvHeads, headDim,
+  // attention(out, q, kLayer, vLayer, kvDtype, numBlocks, blockSize, nKvHeads, headDim,
   //           numRows, positions, rowSeq, blockTables, maxBlocksPerSeq, nHeads[, scale, window])
   Napi::Value Attention(const Napi::CallbackInfo& info) {
     const Napi::Env env = info.Env();
     auto out = f32Arg(info, 0, "out");
     auto q = f32Arg(info, 1, "q");
-    auto kc = f32Arg(info, 2, "K cache");
-    auto vc = f32Arg(info, 3, "V cache");
-    const int64_t numBlocks = intArg(info, 4, "numBlocks", 1);
-    const int64_t blockSize = intArg(info, 5, "blockSize", 1);
-    const int64_t nKvHeads = intArg(info, 6, "nKvHeads", 1);
-    const int64_t headDim = intArg(info, 7, "headDim", 1);
-    const int64_t numRows = intArg(info, 8, "numRows", 0);
-    auto positions = i32Arg(info, 9, "positions");
-    auto rowSeq = i32Arg(info, 10, "rowSeq");
-    auto blockTables = i32Arg(info, 11, "blockTables");
-    const int64_t maxBlocks = intArg(info, 12, "maxBlocksPerSeq", 1);
-    const int64_t nHeads = intArg(info, 13, "nHeads", 1);
+    auto kc = u8Arg(info, 2, "K cache");
+    auto vc = u8Arg(info, 3, "V cache");
+    const KvDtype dt = kvDtypeArg(info, 4);
+    const int64_t numBlocks = intArg(info, 5, "numBlocks", 1);
+    const int64_t blockSize = intArg(info, 6, "blockSize", 1);
+    const int64_t nKvHeads = intArg(info, 7, "nKvHeads", 1);
+    const int64_t headDim = intArg(info, 8, "headDim", 1);
+    const int64_t numRows = intArg(info, 9, "numRows", 0);
+    auto positions = i32Arg(info, 10, "positions");
+    auto rowSeq = i32Arg(info, 11, "rowSeq");
+    auto blockTables = i32Arg(info, 12, "blockTables");
+    const int64_t maxBlocks = intArg(info, 13, "maxBlocksPerSeq", 1);
+    const int64_t nHeads = intArg(info, 14, "nHeads", 1);
     if (nHeads % nKvHeads != 0) fail(env, "nHeads " + str(nHeads) + " is not a multiple of nKvHeads " + str(nKvHeads));
-    const int64_t cacheFloats = prod({numBlocks, blockSize, nKvHeads, headDim});
-    needLength(env, "K cache", kc.length, cacheFloats, str(numBlocks) + " blocks of " + str(blockSize) + " slots");
-    needLength(env, "V cache", vc.length, cacheFloats, str(numBlocks) + " blocks of " + str(blockSize) + " slots");
+    if (dt == KvDtype::Q8_0 && headDim % 32 != 0) fail(env, "a q8_0 KV cache needs a head dimension that is a multiple of 32, got " + str(headDim));
+    const int64_t cacheBytes = prod({numBlocks, blockSize, kvRowBytes(dt, nKvHeads * headDim)});
+    needLength(env, "K cache", kc.length, cacheBytes, str(numBlocks) + " blocks of " + str(blockSize) + " slots");
+    needLength(env, "V cache", vc.length, cacheBytes, str(numBlocks) + " blocks of " + str(blockSize) + " slots");
     needLength(env, "q", q.length, prod({numRows, nHeads, headDim}), str(numRows) + " rows of " + str(nHeads) + " heads");
     needLength(env, "out", out.length, prod({numRows, nHeads, headDim}), str(numRows) + " rows of " + str(nHeads) + " heads");
     needLength(env, "positions", positions.length, numRows, str(numRows) + " rows");
@@ -376,11 +382,11 @@ class NativeKernels : public Napi::ObjectWrap<NativeKernels> {
         }
       }
     }
-    const float scale = info.Length() > 14 && !info[14].IsUndefined()
-                            ? static_cast<float>(numArg(info, 14, "scale"))
+    const float scale = info.Length() > 15 && !info[15].IsUndefined()
+                            ? static_cast<float>(numArg(info, 15, "scale"))
                             : static_cast<float>(1.0 / std::sqrt(static_cast<double>(headDim)));
-    const int64_t window = info.Length() > 15 && !info[15].IsUndefined() ? intArg(info, 15, "window", 0) : 0;
-    const PagedKv kv{kc.data, vc.data, blockSize, nKvHeads, headDim};
+    const int64_t window = info.Length() > 16 && !info[16].IsUndefined() ? intArg(info, 16, "window", 0) : 0;
+    const PagedKv kv{kc.data, vc.data, dt, blockSize, nKvHeads, headDim};
     const AttentionRows rows{numRows, positions.data, rowSeq.data, blockTables.data, maxBlocks};
     attention(ctx(env), out.data, q.data, kv, rows, nHeads, scale, window);
     return env.Undefined();

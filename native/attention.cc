@@ -221,6 +221,8 @@ void attendGroup(const Job& job, const int64_t* r, int64_t g0, int64_t g1, Scrat
   std::fill(accBase, accBase + NQ * heads * hd, 0.0f);
   std::fill(runMax, runMax + NQ * heads, -std::numeric_limits<float>::infinity());
   std::fill(runSum, runSum + NQ * heads, 0.0f);
+  float* kvBuf = kv.dtype == KvDtype::F32 ? nullptr : scratch.need(scratch.b, static_cast<size_t>(2 * kTile * hd));
+  const int64_t rowBytes = kvRowBytes(kv.dtype, kvDim);
 
   const float* kp[kTile];
   const float* vp[kTile];
@@ -248,8 +250,19 @@ void attendGroup(const Job& job, const int64_t* r, int64_t g0, int64_t g1, Scrat
     }
     for (int64_t g = g0; g < g1; g++) {
       for (int i = 0; i < kTile; i++) {
-        kp[i] = kv.k + slot[i] * kvDim + g * hd;
-        vp[i] = kv.v + slot[i] * kvDim + g * hd;
+        const uint8_t* krow = kv.k + slot[i] * rowBytes;
+        const uint8_t* vrow = kv.v + slot[i] * rowBytes;
+        if (kv.dtype == KvDtype::F32) {
+          kp[i] = reinterpret_cast<const float*>(krow) + g * hd;
+          vp[i] = reinterpret_cast<const float*>(vrow) + g * hd;
+        } else {
+          // f16 / q8_0 rows are decoded once per tile and KV head (exactly), then every query row
+          // and head of the group reads the floats: the same arithmetic as an f32 cache after that.
+          readKvRow(kv.dtype, krow, g * hd, hd, kvBuf + i * hd);
+          readKvRow(kv.dtype, vrow, g * hd, hd, kvBuf + (kTile + i) * hd);
+          kp[i] = kvBuf + i * hd;
+          vp[i] = kvBuf + (kTile + i) * hd;
+        }
       }
       for (int64_t hq = 0; hq < G; hq++) {
         const int64_t h = g * G + hq;            // query head

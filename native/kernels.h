@@ -69,13 +69,32 @@ void add(Context& ctx, float* out, const float* a, int64_t n);
 
 void embed(Context& ctx, float* out, const uint8_t* table, DType dt, int64_t cols, const int32_t* tokens, int64_t M);
 
+// KV cache element types; numbering shared with src/model/kernels/native.ts (KV_DTYPE_CODES).
+enum class KvDtype : int { F32 = 0, F16 = 1, Q8_0 = 2 };
+
+/** Bytes of one KV row of `width` elements (q8_0: width is a multiple of 32). */
+inline int64_t kvRowBytes(KvDtype t, int64_t width) {
+  return t == KvDtype::F32 ? 4 * width : t == KvDtype::F16 ? 2 * width : width / 32 * 34;
+}
+
 struct PagedKv {
-  const float* k;
-  const float* v;
+  const uint8_t* k;
+  const uint8_t* v;
+  KvDtype dtype;
   int64_t blockSize;
   int64_t nKvHeads;
   int64_t headDim;
 };
+
+/**
+ * Encodes rows r < numRows of k and v (kvDim floats each) into KV slots slots[r] (-1: skip):
+ * f16 rounds to nearest even; q8_0 per 32 elements as src/model/quant.ts's encodeQ8_0.
+ */
+void writeKv(uint8_t* kc, uint8_t* vc, KvDtype dt, int64_t kvDim, const float* k, const float* v, int64_t numRows,
+             const int32_t* slots);
+
+/** Elements [off, off+n) of a KV row as floats into out (q8_0: off and n multiples of 32). */
+void readKvRow(KvDtype dt, const uint8_t* row, int64_t off, int64_t n, float* out);
 
 struct AttentionRows {
   int64_t numRows;

@@ -13,6 +13,7 @@ import type { GgufValue } from './model/loaders/gguf.js';
 import { readModelHeader } from './model/loaders/header.js';
 import { getKernels } from './model/kernels/index.js';
 import type { ModelConfig } from './model/config.js';
+import { DEFAULT_KV_CACHE_DTYPE, isKvCacheDtype, KV_CACHE_DTYPES, kvDtypeProblem, type KvCacheDtype } from './model/kv-dtype.js';
 import { tokenizerFromGguf, tokenizerFromLlama2cFile } from './model/tokenizer.js';
 import type { Tokenizer } from './model/tokenizer-types.js';
 import { ChatTemplate, chatTemplateSource, normalizeMessages, type ChatRenderOptions } from './server/chat-template.js';
@@ -28,10 +29,13 @@ export type LoadOptions = Partial<Omit<EngineOptions, 'tokenizer' | 'eogIds'>> &
   inProcess?: boolean;
   /** KV cache size in bytes, instead of numBlocks. */
   kvCacheMemory?: number;
+  /** KV cache element type: f16 (default, as llama.cpp), f32 or q8_0. */
+  kvCacheDtype?: KvCacheDtype;
 };
 
 export type ResolvedLoadOptions = Omit<EngineOptions, 'tokenizer' | 'eogIds'> & {
   backend: Backend;
+  kvCacheDtype: KvCacheDtype;
   threads: number;
   inProcess: boolean;
   tokenizerPath?: string;
@@ -93,16 +97,20 @@ export class LLM {
         : null;
     const eogIds = tokenizer ? [...tokenizer.eogIds] : header.format === 'llama2c' ? [2] : [];
 
+    const kvCacheDtype = options.kvCacheDtype ?? DEFAULT_KV_CACHE_DTYPE;
+    if (!isKvCacheDtype(kvCacheDtype)) throw new RangeError(`unknown KV cache dtype '${String(kvCacheDtype)}' (${KV_CACHE_DTYPES.join(', ')})`);
+    const kvProblem = kvDtypeProblem(kvCacheDtype, config.headDim);
+    if (kvProblem) throw new RangeError(kvProblem);
     const maxNumSeqs = options.maxNumSeqs ?? 64;
     const blockSize = options.blockSize ?? 16;
     const maxModelLen = Math.min(options.maxModelLen ?? config.contextLength, config.contextLength);
     const numBlocks =
       options.numBlocks ??
       (options.kvCacheMemory !== undefined
-        ? blocksForMemory(options.kvCacheMemory, config, blockSize)
+        ? blocksForMemory(options.kvCacheMemory, config, blockSize, kvCacheDtype)
         : Math.min(
             maxNumSeqs * Math.ceil(maxModelLen / blockSize),
-            blocksForMemory(DEFAULT_KV_CAP_BYTES, config, blockSize),
+            blocksForMemory(DEFAULT_KV_CAP_BYTES, config, blockSize, kvCacheDtype),
           ));
     if (numBlocks < Math.ceil(maxModelLen / blockSize)) {
       // A sequence of maxModelLen must fit on its own, or it could never finish.
@@ -126,6 +134,7 @@ export class LLM {
       staticDropFinished: options.staticDropFinished ?? false,
       maxModelLen,
       backend: options.backend ?? 'auto',
+      kvCacheDtype,
       threads: options.threads ?? availableParallelism(),
       inProcess: options.inProcess ?? false,
       tokenizerPath: options.tokenizer,
@@ -136,7 +145,7 @@ export class LLM {
     if (resolved.inProcess) {
       const model: LoadedModel = await loadModel(path);
       const kernels = await getKernels(resolved.backend, { threads: resolved.threads });
-      runner = await LocalModelRunner.create({ model, kernels, numBlocks, blockSize, eogIds });
+      runner = await LocalModelRunner.create({ model, kernels, numBlocks, blockSize, kvCacheDtype, eogIds });
       backendName = kernels.name;
     } else {
       const w = await WorkerModelRunner.create({
@@ -145,12 +154,13 @@ export class LLM {
         threads: resolved.threads,
         numBlocks,
         blockSize,
+        kvCacheDtype,
         eogIds,
       });
       runner = w;
       backendName = w.kernelsName;
     }
-    const { tokenizerPath: _t, backend: _b, threads: _th, inProcess: _i, ...engineOpts } = resolved;
+    const { tokenizerPath: _t, backend: _b, threads: _th, inProcess: _i, kvCacheDtype: _kd, ...engineOpts } = resolved;
     const engine = new Engine(runner, { ...engineOpts, tokenizer, eogIds });
     return new LLM(engine, tokenizer, config, header.metadata, basename(path), backendName, resolved);
   }

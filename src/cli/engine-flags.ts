@@ -14,6 +14,7 @@ export const ENGINE_FLAG_OPTIONS = {
   'max-num-batched-tokens': { type: 'string' },
   'num-blocks': { type: 'string' },
   'kv-cache-memory': { type: 'string' },
+  'kv-cache-dtype': { type: 'string' },
   'block-size': { type: 'string' },
   'no-prefix-caching': { type: 'boolean' },
   'long-prefill-token-threshold': { type: 'string' },
@@ -35,6 +36,8 @@ export const ENGINE_FLAGS_HELP = `Engine options:
   --max-num-batched-tokens N        tokens in one step at most (default 2048)
   --num-blocks N                    KV cache blocks (default: enough for max-num-seqs full contexts)
   --kv-cache-memory BYTES           KV cache size instead of --num-blocks (suffixes K, M, G allowed)
+  --kv-cache-dtype f16|f32|q8_0     KV cache element type (default f16, as llama.cpp; q8_0 holds ~1.9x
+                                    the tokens of f16 in the same memory, f32 half)
   --block-size N                    tokens per KV block (default 16)
   --no-prefix-caching               turn automatic prefix caching off
   --long-prefill-token-threshold N  most prompt tokens one request may prefill per step
@@ -51,6 +54,7 @@ const ENUMS: Record<string, readonly string[]> = {
   policy: ['continuous', 'static', 'none'],
   'scheduling-policy': ['fcfs', 'priority'],
   backend: ['auto', 'native', 'typescript'],
+  'kv-cache-dtype': ['f16', 'f32', 'q8_0'],
 };
 
 export function parseIntFlag(name: string, raw: string, min = 1): number {
@@ -103,6 +107,7 @@ export function engineOptionsFromFlags(v: Record<string, string | boolean | unde
   if (v['static-drop-finished'] === true) o.staticDropFinished = true;
   o.maxModelLen = int('max-model-len');
   if (s('backend') !== undefined) o.backend = enumFlag<NonNullable<LoadOptions['backend']>>('backend', s('backend')!);
+  if (s('kv-cache-dtype') !== undefined) o.kvCacheDtype = enumFlag<NonNullable<LoadOptions['kvCacheDtype']>>('kv-cache-dtype', s('kv-cache-dtype')!);
   o.threads = int('threads');
   if (s('tokenizer') !== undefined) o.tokenizer = s('tokenizer');
   for (const k of Object.keys(o) as (keyof LoadOptions)[]) if (o[k] === undefined) delete o[k];

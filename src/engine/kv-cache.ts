@@ -10,12 +10,13 @@
 
 import { hash as digest } from 'node:crypto';
 import { kvBytesPerToken, type ModelConfig } from '../model/config.js';
+import type { KvCacheDtype } from '../model/kv-dtype.js';
 
-/** KV blocks of `blockSize` tokens that fit in `bytes` of KV memory (float32 K and V, all layers). */
-export function blocksForMemory(bytes: number, config: ModelConfig, blockSize: number): number {
+/** KV blocks of `blockSize` tokens that fit in `bytes` of KV memory (K and V of `dtype`, all layers). */
+export function blocksForMemory(bytes: number, config: ModelConfig, blockSize: number, dtype: KvCacheDtype = 'f32'): number {
   if (!(Number.isFinite(bytes) && bytes >= 0)) throw new RangeError(`KV cache memory must be a non-negative number of bytes, got ${bytes}`);
   if (!Number.isSafeInteger(blockSize) || blockSize < 1) throw new RangeError(`block size must be an integer >= 1, got ${blockSize}`);
-  return Math.floor(bytes / (kvBytesPerToken(config) * blockSize));
+  return Math.floor(bytes / (kvBytesPerToken(config, dtype) * blockSize));
 }
 
 /** Blocks needed to hold `numTokens` tokens. */

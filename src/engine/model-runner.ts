@@ -9,6 +9,7 @@ import type { Kernels, KvStorage } from '../model/kernels/types.js';
 import type { LoadedModel } from '../model/loaders/index.js';
 import { TransformerModel, type ForwardBatch } from '../model/transformer.js';
 import { copyBlock, createKvStorage } from '../model/kv-storage.js';
+import { DEFAULT_KV_CACHE_DTYPE, type KvCacheDtype } from '../model/kv-dtype.js';
 import { sampleToken } from './sampling.js';
 
 /** Thrown when a SchedulerOutput does not fit the runner's state (unknown sequence, short block table...). */
@@ -32,6 +33,8 @@ export interface LocalModelRunnerOptions {
   kernels: Kernels;
   numBlocks: number;
   blockSize: number;
+  /** KV cache element type (default f16). */
+  kvCacheDtype?: KvCacheDtype;
   eogIds: number[];
 }
 
@@ -52,7 +55,7 @@ export class LocalModelRunner implements ModelRunner {
 
   static async create(opts: LocalModelRunnerOptions): Promise<LocalModelRunner> {
     const model = new TransformerModel(opts.model.config, opts.model.weights, opts.kernels);
-    const kv = createKvStorage(opts.model.config, opts.numBlocks, opts.blockSize);
+    const kv = createKvStorage(opts.model.config, opts.numBlocks, opts.blockSize, opts.kvCacheDtype ?? DEFAULT_KV_CACHE_DTYPE);
     return new LocalModelRunner(model, kv, opts.eogIds);
   }
 

@@ -2,6 +2,7 @@
 // plain data, copied by structured clone.
 
 import type { ModelRunnerOutput, SchedulerOutput } from './types.js';
+import type { KvCacheDtype } from '../model/kv-dtype.js';
 
 export interface RunnerWorkerInit {
   modelPath: string;
@@ -9,6 +10,7 @@ export interface RunnerWorkerInit {
   threads?: number;
   numBlocks: number;
   blockSize: number;
+  kvCacheDtype: KvCacheDtype;
   eogIds: number[];
 }
 

@@ -67,6 +67,7 @@ export class WorkerModelRunner implements ModelRunner {
       threads: opts.threads,
       numBlocks: opts.numBlocks,
       blockSize: opts.blockSize,
+      kvCacheDtype: opts.kvCacheDtype,
       eogIds: [...opts.eogIds],
     };
     const worker = new Worker(url, { workerData: init });

@@ -2,6 +2,7 @@
 // a family always does lives in families.ts; what a file may set lives here.
 
 import { FAMILIES, type Architecture, type FamilyTraits } from './families.js';
+import { kvRowBytes, type KvCacheDtype } from './kv-dtype.js';
 
 export interface ModelConfig {
   /** Architecture name as the file states it (GGUF `general.architecture`). */
@@ -52,7 +53,7 @@ export function layerAttention(c: ModelConfig, l: number): { ropeTheta: number; 
   return { ropeTheta: c.ropeTheta, ropeFreqScale: c.ropeFreqScale ?? 1, window: 0 };
 }
 
-/** Bytes of KV cache one token occupies across all layers (K and V, float32 storage). */
-export function kvBytesPerToken(c: ModelConfig): number {
-  return 2 * c.nLayers * c.nKvHeads * c.headDim * 4;
+/** Bytes of KV cache one token occupies across all layers (K and V) in a cache of `dtype`. */
+export function kvBytesPerToken(c: ModelConfig, dtype: KvCacheDtype = 'f32'): number {
+  return 2 * c.nLayers * kvRowBytes(dtype, c.nKvHeads * c.headDim);
 }

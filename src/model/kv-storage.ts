@@ -1,9 +1,10 @@
 // The paged KV cache's memory: per layer, one K and one V array of numBlocks*blockSize slots. The
 // scheduler's block manager (engine/kv-cache.ts) decides which blocks a sequence owns; this file only
-// holds the floats and copies blocks for copy-on-write.
+// holds the K/V rows (kv-dtype.ts) and copies blocks for copy-on-write.
 
 import type { ModelConfig } from './config.js';
 import type { KvStorage } from './kernels/types.js';
+import { allocateKv, kvDtypeProblem, kvRowBytes, type KvArray, type KvCacheDtype } from './kv-dtype.js';
 
 export class KvStorageError extends Error {
   constructor(message: string) {
@@ -16,32 +17,36 @@ function positiveInt(name: string, v: number): void {
   if (!Number.isInteger(v) || v <= 0) throw new KvStorageError(`${name} must be a positive integer, got ${v}`);
 }
 
-export function createKvStorage(config: ModelConfig, numBlocks: number, blockSize: number): KvStorage {
+export function createKvStorage(config: ModelConfig, numBlocks: number, blockSize: number, dtype: KvCacheDtype = 'f32'): KvStorage {
   positiveInt('numBlocks', numBlocks);
   positiveInt('blockSize', blockSize);
   positiveInt('nLayers', config.nLayers);
   positiveInt('nKvHeads', config.nKvHeads);
   positiveInt('headDim', config.headDim);
-  const floatsPerLayer = numBlocks * blockSize * config.nKvHeads * config.headDim;
+  const problem = kvDtypeProblem(dtype, config.headDim);
+  if (problem) throw new KvStorageError(problem);
+  const width = config.nKvHeads * config.headDim;
+  const slots = numBlocks * blockSize;
   // One typed array per layer and per K/V must stay within what V8 can allocate in one piece.
-  const maxFloats = 2 ** 30;
-  if (floatsPerLayer > maxFloats) {
+  const maxBytes = 2 ** 32;
+  const layerBytes = slots * kvRowBytes(dtype, width);
+  if (layerBytes > maxBytes) {
     throw new KvStorageError(
-      `KV cache of ${numBlocks} blocks x ${blockSize} tokens needs ${floatsPerLayer} floats per layer, more than ${maxFloats}; use fewer blocks`,
+      `KV cache of ${numBlocks} blocks x ${blockSize} tokens needs ${layerBytes} bytes per layer, more than ${maxBytes}; use fewer blocks`,
     );
   }
-  const k: Float32Array[] = [];
-  const v: Float32Array[] = [];
+  const k: KvArray[] = [];
+  const v: KvArray[] = [];
   try {
     for (let l = 0; l < config.nLayers; l++) {
-      k.push(new Float32Array(floatsPerLayer));
-      v.push(new Float32Array(floatsPerLayer));
+      k.push(allocateKv(dtype, slots, width));
+      v.push(allocateKv(dtype, slots, width));
     }
   } catch (e) {
-    const mib = (2 * config.nLayers * floatsPerLayer * 4) / 2 ** 20;
+    const mib = (2 * config.nLayers * layerBytes) / 2 ** 20;
     throw new KvStorageError(`could not allocate the KV cache (${mib.toFixed(0)} MiB for ${numBlocks} blocks of ${blockSize} tokens): ${(e as Error).message}`);
   }
-  return { numBlocks, blockSize, nLayers: config.nLayers, nKvHeads: config.nKvHeads, headDim: config.headDim, k, v };
+  return { numBlocks, blockSize, nLayers: config.nLayers, nKvHeads: config.nKvHeads, headDim: config.headDim, dtype, k, v };
 }
 
 /** Copies block src to block dst in every layer, K and V (copy-on-write of a shared prefix block). */
@@ -50,9 +55,11 @@ export function copyBlock(kv: KvStorage, src: number, dst: number): void {
     if (!Number.isInteger(b) || b < 0 || b >= kv.numBlocks) throw new KvStorageError(`copyBlock: ${name} block ${b} outside 0..${kv.numBlocks - 1}`);
   }
   if (src === dst) return;
-  const blockFloats = kv.blockSize * kv.nKvHeads * kv.headDim;
+  // In elements of each array (floats, f16 halves or q8_0 bytes).
+  const width = kv.nKvHeads * kv.headDim;
+  const per = kv.blockSize * (kv.dtype === 'q8_0' ? kvRowBytes('q8_0', width) : width);
   for (let l = 0; l < kv.nLayers; l++) {
-    kv.k[l].copyWithin(dst * blockFloats, src * blockFloats, (src + 1) * blockFloats);
-    kv.v[l].copyWithin(dst * blockFloats, src * blockFloats, (src + 1) * blockFloats);
+    kv.k[l]!.copyWithin(dst * per, src * per, (src + 1) * per);
+    kv.v[l]!.copyWithin(dst * per, src * per, (src + 1) * per);
   }
 }

@@ -211,7 +211,7 @@ function writeF16(b: Uint8Array, o: number, x: number): number {
   return f16ToF32(h);
 }
 
-function encodeQ8_0(x: Float32Array, xo: number, b: Uint8Array, o: number): void {
+export function encodeQ8_0(x: Float32Array, xo: number, b: Uint8Array, o: number): void {
   let amax = 0;
   for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(x[xo + j]!));
   const d = amax / 127;

@@ -39,6 +39,7 @@ import { FitError, fitEngineOverhead, fitRoofline, fitRowCurve, median, trimmedM
 import { modelProfileFromWeights } from './model-profile.js';
 import { stepShape } from './step-time.js';
 import type { CalibratedProfileFile } from './profiles.js';
+import { DEFAULT_KV_CACHE_DTYPE } from '../model/kv-dtype.js';
 
 /** The KV budget LLM.load gives a model when not told otherwise (see src/llm.ts). */
 export const ENGINE_DEFAULT_KV_BYTES = 1024 ** 3;
@@ -336,7 +337,7 @@ export class CalibrationEngine {
 
   static async open(o: EngineMeasureOptions, kind: EngineRunKind): Promise<CalibrationEngine> {
     const { policy, maxNumSeqs } = RUN_KINDS[kind];
-    const inner = await WorkerModelRunner.create({ modelPath: o.modelPath, backend: o.backend, threads: o.threads, numBlocks: o.numBlocks, blockSize: o.blockSize, eogIds: [] });
+    const inner = await WorkerModelRunner.create({ modelPath: o.modelPath, backend: o.backend, threads: o.threads, numBlocks: o.numBlocks, blockSize: o.blockSize, kvCacheDtype: DEFAULT_KV_CACHE_DTYPE, eogIds: [] });
     const runner = new ShapeRecordingRunner(inner);
     const engine = new Engine(runner, {
       ...DEFAULT_ENGINE_OPTIONS,

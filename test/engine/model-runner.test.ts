@@ -132,11 +132,15 @@ describe('model runners on stories260K', { skip: file.missing }, () => {
 
   it('LocalModelRunner applies block copies before the forward pass and rejects unknown sequences', async () => {
     const runner = await LocalModelRunner.create({ model, kernels: referenceKernels, numBlocks: 8, blockSize: BLOCK, eogIds: [2] });
-    const k0 = runner.kv.k[0];
+    // The default KV cache holds f16 bits (0x3800 is 0.5).
+    assert.equal(runner.kv.dtype, 'f16');
+    const k0 = runner.kv.k[0]!;
+    assert.ok(k0 instanceof Uint16Array);
     const bf = BLOCK * model.config.nKvHeads * model.config.headDim;
-    k0.fill(0.5, 3 * bf, 4 * bf);
+    k0.fill(0x3800, 3 * bf, 4 * bf);
     await runner.execute({ step: 0, scheduled: [], newSequences: [], finishedSeqIds: [], blockCopies: [[3, 6]], numBatchedTokens: 0 });
-    assert.ok(k0.subarray(6 * bf, 7 * bf).every((v) => v === 0.5));
+    assert.ok(k0.subarray(6 * bf, 7 * bf).every((v) => v === 0x3800));
+    assert.ok(k0.subarray(5 * bf, 6 * bf).every((v) => v === 0), 'only the target block changes');
     await assert.rejects(
       runner.execute({ step: 1, scheduled: [{ seqId: 42, tokenIds: [1], startPosition: 0, blockTable: [0], sample: true }], newSequences: [], finishedSeqIds: [], blockCopies: [], numBatchedTokens: 1 }),
       (e: Error) => e instanceof RunnerInputError && /sequence 42 is scheduled for sampling but was never announced/.test(e.message),

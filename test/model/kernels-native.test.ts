@@ -8,6 +8,8 @@ import { createNativeKernels, nativeUnavailableReason, type NativeKernels } from
 import { getKernels } from '../../src/model/kernels/index.js';
 import { KernelArgumentError, referenceKernels as ref } from '../../src/model/kernels/reference.js';
 import type { AttentionMeta, KvStorage } from '../../src/model/kernels/types.js';
+import type { ModelConfig } from '../../src/model/config.js';
+import { createKvStorage } from '../../src/model/kv-storage.js';
 import { DTYPE_INFO, quantize } from '../../src/model/quant.js';
 import type { DType, WeightTensor } from '../../src/model/weights.js';
 
@@ -330,6 +332,51 @@ describe('native kernels', { skip }, () => {
       assert.ok(firstDiff(want, full) >= 0, 'the options change the result');
     });
   }
+
+  for (const dtype of ['f16', 'q8_0'] as const) {
+    it(`a ${dtype} KV cache: writeKv stores the reference's bytes, attention matches the reference, rows stay batch invariant`, () => {
+      const [nHeads, nKvHeads, headDim, blockSize] = [8, 2, 64, 4];
+      const kvDim = nKvHeads * headDim;
+      const make = () => createKvStorage({ nLayers: 2, nKvHeads, headDim } as ModelConfig, 12, blockSize, dtype);
+      const a = make();
+      const b = make();
+      const tables = [[5, 2, 9, 7, 0, 11], [8, 6, 1]];
+      const pos: Array<[number, number]> = [];
+      for (let p = 0; p < 23; p++) pos.push([0, p]);
+      for (let p = 0; p < 10; p++) pos.push([1, p]);
+      const m = meta(pos, tables, blockSize);
+      // Values with a wide range, a few exact halves' ties and zeros, so rounding paths are exercised.
+      const k = randomF32(pos.length * kvDim, 31, 4);
+      const v = randomF32(pos.length * kvDim, 32, 4);
+      k.fill(0, 0, 32);
+      k[40] = 1.00048828125; // half-way between two halves
+      nk.writeKv(a, 1, k, v, m);
+      ref.writeKv(b, 1, k, v, m);
+      assert.deepEqual(new Uint8Array(a.k[1]!.buffer), new Uint8Array(b.k[1]!.buffer), 'K bytes');
+      assert.deepEqual(new Uint8Array(a.v[1]!.buffer), new Uint8Array(b.v[1]!.buffer), 'V bytes');
+      const rows: Array<[number, number]> = [[0, 0], [0, 9], [0, 22], [1, 3], [1, 9]];
+      const q = randomF32(rows.length * nHeads * headDim, 33, 2);
+      const got = new Float32Array(q.length);
+      const want = new Float32Array(q.length);
+      nk.attention(got, q, a, 1, meta(rows, tables, blockSize), nHeads);
+      ref.attention(want, q, b, 1, meta(rows, tables, blockSize), nHeads);
+      assertClose(got, want, `attention over ${dtype}`);
+      // The f32 cache of the same rows gives (slightly) different numbers: the dtype is really used.
+      const f = createKvStorage({ nLayers: 2, nKvHeads, headDim } as ModelConfig, 12, blockSize, 'f32');
+      ref.writeKv(f, 1, k, v, m);
+      const fwant = new Float32Array(q.length);
+      ref.attention(fwant, q, f, 1, meta(rows, tables, blockSize), nHeads);
+      assert.ok(firstDiff(fwant, want) >= 0, 'f32 and the quantized cache differ');
+      // One row alone, on one thread, gives the bits it had in the batch.
+      const one = new Float32Array(nHeads * headDim);
+      nk1.attention(one, q.subarray(2 * nHeads * headDim, 3 * nHeads * headDim), a, 1, meta([[0, 22]], tables, blockSize), nHeads);
+      assertSameBits(one, got.subarray(2 * nHeads * headDim, 3 * nHeads * headDim), 'row alone');
+    });
+  }
+
+  it('a q8_0 KV cache refuses head widths that are not a multiple of 32', () => {
+    assert.throws(() => createKvStorage({ nLayers: 1, nKvHeads: 2, headDim: 48 } as ModelConfig, 4, 4, 'q8_0'), /q8_0 KV cache needs a head dimension that is a multiple of 32, this model's is 48/);
+  });
 
   it('attention gives each row the same bits however the prompt is chunked, batched, threaded or paged', () => {
     const nHeads = 8;

@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import type { DType, WeightTensor } from '../weights.js';
 import { KernelArgumentError } from './reference.js';
 import type { AttentionMeta, Kernels, KvStorage } from './types.js';
+import { kvArrayDtype, type KvArray, type KvCacheDtype } from '../kv-dtype.js';
 
 /** Thrown when the addon is not built or does not load in this Node. */
 export class NativeKernelsUnavailableError extends Error {
@@ -40,9 +41,9 @@ interface AddonKernels {
   addBias(x: Float32Array, bias: Float32Array, M: number, width: number): void;
   add(out: Float32Array, a: Float32Array, n: number): void;
   embed(out: Float32Array, table: Uint8Array, dtype: number, rows: number, cols: number, tokens: Int32Array, M: number, name: string): void;
-  writeKv(kc: Float32Array, vc: Float32Array, numSlots: number, kvDim: number, k: Float32Array, v: Float32Array, numRows: number, slotMapping: Int32Array): void;
+  writeKv(kc: Uint8Array, vc: Uint8Array, kvDtype: number, numSlots: number, kvDim: number, k: Float32Array, v: Float32Array, numRows: number, slotMapping: Int32Array): void;
   attention(
-    out: Float32Array, q: Float32Array, kc: Float32Array, vc: Float32Array, numBlocks: number, blockSize: number,
+    out: Float32Array, q: Float32Array, kc: Uint8Array, vc: Uint8Array, kvDtype: number, numBlocks: number, blockSize: number,
     nKvHeads: number, headDim: number, numRows: number, positions: Int32Array, rowSeq: Int32Array,
     blockTables: Int32Array, maxBlocksPerSeq: number, nHeads: number, scale?: number, window?: number,
   ): void;
@@ -75,6 +76,20 @@ const DTYPE_CODES: Record<DType, number> = {
   f32: 0, f16: 1, bf16: 2, q8_0: 3, q4_0: 4, q4_k: 5, q6_k: 6,
   q4_1: 7, q5_0: 8, q5_1: 9, q2_k: 10, q3_k: 11, q5_k: 12, iq4_nl: 13, iq4_xs: 14,
 };
+
+/** Codes the addon uses for KV cache element types (native/kernels.h). */
+const KV_DTYPE_CODES: Record<KvCacheDtype, number> = { f32: 0, f16: 1, q8_0: 2 };
+
+/** Byte views of KV arrays, made once per array. */
+const byteViews = new WeakMap<KvArray, Uint8Array>();
+function bytesOf(a: KvArray): Uint8Array {
+  let v = byteViews.get(a);
+  if (!v) {
+    v = a instanceof Uint8Array ? a : new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+    byteViews.set(a, v);
+  }
+  return v;
+}
 
 const RELEASE_DIR = join('build', 'Release');
 
@@ -289,15 +304,17 @@ export function createNativeKernels(opts: { threads?: number } = {}): NativeKern
     writeKv(kv: KvStorage, layer: number, kIn: Float32Array, vIn: Float32Array, meta: AttentionMeta) {
       checkLayer('writeKv', kv, layer);
       const kvDim = kv.nKvHeads * kv.headDim;
+      const kc = kv.k[layer]!;
       call('writeKv', () =>
-        k.writeKv(kv.k[layer]!, kv.v[layer]!, kv.numBlocks * kv.blockSize, kvDim, kIn, vIn, meta.numRows, meta.slotMapping),
+        k.writeKv(bytesOf(kc), bytesOf(kv.v[layer]!), KV_DTYPE_CODES[kvArrayDtype(kc)], kv.numBlocks * kv.blockSize, kvDim, kIn, vIn, meta.numRows, meta.slotMapping),
       );
     },
     attention(out, q, kv, layer, meta, nHeads, opts = {}) {
       checkLayer('attention', kv, layer);
+      const kc = kv.k[layer]!;
       call('attention', () =>
         k.attention(
-          out, q, kv.k[layer]!, kv.v[layer]!, kv.numBlocks, kv.blockSize, kv.nKvHeads, kv.headDim,
+          out, q, bytesOf(kc), bytesOf(kv.v[layer]!), KV_DTYPE_CODES[kvArrayDtype(kc)], kv.numBlocks, kv.blockSize, kv.nKvHeads, kv.headDim,
           meta.numRows, meta.positions, meta.rowSeq, meta.blockTables, meta.maxBlocksPerSeq, nHeads, opts.scale, opts.window ?? 0,
         ),
       );

@@ -11,6 +11,7 @@ import type { AttentionMeta, AttentionOptions, Kernels, KvStorage, RopeOptions }
 import type { WeightTensor } from '../weights.js';
 import { dequantizeRow } from '../quant.js';
 import { ACTIVATION_GROUP, quantizeActivations } from './activation-quant.js';
+import { encodeKvRow, readKvRow } from '../kv-dtype.js';
 
 /** Thrown when a kernel is called with buffers or indices that do not fit together. */
 export class KernelArgumentError extends Error {
@@ -58,6 +59,7 @@ export function weightAsF32(w: WeightTensor): Float32Array {
 let scoreScratch = new Float64Array(256);
 let slotScratch = new Int32Array(256);
 let accScratch = new Float64Array(128);
+let rowScratch = new Float32Array(128); // one decoded K or V head row (f16 / q8_0 caches)
 
 function matmul(out: Float32Array, xIn: Float32Array, w: WeightTensor, M: number): void {
   const rows = w.rows;
@@ -259,8 +261,8 @@ function writeKv(kv: KvStorage, layer: number, k: Float32Array, v: Float32Array,
     if (!(slot >= 0 && slot < kv.numBlocks * kv.blockSize)) {
       throw new KernelArgumentError('writeKv', `row ${r} maps to KV slot ${slot}, outside 0..${kv.numBlocks * kv.blockSize - 1}`);
     }
-    kc.set(k.subarray(r * kvDim, (r + 1) * kvDim), slot * kvDim);
-    vc.set(v.subarray(r * kvDim, (r + 1) * kvDim), slot * kvDim);
+    encodeKvRow(kc, slot, kvDim, k, r * kvDim);
+    encodeKvRow(vc, slot, kvDim, v, r * kvDim);
   }
 }
 
@@ -277,6 +279,7 @@ function attention(out: Float32Array, q: Float32Array, kv: KvStorage, layer: num
   const kc = kv.k[layer];
   const vc = kv.v[layer];
   if (accScratch.length < group * headDim) accScratch = new Float64Array(group * headDim);
+  if (rowScratch.length < headDim) rowScratch = new Float32Array(headDim);
   const acc = accScratch;
   for (let r = 0; r < meta.numRows; r++) {
     const pos = meta.positions[r];
@@ -309,10 +312,10 @@ function attention(out: Float32Array, q: Float32Array, kv: KvStorage, layer: num
       const q0 = r * qDim + g * group * headDim;
       // Pass 1: scores q·k * scale for the positions the row sees (lo..pos).
       for (let t = lo; t < n; t++) {
-        const ko = slots[t] * kvDim + ho;
+        const [ka, ko] = readKvRow(kc, slots[t], kvDim, ho, headDim, rowScratch);
         for (let j = 0; j < group; j++) {
           const qo = q0 + j * headDim;
-          scores[j * seen + t - lo] = dotInOrder(q, qo, kc, ko, headDim) * scale;
+          scores[j * seen + t - lo] = dotInOrder(q, qo, ka, ko, headDim) * scale;
         }
       }
       // Softmax weights (unnormalised) per head.
@@ -320,10 +323,10 @@ function attention(out: Float32Array, q: Float32Array, kv: KvStorage, layer: num
       // Pass 2: weighted sum of values, positions in order.
       acc.fill(0, 0, group * headDim);
       for (let t = lo; t < n; t++) {
-        const vo = slots[t] * kvDim + ho;
+        const [va, vo] = readKvRow(vc, slots[t], kvDim, ho, headDim, rowScratch);
         for (let j = 0; j < group; j++) {
           const p = scores[j * seen + t - lo];
-          axpy(acc, j * headDim, p, vc, vo, headDim);
+          axpy(acc, j * headDim, p, va, vo, headDim);
         }
       }
       for (let j = 0; j < group; j++) {

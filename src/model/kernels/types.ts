@@ -8,6 +8,7 @@
 
 import type { WeightTensor } from '../weights.js';
 import type { RopeStyle } from '../families.js';
+import type { KvArray, KvCacheDtype } from '../kv-dtype.js';
 
 /** What varies RoPE between families and files; every field defaults to plain Llama RoPE. */
 export interface RopeOptions {
@@ -33,9 +34,14 @@ export interface KvStorage {
   readonly nLayers: number;
   readonly nKvHeads: number;
   readonly headDim: number;
-  /** k[layer][slot*nKvHeads*headDim + h*headDim + d], slot = block*blockSize + offset. */
-  readonly k: Float32Array[];
-  readonly v: Float32Array[];
+  /** The element type (kv-dtype.ts); absent means f32. */
+  readonly dtype?: KvCacheDtype;
+  /**
+   * k[layer] holds slot = block*blockSize + offset as one row of nKvHeads*headDim elements, head h
+   * at h*headDim: floats (f32), f16 bits (f16) or q8_0 blocks (34 bytes per 32 elements).
+   */
+  readonly k: KvArray[];
+  readonly v: KvArray[];
 }
 
 /** Where each row of a ragged batch lives, for attention over paged KV. */

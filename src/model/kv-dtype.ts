@@ -1,0 +1,76 @@
+// The element types the paged KV cache can store, as llama.cpp offers them (--cache-type-k/v):
+// f16 by default (llama.cpp's default too: half the memory of f32, so twice the tokens fit in a
+// given budget), f32, and q8_0 (blocks of 32: an f16 scale and 32 int8 values, 34 bytes). K and V
+// rows are encoded when written and decoded when attention reads them; the encoders here and in
+// native/kv-cache.cc give the same bytes, and decoding is exact, so the TypeScript and native
+// kernels read the same values.
+
+import { f16ToF32, f32ToF16 } from './half.js';
+import { encodeQ8_0 } from './quant.js';
+
+export type KvCacheDtype = 'f32' | 'f16' | 'q8_0';
+export const KV_CACHE_DTYPES: readonly KvCacheDtype[] = ['f16', 'f32', 'q8_0'];
+export const DEFAULT_KV_CACHE_DTYPE: KvCacheDtype = 'f16';
+
+/** One layer's K or V storage: floats, f16 bits, or q8_0 blocks. */
+export type KvArray = Float32Array | Uint16Array | Uint8Array;
+
+export function isKvCacheDtype(s: string): s is KvCacheDtype {
+  return (KV_CACHE_DTYPES as readonly string[]).includes(s);
+}
+
+/** Bytes of one K (or V) row of `width` elements; q8_0 needs width to be a multiple of 32. */
+export function kvRowBytes(dtype: KvCacheDtype, width: number): number {
+  return dtype === 'f32' ? 4 * width : dtype === 'f16' ? 2 * width : (width / 32) * 34;
+}
+
+/** Why `dtype` cannot hold heads of `headDim`, or null. */
+export function kvDtypeProblem(dtype: KvCacheDtype, headDim: number): string | null {
+  if (dtype === 'q8_0' && headDim % 32 !== 0) return `a q8_0 KV cache needs a head dimension that is a multiple of 32, this model's is ${headDim}`;
+  return null;
+}
+
+/** Storage for `slots` rows of `width` elements. */
+export function allocateKv(dtype: KvCacheDtype, slots: number, width: number): KvArray {
+  if (dtype === 'f32') return new Float32Array(slots * width);
+  if (dtype === 'f16') return new Uint16Array(slots * width);
+  return new Uint8Array(slots * kvRowBytes('q8_0', width));
+}
+
+/** The dtype an array holds (a KvStorage without `dtype` is f32). */
+export function kvArrayDtype(a: KvArray): KvCacheDtype {
+  return a instanceof Float32Array ? 'f32' : a instanceof Uint16Array ? 'f16' : 'q8_0';
+}
+
+/** Writes src[so .. so+width) as row `slot` of arr. */
+export function encodeKvRow(arr: KvArray, slot: number, width: number, src: Float32Array, so: number): void {
+  if (arr instanceof Float32Array) {
+    arr.set(src.subarray(so, so + width), slot * width);
+  } else if (arr instanceof Uint16Array) {
+    const o = slot * width;
+    for (let i = 0; i < width; i++) arr[o + i] = f32ToF16(src[so + i]!);
+  } else {
+    const o = slot * kvRowBytes('q8_0', width);
+    for (let b = 0; b < width / 32; b++) encodeQ8_0(src, so + 32 * b, arr, o + 34 * b);
+  }
+}
+
+/**
+ * Elements off .. off+n of row `slot` as floats: for f32 the storage itself (returned with the
+ * offset to read at), otherwise decoded into tmp (offset 0). off and n are multiples of 32 for q8_0.
+ */
+export function readKvRow(arr: KvArray, slot: number, width: number, off: number, n: number, tmp: Float32Array): [Float32Array, number] {
+  if (arr instanceof Float32Array) return [arr, slot * width + off];
+  if (arr instanceof Uint16Array) {
+    const o = slot * width + off;
+    for (let i = 0; i < n; i++) tmp[i] = f16ToF32(arr[o + i]!);
+    return [tmp, 0];
+  }
+  const o = slot * kvRowBytes('q8_0', width) + (off / 32) * 34;
+  for (let b = 0; b < n / 32; b++) {
+    const p = o + 34 * b;
+    const d = f16ToF32(arr[p]! | (arr[p + 1]! << 8));
+    for (let j = 0; j < 32; j++) tmp[32 * b + j] = Math.fround(d * ((arr[p + 2 + j]! << 24) >> 24));
+  }
+  return [tmp, 0];
+}
