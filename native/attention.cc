@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -26,6 +27,15 @@ namespace stepwise {
 namespace {
 
 constexpr int kTile = 8;
+
+// K/V elements are floats (f32 caches, and q8_0 rows decoded per tile) or f16 bits converted as
+// they are loaded; the conversion is exact, so both give the same arithmetic.
+inline float elem(const float* p, int64_t i) { return p[i]; }
+inline float elem(const uint16_t* p, int64_t i) { return f16ToF32(p[i]); }
+#if STEPWISE_AVX2
+inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 load8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+#endif
 constexpr int QR = 3;                        // rows per group
 constexpr int64_t kParallelWork = 1 << 15;   // key*dim products below which one thread is quicker
 
@@ -35,8 +45,8 @@ constexpr int64_t kParallelWork = 1 << 15;   // key*dim products below which one
  * applies the fixed tree; a head-dimension tail is added element by element. NQ*KN accumulators
  * run side by side (at most 12, so all stay in registers).
  */
-template <int NQ, int KN>
-inline void scores(const float* const* qv, const float* const* kp, int64_t hd, float* s, int koff) {
+template <int NQ, int KN, class T>
+inline void scores(const float* const* qv, const T* const* kp, int64_t hd, float* s, int koff) {
   const int64_t hv = hd & ~int64_t{7};
 #if STEPWISE_AVX2
   __m256 a[NQ][KN];
@@ -49,7 +59,7 @@ inline void scores(const float* const* qv, const float* const* kp, int64_t hd, f
       asm("" : "+x"(qx[q]));  // keep in registers (see matmul.cc)
     }
     for (int i = 0; i < KN; i++) {
-      __m256 kx = _mm256_loadu_ps(kp[i] + d);
+      __m256 kx = load8(kp[i] + d);
       asm("" : "+x"(kx));
       for (int q = 0; q < NQ; q++) a[q][i] = _mm256_fmadd_ps(qx[q], kx, a[q][i]);
     }
@@ -62,7 +72,7 @@ inline void scores(const float* const* qv, const float* const* kp, int64_t hd, f
     for (int i = 0; i < KN; i++) {
       float l[8] = {0};
       for (int64_t d = 0; d < hv; d += 8)
-        for (int j = 0; j < 8; j++) l[j] += qv[q][d + j] * kp[i][d + j];
+        for (int j = 0; j < 8; j++) l[j] += qv[q][d + j] * elem(kp[i], d + j);
       s[q * kTile + koff + i] = foldLanes(l);
     }
   }
@@ -70,7 +80,7 @@ inline void scores(const float* const* qv, const float* const* kp, int64_t hd, f
   for (int q = 0; q < NQ; q++) {
     for (int i = 0; i < KN; i++) {
       float v = s[q * kTile + koff + i];
-      for (int64_t d = hv; d < hd; d++) v += qv[q][d] * kp[i][d];
+      for (int64_t d = hv; d < hd; d++) v += qv[q][d] * elem(kp[i], d);
       s[q * kTile + koff + i] = v;
     }
   }
@@ -115,8 +125,8 @@ inline void softmaxTile(float* s, int start, int cnt, float scale, float& runMax
 }
 
 /** acc_q = acc_q*corr_q + sum_{i<cnt_q} p_q[i]*v_i for the group's rows, keys in order. */
-template <int NQ>
-inline void accumulate(float* const* acc, const float* corr, const float* p, const int* cnt, const float* const* vp,
+template <int NQ, class T>
+inline void accumulate(float* const* acc, const float* corr, const float* p, const int* cnt, const T* const* vp,
                        int64_t hd) {
   int maxCnt = 0;
   bool full = true;
@@ -144,7 +154,7 @@ inline void accumulate(float* const* acc, const float* corr, const float* p, con
           asm("" : "+x"(pb[q]));
         }
         for (int j = 0; j < DC; j++) {
-          __m256 v = _mm256_loadu_ps(vp[i] + d + 8 * j);
+          __m256 v = load8(vp[i] + d + 8 * j);
           asm("" : "+x"(v));
           for (int q = 0; q < NQ; q++) a[q][j] = _mm256_fmadd_ps(pb[q], v, a[q][j]);
         }
@@ -157,7 +167,7 @@ inline void accumulate(float* const* acc, const float* corr, const float* p, con
     __m256 a[NQ];
     for (int q = 0; q < NQ; q++) a[q] = _mm256_mul_ps(_mm256_loadu_ps(acc[q] + d), _mm256_set1_ps(corr[q]));
     for (int i = 0; i < maxCnt; i++) {
-      const __m256 v = _mm256_loadu_ps(vp[i] + d);
+      const __m256 v = load8(vp[i] + d);
       for (int q = 0; q < NQ; q++) {
         if (i < cnt[q]) a[q] = _mm256_fmadd_ps(_mm256_set1_ps(p[q * kTile + i]), v, a[q]);
       }
@@ -167,7 +177,7 @@ inline void accumulate(float* const* acc, const float* corr, const float* p, con
   for (; d < hd; d++) {
     for (int q = 0; q < NQ; q++) {
       float a = acc[q][d] * corr[q];
-      for (int i = 0; i < cnt[q]; i++) a = std::fma(p[q * kTile + i], vp[i][d], a);
+      for (int i = 0; i < cnt[q]; i++) a = std::fma(p[q * kTile + i], elem(vp[i], d), a);
       acc[q][d] = a;
     }
   }
@@ -175,7 +185,7 @@ inline void accumulate(float* const* acc, const float* corr, const float* p, con
   for (; d < hd; d++) {
     for (int q = 0; q < NQ; q++) {
       float a = acc[q][d] * corr[q];
-      for (int i = 0; i < cnt[q]; i++) a += p[q * kTile + i] * vp[i][d];
+      for (int i = 0; i < cnt[q]; i++) a += p[q * kTile + i] * elem(vp[i], d);
       acc[q][d] = a;
     }
   }
@@ -194,7 +204,8 @@ struct Job {
 };
 
 /** Attention for NQ rows of one sequence (batch rows r[0..NQ)) and KV heads g0..g1-1. */
-template <int NQ>
+/** T: the element type read (float: f32 caches and decoded q8_0 rows; uint16_t: f16 caches). */
+template <int NQ, class T>
 void attendGroup(const Job& job, const int64_t* r, int64_t g0, int64_t g1, Scratch& scratch) {
   const PagedKv& kv = *job.kv;
   const int64_t hd = kv.headDim;
@@ -221,11 +232,12 @@ void attendGroup(const Job& job, const int64_t* r, int64_t g0, int64_t g1, Scrat
   std::fill(accBase, accBase + NQ * heads * hd, 0.0f);
   std::fill(runMax, runMax + NQ * heads, -std::numeric_limits<float>::infinity());
   std::fill(runSum, runSum + NQ * heads, 0.0f);
-  float* kvBuf = kv.dtype == KvDtype::F32 ? nullptr : scratch.need(scratch.b, static_cast<size_t>(2 * kTile * hd));
+  const bool decode = kv.dtype == KvDtype::Q8_0;
+  float* kvBuf = decode ? scratch.need(scratch.b, static_cast<size_t>(2 * kTile * hd)) : nullptr;
   const int64_t rowBytes = kvRowBytes(kv.dtype, kvDim);
 
-  const float* kp[kTile];
-  const float* vp[kTile];
+  const T* kp[kTile];
+  const T* vp[kTile];
   alignas(32) float s[QR * kTile];
   alignas(32) float p[QR * kTile];
   float corr[QR];
@@ -252,12 +264,12 @@ void attendGroup(const Job& job, const int64_t* r, int64_t g0, int64_t g1, Scrat
       for (int i = 0; i < kTile; i++) {
         const uint8_t* krow = kv.k + slot[i] * rowBytes;
         const uint8_t* vrow = kv.v + slot[i] * rowBytes;
-        if (kv.dtype == KvDtype::F32) {
-          kp[i] = reinterpret_cast<const float*>(krow) + g * hd;
-          vp[i] = reinterpret_cast<const float*>(vrow) + g * hd;
-        } else {
-          // f16 / q8_0 rows are decoded once per tile and KV head (exactly), then every query row
-          // and head of the group reads the floats: the same arithmetic as an f32 cache after that.
+        if (!decode) {
+          kp[i] = reinterpret_cast<const T*>(krow) + g * hd;
+          vp[i] = reinterpret_cast<const T*>(vrow) + g * hd;
+        } else if constexpr (std::is_same_v<T, float>) {
+          // q8_0 rows are decoded once per tile and KV head (exactly), then every query row and
+          // head of the group reads the floats: the same arithmetic as an f32 cache after that.
           readKvRow(kv.dtype, krow, g * hd, hd, kvBuf + i * hd);
           readKvRow(kv.dtype, vrow, g * hd, hd, kvBuf + (kTile + i) * hd);
           kp[i] = kvBuf + i * hd;
@@ -272,10 +284,10 @@ void attendGroup(const Job& job, const int64_t* r, int64_t g0, int64_t g1, Scrat
           acc[q] = accBase + (q * heads + hl) * hd;
         }
         if constexpr (NQ == 1) {
-          scores<1, 8>(qv, kp, hd, s, 0);
+          scores<1, 8, T>(qv, kp, hd, s, 0);
         } else {
-          scores<NQ, 4>(qv, kp, hd, s, 0);
-          scores<NQ, 4>(qv, kp + 4, hd, s, 4);
+          scores<NQ, 4, T>(qv, kp, hd, s, 0);
+          scores<NQ, 4, T>(qv, kp + 4, hd, s, 4);
         }
         for (int q = 0; q < NQ; q++) {
           // A row whose keys are all done keeps its accumulator as is (corr 1, no values).
@@ -284,7 +296,7 @@ void attendGroup(const Job& job, const int64_t* r, int64_t g0, int64_t g1, Scrat
             softmaxTile(s + q * kTile, start[q], cnt[q], job.scale, runMax[q * heads + hl], runSum[q * heads + hl], p + q * kTile, &corr[q]);
           }
         }
-        accumulate<NQ>(acc, corr, p, cnt, vp, hd);
+        accumulate<NQ, T>(acc, corr, p, cnt, vp, hd);
       }
     }
   }
@@ -332,10 +344,11 @@ void attention(Context& ctx, float* out, const float* q, const PagedKv& kv, cons
     const int64_t g1 = std::min(kv.nKvHeads, g0 + perChunk);
     const int64_t r[QR] = {r0, r0 + 1, r0 + 2};
     Scratch& sc = ctx.scratch[static_cast<size_t>(tid)];
+    const bool half = kv.dtype == KvDtype::F16;
     switch (size) {
-      case 1: attendGroup<1>(job, r, g0, g1, sc); break;
-      case 2: attendGroup<2>(job, r, g0, g1, sc); break;
-      default: attendGroup<3>(job, r, g0, g1, sc); break;
+      case 1: half ? attendGroup<1, uint16_t>(job, r, g0, g1, sc) : attendGroup<1, float>(job, r, g0, g1, sc); break;
+      case 2: half ? attendGroup<2, uint16_t>(job, r, g0, g1, sc) : attendGroup<2, float>(job, r, g0, g1, sc); break;
+      default: half ? attendGroup<3, uint16_t>(job, r, g0, g1, sc) : attendGroup<3, float>(job, r, g0, g1, sc); break;
     }
   };
   const int64_t ntasks = numGroups * headChunks;
