@@ -149,6 +149,12 @@ void matmul(Context& ctx, float* out, const float* x, const uint8_t* w, DType dt
           const int nr = static_cast<int>(std::min<int64_t>(NR, n1 - n));
           const float* wt;
           int64_t ldw;
+          {
+            // The next tile's weights, while this one is multiplied.
+            const size_t eb = static_cast<size_t>(dtypeInfo(dt).blockBytes) / static_cast<size_t>(dtypeInfo(dt).blockSize);
+            for (int64_t i = n + NR; i < std::min(N, n + 2 * NR); i++)
+              prefetchBytes(w + static_cast<size_t>(i) * rb + static_cast<size_t>(k0) * eb, static_cast<size_t>(kc) * eb);
+          }
           if (!wbuf) {
             wt = reinterpret_cast<const float*>(w + static_cast<size_t>(n) * rb) + k0;
             ldw = K;

@@ -244,8 +244,13 @@ void qmatmul(Context& ctx, float* out, const float* x, const uint8_t* w, DType d
       for (int64_t kb = 0; kb < nkb; kb++) {
         const int64_t s0 = kb * KCS;
         const int64_t ns = std::min(KCS, nsb - s0);
+        const DTypeInfo& di = dtypeInfo(dt);
+        const size_t spanOff = static_cast<size_t>(s0 * QK / di.blockSize) * di.blockBytes;
+        const size_t spanBytes = static_cast<size_t>(std::min<int64_t>(ns * QK, K - s0 * QK) / di.blockSize) * di.blockBytes;
         for (int64_t n = n0; n < n1; n += NR) {
           const int nr = static_cast<int>(std::min<int64_t>(NR, n1 - n));
+          // The next tile's weights, while this one is unpacked and multiplied.
+          for (int64_t i = n + NR; i < std::min(N, n + 2 * NR); i++) prefetchBytes(w + static_cast<size_t>(i) * rb + spanOff, spanBytes);
           for (int i = 0; i < nr; i++)
             for (int64_t s = 0; s < ns; s++) unpackWeightBlock(dt, w + static_cast<size_t>(n + i) * rb, K, s0 + s, tile + i * KCS + s);
           for (int64_t m = mc0; m < mc1; m += MR) {

@@ -84,6 +84,16 @@ inline float bf16ToF32(uint16_t h) {
   return f;
 }
 
+/**
+ * Asks for bytes [p, p + n) to be brought into the cache ahead of use. Streaming weights at one
+ * activation row is bound by memory latency as much as bandwidth: the GEMMs call this for the next
+ * tile's rows while they work on the current one.
+ */
+inline void prefetchBytes(const void* p, size_t n) {
+  const char* c = static_cast<const char*>(p);
+  for (size_t o = 0; o < n; o += 64) __builtin_prefetch(c + o, 0, 3);
+}
+
 /** The fixed lane-folding tree, on 8 partial sums held in memory. */
 inline float foldLanes(const float* l) {
   return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));

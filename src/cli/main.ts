@@ -31,8 +31,21 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (command === '--version' || command === '-v') {
     const { createRequire } = await import('node:module');
-    const pkg = createRequire(import.meta.url)('../../../package.json') as { version: string };
-    process.stdout.write(pkg.version + '\n');
+    const { existsSync } = await import('node:fs');
+    // dist/src/cli/main.js is three folders below the package root, src/cli/main.ts two.
+    const req = createRequire(import.meta.url);
+    const rel = ['../../../package.json', '../../package.json'].find((p) => existsSync(new URL(p, import.meta.url)))!;
+    const pkg = req(rel) as { version: string };
+    // The kernels this machine would use: the native variant its CPU runs, or why there is none.
+    const { nativeUnavailableReason, createNativeKernels } = await import('../model/kernels/native.js');
+    const reason = nativeUnavailableReason();
+    let kernels = `typescript (${reason})`;
+    if (reason === null) {
+      const k = createNativeKernels({ threads: 1 });
+      kernels = `native-${k.simd}`;
+      k.close();
+    }
+    process.stdout.write(`${pkg.version}\nkernels: ${kernels}\n`);
     return 0;
   }
   const entry = COMMANDS[command];

@@ -99,3 +99,13 @@ test('make-model creates the folder it writes into', () => {
   assert.equal(r.code, 0, r.stderr);
   assert.ok(readFileSync(out).length > 0);
 });
+
+test('--version names the package version and the kernels this machine uses', () => {
+  const r = cli('--version');
+  assert.equal(r.code, 0, r.stderr);
+  const pkg = JSON.parse(readFileSync(join(import.meta.dirname, '..', '..', 'package.json'), 'utf8')) as { version: string };
+  assert.match(r.stdout, new RegExp(`^${pkg.version.replace(/\./g, '\\.')}\\nkernels: (native-(avx512-vnni|avx2|scalar)|typescript \\(.+\\))\\n$`));
+  // A forced variant shows up there too; an impossible one is explained.
+  const generic = spawnSync(process.execPath, ['--import', 'tsx', ENTRY, '--version'], { encoding: 'utf8', env: { ...process.env, STEPWISE_ISA: 'generic' } });
+  if (/native-/.test(r.stdout)) assert.match(generic.stdout, /kernels: native-scalar\n/);
+});
