@@ -1,42 +1,131 @@
-// Weight x activation GEMM: out[m][n] = sum_k x[m][k] * W[n][k].
+// Weight x activation GEMM for floating-point weights (f32, f16, bf16): out[m][n] = sum_k x[m][k] * W[n][k].
+// Quantized weights go to qmatmul.cc.
 //
 // Shape of the work. Threads take chunks of output features (rows of W), never a slice of the
 // reduction. Inside a chunk, a micro-kernel multiplies a tile of NR=4 weight rows with MR=3
-// activation rows: per step of 8 columns it loads 4 weight vectors and 3 activation vectors and
-// issues 12 FMAs into 12 register accumulators, so each weight load serves every batch row of the
-// tile and the tile loop walks all M rows while the 4 weight rows sit in L1. Non-f32 weights are
-// expanded into a small float tile (4 rows x KC columns) once per block of up to 48 batch rows and
-// reused for all of them (f32 weights too when M >= 4, see below); activations stay f32, so
-// results match the float reference. Long rows (K > 1024) are cut into KC=512 column blocks so
-// the tile stays in L1; the 8-lane partial sums are parked in per-thread memory between blocks,
-// exactly, as floats. At M = 1 the work is a stream over the weights, bound by memory bandwidth.
+// activation rows: per step of one vector of columns it loads 4 weight vectors and 3 activation
+// vectors and issues 12 FMAs into 12 register accumulators, so each weight load serves every batch
+// row of the tile and the tile loop walks all M rows while the 4 weight rows sit in L1. At small M
+// (< 4) weights are read where they lie, f16/bf16 converted to floats as they are loaded; at larger
+// M they are expanded into a small float tile (4 rows x KC columns) once per block of up to 48
+// batch rows and reused for all of them. Long rows (K > 1024) are cut into KC=512 column blocks so
+// the tile stays in L1; the lanes' partial sums are parked in per-thread memory between blocks,
+// exactly, as floats. At M = 1 the work is a stream over the weights, bound by memory bandwidth;
+// the next tile's rows are prefetched.
 //
 // Batch invariance. Every (m, n) output is the same arithmetic whatever the tile shape or M: lane
-// j accumulates x[k]*w[k] for k = j, j+8, ... in increasing k with one FMA each, the lanes are
-// folded with the fixed tree of simd.h, and a tail of K % 8 columns is added one by one in order.
-// Tile shapes differ only in how many such independent chains run side by side.
+// j of VW lanes (16 on AVX-512, 8 on AVX2 and in the scalar build) accumulates x[k]*w[k] for
+// k = j, j+VW, ... in increasing k with one FMA each, the lanes are folded with a fixed tree (16
+// lanes: lane i + lane i+8 first, then simd.h's 8-lane tree), and a tail of K % VW columns is added
+// one by one in order. Tile shapes differ only in how many such independent chains run side by
+// side; in-place and tiled weights hold the same values (conversion to float is exact).
 #include <algorithm>
+#include <array>
+#include <utility>
 
 #include "kernels.h"
 #include "simd.h"
+
+// GCC 12's false positive inside its own AVX-512 headers (see qmatmul.cc).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 namespace stepwise {
 namespace {
 
 constexpr int NR = 4;
-constexpr int MR = 3;
+#if STEPWISE_AVX512
+constexpr int MR = 6;  // 24 accumulators of the 32 vector registers: 10 loads per 24 FMAs
+#else
+constexpr int MR = 3;  // 12 of 16
+#endif
 constexpr int64_t MC = 48;        // batch rows per block: the activation block stays in L2
 constexpr int64_t KC_MAX = 1024;  // rows this long are done in one column block
 constexpr int64_t KC_SPLIT = 512; // otherwise, column blocks of this size (a multiple of 256)
+#if STEPWISE_AVX512
+constexpr int VW = 16;
+#else
+constexpr int VW = 8;
+#endif
 
-using MicroFn = void (*)(const float* w, int64_t ldw, const float* x, int64_t ldx, int64_t kc, float* acc,
+// Weight element types read in place: floats, or f16 / bf16 bits.
+struct Half { uint16_t bits; };
+struct BHalf { uint16_t bits; };
+
+inline float elem(const float* p) { return loadF32(p); }
+inline float elem(const Half* p) { return f16ToF32(loadU16(p)); }
+inline float elem(const BHalf* p) { return bf16ToF32(loadU16(p)); }
+
+#if STEPWISE_AVX512
+inline __m512 loadW(const float* p) { return _mm512_loadu_ps(p); }
+inline __m512 loadW(const Half* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+inline __m512 loadW(const BHalf* p) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
+}
+#elif STEPWISE_AVX2
+inline __m256 loadW(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 loadW(const Half* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+inline __m256 loadW(const BHalf* p) {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
+}
+#endif
+
+using MicroFn = void (*)(const void* w, int64_t ldw, const float* x, int64_t ldx, int64_t kc, float* acc,
                          bool first, bool last, float* out, int64_t ldo);
 
-#if STEPWISE_AVX2
+/** Folds VW float lanes held in memory with the fixed tree. */
+inline float foldVW(const float* l) {
+  if constexpr (VW == 16) {
+    float t[8];
+    for (int i = 0; i < 8; i++) t[i] = l[i] + l[i + 8];
+    return foldLanes(t);
+  } else {
+    return foldLanes(l);
+  }
+}
 
-template <int NRx, int MRx>
-void micro(const float* w, int64_t ldw, const float* x, int64_t ldx, int64_t kc, float* accBuf, bool first,
-           bool last, float* out, int64_t ldo) {
+#if STEPWISE_AVX512
+
+template <class W, int NRx, int MRx>
+void micro(const void* wp, int64_t ldw, const float* x, int64_t ldx, int64_t kc, float* accBuf, bool first, bool last,
+           float* out, int64_t ldo) {
+  const W* w = static_cast<const W*>(wp);
+  __m512 acc[NRx][MRx];
+  for (int i = 0; i < NRx; i++)
+    for (int j = 0; j < MRx; j++) acc[i][j] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(accBuf + (i * MRx + j) * 16);
+  const int64_t kv = kc & ~int64_t{15};
+  for (int64_t k = 0; k < kv; k += 16) {
+    __m512 xv[MRx];
+    for (int j = 0; j < MRx; j++) {
+      xv[j] = _mm512_loadu_ps(x + j * ldx + k);
+      asm("" : "+v"(xv[j]));  // keep in registers (GCC would re-load operands inside each FMA)
+    }
+    for (int i = 0; i < NRx; i++) {
+      __m512 wv = loadW(w + i * ldw + k);
+      asm("" : "+v"(wv));
+      for (int j = 0; j < MRx; j++) acc[i][j] = _mm512_fmadd_ps(wv, xv[j], acc[i][j]);
+    }
+  }
+  for (int j = 0; j < MRx; j++) {
+    for (int i = 0; i < NRx; i++) {
+      if (!last) {
+        _mm512_storeu_ps(accBuf + (i * MRx + j) * 16, acc[i][j]);
+        continue;
+      }
+      float s = fold1(_mm256_add_ps(_mm512_castps512_ps256(acc[i][j]), _mm512_extractf32x8_ps(acc[i][j], 1)));
+      for (int64_t k = kv; k < kc; k++) s += x[j * ldx + k] * elem(w + i * ldw + k);
+      out[j * ldo + i] = s;
+    }
+  }
+}
+
+#elif STEPWISE_AVX2
+
+template <class W, int NRx, int MRx>
+void micro(const void* wp, int64_t ldw, const float* x, int64_t ldx, int64_t kc, float* accBuf, bool first, bool last,
+           float* out, int64_t ldo) {
+  const W* w = static_cast<const W*>(wp);
   __m256 acc[NRx][MRx];
   for (int i = 0; i < NRx; i++)
     for (int j = 0; j < MRx; j++)
@@ -51,7 +140,7 @@ void micro(const float* w, int64_t ldw, const float* x, int64_t ldx, int64_t kc,
       asm("" : "+x"(xv[j]));
     }
     for (int i = 0; i < NRx; i++) {
-      __m256 wv = _mm256_loadu_ps(w + i * ldw + k);
+      __m256 wv = loadW(w + i * ldw + k);
       asm("" : "+x"(wv));  // likewise: one load of each weight vector, reused for every batch row
       for (int j = 0; j < MRx; j++) acc[i][j] = _mm256_fmadd_ps(wv, xv[j], acc[i][j]);
     }
@@ -68,7 +157,7 @@ void micro(const float* w, int64_t ldw, const float* x, int64_t ldx, int64_t kc,
                               NRx > 3 ? acc[3 % NRx][j] : zero));
     for (int i = 0; i < NRx; i++) {
       float s = sums[i];
-      for (int64_t k = kv; k < kc; k++) s += x[j * ldx + k] * loadF32(w + i * ldw + k);
+      for (int64_t k = kv; k < kc; k++) s += x[j * ldx + k] * elem(w + i * ldw + k);
       out[j * ldo + i] = s;
     }
   }
@@ -76,9 +165,10 @@ void micro(const float* w, int64_t ldw, const float* x, int64_t ldx, int64_t kc,
 
 #else
 
-template <int NRx, int MRx>
-void micro(const float* w, int64_t ldw, const float* x, int64_t ldx, int64_t kc, float* accBuf, bool first,
-           bool last, float* out, int64_t ldo) {
+template <class W, int NRx, int MRx>
+void micro(const void* wp, int64_t ldw, const float* x, int64_t ldx, int64_t kc, float* accBuf, bool first, bool last,
+           float* out, int64_t ldo) {
+  const W* w = static_cast<const W*>(wp);
   float acc[NRx][MRx][8];
   for (int i = 0; i < NRx; i++)
     for (int j = 0; j < MRx; j++)
@@ -87,7 +177,7 @@ void micro(const float* w, int64_t ldw, const float* x, int64_t ldx, int64_t kc,
   for (int64_t k = 0; k < kv; k += 8)
     for (int i = 0; i < NRx; i++)
       for (int j = 0; j < MRx; j++)
-        for (int l = 0; l < 8; l++) acc[i][j][l] += loadF32(w + i * ldw + k + l) * x[j * ldx + k + l];
+        for (int l = 0; l < 8; l++) acc[i][j][l] += elem(w + i * ldw + k + l) * x[j * ldx + k + l];
   if (!last) {
     for (int i = 0; i < NRx; i++)
       for (int j = 0; j < MRx; j++)
@@ -96,8 +186,8 @@ void micro(const float* w, int64_t ldw, const float* x, int64_t ldx, int64_t kc,
   }
   for (int j = 0; j < MRx; j++) {
     for (int i = 0; i < NRx; i++) {
-      float s = foldLanes(acc[i][j]);
-      for (int64_t k = kv; k < kc; k++) s += x[j * ldx + k] * loadF32(w + i * ldw + k);
+      float s = foldVW(acc[i][j]);
+      for (int64_t k = kv; k < kc; k++) s += x[j * ldx + k] * elem(w + i * ldw + k);
       out[j * ldo + i] = s;
     }
   }
@@ -105,11 +195,17 @@ void micro(const float* w, int64_t ldw, const float* x, int64_t ldx, int64_t kc,
 
 #endif
 
-constexpr MicroFn kMicro[NR][MR] = {
-    {micro<1, 1>, micro<1, 2>, micro<1, 3>},
-    {micro<2, 1>, micro<2, 2>, micro<2, 3>},
-    {micro<3, 1>, micro<3, 2>, micro<3, 3>},
-    {micro<4, 1>, micro<4, 2>, micro<4, 3>},
+template <class W, int N, int... Ms>
+constexpr std::array<MicroFn, MR> microRow(std::integer_sequence<int, Ms...>) {
+  return {micro<W, N, Ms + 1>...};
+}
+
+template <class W>
+struct MicroTable {
+  static constexpr std::array<MicroFn, MR> fns[NR] = {
+      microRow<W, 1>(std::make_integer_sequence<int, MR>{}), microRow<W, 2>(std::make_integer_sequence<int, MR>{}),
+      microRow<W, 3>(std::make_integer_sequence<int, MR>{}), microRow<W, 4>(std::make_integer_sequence<int, MR>{}),
+  };
 };
 
 }  // namespace
@@ -124,20 +220,25 @@ void matmul(Context& ctx, float* out, const float* x, const uint8_t* w, DType dt
   const int64_t nkb = (K + KC - 1) / KC;
   const int64_t ldBuf = KC + 16;  // tile row stride, padded off a multiple of 4 KiB
   const size_t rb = rowBytes(dt, K);
+  const size_t eb = dt == DType::F32 ? 4 : 2;  // bytes per weight element
   // Chunks of output features: as large as possible (each reads the activations once) while
   // leaving at least 4 chunks per thread, so a thread slowed by other load does not stall the job.
   const int64_t threads = ctx.pool.size();
   int64_t NC = 64;
   while (NC > NR && (N + NC - 1) / NC < 4 * threads) NC /= 2;
   const int64_t ntasks = (N + NC - 1) / NC;
+  // Weights are read in place at small M (a copy would cost as much as the reads); at larger M they
+  // are copied into a float tile, which also keeps rows of 2^k floats (a multiple of 4 KiB apart,
+  // all competing for the same few L1 sets) out of the inner loop. Same values either way.
+  const bool inPlace = M < 4;
+  const auto& fns = !inPlace || dt == DType::F32 ? MicroTable<float>::fns
+                    : dt == DType::F16           ? MicroTable<Half>::fns
+                                                 : MicroTable<BHalf>::fns;
 
   ctx.pool.parallelFor(ntasks, [&](int64_t task, int tid) {
     Scratch& s = ctx.scratch[static_cast<size_t>(tid)];
-    // f32 weights are used in place at small M (the copy would cost as much as the reads); at
-    // larger M they are copied too, because rows of 2^k floats sit a multiple of 4 KiB apart and
-    // would all compete for the same few L1 sets. Same values either way, so same results.
-    float* wbuf = dt == DType::F32 && M < 4 ? nullptr : s.need(s.a, static_cast<size_t>(NR * ldBuf));
-    float* accBuf = nkb > 1 ? s.need(s.b, static_cast<size_t>(MC * NC * 8)) : nullptr;
+    float* wbuf = inPlace ? nullptr : s.need(s.a, static_cast<size_t>(NR * ldBuf));
+    float* accBuf = nkb > 1 ? s.need(s.b, static_cast<size_t>(MC * NC * VW)) : nullptr;
     const int64_t n0 = task * NC;
     const int64_t n1 = std::min(N, n0 + NC);
     for (int64_t mc0 = 0; mc0 < M; mc0 += MC) {
@@ -147,16 +248,13 @@ void matmul(Context& ctx, float* out, const float* x, const uint8_t* w, DType dt
         const int64_t kc = std::min(KC, K - k0);
         for (int64_t n = n0; n < n1; n += NR) {
           const int nr = static_cast<int>(std::min<int64_t>(NR, n1 - n));
-          const float* wt;
+          // The next tile's weights, while this one is multiplied.
+          for (int64_t i = n + NR; i < std::min(N, n + 2 * NR); i++)
+            prefetchBytes(w + static_cast<size_t>(i) * rb + static_cast<size_t>(k0) * eb, static_cast<size_t>(kc) * eb);
+          const void* wt;
           int64_t ldw;
-          {
-            // The next tile's weights, while this one is multiplied.
-            const size_t eb = static_cast<size_t>(dtypeInfo(dt).blockBytes) / static_cast<size_t>(dtypeInfo(dt).blockSize);
-            for (int64_t i = n + NR; i < std::min(N, n + 2 * NR); i++)
-              prefetchBytes(w + static_cast<size_t>(i) * rb + static_cast<size_t>(k0) * eb, static_cast<size_t>(kc) * eb);
-          }
-          if (!wbuf) {
-            wt = reinterpret_cast<const float*>(w + static_cast<size_t>(n) * rb) + k0;
+          if (inPlace) {
+            wt = w + static_cast<size_t>(n) * rb + static_cast<size_t>(k0) * eb;
             ldw = K;
           } else {
             for (int i = 0; i < nr; i++) dequantizeSpan(dt, w + static_cast<size_t>(n + i) * rb, k0, kc, wbuf + i * ldBuf);
@@ -165,8 +263,8 @@ void matmul(Context& ctx, float* out, const float* x, const uint8_t* w, DType dt
           }
           for (int64_t m = mc0; m < mc1; m += MR) {
             const int mr = static_cast<int>(std::min<int64_t>(MR, mc1 - m));
-            float* acc = accBuf ? accBuf + (((m - mc0) / MR) * (NC / NR) + (n - n0) / NR) * (NR * MR * 8) : nullptr;
-            kMicro[nr - 1][mr - 1](wt, ldw, x + m * K + k0, K, kc, acc, kb == 0, kb == nkb - 1, out + m * N + n, N);
+            float* acc = accBuf ? accBuf + (((m - mc0) / MR) * (NC / NR) + (n - n0) / NR) * (NR * MR * VW) : nullptr;
+            fns[nr - 1][mr - 1](wt, ldw, x + m * K + k0, K, kc, acc, kb == 0, kb == nkb - 1, out + m * N + n, N);
           }
         }
       }
