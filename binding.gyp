@@ -15,6 +15,7 @@
       "native/attention.cc",
       "native/dequant.cc",
       "native/elementwise.cc",
+      "native/kv-buffer.cc",
       "native/kv-cache.cc",
       "native/mapped-file.cc",
       "native/matmul.cc",

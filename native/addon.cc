@@ -414,6 +414,7 @@ class NativeKernels : public Napi::ObjectWrap<NativeKernels> {
 
 namespace stepwise {
 void defineMappedFile(Napi::Env env, Napi::Object exports);  // mapped-file.cc
+void defineKvBuffer(Napi::Env env, Napi::Object exports);     // kv-buffer.cc
 }
 
 /**
@@ -441,6 +442,7 @@ static Napi::Object cpuFeatures(Napi::Env env) {
 static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeKernels", stepwise::NativeKernels::Define(env));
   stepwise::defineMappedFile(env, exports);
+  stepwise::defineKvBuffer(env, exports);
   exports.Set("simd", Napi::String::New(env, stepwise::kSimdName));
   exports.Set("cpu", cpuFeatures(env));
   return exports;

@@ -65,6 +65,7 @@ export interface NativeMappedFile {
 interface Addon {
   NativeKernels: new (threads: number) => AddonKernels;
   MappedFile: new (path: string) => NativeMappedFile;
+  allocateKvBuffer?: (bytes: number) => ArrayBuffer;
   /** 'avx512-vnni', 'avx2' or 'scalar': which code path the addon was compiled with. */
   simd: string;
   /** CPU features (avx2, avx512vnni, ...) as the compiler's run-time check sees them (x86 only). */
@@ -199,19 +200,31 @@ function tryLoad(): Addon | NativeKernelsUnavailableError {
   }
 }
 
+/** The addon when it loads, else null (for the helpers below, whose callers have a fallback). */
+function addonOrNull(): Addon | null {
+  try {
+    return loadNativeAddon();
+  } catch {
+    return null;
+  }
+}
+
 /**
  * Maps `path` read-only through the addon, or returns null when the addon is unavailable (the
  * caller then reads the file instead). Errors opening or mapping the file are thrown.
  */
 export function mapFileNative(path: string): NativeMappedFile | null {
-  let addon: Addon;
-  try {
-    addon = loadNativeAddon();
-  } catch {
-    return null;
-  }
-  if (typeof addon.MappedFile !== 'function') return null;
-  return new addon.MappedFile(path);
+  const addon = addonOrNull();
+  return addon && typeof addon.MappedFile === 'function' ? new addon.MappedFile(path) : null;
+}
+
+/**
+ * A zero-filled buffer of `bytes` for the KV cache with its pages populated up front
+ * (native/kv-buffer.cc); null when the addon is unavailable (the caller allocates an ordinary one).
+ */
+export function allocateKvBufferNative(bytes: number): ArrayBuffer | null {
+  const addon = addonOrNull();
+  return addon && typeof addon.allocateKvBuffer === 'function' ? addon.allocateKvBuffer(bytes) : null;
 }
 
 /** Why the native kernels cannot be used here, or null when they can. */
