@@ -45,6 +45,8 @@ export class LocalModelRunner implements ModelRunner {
   private readonly eogIds: ReadonlySet<number>;
   private readonly seqs = new Map<number, SequenceSamplingState>();
   private closed = false;
+  /** Logits of the current step, reused from step to step (sampling reads them before the next). */
+  private logitsBuf = new Float32Array(0);
 
   private constructor(model: TransformerModel, kv: KvStorage, eogIds: number[]) {
     this.model = model;
@@ -97,7 +99,9 @@ export class LocalModelRunner implements ModelRunner {
     let sampleMs = 0;
     if (batch.meta.numRows > 0) {
       const t0 = performance.now();
-      const logits = this.model.forward(batch, this.kv);
+      const need = batch.logitRows.length * this.model.config.vocabSize;
+      if (this.logitsBuf.length < need) this.logitsBuf = new Float32Array(Math.max(need, 2 * this.logitsBuf.length));
+      const logits = this.model.forward(batch, this.kv, this.logitsBuf);
       const t1 = performance.now();
       sampled = this.sample(logits, sampleSeqIds);
       forwardMs = t1 - t0;
