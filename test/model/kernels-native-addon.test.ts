@@ -160,7 +160,20 @@ describe('instruction-set variants', { skip }, () => {
       k.matmul(o, x, w, M);
       out.push(...o);
     }
-    console.log(JSON.stringify({ name: k.name, out }));
+    // KV rows in each cache dtype: every variant must write the TypeScript reference's bytes.
+    const { referenceKernels } = await import('./src/model/kernels/reference.ts');
+    const { createKvStorage } = await import('./src/model/kv-storage.ts');
+    const kvSame = {};
+    for (const dt of ['f16', 'q8_0']) {
+      const cfg = { nLayers: 1, nKvHeads: 2, headDim: 64 };
+      const a = createKvStorage(cfg, 2, 4, dt), b = createKvStorage(cfg, 2, 4, dt);
+      const rows = Float32Array.from({ length: 5 * 128 }, (_, i) => Math.sin(i * 1.7) * (i % 7) * 3);
+      const meta = { numRows: 5, slotMapping: Int32Array.from([0, 3, 5, -1, 7]) };
+      k.writeKv(a, 0, rows, rows, meta);
+      referenceKernels.writeKv(b, 0, rows, rows, meta);
+      kvSame[dt] = Buffer.compare(Buffer.from(a.k[0].buffer), Buffer.from(b.k[0].buffer)) === 0;
+    }
+    console.log(JSON.stringify({ name: k.name, out, kvSame }));
     k.close();
   `;
   const run = (isa: string) => {
@@ -179,8 +192,9 @@ describe('instruction-set variants', { skip }, () => {
         assert.match(r.stderr, new RegExp(`STEPWISE_ISA=${isa}: (this CPU lacks|.* is not built)`), r.stderr);
         continue;
       }
-      const { name, out } = JSON.parse(r.stdout) as { name: string; out: number[] };
+      const { name, out, kvSame } = JSON.parse(r.stdout) as { name: string; out: number[]; kvSame: Record<string, boolean> };
       assert.match(name, { avx512: /^native-avx512-vnni /, avx2: /^native-avx2 /, generic: /^native-scalar / }[isa]!);
+      assert.deepEqual(kvSame, { f16: true, q8_0: true }, `${isa}: KV bytes as the reference writes them`);
       results.set(isa, out);
     }
     assert.ok(results.has('generic'), 'the generic variant always runs');
