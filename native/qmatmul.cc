@@ -18,6 +18,7 @@
 
 #include "kernels.h"
 #include "qblocks.h"
+#include "qunpack-avx512.h"
 #include "simd.h"
 
 // GCC 12 warns that the undefined upper halves inside its AVX-512 conversion intrinsics "may be
@@ -197,6 +198,40 @@ void qmicro(const QWeightBlock* w, int64_t ldw, const QActBlock* x, int64_t ldx,
 
 #endif
 
+#if STEPWISE_AVX512
+/**
+ * One activation row (decode of one sequence): each weight row's superblocks are unpacked in
+ * registers and multiplied at once, with qmicro's float operations in qmicro's order (the
+ * column-block boundaries only parked the lanes exactly), so the bits equal the tiled path's.
+ */
+template <bool HasMin, int R>
+void qdotRows(DType dt, const uint8_t* w, size_t rb, int64_t K, const QActBlock* x, int64_t nsb, float* out) {
+  // R rows side by side: independent chains for the out-of-order core, and the per-row overheads
+  // (prefetch, fold) shared by short rows (768 columns are only 3 superblocks).
+  __m512 acc[R];
+  for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
+  QWeightBlock wb[R];  // scales and mins (and the bytes, for the types without a register path)
+  for (int64_t s = 0; s < nsb; s++) {
+    const QActBlock& xb = x[s];
+    for (int r = 0; r < R; r++) {
+      const uint8_t* row = w + static_cast<size_t>(r) * rb;
+      __m512i u[4];
+      if (!avx512q::unpackRegs(dt, row, K, s, &wb[r], u)) {
+        unpackWeightBlock(dt, row, K, s, &wb[r]);
+        for (int c = 0; c < 4; c++) u[c] = _mm512_loadu_si512(wb[r].u + 64 * c);
+      }
+      __m512i sum = _mm512_setzero_si512();
+      for (int c = 0; c < 4; c++) sum = _mm512_dpbusd_epi32(sum, u[c], _mm512_loadu_si512(xb.q + 64 * c));
+      const __m512i exact = _mm512_sub_epi32(sum, _mm512_loadu_si512(xb.off));
+      const __m512 scale = _mm512_mul_ps(_mm512_loadu_ps(wb[r].s), _mm512_loadu_ps(xb.d));
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact), scale, acc[r]);
+      if (HasMin) acc[r] = _mm512_fnmadd_ps(_mm512_loadu_ps(wb[r].m), _mm512_loadu_ps(xb.s), acc[r]);
+    }
+  }
+  for (int r = 0; r < R; r++) out[r] = fold1(_mm256_add_ps(_mm512_castps512_ps256(acc[r]), _mm512_extractf32x8_ps(acc[r], 1)));
+}
+#endif
+
 template <bool HasMin, bool Wide>
 struct QMicroTable {
   static constexpr QMicroFn fns[4][3] = {
@@ -225,8 +260,31 @@ void qmatmul(Context& ctx, float* out, const float* x, const uint8_t* w, DType d
   QActBlock* xq = ctx.qact.data();
   ctx.pool.parallelFor(M, [&](int64_t m, int) { quantizeActRow(x + m * K, K, qi.group, qi.off, xq + m * nsb); });
 
-  const int64_t nkb = (nsb + KCS - 1) / KCS;
   const int64_t threads = ctx.pool.size();
+#if STEPWISE_AVX512
+  if (M == 1) {
+    // Chunks of rows, several per thread; each row's weights are prefetched one row ahead.
+    const int64_t chunk = std::max<int64_t>(8, (N + 8 * threads - 1) / (8 * threads));
+    ctx.pool.parallelFor((N + chunk - 1) / chunk, [&](int64_t task, int) {
+      const int64_t n0 = task * chunk, n1 = std::min(N, n0 + chunk);
+      int64_t n = n0;
+      for (; n + 4 <= n1; n += 4) {
+        // The next 4 rows' weights, while these are multiplied.
+        prefetchBytes(w + static_cast<size_t>(n + 4) * rb, static_cast<size_t>(std::min<int64_t>(4, N - n - 4)) * rb);
+        const uint8_t* rows = w + static_cast<size_t>(n) * rb;
+        if (qi.hasMin) qdotRows<true, 4>(dt, rows, rb, K, xq, nsb, out + n);
+        else qdotRows<false, 4>(dt, rows, rb, K, xq, nsb, out + n);
+      }
+      for (; n < n1; n++) {
+        const uint8_t* row = w + static_cast<size_t>(n) * rb;
+        if (qi.hasMin) qdotRows<true, 1>(dt, row, rb, K, xq, nsb, out + n);
+        else qdotRows<false, 1>(dt, row, rb, K, xq, nsb, out + n);
+      }
+    });
+    return;
+  }
+#endif
+  const int64_t nkb = (nsb + KCS - 1) / KCS;
   int64_t NC = 64;
   while (NC > NR && (N + NC - 1) / NC < 4 * threads) NC /= 2;
   const int64_t ntasks = (N + NC - 1) / NC;

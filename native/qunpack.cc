@@ -13,6 +13,7 @@
 
 #include "ggml-blocks.h"
 #include "qblocks.h"
+#include "qunpack-avx512.h"
 #include "simd.h"
 
 // GCC 12's false positive inside its own AVX-512 headers (see qmatmul.cc).
@@ -58,27 +59,14 @@ QTypeInfo qtypeInfo(DType t) {
   return {false, 0, false, false, 0};
 }
 
-#if STEPWISE_AVX512
-/**
- * The lane order from natural order held in 4 vectors: a 16x4 transpose of 32-bit units (output
- * vector c, lane l = natural unit 4*l + c). Units of lanes 0-7 come from the first two input
- * vectors, of lanes 8-15 from the last two.
- */
-inline void storeLanes(__m512i z0, __m512i z1, __m512i z2, __m512i z3, uint8_t* out) {
-  const __m512i base = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28);
-  for (int c = 0; c < 4; c++) {
-    const __m512i idx = _mm512_add_epi32(base, _mm512_set1_epi32(c));
-    const __m512i lo = _mm512_permutex2var_epi32(z0, idx, z1);
-    const __m512i hi = _mm512_permutex2var_epi32(z2, idx, z3);
-    _mm512_storeu_si512(out + 64 * c, _mm512_mask_blend_epi32(0xff00, lo, hi));
-  }
-}
-#endif
 
 void permuteToLanes(const uint8_t* natural, uint8_t* out) {
 #if STEPWISE_AVX512
-  storeLanes(_mm512_loadu_si512(natural), _mm512_loadu_si512(natural + 64), _mm512_loadu_si512(natural + 128),
-             _mm512_loadu_si512(natural + 192), out);
+  const __m512i z[4] = {_mm512_loadu_si512(natural), _mm512_loadu_si512(natural + 64),
+                        _mm512_loadu_si512(natural + 128), _mm512_loadu_si512(natural + 192)};
+  __m512i u[4];
+  avx512q::toLanes(z, u);
+  avx512q::storeLanes(u, out);
 #else
   for (int l = 0; l < QLANES; l++)
     for (int c = 0; c < 4; c++) std::memcpy(out + 64 * c + 4 * l, natural + 16 * l + 4 * c, 4);
@@ -244,135 +232,13 @@ void superblock256(const uint8_t* row, int64_t, int64_t sb, uint8_t* u, QWeightB
   Super(row + sb * BB, u, o);
 }
 
-#if STEPWISE_AVX512
-// The common types with their bytes unpacked in registers and transposed there (a natural-order
-// buffer in memory would be written in pieces and read whole, which stalls store forwarding).
-
-/** Two 32-byte halves as one vector. */
-inline __m512i join(__m256i lo, __m256i hi) { return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); }
-
-inline __m256i load32(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
-
-/** 16 lanes of factor * v[l / 2] from 8 unsigned bytes (a 32-element sub-block covers 2 lanes). */
-inline void storePairs(float* out, uint64_t bytes8, float factor) {
-  const __m128i v = _mm_cvtsi64_si128(static_cast<long long>(bytes8));
-  const __m512 f = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(v, v)));
-  _mm512_storeu_ps(out, _mm512_mul_ps(_mm512_set1_ps(factor), f));
-}
-
-/** q4_k/q5_k's 8 six-bit scales and mins (ggml::q4kScaleMin for all j at once), 8 bytes each. */
-inline void q4kScalesMins(const uint8_t* s, uint64_t* sc, uint64_t* m) {
-  const uint32_t a0 = ggml::loadU32(s), a1 = ggml::loadU32(s + 4), a2 = ggml::loadU32(s + 8);
-  const uint32_t sc47 = (a2 & 0x0f0f0f0fu) | (((a0 >> 6) & 0x03030303u) << 4);
-  const uint32_t m47 = ((a2 >> 4) & 0x0f0f0f0fu) | (((a1 >> 6) & 0x03030303u) << 4);
-  *sc = (a0 & 0x3f3f3f3fu) | (static_cast<uint64_t>(sc47) << 32);
-  *m = (a1 & 0x3f3f3f3fu) | (static_cast<uint64_t>(m47) << 32);
-}
-
-inline void kScales(const uint8_t* b, QWeightBlock* o) {
-  uint64_t sc, m;
-  q4kScalesMins(b + 4, &sc, &m);
-  storePairs(o->s, sc, f16ToF32(loadU16(b)));
-  storePairs(o->m, m, f16ToF32(loadU16(b + 2)));
-}
-
-void fastQ4_K(const uint8_t* b, QWeightBlock* o) {
-  kScales(b, o);
-  const __m512i mask = _mm512_set1_epi8(0x0f);
-  __m512i z[4];
-  for (int h = 0; h < 2; h++) {
-    // 64 bytes = sub-blocks 4h..4h+3: low nibbles of bytes 0-31 are elements 0-31, high 32-63, ...
-    const __m512i q = _mm512_loadu_si512(b + 16 + 64 * h);
-    const __m512i lo = _mm512_and_si512(q, mask);
-    const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), mask);
-    z[2 * h] = _mm512_shuffle_i64x2(lo, hi, _MM_SHUFFLE(1, 0, 1, 0));
-    z[2 * h + 1] = _mm512_shuffle_i64x2(lo, hi, _MM_SHUFFLE(3, 2, 3, 2));
-  }
-  storeLanes(z[0], z[1], z[2], z[3], o->u);
-}
-
-void fastQ5_K(const uint8_t* b, QWeightBlock* o) {
-  kScales(b, o);
-  const __m512i mask = _mm512_set1_epi8(0x0f), one = _mm512_set1_epi8(1);
-  const __m512i qh = _mm512_broadcast_i64x4(load32(b + 16));
-  __m512i z[4];
-  for (int g = 0; g < 4; g++) {
-    // Elements 64g..64g+31 take bit 2g of qh, 64g+32..64g+63 bit 2g+1.
-    const __m256i q = load32(b + 48 + 32 * g);
-    const __m512i nib = join(_mm256_and_si256(q, _mm256_set1_epi8(0x0f)), _mm256_and_si256(_mm256_srli_epi16(q, 4), _mm256_set1_epi8(0x0f)));
-    const __m512i shift = _mm512_inserti64x4(_mm512_set1_epi16(static_cast<short>(2 * g)), _mm256_set1_epi16(static_cast<short>(2 * g + 1)), 1);
-    const __m512i bit = _mm512_and_si512(_mm512_srlv_epi16(qh, shift), one);
-    z[g] = _mm512_or_si512(_mm512_and_si512(nib, mask), _mm512_slli_epi16(bit, 4));
-  }
-  storeLanes(z[0], z[1], z[2], z[3], o->u);
-}
-
-void fastQ6_K(const uint8_t* b, QWeightBlock* o) {
-  const __m512 sc = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 192))));
-  _mm512_storeu_ps(o->s, _mm512_mul_ps(_mm512_set1_ps(f16ToF32(loadU16(b + 208))), sc));
-  _mm512_storeu_ps(o->m, _mm512_setzero_ps());
-  const __m512i m4 = _mm512_set1_epi8(0x0f), m2 = _mm512_set1_epi8(3);
-  __m512i z[4];
-  for (int half = 0; half < 2; half++) {
-    // 64 ql bytes: elements l (low nibbles of 0-31), l+32 (low of 32-63), l+64 (high of 0-31),
-    // l+96 (high of 32-63); qh byte l holds their 5th-6th bits at shifts 0, 2, 4, 6.
-    const __m512i ql = _mm512_loadu_si512(b + 64 * half);
-    const __m512i qh = _mm512_broadcast_i64x4(load32(b + 128 + 32 * half));
-    const __m512i s01 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
-    const __m512i s23 = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
-    const __m512i h01 = _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, s01), m2), 4);
-    const __m512i h23 = _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, s23), m2), 4);
-    z[2 * half] = _mm512_or_si512(_mm512_and_si512(ql, m4), h01);
-    z[2 * half + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4), h23);
-  }
-  storeLanes(z[0], z[1], z[2], z[3], o->u);
-}
-
-/** 32-element block types: block j's 32 values are natural bytes 32j..32j+31. */
-template <int BB, __m256i (*Values)(const uint8_t*), bool HasMin>
-void fast32(const uint8_t* row, int64_t K, int64_t sb, QWeightBlock* o) {
-  (void)K;  // callers pass whole superblocks only
-  const int64_t first = sb * 8;
-  __m512i z[4];
-  for (int c = 0; c < 4; c++) {
-    const uint8_t* b0 = row + (first + 2 * c) * BB;
-    z[c] = join(Values(b0), Values(b0 + BB));
-  }
-  alignas(16) uint16_t d[8];
-  for (int j = 0; j < 8; j++) d[j] = loadU16(row + (first + j) * BB);
-  const __m256 dv = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(d)));
-  const __m512i pairs = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
-  _mm512_storeu_ps(o->s, _mm512_permutexvar_ps(pairs, _mm512_castps256_ps512(dv)));
-  static_assert(!HasMin, "fast32 serves types without a min");
-  _mm512_storeu_ps(o->m, _mm512_setzero_ps());
-  storeLanes(z[0], z[1], z[2], z[3], o->u);
-}
-
-inline __m256i valuesQ8_0(const uint8_t* b) { return _mm256_xor_si256(load32(b + 2), _mm256_set1_epi8(static_cast<char>(0x80))); }
-
-inline __m256i valuesQ4_0(const uint8_t* b) {
-  const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 2));
-  const __m128i m = _mm_set1_epi8(0x0f);
-  return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_and_si128(q, m)), _mm_and_si128(_mm_srli_epi16(q, 4), m), 1);
-}
-#endif
 
 }  // namespace
 
 void unpackWeightBlock(DType t, const uint8_t* row, int64_t K, int64_t sb, QWeightBlock* out) {
 #if STEPWISE_AVX512
-  switch (t) {
-    case DType::Q4_K: return fastQ4_K(row + sb * 144, out);
-    case DType::Q5_K: return fastQ5_K(row + sb * 176, out);
-    case DType::Q6_K: return fastQ6_K(row + sb * 210, out);
-    case DType::Q8_0:
-      if ((sb + 1) * 8 * 32 <= K) return fast32<34, valuesQ8_0, false>(row, K, sb, out);
-      break;
-    case DType::Q4_0:
-      if ((sb + 1) * 8 * 32 <= K) return fast32<18, valuesQ4_0, false>(row, K, sb, out);
-      break;
-    default: break;
-  }
+  __m512i u[4];
+  if (avx512q::unpackRegs(t, row, K, sb, out, u)) return avx512q::storeLanes(u, out->u);
 #endif
   alignas(64) uint8_t natural[QK];
   switch (t) {
