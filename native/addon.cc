@@ -88,9 +88,10 @@ KvDtype kvDtypeArg(const Napi::CallbackInfo& info, size_t i) {
   return static_cast<KvDtype>(code);
 }
 
-DType dtypeArg(const Napi::CallbackInfo& info, size_t i) {
+/** A weight type code: a file type, or with `repacked` also a code repack() returned. */
+DType dtypeArg(const Napi::CallbackInfo& info, size_t i, bool repacked = false) {
   const int64_t code = intArg(info, i, "dtype code", 0);
-  if (code >= kNumDTypes) fail(info.Env(), "unknown dtype code " + str(code));
+  if (code >= (repacked ? kNumDTypes : kNumFileDTypes)) fail(info.Env(), "unknown dtype code " + str(code));
   return static_cast<DType>(code);
 }
 
@@ -132,6 +133,7 @@ class NativeKernels : public Napi::ObjectWrap<NativeKernels> {
                        {
                            InstanceAccessor<&NativeKernels::Threads>("threads"),
                            InstanceMethod<&NativeKernels::Matmul>("matmul"),
+                           InstanceMethod<&NativeKernels::Repack>("repack"),
                            InstanceMethod<&NativeKernels::Rmsnorm>("rmsnorm"),
                            InstanceMethod<&NativeKernels::Rope>("rope"),
                            InstanceMethod<&NativeKernels::SiluMul>("siluMul"),
@@ -163,12 +165,31 @@ class NativeKernels : public Napi::ObjectWrap<NativeKernels> {
   }
 
   // matmul(out, x, wData, dtype, rows, cols, M, wName)
+  // repack(data, dtype, rows, cols): { data, dtype } of the repacked weight, or null when this
+  // build has no repacked form of it (qrepack.cc). Pass both to matmul instead of the original.
+  Napi::Value Repack(const Napi::CallbackInfo& info) {
+    const Napi::Env env = info.Env();
+    auto w = u8Arg(info, 0, "weight data");
+    const DType dt = dtypeArg(info, 1);
+    const int64_t rows = intArg(info, 2, "weight rows", 1);
+    const int64_t cols = intArg(info, 3, "weight cols", 1);
+    checkWeight(env, "weight", dt, rows, cols, w);
+    DType rt;
+    if (!repackedType(dt, cols, &rt)) return env.Null();
+    auto out = Napi::Uint8Array::New(env, static_cast<size_t>(rows) * rowBytes(rt, cols));
+    repackRows(ctx(env), dt, w.data, rows, cols, out.Data());
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("data", out);
+    o.Set("dtype", Napi::Number::New(env, static_cast<int>(rt)));
+    return o;
+  }
+
   Napi::Value Matmul(const Napi::CallbackInfo& info) {
     const Napi::Env env = info.Env();
     auto out = f32Arg(info, 0, "out");
     auto x = f32Arg(info, 1, "x");
     auto w = u8Arg(info, 2, "weight data");
-    const DType dt = dtypeArg(info, 3);
+    const DType dt = dtypeArg(info, 3, /*repacked=*/true);
     const int64_t rows = intArg(info, 4, "weight rows", 1);
     const int64_t cols = intArg(info, 5, "weight cols", 1);
     const int64_t M = intArg(info, 6, "M", 0);

@@ -292,6 +292,8 @@ void dequantizeSpan(DType t, const uint8_t* row, int64_t k0, int64_t n, float* o
     case DType::IQ4_XS:
       spanBlocks<blockIQ4_XS, 256, 136>(row, k0, n, out);
       return;
+    default:
+      return;  // repacked types (qrepack.cc) are only multiplied, never expanded
   }
 }
 

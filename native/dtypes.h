@@ -11,8 +11,12 @@ namespace stepwise {
 enum class DType : int {
   F32 = 0, F16 = 1, BF16 = 2, Q8_0 = 3, Q4_0 = 4, Q4_K = 5, Q6_K = 6,
   Q4_1 = 7, Q5_0 = 8, Q5_1 = 9, Q2_K = 10, Q3_K = 11, Q5_K = 12, IQ4_NL = 13, IQ4_XS = 14,
+  // Repacked forms (qrepack.cc): never in a file; the AVX-512 build makes them from q4_0 / q4_k.
+  Q4_0_R = 15, Q4_K_R = 16,
 };
-inline constexpr int kNumDTypes = 15;
+inline constexpr int kNumDTypes = 17;
+// Codes JavaScript may pass: the file types.
+inline constexpr int kNumFileDTypes = 15;
 
 struct DTypeInfo {
   const char* name;
@@ -31,6 +35,7 @@ inline constexpr DTypeInfo kDTypeInfo[kNumDTypes] = {
     {"f32", 1, 4},     {"f16", 1, 2},      {"bf16", 1, 2},     {"q8_0", 32, 34},   {"q4_0", 32, 18},
     {"q4_k", 256, 144}, {"q6_k", 256, 210}, {"q4_1", 32, 20},   {"q5_0", 32, 22},   {"q5_1", 32, 24},
     {"q2_k", 256, 84},  {"q3_k", 256, 110}, {"q5_k", 256, 176}, {"iq4_nl", 32, 18}, {"iq4_xs", 256, 136},
+    {"q4_0_r", 256, 144}, {"q4_k_r", 256, 148},
 };
 
 inline const DTypeInfo& dtypeInfo(DType t) { return kDTypeInfo[static_cast<int>(t)]; }

@@ -51,6 +51,12 @@ void matmul(Context& ctx, float* out, const float* x, const uint8_t* w, DType dt
 /** matmul for integer-capable weight types (qtypeInfo(dt).integer): int8 activations, integer dot products. */
 void qmatmul(Context& ctx, float* out, const float* x, const uint8_t* w, DType dt, int64_t N, int64_t K, int64_t M);
 
+/** The repacked form of t for rows of K (qrepack.cc), when this build has one: true and *out set. */
+bool repackedType(DType t, int64_t K, DType* out);
+
+/** Writes rows x K of t (src) in its repacked form to dst (rowBytes(repacked type, K) per row). */
+void repackRows(Context& ctx, DType t, const uint8_t* src, int64_t rows, int64_t K, uint8_t* dst);
+
 void rmsnorm(Context& ctx, float* out, const float* x, const float* weight, int64_t M, int64_t dim, double eps);
 
 /** RoPE of one style: pairs (2i, 2i+1) when !neox, (i, i+ropeDim/2) when neox. freqFactors: ropeDim/2 floats or null. */

@@ -205,14 +205,19 @@ void qmicro(const QWeightBlock* w, int64_t ldw, const QActBlock* x, int64_t ldx,
  * column-block boundaries only parked the lanes exactly), so the bits equal the tiled path's.
  */
 template <bool HasMin, int R>
-void qdotRows(DType dt, const uint8_t* w, size_t rb, int64_t K, const QActBlock* x, int64_t nsb, float* out) {
+void qdotRows(DType dt, const uint8_t* w, size_t rb, int64_t K, const QActBlock* x, int64_t nsb, float* out,
+              const uint8_t* next, int nextRows) {
   // R rows side by side: independent chains for the out-of-order core, and the per-row overheads
   // (prefetch, fold) shared by short rows (768 columns are only 3 superblocks).
   __m512 acc[R];
   for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
   QWeightBlock wb[R];  // scales and mins (and the bytes, for the types without a register path)
+  const size_t sbBytes = rb / static_cast<size_t>(nsb);  // bytes per superblock (whole superblocks: K % 256 == 0 or the tail is ignored)
   for (int64_t s = 0; s < nsb; s++) {
     const QActBlock& xb = x[s];
+    // The same superblock of the next rows: a few lines per step keeps the fill buffers busy
+    // without flooding them (a whole 4-row burst stalled on them).
+    for (int r = 0; r < nextRows; r++) prefetchBytes(next + static_cast<size_t>(r) * rb + static_cast<size_t>(s) * sbBytes, sbBytes);
     for (int r = 0; r < R; r++) {
       const uint8_t* row = w + static_cast<size_t>(r) * rb;
       __m512i u[4];
@@ -269,16 +274,15 @@ void qmatmul(Context& ctx, float* out, const float* x, const uint8_t* w, DType d
       const int64_t n0 = task * chunk, n1 = std::min(N, n0 + chunk);
       int64_t n = n0;
       for (; n + 4 <= n1; n += 4) {
-        // The next 4 rows' weights, while these are multiplied.
-        prefetchBytes(w + static_cast<size_t>(n + 4) * rb, static_cast<size_t>(std::min<int64_t>(4, N - n - 4)) * rb);
         const uint8_t* rows = w + static_cast<size_t>(n) * rb;
-        if (qi.hasMin) qdotRows<true, 4>(dt, rows, rb, K, xq, nsb, out + n);
-        else qdotRows<false, 4>(dt, rows, rb, K, xq, nsb, out + n);
+        const int ahead = static_cast<int>(std::clamp<int64_t>(N - n - 4, 0, 4));  // rows to prefetch
+        if (qi.hasMin) qdotRows<true, 4>(dt, rows, rb, K, xq, nsb, out + n, rows + 4 * rb, ahead);
+        else qdotRows<false, 4>(dt, rows, rb, K, xq, nsb, out + n, rows + 4 * rb, ahead);
       }
       for (; n < n1; n++) {
         const uint8_t* row = w + static_cast<size_t>(n) * rb;
-        if (qi.hasMin) qdotRows<true, 1>(dt, row, rb, K, xq, nsb, out + n);
-        else qdotRows<false, 1>(dt, row, rb, K, xq, nsb, out + n);
+        if (qi.hasMin) qdotRows<true, 1>(dt, row, rb, K, xq, nsb, out + n, row, 0);
+        else qdotRows<false, 1>(dt, row, rb, K, xq, nsb, out + n, row, 0);
       }
     });
     return;

@@ -55,6 +55,10 @@ QTypeInfo qtypeInfo(DType t) {
       return {true, 32, false, false, 256};
     case DType::IQ4_XS:
       return {true, 128, false, true, 256};
+    case DType::Q4_0_R:
+      return {true, 8, false, false, 32};
+    case DType::Q4_K_R:
+      return {true, 0, true, false, 256};
   }
   return {false, 0, false, false, 0};
 }

@@ -31,6 +31,7 @@ export class NativeKernelsUnavailableError extends Error {
 interface AddonKernels {
   readonly threads: number;
   matmul(out: Float32Array, x: Float32Array, w: Uint8Array, dtype: number, rows: number, cols: number, M: number, name: string): void;
+  repack?(w: Uint8Array, dtype: number, rows: number, cols: number): { data: Uint8Array; dtype: number } | null;
   rmsnorm(out: Float32Array, x: Float32Array, weight: Float32Array, M: number, dim: number, eps: number): void;
   rope(
     x: Float32Array, positions: Int32Array, M: number, nHeads: number, headDim: number, ropeDim: number, theta: number,
@@ -282,13 +283,33 @@ export function createNativeKernels(opts: { threads?: number } = {}): NativeKern
   const addon = loadNativeAddon();
   const k = new addon.NativeKernels(threads);
   const name = `native-${addon.simd} (${threads} thread${threads === 1 ? '' : 's'})`;
+  // q4_0 / q4_k weights repacked once (native/qrepack.cc, AVX-512 build) into a form the GEMMs
+  // read without unpacking, about the file's size; the original bytes stay for embeddings and the
+  // TypeScript kernels. Same results either way (tested).
+  const repacked = new WeakMap<WeightTensor, { data: Uint8Array; dtype: number }>();
+  const repackedOf = (w: WeightTensor): { data: Uint8Array; dtype: number } => {
+    let r = repacked.get(w);
+    if (!r) {
+      const code = dtypeCode('matmul', w);
+      r = { data: w.data, dtype: code };
+      if ((w.dtype === 'q4_0' || w.dtype === 'q4_k') && typeof k.repack === 'function') {
+        let packed: { data: Uint8Array; dtype: number } | null = null;
+        call('matmul', () => {
+          packed = k.repack!(w.data, code, w.rows, w.cols);
+        });
+        if (packed) r = packed;
+      }
+      repacked.set(w, r);
+    }
+    return r;
+  };
   return {
     name,
     threads,
     simd: addon.simd,
     matmul(out, x, w, M) {
-      const code = dtypeCode('matmul', w);
-      call('matmul', () => k.matmul(out, x, w.data, code, w.rows, w.cols, M, w.name));
+      const r = repackedOf(w);
+      call('matmul', () => k.matmul(out, x, r.data, r.dtype, w.rows, w.cols, M, w.name));
     },
     rmsnorm(out, x, weight, M, dim, eps) {
       call('rmsnorm', () => k.rmsnorm(out, x, weight, M, dim, eps));
