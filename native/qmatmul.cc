@@ -82,7 +82,8 @@ void qmicro(const QWeightBlock* w, int64_t ldw, const QActBlock* x, int64_t ldx,
       const __m512 ws = _mm512_loadu_ps(wb.s);
       for (int j = 0; j < MRx; j++) {
         const QActBlock& xb = x[j * ldx + s];
-        const __m512i exact = _mm512_sub_epi32(sum[i][j], _mm512_loadu_si512(xb.off));
+        // Types with mins have off 0 (qunpack.cc's table), so their off term is skipped: exact either way.
+        const __m512i exact = HasMin ? sum[i][j] : _mm512_sub_epi32(sum[i][j], _mm512_loadu_si512(xb.off));
         const __m512 scale = _mm512_mul_ps(ws, _mm512_loadu_ps(xb.d));
         acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact), scale, acc[i][j]);
         if (HasMin) acc[i][j] = _mm512_fnmadd_ps(_mm512_loadu_ps(wb.m), _mm512_loadu_ps(xb.s), acc[i][j]);
@@ -227,7 +228,7 @@ void qdotRows(DType dt, const uint8_t* w, size_t rb, int64_t K, const QActBlock*
       }
       __m512i sum = _mm512_setzero_si512();
       for (int c = 0; c < 4; c++) sum = _mm512_dpbusd_epi32(sum, u[c], _mm512_loadu_si512(xb.q + 64 * c));
-      const __m512i exact = _mm512_sub_epi32(sum, _mm512_loadu_si512(xb.off));
+      const __m512i exact = HasMin ? sum : _mm512_sub_epi32(sum, _mm512_loadu_si512(xb.off));
       const __m512 scale = _mm512_mul_ps(_mm512_loadu_ps(wb[r].s), _mm512_loadu_ps(xb.d));
       acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact), scale, acc[r]);
       if (HasMin) acc[r] = _mm512_fnmadd_ps(_mm512_loadu_ps(wb[r].m), _mm512_loadu_ps(xb.s), acc[r]);

@@ -25,6 +25,7 @@ namespace stepwise {
 
 using namespace ggml;
 
+// Every type with mins has off 0: the AVX-512 GEMMs skip the off term for them (qmatmul.cc).
 QTypeInfo qtypeInfo(DType t) {
   switch (t) {
     case DType::F32:
