@@ -111,30 +111,8 @@ void writeKv(uint8_t* kc, uint8_t* vc, KvDtype dt, int64_t kvDim, const float* k
 }
 
 void readKvRow(KvDtype dt, const uint8_t* row, int64_t off, int64_t n, float* out) {
-  switch (dt) {
-    case KvDtype::F32:
-      std::memcpy(out, row + 4 * off, static_cast<size_t>(n) * 4);
-      return;
-    case KvDtype::F16: {
-      const uint8_t* p = row + 2 * off;
-      int64_t i = 0;
-#if STEPWISE_AVX2
-      for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2 * i))));
-#endif
-      for (; i < n; i++) out[i] = f16ToF32(loadU16(p + 2 * i));
-      return;
-    }
-    case KvDtype::Q8_0: {
-      const uint8_t* p = row + off / 32 * 34;
-      for (int64_t b = 0; b < n / 32; b++, p += 34) {
-        const float d = f16ToF32(loadU16(p));
-        const int8_t* q = reinterpret_cast<const int8_t*>(p + 2);
-        for (int j = 0; j < 32; j++) out[32 * b + j] = d * static_cast<float>(q[j]);
-      }
-      return;
-    }
-  }
+  // The cache's rows are laid out as weight rows of the same type: the dequantizer reads them.
+  dequantizeSpan(dt == KvDtype::F32 ? DType::F32 : dt == KvDtype::F16 ? DType::F16 : DType::Q8_0, row, off, n, out);
 }
 
 }  // namespace stepwise

@@ -74,17 +74,6 @@ inline __m256 loadW(const BHalf* p) {
 using MicroFn = void (*)(const void* w, int64_t ldw, const float* x, int64_t ldx, int64_t kc, float* acc,
                          bool first, bool last, float* out, int64_t ldo);
 
-/** Folds VW float lanes held in memory with the fixed tree. */
-inline float foldVW(const float* l) {
-  if constexpr (VW == 16) {
-    float t[8];
-    for (int i = 0; i < 8; i++) t[i] = l[i] + l[i + 8];
-    return foldLanes(t);
-  } else {
-    return foldLanes(l);
-  }
-}
-
 #if STEPWISE_AVX512
 
 template <class W, int NRx, int MRx>
@@ -113,7 +102,7 @@ void micro(const void* wp, int64_t ldw, const float* x, int64_t ldx, int64_t kc,
         _mm512_storeu_ps(accBuf + (i * MRx + j) * 16, acc[i][j]);
         continue;
       }
-      float s = fold1(_mm256_add_ps(_mm512_castps512_ps256(acc[i][j]), _mm512_extractf32x8_ps(acc[i][j], 1)));
+      float s = fold16(acc[i][j]);
       for (int64_t k = kv; k < kc; k++) s += x[j * ldx + k] * elem(w + i * ldw + k);
       out[j * ldo + i] = s;
     }
@@ -186,7 +175,7 @@ void micro(const void* wp, int64_t ldw, const float* x, int64_t ldx, int64_t kc,
   }
   for (int j = 0; j < MRx; j++) {
     for (int i = 0; i < NRx; i++) {
-      float s = foldVW(acc[i][j]);
+      float s = foldLanes(acc[i][j]);  // the scalar build keeps 8 lanes
       for (int64_t k = kv; k < kc; k++) s += x[j * ldx + k] * elem(w + i * ldw + k);
       out[j * ldo + i] = s;
     }

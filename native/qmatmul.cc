@@ -46,12 +46,6 @@ constexpr int64_t KCS = 8;   // superblocks per column block (2048 elements: 3 K
 using QMicroFn = void (*)(const QWeightBlock* w, int64_t ldw, const QActBlock* x, int64_t ldx, int64_t nsb,
                           float* acc, bool first, bool last, float* out, int64_t ldo);
 
-/** Folds 16 float lanes: t[i] = l[i] + l[i+8], then the 8-lane tree. */
-inline float fold16(const float* l) {
-  float t[8];
-  for (int i = 0; i < 8; i++) t[i] = l[i] + l[i + 8];
-  return foldLanes(t);
-}
 
 #if STEPWISE_AVX512
 
@@ -95,8 +89,7 @@ void qmicro(const QWeightBlock* w, int64_t ldw, const QActBlock* x, int64_t ldx,
       if (!last) {
         _mm512_storeu_ps(accBuf + (i * MRx + j) * 16, acc[i][j]);
       } else {
-        const __m256 t = _mm256_add_ps(_mm512_castps512_ps256(acc[i][j]), _mm512_extractf32x8_ps(acc[i][j], 1));
-        out[j * ldo + i] = fold1(t);
+        out[j * ldo + i] = fold16(acc[i][j]);
       }
     }
   }
@@ -191,7 +184,7 @@ void qmicro(const QWeightBlock* w, int64_t ldw, const QActBlock* x, int64_t ldx,
       if (!last) {
         for (int l = 0; l < 16; l++) accBuf[(i * MRx + j) * 16 + l] = acc[l];
       } else {
-        out[j * ldo + i] = fold16(acc);
+        out[j * ldo + i] = foldLanes16(acc);
       }
     }
   }
@@ -234,7 +227,7 @@ void qdotRows(DType dt, const uint8_t* w, size_t rb, int64_t K, const QActBlock*
       if (HasMin) acc[r] = _mm512_fnmadd_ps(_mm512_loadu_ps(wb[r].m), _mm512_loadu_ps(xb.s), acc[r]);
     }
   }
-  for (int r = 0; r < R; r++) out[r] = fold1(_mm256_add_ps(_mm512_castps512_ps256(acc[r]), _mm512_extractf32x8_ps(acc[r], 1)));
+  for (int r = 0; r < R; r++) out[r] = fold16(acc[r]);
 }
 #endif
 
@@ -296,6 +289,7 @@ void qmatmul(Context& ctx, float* out, const float* x, const uint8_t* w, DType d
   constexpr size_t kBlockFloats = sizeof(QWeightBlock) / sizeof(float);
   static_assert(sizeof(QWeightBlock) % sizeof(float) == 0, "weight blocks are whole floats");
 
+  const DTypeInfo& di = dtypeInfo(dt);
   ctx.pool.parallelFor(ntasks, [&](int64_t task, int tid) {
     Scratch& sc = ctx.scratch[static_cast<size_t>(tid)];
     QWeightBlock* tile = reinterpret_cast<QWeightBlock*>(sc.need(sc.a, static_cast<size_t>(NR * KCS) * kBlockFloats));
@@ -307,7 +301,6 @@ void qmatmul(Context& ctx, float* out, const float* x, const uint8_t* w, DType d
       for (int64_t kb = 0; kb < nkb; kb++) {
         const int64_t s0 = kb * KCS;
         const int64_t ns = std::min(KCS, nsb - s0);
-        const DTypeInfo& di = dtypeInfo(dt);
         const size_t spanOff = static_cast<size_t>(s0 * QK / di.blockSize) * di.blockBytes;
         const size_t spanBytes = static_cast<size_t>(std::min<int64_t>(ns * QK, K - s0 * QK) / di.blockSize) * di.blockBytes;
         for (int64_t n = n0; n < n1; n += NR) {

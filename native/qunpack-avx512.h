@@ -118,8 +118,15 @@ inline void regsQ6_K(const uint8_t* b, QWeightBlock* o, __m512i u[4]) {
   toLanes(z, u);
 }
 
+/** The 8 f16 scales of a superblock's 32-element blocks on lanes 2j, 2j+1; no mins. */
+inline void blockScales(__m128i halves, QWeightBlock* o) {
+  const __m512i pairs = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+  _mm512_storeu_ps(o->s, _mm512_permutexvar_ps(pairs, _mm512_castps256_ps512(_mm256_cvtph_ps(halves))));
+  _mm512_storeu_ps(o->m, _mm512_setzero_ps());
+}
+
 /** 32-element block types: block j's 32 values are natural bytes 32j..32j+31. */
-template <int BB, __m256i (*Values)(const uint8_t*), bool HasMin>
+template <int BB, __m256i (*Values)(const uint8_t*)>
 inline void regs32(const uint8_t* row, int64_t sb, QWeightBlock* o, __m512i u[4]) {
   const int64_t first = sb * 8;  // a whole superblock: callers check
   __m512i z[4];
@@ -129,11 +136,7 @@ inline void regs32(const uint8_t* row, int64_t sb, QWeightBlock* o, __m512i u[4]
   }
   alignas(16) uint16_t d[8];
   for (int j = 0; j < 8; j++) d[j] = loadU16(row + (first + j) * BB);
-  const __m256 dv = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(d)));
-  const __m512i pairs = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
-  _mm512_storeu_ps(o->s, _mm512_permutexvar_ps(pairs, _mm512_castps256_ps512(dv)));
-  static_assert(!HasMin, "fast32 serves types without a min");
-  _mm512_storeu_ps(o->m, _mm512_setzero_ps());
+  blockScales(_mm_load_si128(reinterpret_cast<const __m128i*>(d)), o);
   toLanes(z, u);
 }
 
@@ -171,10 +174,7 @@ __attribute__((always_inline)) inline void regsQ4_K_R(const uint8_t* b, QWeightB
 
 __attribute__((always_inline)) inline void regsQ4_0_R(const uint8_t* b, QWeightBlock* o, __m512i u[4]) {
   nibbleLanes(b, u);
-  const __m256 dv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 128)));
-  const __m512i pairs = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
-  _mm512_storeu_ps(o->s, _mm512_permutexvar_ps(pairs, _mm512_castps256_ps512(dv)));
-  _mm512_storeu_ps(o->m, _mm512_setzero_ps());
+  blockScales(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 128)), o);
 }
 
 /**
@@ -190,11 +190,11 @@ __attribute__((always_inline)) inline bool unpackRegs(DType t, const uint8_t* ro
     case DType::Q6_K: regsQ6_K(row + sb * 210, o, u); return true;
     case DType::Q8_0:
       if ((sb + 1) * QK > K) return false;
-      regs32<34, valuesQ8_0, false>(row, sb, o, u);
+      regs32<34, valuesQ8_0>(row, sb, o, u);
       return true;
     case DType::Q4_0:
       if ((sb + 1) * QK > K) return false;
-      regs32<18, valuesQ4_0, false>(row, sb, o, u);
+      regs32<18, valuesQ4_0>(row, sb, o, u);
       return true;
     default: return false;
   }

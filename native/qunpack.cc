@@ -161,13 +161,18 @@ void superQ3_K(const uint8_t* b, uint8_t* u, QWeightBlock* o) {
   for (int e = 0; e < QK; e++) u[e] = static_cast<uint8_t>(twoBits(b + 32, e) + (((b[e & 31] >> (e >> 5)) & 1) << 2));
 }
 
-void superQ4_K(const uint8_t* b, uint8_t* u, QWeightBlock* o) {
+/** q4_k / q5_k: sub-block j's d*sc and dmin*m on lanes 2j, 2j+1. */
+void kLaneScales(const uint8_t* b, QWeightBlock* o) {
   const float d = f16ToF32(loadU16(b)), dmin = f16ToF32(loadU16(b + 2));
   for (int j = 0; j < 8; j++) {
     int sc, m;
     q4kScaleMin(b + 4, j, &sc, &m);
     setPair(o, j, d * static_cast<float>(sc), dmin * static_cast<float>(m));
   }
+}
+
+void superQ4_K(const uint8_t* b, uint8_t* u, QWeightBlock* o) {
+  kLaneScales(b, o);
   const uint8_t* q = b + 16;
   for (int j = 0; j < 4; j++) {
 #if STEPWISE_AVX2
@@ -185,12 +190,7 @@ void superQ4_K(const uint8_t* b, uint8_t* u, QWeightBlock* o) {
 }
 
 void superQ5_K(const uint8_t* b, uint8_t* u, QWeightBlock* o) {
-  const float d = f16ToF32(loadU16(b)), dmin = f16ToF32(loadU16(b + 2));
-  for (int j = 0; j < 8; j++) {
-    int sc, m;
-    q4kScaleMin(b + 4, j, &sc, &m);
-    setPair(o, j, d * static_cast<float>(sc), dmin * static_cast<float>(m));
-  }
+  kLaneScales(b, o);
   const uint8_t* qh = b + 16;
   const uint8_t* qs = b + 48;
   for (int g = 0; g < 4; g++) {

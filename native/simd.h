@@ -99,6 +99,13 @@ inline float foldLanes(const float* l) {
   return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
 }
 
+/** 16 partial sums folded as lane i + lane i+8, then the 8-lane tree (the AVX-512 kernels' order). */
+inline float foldLanes16(const float* l) {
+  float t[8];
+  for (int i = 0; i < 8; i++) t[i] = l[i] + l[i + 8];
+  return foldLanes(t);
+}
+
 #if STEPWISE_AVX2
 
 /**
@@ -155,6 +162,11 @@ inline __m256 exp8(__m256 x) {
   return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
 }
 
+#endif
+
+#if STEPWISE_AVX512
+/** foldLanes16 on a 512-bit accumulator. */
+inline float fold16(__m512 a) { return fold1(_mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1))); }
 #endif
 
 }  // namespace stepwise

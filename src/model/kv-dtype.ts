@@ -5,8 +5,8 @@
 // native/kv-cache.cc give the same bytes, and decoding is exact, so the TypeScript and native
 // kernels read the same values.
 
-import { f16ToF32, f32ToF16 } from './half.js';
-import { encodeQ8_0 } from './quant.js';
+import { f32ToF16 } from './half.js';
+import { decodeBlocks, encodeQ8_0 } from './quant.js';
 import { allocateKvBufferNative } from './kernels/native.js';
 
 export type KvCacheDtype = 'f32' | 'f16' | 'q8_0';
@@ -62,22 +62,26 @@ export function encodeKvRow(arr: KvArray, slot: number, width: number, src: Floa
   }
 }
 
+/** The bytes of a KV array (a view made once per array). */
+const byteViews = new WeakMap<KvArray, Uint8Array>();
+export function kvBytes(a: KvArray): Uint8Array {
+  let v = byteViews.get(a);
+  if (!v) {
+    v = a instanceof Uint8Array ? a : new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+    byteViews.set(a, v);
+  }
+  return v;
+}
+
 /**
  * Elements off .. off+n of row `slot` as floats: for f32 the storage itself (returned with the
- * offset to read at), otherwise decoded into tmp (offset 0). off and n are multiples of 32 for q8_0.
+ * offset to read at), otherwise decoded into tmp (offset 0) by the weights' block decoder, since
+ * the rows are laid out as f16 or q8_0 weight rows. off and n are multiples of 32 for q8_0.
  */
 export function readKvRow(arr: KvArray, slot: number, width: number, off: number, n: number, tmp: Float32Array): [Float32Array, number] {
   if (arr instanceof Float32Array) return [arr, slot * width + off];
-  if (arr instanceof Uint16Array) {
-    const o = slot * width + off;
-    for (let i = 0; i < n; i++) tmp[i] = f16ToF32(arr[o + i]!);
-    return [tmp, 0];
-  }
-  const o = slot * kvRowBytes('q8_0', width) + (off / 32) * 34;
-  for (let b = 0; b < n / 32; b++) {
-    const p = o + 34 * b;
-    const d = f16ToF32(arr[p]! | (arr[p + 1]! << 8));
-    for (let j = 0; j < 32; j++) tmp[32 * b + j] = Math.fround(d * ((arr[p + 2 + j]! << 24) >> 24));
-  }
+  const dtype = kvArrayDtype(arr);
+  const start = slot * kvRowBytes(dtype, width) + kvRowBytes(dtype, off);
+  decodeBlocks(dtype, kvBytes(arr), start, dtype === 'f16' ? n : n / 32, tmp, 0);
   return [tmp, 0];
 }

@@ -74,7 +74,7 @@ function int8(v: number): number {
 }
 
 /** Decodes `nBlocks` consecutive blocks of `dtype` starting at byte `src` into out[dst...]. */
-function decodeBlocks(dtype: DType, b: Uint8Array, src: number, nBlocks: number, out: Float32Array, dst: number): void {
+export function decodeBlocks(dtype: DType, b: Uint8Array, src: number, nBlocks: number, out: Float32Array, dst: number): void {
   const table = getHalfTable();
   switch (dtype) {
     case 'f32': {

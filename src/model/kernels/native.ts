@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import type { DType, WeightTensor } from '../weights.js';
 import { KernelArgumentError } from './reference.js';
 import type { AttentionMeta, Kernels, KvStorage } from './types.js';
-import { kvArrayDtype, type KvArray, type KvCacheDtype } from '../kv-dtype.js';
+import { kvArrayDtype, kvBytes, type KvCacheDtype } from '../kv-dtype.js';
 
 /** Thrown when the addon is not built or does not load in this Node. */
 export class NativeKernelsUnavailableError extends Error {
@@ -81,17 +81,6 @@ const DTYPE_CODES: Record<DType, number> = {
 
 /** Codes the addon uses for KV cache element types (native/kernels.h). */
 const KV_DTYPE_CODES: Record<KvCacheDtype, number> = { f32: 0, f16: 1, q8_0: 2 };
-
-/** Byte views of KV arrays, made once per array. */
-const byteViews = new WeakMap<KvArray, Uint8Array>();
-function bytesOf(a: KvArray): Uint8Array {
-  let v = byteViews.get(a);
-  if (!v) {
-    v = a instanceof Uint8Array ? a : new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-    byteViews.set(a, v);
-  }
-  return v;
-}
 
 const RELEASE_DIR = join('build', 'Release');
 
@@ -341,7 +330,7 @@ export function createNativeKernels(opts: { threads?: number } = {}): NativeKern
       const kvDim = kv.nKvHeads * kv.headDim;
       const kc = kv.k[layer]!;
       call('writeKv', () =>
-        k.writeKv(bytesOf(kc), bytesOf(kv.v[layer]!), KV_DTYPE_CODES[kvArrayDtype(kc)], kv.numBlocks * kv.blockSize, kvDim, kIn, vIn, meta.numRows, meta.slotMapping),
+        k.writeKv(kvBytes(kc), kvBytes(kv.v[layer]!), KV_DTYPE_CODES[kvArrayDtype(kc)], kv.numBlocks * kv.blockSize, kvDim, kIn, vIn, meta.numRows, meta.slotMapping),
       );
     },
     attention(out, q, kv, layer, meta, nHeads, opts = {}) {
@@ -349,7 +338,7 @@ export function createNativeKernels(opts: { threads?: number } = {}): NativeKern
       const kc = kv.k[layer]!;
       call('attention', () =>
         k.attention(
-          out, q, bytesOf(kc), bytesOf(kv.v[layer]!), KV_DTYPE_CODES[kvArrayDtype(kc)], kv.numBlocks, kv.blockSize, kv.nKvHeads, kv.headDim,
+          out, q, kvBytes(kc), kvBytes(kv.v[layer]!), KV_DTYPE_CODES[kvArrayDtype(kc)], kv.numBlocks, kv.blockSize, kv.nKvHeads, kv.headDim,
           meta.numRows, meta.positions, meta.rowSeq, meta.blockTables, meta.maxBlocksPerSeq, nHeads, opts.scale, opts.window ?? 0,
         ),
       );
