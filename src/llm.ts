@@ -16,6 +16,8 @@ import type { ModelConfig } from './model/config.js';
 import { DEFAULT_KV_CACHE_DTYPE, isKvCacheDtype, KV_CACHE_DTYPES, kvDtypeProblem, type KvCacheDtype } from './model/kv-dtype.js';
 import { tokenizerFromGguf, tokenizerFromLlama2cFile } from './model/tokenizer.js';
 import type { Tokenizer } from './model/tokenizer-types.js';
+import { grammarVocabOf } from './engine/structured/grammar-vocab.js';
+import type { StructuredOutputsParams } from './engine/structured/constraint.js';
 import { ChatTemplate, chatTemplateSource, normalizeMessages, type ChatRenderOptions } from './server/chat-template.js';
 
 export type Backend = 'auto' | 'native' | 'typescript';
@@ -161,7 +163,8 @@ export class LLM {
       backendName = w.kernelsName;
     }
     const { tokenizerPath: _t, backend: _b, threads: _th, inProcess: _i, kvCacheDtype: _kd, ...engineOpts } = resolved;
-    const engine = new Engine(runner, { ...engineOpts, tokenizer, eogIds });
+    const grammarVocab = tokenizer ? grammarVocabOf(tokenizer, config.vocabSize) : undefined;
+    const engine = new Engine(runner, { ...engineOpts, tokenizer, eogIds, ...(grammarVocab ? { grammarVocab } : {}) });
     return new LLM(engine, tokenizer, config, header.metadata, basename(path), backendName, resolved);
   }
 
@@ -187,6 +190,15 @@ export class LLM {
   chatPrompt(messages: unknown[], opts: ChatRenderOptions = {}): number[] {
     this.chatTemplate ??= new ChatTemplate(chatTemplateSource(this.metadata), this.tokenizer);
     return this.chatTemplate.encode(normalizeMessages(messages), opts);
+  }
+
+  /**
+   * Compiles an output constraint ahead of use, so a bad schema, regex or grammar is reported here
+   * (InvalidParamError) rather than through the stream of the first request that uses it.
+   */
+  compileStructuredOutputs(params: StructuredOutputsParams): Promise<void> {
+    this.assertOpen();
+    return this.engine.compileStructuredOutputs(params);
   }
 
   /** Streams one request's outputs as the engine produces them. */

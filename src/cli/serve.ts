@@ -6,6 +6,7 @@ import { LLM } from '../llm.js';
 import { buildServer, DEFAULT_BODY_LIMIT } from '../server/app.js';
 import { ENGINE_FLAG_OPTIONS, ENGINE_FLAGS_HELP, engineOptionsFromFlags, parseBytes, parseIntFlag } from './engine-flags.js';
 import { UsageError } from './usage-error.js';
+import { TOOL_CALL_PARSERS } from '../server/tools/tool-parsers.js';
 
 const HELP = `Usage: stepwise serve --model FILE [options]
 
@@ -17,6 +18,8 @@ const HELP = `Usage: stepwise serve --model FILE [options]
   --body-limit BYTES         largest request body (default 1M); larger ones get 413
   --drain-timeout SECONDS    on SIGTERM/SIGINT, wait this long for in-flight requests (default 30)
   --log-level LEVEL          fatal|error|warn|info|debug (default warn; info logs every request)
+  --tool-call-parser NAME    how chat answers are read for tool calls: hermes, llama3_json or mistral
+                             (default: chosen from the chat template's markers)
 
 Endpoints: POST /v1/completions, POST /v1/chat/completions, GET /v1/models, GET /health,
 GET /metrics (Prometheus, vLLM names), GET / (live view of the batch).
@@ -41,6 +44,7 @@ export async function runServe(argv: string[]): Promise<number> {
       'body-limit': { type: 'string' },
       'drain-timeout': { type: 'string' },
       'log-level': { type: 'string' },
+      'tool-call-parser': { type: 'string' },
     },
   });
   if (values.help) {
@@ -57,10 +61,14 @@ export async function runServe(argv: string[]): Promise<number> {
   const logLevel = values['log-level'] ?? 'warn';
   if (!LOG_LEVELS.includes(logLevel)) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')}, got '${logLevel}'`);
   const apiKey = values['api-key'] ?? (process.env.STEPWISE_API_KEY || undefined);
+  const toolCallParser = values['tool-call-parser'];
+  if (toolCallParser !== undefined && !(toolCallParser in TOOL_CALL_PARSERS)) {
+    throw new UsageError(`--tool-call-parser must be one of ${Object.keys(TOOL_CALL_PARSERS).join(', ')}, got '${toolCallParser}'`);
+  }
   const loadOptions = engineOptionsFromFlags(values);
 
   const llm = await LLM.load(values.model, loadOptions);
-  const app = await buildServer(llm, { apiKey, modelName: values['served-model-name'], bodyLimit, logger: { level: logLevel } });
+  const app = await buildServer(llm, { apiKey, modelName: values['served-model-name'], bodyLimit, logger: { level: logLevel }, toolCallParser });
   try {
     await app.listen({ host, port });
   } catch (e) {

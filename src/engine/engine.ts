@@ -6,10 +6,13 @@
 
 import { performance } from 'node:perf_hooks';
 import { Scheduler, type SchedulerOptions, type SchedulerStats } from './scheduler.js';
-import { EngineClosedError } from './request-errors.js';
+import { EngineClosedError, InvalidRequestError } from './request-errors.js';
 import { StepTrace, DEFAULT_TRACE_CAPACITY, type StepListener, type StepRecord } from './step-trace.js';
 import type { RequestTiming } from './sequence.js';
 import type { ModelRunner, ModelRunnerOutput, RequestOutput, SamplingParams, SchedulerOutput } from './types.js';
+import { StructuredOutputManager } from './structured/structured-output-manager.js';
+import type { GrammarVocab } from './structured/grammar-compiler.js';
+import { resolveConstraint, type StructuredOutputsParams } from './structured/constraint.js';
 
 export { QueueFullError, PromptTooLongError, InvalidRequestError, EngineClosedError } from './request-errors.js';
 
@@ -21,6 +24,8 @@ export interface EngineOptions extends Omit<SchedulerOptions, 'createOutputState
   clock?: () => number;
   /** Run steps in the background as soon as there is work (default true). False: call step() yourself. */
   autoRun?: boolean;
+  /** The vocabulary structured outputs compile grammars against (none: requests with a constraint are refused). */
+  grammarVocab?: GrammarVocab;
 }
 
 /** Defaults for everything but numBlocks, maxModelLen, tokenizer and eogIds (which depend on the model). */
@@ -65,10 +70,19 @@ export class RequestStream implements AsyncIterable<RequestOutput> {
 
   constructor(
     readonly requestId: string,
-    /** Live per-request timestamps (arrival, first scheduled, first token, every token, finish). */
-    readonly timing: RequestTiming,
+    private liveTiming: RequestTiming,
     private readonly onCancel: () => void,
   ) {}
+
+  /** Live per-request timestamps (arrival, first scheduled, first token, every token, finish). */
+  get timing(): RequestTiming {
+    return this.liveTiming;
+  }
+
+  /** @internal The scheduler's timing, once a request held for its grammar has reached the scheduler. */
+  bindTiming(t: RequestTiming): void {
+    this.liveTiming = t;
+  }
 
   /** Whether the request has ended (finished, aborted or failed). */
   get finished(): boolean {
@@ -144,6 +158,11 @@ export class Engine {
   private closed = false;
   private closing: Promise<void> | undefined;
   private numFailedSteps = 0;
+  /** Structured outputs: grammars, and the matchers of constrained sequences. */
+  private readonly structured: StructuredOutputManager;
+  /** Requests waiting for their grammar to compile before they reach the scheduler. */
+  private readonly heldForGrammar = new Set<string>();
+  private numHeldForGrammar = 0;
 
   constructor(runner: ModelRunner, opts: EngineOptions) {
     const schedOpts: SchedulerOptions = {
@@ -168,11 +187,19 @@ export class Engine {
     this.trace = new StepTrace(opts.traceCapacity ?? DEFAULT_TRACE_CAPACITY);
     this.clock = opts.clock ?? (() => performance.now());
     this.autoRun = opts.autoRun ?? true;
+    this.structured = new StructuredOutputManager(opts.grammarVocab ?? null);
   }
 
-  /** Queues a request and returns its output stream. Throws QueueFullError, PromptTooLongError, InvalidRequestError. */
+  /**
+   * Queues a request and returns its output stream. Throws QueueFullError, PromptTooLongError,
+   * InvalidRequestError, InvalidParamError. A request whose output constraint is not compiled yet
+   * (see compileStructuredOutputs) waits for its grammar before it reaches the scheduler; errors
+   * found then (a grammar that does not compile, a full queue) end its stream instead.
+   */
   addRequest(r: EngineRequest): RequestStream {
     if (this.closed) throw new EngineClosedError();
+    const so = r.sampling.structuredOutputs;
+    if (so && !this.structured.isCompiled(so)) return this.addAfterCompile(r, so);
     const req = this.scheduler.addRequest(r, this.clock());
     const stream = new RequestStream(req.requestId, req.timing, () => this.abort(req.requestId));
     this.streams.set(req.requestId, stream);
@@ -180,9 +207,51 @@ export class Engine {
     return stream;
   }
 
+  /**
+   * Compiles an output constraint so requests using it are scheduled at once (a server does this
+   * before answering, so a bad schema is a 400). Throws InvalidParamError naming what is wrong.
+   */
+  compileStructuredOutputs(params: StructuredOutputsParams, param?: string): Promise<void> {
+    return this.structured.compile(params, param);
+  }
+
+  private addAfterCompile(r: EngineRequest, so: StructuredOutputsParams): RequestStream {
+    resolveConstraint(so); // a malformed constraint is refused now, like any bad parameter
+    const requestId = r.requestId ?? `grammar-${++this.numHeldForGrammar}`;
+    if (this.streams.has(requestId) || this.scheduler.getRequest(requestId)) throw new InvalidRequestError(`request id '${requestId}' is already in use`);
+    const arrivalMs = this.clock();
+    const stream = new RequestStream(requestId, { arrivalMs, tokenTimesMs: [] }, () => this.abort(requestId));
+    this.streams.set(requestId, stream);
+    this.heldForGrammar.add(requestId);
+    this.structured.compile(so).then(
+      () => {
+        if (!this.heldForGrammar.delete(requestId)) return; // aborted meanwhile
+        try {
+          if (this.closed) throw new EngineClosedError();
+          stream.bindTiming(this.scheduler.addRequest({ ...r, requestId }, arrivalMs).timing);
+          this.kick();
+        } catch (e) {
+          this.streams.delete(requestId);
+          stream.fail(e);
+        }
+      },
+      (e: unknown) => {
+        if (!this.heldForGrammar.delete(requestId)) return;
+        this.streams.delete(requestId);
+        stream.fail(e);
+      },
+    );
+    return stream;
+  }
+
   /** Ends a request now: its blocks are freed and its stream ends with finishReason 'abort'. Unknown ids are ignored. */
   abort(requestId: string): boolean {
     const stream = this.streams.get(requestId);
+    if (this.heldForGrammar.delete(requestId)) {
+      this.streams.delete(requestId);
+      stream?.end();
+      return true;
+    }
     const outs = this.scheduler.abort(requestId, this.clock());
     this.kick(); // freed blocks may let a waiting request in
     if (!stream) return false;
@@ -231,7 +300,9 @@ export class Engine {
       return false;
     }
     let result: ModelRunnerOutput;
+    let grammarMs = 0;
     try {
+      grammarMs = await this.applyGrammars(out);
       result = await this.runner.execute(out);
     } catch (err) {
       this.failStep(out, err, t0, t1);
@@ -245,6 +316,7 @@ export class Engine {
       this.failStep(out, err, t0, t1);
       return true;
     }
+    for (const tok of result.sampled) this.structured.accept(tok.seqId, tok.tokenId);
     const t3 = this.clock();
     const ended = new Set<string>();
     for (const o of outputs) {
@@ -256,8 +328,25 @@ export class Engine {
       this.streams.get(id)?.end();
       this.streams.delete(id);
     }
-    this.trace.push(this.record(out, t0, t1, t2, t3, result, sched.lastNumFinished));
+    const rec = this.record(out, t0, t1, t2, t3, result, sched.lastNumFinished);
+    if (grammarMs > 0) rec.grammarMs = grammarMs;
+    this.trace.push(rec);
     return true;
+  }
+
+  /**
+   * Puts the grammar bitmask on every constrained row that samples in this step (and keeps the
+   * matchers in step with the sequences); returns the milliseconds it took.
+   */
+  private async applyGrammars(out: SchedulerOutput): Promise<number> {
+    if (this.structured.numSequences === 0 && !out.newSequences.some((ns) => ns.sampling.structuredOutputs)) return 0;
+    const t = this.clock();
+    const masks = await this.structured.prepareStep(out);
+    for (const s of out.scheduled) {
+      const m = masks.get(s.seqId);
+      if (m) s.grammarBitmask = m;
+    }
+    return this.clock() - t;
   }
 
   /** A failed runner call fails only the requests of that step; the engine goes on. */
@@ -368,7 +457,9 @@ export class Engine {
     this.closed = true;
     for (const id of this.scheduler.requestIds()) this.abort(id);
     this.kick();
+    for (const id of [...this.heldForGrammar]) this.abort(id);
     if (this.inFlight) await this.inFlight.catch(() => undefined);
+    await this.structured.close();
     await this.runner.close();
   }
 }

@@ -103,14 +103,14 @@ export class LocalModelRunner implements ModelRunner {
       if (this.logitsBuf.length < need) this.logitsBuf = new Float32Array(Math.max(need, 2 * this.logitsBuf.length));
       const logits = this.model.forward(batch, this.kv, this.logitsBuf);
       const t1 = performance.now();
-      sampled = this.sample(logits, sampleSeqIds);
+      sampled = this.sample(logits, sampleSeqIds, grammarBitmasks(step.scheduled));
       forwardMs = t1 - t0;
       sampleMs = performance.now() - t1;
     }
     return { sampled, forwardMs, sampleMs };
   }
 
-  private sample(logits: Float32Array, seqIds: number[]): SampledToken[] {
+  private sample(logits: Float32Array, seqIds: number[], masks: ReadonlyMap<number, Int32Array>): SampledToken[] {
     const vocab = this.model.config.vocabSize;
     const out: SampledToken[] = [];
     for (let i = 0; i < seqIds.length; i++) {
@@ -123,6 +123,7 @@ export class LocalModelRunner implements ModelRunner {
         promptTokenIds: st.promptTokenIds,
         outputTokenIds: st.outputTokenIds,
         eogIds: this.eogIds,
+        allowedTokens: masks.get(seqId),
       });
       st.outputTokenIds.push(r.tokenId);
       const tok: SampledToken = { seqId, tokenId: r.tokenId };
@@ -137,6 +138,13 @@ export class LocalModelRunner implements ModelRunner {
     this.closed = true;
     this.seqs.clear();
   }
+}
+
+/** The grammar bitmasks of the step's constrained rows, by sequence id. */
+function grammarBitmasks(scheduled: readonly ScheduledSequence[]): Map<number, Int32Array> {
+  const m = new Map<number, Int32Array>();
+  for (const s of scheduled) if (s.grammarBitmask) m.set(s.seqId, s.grammarBitmask);
+  return m;
 }
 
 /**

@@ -37,3 +37,13 @@ export class EngineClosedError extends Error {
     this.name = 'EngineClosedError';
   }
 }
+
+/** A sampling parameter out of range or of the wrong type; `param` is its (library) name. */
+export class InvalidParamError extends Error {
+  readonly param: string;
+  constructor(param: string, message: string) {
+    super(message);
+    this.name = 'InvalidParamError';
+    this.param = param;
+  }
+}

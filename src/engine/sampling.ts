@@ -17,6 +17,8 @@
 // set of buffers per thread is enough).
 import { DEFAULT_SAMPLING, type SamplingParams, type TokenLogprob } from './types.js';
 import { mixSeed, uniformAt } from './counter-rng.js';
+import { InvalidParamError } from './request-errors.js';
+import { resolveConstraint } from './structured/constraint.js';
 
 /** Everything sampleToken needs to know about one sequence. */
 export interface SamplingContext {
@@ -28,6 +30,8 @@ export interface SamplingContext {
   outputTokenIds: readonly number[];
   /** The model's end-of-generation ids (masked until minTokens, and always with ignoreEos). */
   eogIds: ReadonlySet<number>;
+  /** Structured outputs: the ids the grammar allows now (bit id % 32 of word id / 32); others are never sampled. */
+  allowedTokens?: Int32Array;
 }
 
 export interface SampleResult {
@@ -38,15 +42,7 @@ export interface SampleResult {
   topLogprobs?: TokenLogprob[];
 }
 
-/** A sampling parameter out of range or of the wrong type; `param` is its (library) name. */
-export class InvalidParamError extends Error {
-  readonly param: string;
-  constructor(param: string, message: string) {
-    super(message);
-    this.name = 'InvalidParamError';
-    this.param = param;
-  }
-}
+export { InvalidParamError };
 
 /** Sampling could not pick any token (every logit was NaN or -Infinity after penalties and masks). */
 export class SamplingError extends Error {
@@ -95,6 +91,7 @@ export function resolveSamplingParams(partial: Partial<SamplingParams> = {}): Sa
     seed: pick('seed'),
     n: pick('n'),
   };
+  const structured = pick('structuredOutputs');
 
   requireInteger('maxTokens', p.maxTokens, 1);
   requireNumber('temperature', p.temperature, 0, Infinity, 'a finite number >= 0');
@@ -132,6 +129,10 @@ export function resolveSamplingParams(partial: Partial<SamplingParams> = {}): Sa
     throw new InvalidParamError('seed', `seed must be an integer (safe-integer range), got ${describe(p.seed)}`);
   }
   requireInteger('n', p.n, 1);
+  if (structured !== undefined && structured !== null) {
+    resolveConstraint(structured); // its shape; whether it compiles is checked where the grammar is compiled
+    p.structuredOutputs = structuredClone(structured);
+  }
 
   // Copies, so a caller mutating its arrays later cannot change a running request.
   p.stopTokenIds = [...p.stopTokenIds];
@@ -339,8 +340,21 @@ function applyPenalties(ctx: SamplingContext, v: number): void {
   }
 }
 
-/** Before minTokens the sequence may not end, so EOG and stop ids are unsampleable; ignoreEos always hides EOG. */
+/**
+ * The grammar's mask first (structured outputs: a token it does not allow is never drawn, whatever
+ * the temperature); then, before minTokens the sequence may not end, so EOG and stop ids are
+ * unsampleable; ignoreEos always hides EOG.
+ */
 function applyMasks(ctx: SamplingContext, v: number): void {
+  const allowed = ctx.allowedTokens;
+  if (allowed) {
+    for (let w = 0; w * 32 < v; w++) {
+      const bits = allowed[w] ?? 0;
+      if (bits === -1) continue;
+      const end = Math.min(v, w * 32 + 32);
+      for (let id = w * 32; id < end; id++) if (((bits >>> (id & 31)) & 1) === 0) work[id] = -Infinity;
+    }
+  }
   const p = ctx.params;
   const early = ctx.outputTokenIds.length < p.minTokens;
   if (early || p.ignoreEos) {

@@ -51,6 +51,8 @@ export interface StepRecord {
   executeMs: number;
   updateMs: number;
   totalMs: number;
+  /** Structured outputs: time spent computing the step's grammar bitmasks (part of executeMs's lead-in, before the runner call). */
+  grammarMs?: number;
   /** Set when the runner failed this step (its requests were failed). */
   error?: string;
 }

@@ -3,6 +3,8 @@
 // scheduler's update() turns that into per-request outputs. Nothing here holds tensors, so the model
 // runner can live in a worker thread and receive these objects by structured clone.
 
+import type { StructuredOutputsParams } from './structured/constraint.js';
+
 /** Sampling settings of one request (library spelling; CLI and HTTP map their names onto these). */
 export interface SamplingParams {
   /** Tokens to generate at most (vLLM/OpenAI max_tokens). */
@@ -33,6 +35,8 @@ export interface SamplingParams {
   seed?: number;
   /** Number of completions for the prompt (they share the prompt's KV blocks). */
   n: number;
+  /** Constrain the output to a JSON schema, regex, choice or grammar (structured outputs). */
+  structuredOutputs?: StructuredOutputsParams;
 }
 
 export const DEFAULT_SAMPLING: SamplingParams = {
@@ -51,6 +55,7 @@ export const DEFAULT_SAMPLING: SamplingParams = {
   logprobs: null,
   seed: undefined,
   n: 1,
+  structuredOutputs: undefined,
 };
 
 /** One sequence's share of a step. */
@@ -70,6 +75,11 @@ export interface ScheduledSequence {
    * request-level batching: prompts padded to the longest, finished rows held until the batch ends.
    */
   padRows?: number;
+  /**
+   * Structured outputs: the tokens the row may sample, one bit per token id (XGrammar's bitmask:
+   * bit i % 32 of word i / 32); set by the engine for constrained rows that sample.
+   */
+  grammarBitmask?: Int32Array;
 }
 
 /** First sight of a sequence by the runner: what it needs to sample for it. */

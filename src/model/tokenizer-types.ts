@@ -13,6 +13,11 @@ export interface Tokenizer {
   decode(ids: readonly number[], opts?: { skipSpecial?: boolean }): string;
   /** The raw piece of one token, as stored in the vocabulary. */
   tokenText(id: number): string;
+  /**
+   * The bytes one token contributes to decoded text: empty for a hidden special token when
+   * skipSpecial; `startsText` drops a SentencePiece dummy-prefix space.
+   */
+  tokenBytes?(id: number, skipSpecial: boolean, startsText: boolean): Uint8Array;
   /** A decoder fed one token at a time; returns only complete UTF-8 text, holding partial bytes back. */
   streamDecoder(opts?: { skipSpecial?: boolean }): StreamDecoder;
 }

@@ -5,6 +5,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { LLM } from '../llm.js';
 import { ChatTemplate, chatTemplateSource } from './chat-template.js';
+import { TOOL_CALL_PARSERS, toolParserForTemplate } from './tools/tool-parsers.js';
 import { ApiError } from './errors.js';
 import { errorHandler } from './error-handler.js';
 import type { Generation } from './generation.js';
@@ -28,6 +29,8 @@ export interface ServerOptions {
   bodyLimit?: number;
   /** Fastify logger setting (default off). */
   logger?: FastifyServerOptions['logger'];
+  /** vLLM's --tool-call-parser: hermes, llama3_json or mistral (default: chosen by the chat template's markers). */
+  toolCallParser?: string;
 }
 
 /** What the server exposes beyond Fastify's instance, for the CLI's shutdown and for tests. */
@@ -82,6 +85,10 @@ export async function buildServer(llm: LLM, opts: ServerOptions = {}): Promise<F
   const limits: ModelLimits = { tokenizer: llm.tokenizer, vocabSize: llm.config.vocabSize, maxModelLen: llm.options.maxModelLen };
   // Parsed once at startup so a broken template fails loudly here, not on the first chat request.
   const chatTemplate = new ChatTemplate(chatTemplateSource(llm.metadata), llm.tokenizer);
+  const toolParser = opts.toolCallParser !== undefined ? TOOL_CALL_PARSERS[opts.toolCallParser] : toolParserForTemplate(chatTemplateSource(llm.metadata));
+  if (opts.toolCallParser !== undefined && !toolParser) {
+    throw new Error(`unknown tool-call parser '${opts.toolCallParser}': use one of ${Object.keys(TOOL_CALL_PARSERS).join(', ')}`);
+  }
   let draining = false;
 
   app.setErrorHandler(errorHandler);
@@ -115,7 +122,7 @@ export async function buildServer(llm: LLM, opts: ServerOptions = {}): Promise<F
   };
 
   registerCompletionRoutes(app, context, limits, checkModel);
-  registerChatRoutes(app, context, limits, chatTemplate, checkModel);
+  registerChatRoutes(app, context, limits, chatTemplate, checkModel, toolParser);
   registerInfoRoutes(app, context, () => draining);
   registerLiveView(app, context);
 

@@ -24,6 +24,10 @@ export interface ChatMessage {
   role: string;
   content: string;
   name?: string;
+  /** An assistant turn's tool calls, arguments parsed from their JSON text (templates print them as objects). */
+  tool_calls?: Array<{ id: string; type: 'function'; function: { name: string; arguments: unknown } }>;
+  /** A tool turn: the call it answers. */
+  tool_call_id?: string;
 }
 
 const ROLES = new Set(['system', 'developer', 'user', 'assistant', 'tool']);
@@ -34,14 +38,14 @@ export function normalizeMessages(raw: unknown[]): ChatMessage[] {
   return raw.map((m, i) => {
     const where = `messages[${i}]`;
     if (typeof m !== 'object' || m === null || Array.isArray(m)) throw invalidParam(where, `'${where}' must be an object with 'role' and 'content'`);
-    const { role, content, name } = m as Record<string, unknown>;
+    const { role, content, name, tool_calls: toolCalls, tool_call_id: toolCallId } = m as Record<string, unknown>;
     if (typeof role !== 'string' || !ROLES.has(role)) {
       throw invalidParam(`${where}.role`, `'${where}.role' must be one of ${[...ROLES].join(', ')}`);
     }
     let text: string;
     if (typeof content === 'string') text = content;
     else if (content === null || content === undefined) {
-      if (role !== 'assistant') throw invalidParam(`${where}.content`, `'${where}.content' is required`);
+      if (role !== 'assistant' && role !== 'tool') throw invalidParam(`${where}.content`, `'${where}.content' is required`);
       text = '';
     } else if (Array.isArray(content)) {
       text = content
@@ -59,7 +63,37 @@ export function normalizeMessages(raw: unknown[]): ChatMessage[] {
     if (text.length > MAX_MESSAGE_CHARS) throw invalidParam(`${where}.content`, `'${where}.content' is too long`);
     const msg: ChatMessage = { role, content: text };
     if (typeof name === 'string') msg.name = name;
+    if (toolCalls != null) {
+      if (role !== 'assistant') throw invalidParam(`${where}.tool_calls`, `'${where}.tool_calls' is only allowed on assistant messages`);
+      msg.tool_calls = parseToolCalls(toolCalls, `${where}.tool_calls`);
+    }
+    if (toolCallId != null) {
+      if (typeof toolCallId !== 'string') throw invalidParam(`${where}.tool_call_id`, `'${where}.tool_call_id' must be a string`);
+      msg.tool_call_id = toolCallId;
+    }
+    if (role === 'tool' && msg.tool_call_id === undefined) throw invalidParam(`${where}.tool_call_id`, `'${where}.tool_call_id' is required for tool messages`);
     return msg;
+  });
+}
+
+/** An assistant message's tool_calls, with each call's arguments read from JSON text into a value. */
+function parseToolCalls(raw: unknown, where: string): NonNullable<ChatMessage['tool_calls']> {
+  if (!Array.isArray(raw)) throw invalidParam(where, `'${where}' must be an array`);
+  return raw.map((c, i) => {
+    const o = c as { id?: unknown; type?: unknown; function?: { name?: unknown; arguments?: unknown } } | null;
+    if (typeof o !== 'object' || o === null || typeof o.function !== 'object' || o.function === null || typeof o.function.name !== 'string') {
+      throw invalidParam(`${where}[${i}]`, `'${where}[${i}]' must be {id, type: 'function', function: {name, arguments}}`);
+    }
+    const args = o.function.arguments ?? '{}';
+    let value: unknown = args;
+    if (typeof args === 'string') {
+      try {
+        value = JSON.parse(args);
+      } catch {
+        // Not JSON: the template gets the text as it came.
+      }
+    }
+    return { id: typeof o.id === 'string' ? o.id : '', type: 'function' as const, function: { name: o.function.name, arguments: value } };
   });
 }
 

@@ -14,7 +14,7 @@ export function usage(promptTokens: number, completionTokens: number): Usage {
 }
 
 /** OpenAI's finish_reason; 'abort' (vLLM's) only appears when the server itself cut a request short. */
-export type ApiFinishReason = 'stop' | 'length' | 'abort';
+export type ApiFinishReason = 'stop' | 'length' | 'abort' | 'tool_calls';
 
 export function apiFinishReason(r: FinishReason | undefined): ApiFinishReason {
   return r ?? 'stop';

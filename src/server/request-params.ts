@@ -5,6 +5,10 @@ import type { SamplingParams } from '../engine/types.js';
 import { resolveSamplingParams } from '../engine/sampling.js';
 import type { Tokenizer } from '../model/tokenizer-types.js';
 import { invalidParam } from './errors.js';
+import { parseStructuredOutputs, type RequestedConstraint, type StructuredBody } from './structured-params.js';
+import type { ToolPlan } from './tools/tool-answer.js';
+import type { ToolCallParser } from './tools/tool-parsers.js';
+import { parseToolRequest, toolConstraint, type ToolBody } from './tools/tool-request.js';
 
 /** What request parsing needs to know about the served model. */
 export interface ModelLimits {
@@ -15,7 +19,7 @@ export interface ModelLimits {
 }
 
 /** Fields common to both endpoints, as they arrive over HTTP (snake_case, nullable). */
-export interface SamplingBody {
+export interface SamplingBody extends StructuredBody {
   model?: string | null;
   max_tokens?: number | null;
   temperature?: number | null;
@@ -45,14 +49,11 @@ export interface CompletionBody extends SamplingBody {
   suffix?: string | null;
 }
 
-export interface ChatBody extends SamplingBody {
+export interface ChatBody extends SamplingBody, ToolBody {
   messages: unknown[];
   max_completion_tokens?: number | null;
   logprobs?: boolean | null;
   top_logprobs?: number | null;
-  tools?: unknown[] | null;
-  tool_choice?: unknown;
-  response_format?: { type?: unknown } | null;
   /** Extra chat-template variables (vLLM's extension), e.g. { enable_thinking: false }. */
   chat_template_kwargs?: Record<string, unknown> | null;
 }
@@ -65,6 +66,10 @@ export interface GenerationPlan {
   priority?: number;
   stream: boolean;
   includeUsage: boolean;
+  /** The HTTP field the output constraint came from (errors compiling it name this field). */
+  constraintParam?: string;
+  /** Chat requests with tools: how answers are read for tool calls. */
+  tools?: ToolPlan;
 }
 
 /** Library field name -> HTTP field name, for errors raised by resolveSamplingParams. */
@@ -149,6 +154,7 @@ export function buildSampling(
     promptLens: number[];
     limits: ModelLimits;
     promptParam: string;
+    constraint?: RequestedConstraint;
   },
 ): SamplingParams {
   if (body.logit_bias && Object.keys(body.logit_bias).length > 0) throw invalidParam('logit_bias', "'logit_bias' is not supported");
@@ -183,6 +189,7 @@ export function buildSampling(
   if (body.ignore_eos != null) partial.ignoreEos = body.ignore_eos;
   if (body.min_tokens != null) partial.minTokens = body.min_tokens;
   if (body.stop_token_ids != null) partial.stopTokenIds = [...body.stop_token_ids];
+  if (opts.constraint) partial.structuredOutputs = opts.constraint.params;
   if (partial.minTokens !== undefined && partial.minTokens > maxTokens) {
     throw invalidParam('min_tokens', `'min_tokens' (${partial.minTokens}) must not exceed ${opts.maxTokensParam} (${maxTokens})`);
   }
@@ -191,7 +198,7 @@ export function buildSampling(
   } catch (e) {
     const param = (e as { param?: unknown }).param;
     if (typeof param !== 'string') throw e;
-    const httpName = param === 'maxTokens' ? opts.maxTokensParam : (HTTP_NAME[param] ?? param);
+    const httpName = param === 'maxTokens' ? opts.maxTokensParam : param.startsWith('structuredOutputs') ? (opts.constraint?.param ?? param) : (HTTP_NAME[param] ?? param);
     // The library words its messages with its own field names; speak the client's.
     throw invalidParam(httpName, (e as Error).message.replace(new RegExp(`\\b${param}\\b`, 'g'), httpName));
   }
@@ -212,6 +219,7 @@ export function planCompletion(body: CompletionBody, limits: ModelLimits): Gener
   if (body.best_of != null && body.best_of !== (body.n ?? 1)) throw invalidParam('best_of', "'best_of' other than n is not supported");
   const prompts = parseCompletionPrompts(body.prompt, limits);
   const { stream, includeUsage } = parseStreaming(body);
+  const constraint = parseStructuredOutputs(body);
   // OpenAI's completions default is 16 tokens.
   const sampling = buildSampling(body, {
     maxTokens: body.max_tokens ?? 16,
@@ -220,19 +228,23 @@ export function planCompletion(body: CompletionBody, limits: ModelLimits): Gener
     promptLens: prompts.map((p) => p.length),
     limits,
     promptParam: 'prompt',
+    constraint,
   });
-  return { prompts, sampling, priority: body.priority ?? undefined, stream, includeUsage };
+  return { prompts, sampling, priority: body.priority ?? undefined, stream, includeUsage, constraintParam: constraint?.param };
 }
 
-export function planChat(body: ChatBody, promptIds: number[], limits: ModelLimits): GenerationPlan {
-  if (body.tools && body.tools.length > 0) throw invalidParam('tools', "'tools' is not supported");
-  if (body.response_format && body.response_format.type !== 'text') {
-    throw invalidParam('response_format', "only response_format {type: 'text'} is supported");
-  }
+export function planChat(body: ChatBody, promptIds: number[], limits: ModelLimits, toolParser?: ToolCallParser): GenerationPlan {
   if (body.top_logprobs != null && body.logprobs !== true) {
     throw invalidParam('top_logprobs', "'top_logprobs' needs 'logprobs' set to true");
   }
   const { stream, includeUsage } = parseStreaming(body);
+  const toolRequest = parseToolRequest(body);
+  let constraint = parseStructuredOutputs(body);
+  const forced = toolRequest ? toolConstraint(toolRequest) : undefined;
+  if (forced) {
+    if (constraint) throw invalidParam(constraint.param, `'${constraint.param}' cannot be combined with tool_choice 'required' or a named function`);
+    constraint = { params: forced, param: 'tools' };
+  }
   const sampling = buildSampling(body, {
     maxTokens: body.max_completion_tokens ?? body.max_tokens ?? undefined,
     maxTokensParam: body.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens',
@@ -240,6 +252,15 @@ export function planChat(body: ChatBody, promptIds: number[], limits: ModelLimit
     promptLens: [promptIds.length],
     limits,
     promptParam: 'messages',
+    constraint,
   });
-  return { prompts: [promptIds], sampling, priority: body.priority ?? undefined, stream, includeUsage };
+  return {
+    prompts: [promptIds],
+    sampling,
+    priority: body.priority ?? undefined,
+    stream,
+    includeUsage,
+    constraintParam: constraint?.param,
+    ...(toolRequest ? { tools: { request: toolRequest, ...(toolParser ? { parser: toolParser } : {}) } } : {}),
+  };
 }

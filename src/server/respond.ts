@@ -4,7 +4,9 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyReply } from 'fastify';
 import type { LLM } from '../llm.js';
 import type { RequestOutput } from '../engine/types.js';
-import { ApiError } from './errors.js';
+import { ApiError, invalidParam } from './errors.js';
+import { InvalidParamError } from '../engine/request-errors.js';
+import { StructuredOutputUnavailableError } from '../engine/structured/structured-output-manager.js';
 import { Generation } from './generation.js';
 import type { ServerMetrics } from './metrics.js';
 import type { LiveRequests } from './live-requests.js';
@@ -20,6 +22,7 @@ import {
 } from './openai-format.js';
 import type { GenerationPlan } from './request-params.js';
 import { SseWriter } from './sse.js';
+import { ToolAnswer, type FinishedToolAnswer } from './tools/tool-answer.js';
 
 /** What the routes share: the model, its public name, metrics, and the set of live generations. */
 export interface ServeContext {
@@ -55,6 +58,13 @@ class Choice {
   offsets: number[] = [];
   finishReason: ApiFinishReason | null = null;
   stopReason: string | number | null = null;
+  /** Chat with tools: the answer read for tool calls. */
+  readonly tools: ToolAnswer | undefined;
+
+  constructor(ctx: ServeContext, plan: GenerationPlan) {
+    const t = plan.tools ? new ToolAnswer(plan.tools, ctx.llm.tokenizer) : undefined;
+    this.tools = t?.active ? t : undefined;
+  }
 
   /** Adds one output; returns the offset in `text` where its text begins. */
   add(out: RequestOutput): number {
@@ -74,6 +84,18 @@ class Choice {
 }
 
 export async function respond(ctx: ServeContext, reply: FastifyReply, plan: GenerationPlan, opts: RespondOptions): Promise<unknown> {
+  const so = plan.sampling.structuredOutputs;
+  if (so) {
+    // Compiled before anything is sent, so a constraint XGrammar rejects is a 400 naming it.
+    try {
+      await ctx.llm.compileStructuredOutputs(so);
+    } catch (e) {
+      const param = plan.constraintParam ?? 'structured_outputs';
+      if (e instanceof InvalidParamError) throw invalidParam(param, e.message.replace(/\bstructuredOutputs(\.\w+)?/g, `'${param}'`));
+      if (e instanceof StructuredOutputUnavailableError) throw invalidParam(param, e.message);
+      throw e;
+    }
+  }
   const id = `${opts.endpoint === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomUUID().replace(/-/g, '')}`;
   const gen = Generation.start(ctx, plan, id, opts.promptParam);
   ctx.active.add(gen);
@@ -103,10 +125,12 @@ async function wholeResponse(ctx: ServeContext, reply: FastifyReply, plan: Gener
     if (!reply.raw.writableFinished) gen.abort();
   });
   const choices = new Map<number, Choice>();
-  for (let p = 0; p < plan.prompts.length; p++) for (let i = 0; i < plan.sampling.n; i++) choices.set(choiceIndex(plan, p, i), new Choice());
+  for (let p = 0; p < plan.prompts.length; p++) for (let i = 0; i < plan.sampling.n; i++) choices.set(choiceIndex(plan, p, i), new Choice(ctx, plan));
   try {
     await gen.run(({ promptIndex, out }) => {
-      choices.get(choiceIndex(plan, promptIndex, out.index))?.add(out);
+      const c = choices.get(choiceIndex(plan, promptIndex, out.index));
+      c?.add(out);
+      c?.tools?.push(out.newTokenIds, out.text);
     });
   } catch (e) {
     throw new ApiError(500, `generation failed: ${(e as Error)?.message ?? String(e)}`, 'server_error');
@@ -133,13 +157,16 @@ async function wholeResponse(ctx: ServeContext, reply: FastifyReply, plan: Gener
   return {
     ...common,
     object: 'chat.completion',
-    choices: list.map(([index, c]) => ({
-      index,
-      message: { role: 'assistant', content: c.text },
-      logprobs: opts.wantLogprobs ? chatLogprobs(ctx.tokenTexts, c.logprobs) : null,
-      finish_reason: finish(c),
-      ...extra(c),
-    })),
+    choices: list.map(([index, c]) => {
+      const t = c.tools?.finish();
+      return {
+        index,
+        message: t ? toolMessage(t) : { role: 'assistant', content: c.text },
+        logprobs: opts.wantLogprobs ? chatLogprobs(ctx.tokenTexts, c.logprobs) : null,
+        finish_reason: toolFinish(finish(c), t),
+        ...extra(c),
+      };
+    }),
     usage: usage(promptTokenCount(plan), completionTokens),
   };
 }
@@ -156,7 +183,7 @@ async function streamResponse(ctx: ServeContext, reply: FastifyReply, plan: Gene
   const chunk = (choice: object) => ({ ...base, choices: [choice], ...usageField });
   const choices = new Map<number, Choice>();
   const total = plan.prompts.length * plan.sampling.n;
-  for (let i = 0; i < total; i++) choices.set(i, new Choice());
+  for (let i = 0; i < total; i++) choices.set(i, new Choice(ctx, plan));
 
   if (chat) {
     // The assistant role goes out first, before any token, as OpenAI's stream does.
@@ -173,7 +200,19 @@ async function streamResponse(ctx: ServeContext, reply: FastifyReply, plan: Gene
       if (out.text === '' && !out.finished && !(opts.wantLogprobs && entries.length > 0)) return;
       const finishReason = out.finished ? apiFinishReason(out.finishReason) : null;
       const ids = opts.returnTokenIds ? { token_ids: out.newTokenIds } : {};
-      if (chat) {
+      if (chat && c.tools) {
+        await streamToolChunks(c.tools, out, finishReason, (delta, finish, withIds) =>
+          sse.send(
+            chunk({
+              index,
+              delta,
+              logprobs: opts.wantLogprobs && withIds ? chatLogprobs(ctx.tokenTexts, entries) : null,
+              finish_reason: finish,
+              ...(withIds ? ids : {}),
+            }),
+          ),
+        );
+      } else if (chat) {
         await sse.send(
           chunk({
             index,
@@ -199,3 +238,40 @@ async function streamResponse(ctx: ServeContext, reply: FastifyReply, plan: Gene
   await sse.done();
 }
 
+
+/** The assistant message of a chat answer read for tool calls. */
+function toolMessage(t: FinishedToolAnswer): Record<string, unknown> {
+  return { role: 'assistant', content: t.content, ...(t.toolCalls.length > 0 ? { tool_calls: t.toolCalls } : {}) };
+}
+
+/** 'tool_calls' replaces 'stop' when the answer called tools; 'length' and 'abort' stay. */
+function toolFinish(reason: ApiFinishReason, t: FinishedToolAnswer | undefined): ApiFinishReason {
+  return t?.finishReason && reason === 'stop' ? t.finishReason : reason;
+}
+
+/**
+ * A step's chunks for a chat choice read for tool calls: content as far as no call may have begun;
+ * at the end the held content, then every call (OpenAI's tool_calls deltas, each call whole with its
+ * index), then the finish reason.
+ */
+async function streamToolChunks(
+  tools: ToolAnswer,
+  out: RequestOutput,
+  finishReason: ApiFinishReason | null,
+  send: (delta: object, finish: ApiFinishReason | null, withIds: boolean) => Promise<void>,
+): Promise<void> {
+  const content = tools.push(out.newTokenIds, out.text);
+  if (!out.finished) {
+    if (content !== '') await send({ content }, null, true);
+    return;
+  }
+  const t = tools.finish();
+  const rest = content + t.unsentContent;
+  if (t.toolCalls.length === 0) {
+    await send(rest !== '' ? { content: rest } : {}, finishReason, true);
+    return;
+  }
+  if (rest !== '') await send({ content: rest }, null, false);
+  await send({ tool_calls: t.toolCalls.map((call, i) => ({ index: i, ...call })) }, null, true);
+  await send({}, toolFinish(finishReason ?? 'stop', t), false);
+}

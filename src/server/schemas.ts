@@ -32,6 +32,13 @@ const samplingProperties = {
   // Present so a wrong type is caught here; the semantic checks live in request-params.ts.
   stop: {},
   logit_bias: nullable('object'),
+  // Output constraints (request-params.ts / structured-params.ts check them).
+  response_format: nullable('object'),
+  structured_outputs: nullable('object'),
+  guided_json: {},
+  guided_regex: nullable('string'),
+  guided_choice: nullable('array', { items: { type: 'string' } }),
+  guided_grammar: nullable('string'),
 } as const;
 
 export const completionBodySchema = {
@@ -58,7 +65,7 @@ export const chatBodySchema = {
     top_logprobs: nullable('integer', { minimum: 0, maximum: 20 }),
     tools: nullable('array'),
     tool_choice: {},
-    response_format: nullable('object'),
+    parallel_tool_calls: nullable('boolean'),
     chat_template_kwargs: nullable('object'),
   },
 } as const;

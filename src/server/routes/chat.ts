@@ -1,6 +1,8 @@
 // POST /v1/chat/completions: messages rendered through the model's chat template, then generated
 // like a completion and answered as chat messages (or chat.completion.chunk events).
-import type { FastifyInstance } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
+import { TOOL_CALL_PARSERS, type ToolCallParser } from '../tools/tool-parsers.js';
+import { parseToolRequest } from '../tools/tool-request.js';
 import type { ChatTemplate } from '../chat-template.js';
 import { normalizeMessages } from '../chat-template.js';
 import { chatBodySchema } from '../schemas.js';
@@ -13,15 +15,28 @@ export function registerChatRoutes(
   limits: ModelLimits,
   template: ChatTemplate,
   checkModel: (model: string | null | undefined) => void,
+  toolParser: ToolCallParser | undefined,
 ): void {
+  let warned = false;
+  // Logged once: requests with tools still work, their answers come back as text.
+  const missingParser = (log: FastifyBaseLogger) => {
+    if (warned) return;
+    warned = true;
+    log.warn(`no tool-call parser reads this model's chat template (known: ${Object.keys(TOOL_CALL_PARSERS).join(', ')}; choose one with --tool-call-parser): tools are rendered, answers are returned as text`);
+  };
   app.post<{ Body: ChatBody & { return_token_ids?: boolean | null } }>(
     '/v1/chat/completions',
     { schema: { body: chatBodySchema } },
     async (request, reply) => {
       const body = request.body;
       checkModel(body.model);
-      const promptIds = template.encode(normalizeMessages(body.messages), { kwargs: body.chat_template_kwargs ?? undefined });
-      const plan = planChat(body, promptIds, limits);
+      const tools = parseToolRequest(body);
+      const promptIds = template.encode(normalizeMessages(body.messages), {
+        kwargs: body.chat_template_kwargs ?? undefined,
+        ...(tools ? { tools: tools.tools } : {}),
+      });
+      if (tools && tools.choice === 'auto' && !toolParser) missingParser(request.log);
+      const plan = planChat(body, promptIds, limits, toolParser);
       return respond(ctx, reply, plan, {
         endpoint: 'chat',
         wantLogprobs: body.logprobs === true,

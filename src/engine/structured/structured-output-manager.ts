@@ -1,0 +1,98 @@
+// Structured outputs inside the batched step, as vLLM v1's StructuredOutputManager: grammars are
+// compiled once per constraint (grammar-compiler.ts), every constrained sequence has a matcher, and
+// each step the engine asks for the token bitmasks of the scheduled rows that sample, which travel
+// with the SchedulerOutput to the runner; the runner masks those rows' logits before any sampling
+// step (sampling.ts), and the tokens sampled are fed back to the matchers after update().
+//
+// A sequence that is preempted and recomputed keeps the tokens it generated, so its matcher is
+// rebuilt from them when the runner is told about the sequence again (NewSequenceData carries
+// them): the grammar state always equals the tokens the sequence holds.
+
+import type { SchedulerOutput } from '../types.js';
+import { resolveConstraint, type StructuredOutputsParams } from './constraint.js';
+import { GrammarCompilerCache, type GrammarVocab } from './grammar-compiler.js';
+import type { GrammarMatcher } from './xgrammar.js';
+
+export class StructuredOutputUnavailableError extends Error {
+  constructor() {
+    super('structured outputs need a tokenizer: this model has none (it is driven by token ids)');
+    this.name = 'StructuredOutputUnavailableError';
+  }
+}
+
+export class StructuredOutputManager {
+  private compilerCache: Promise<GrammarCompilerCache> | undefined;
+  private readonly matchers = new Map<number, GrammarMatcher>();
+  private readonly compiled = new Set<string>();
+
+  constructor(private readonly vocab: GrammarVocab | null) {}
+
+  private compiler(): Promise<GrammarCompilerCache> {
+    if (!this.vocab) return Promise.reject(new StructuredOutputUnavailableError());
+    // The vocabulary goes to XGrammar on first use (a few hundred ms for 100k+ tokens), not at load.
+    this.compilerCache ??= GrammarCompilerCache.create(this.vocab);
+    return this.compilerCache;
+  }
+
+  /** Compiles a constraint (once; cached by its text). Throws InvalidParamError for a bad one. */
+  async compile(params: StructuredOutputsParams, param?: string): Promise<void> {
+    const c = resolveConstraint(params, param);
+    await (await this.compiler()).compile(c, param);
+    this.compiled.add(c.key);
+  }
+
+  /** Whether compile() already succeeded for this constraint. */
+  isCompiled(params: StructuredOutputsParams): boolean {
+    return this.compiled.has(resolveConstraint(params).key);
+  }
+
+  /** Number of sequences with a live matcher. */
+  get numSequences(): number {
+    return this.matchers.size;
+  }
+
+  /**
+   * Brings the matchers up to a step: drops those of finished sequences, builds those of sequences
+   * announced (or re-announced after preemption), and returns the bitmask of every scheduled row
+   * that samples under a constraint, by sequence id.
+   */
+  async prepareStep(out: SchedulerOutput): Promise<Map<number, Int32Array>> {
+    for (const id of out.finishedSeqIds) this.release(id);
+    for (const ns of out.newSequences) {
+      const params = ns.sampling.structuredOutputs;
+      this.release(ns.seqId);
+      if (!params) continue;
+      const cache = await this.compiler();
+      const m = await cache.matcher(await cache.compile(resolveConstraint(params)));
+      for (const t of ns.outputTokenIds) m.acceptToken(t);
+      this.matchers.set(ns.seqId, m);
+    }
+    const masks = new Map<number, Int32Array>();
+    for (const s of out.scheduled) {
+      if (!s.sample) continue;
+      const m = this.matchers.get(s.seqId);
+      if (m) masks.set(s.seqId, await m.getNextTokenBitmask());
+    }
+    return masks;
+  }
+
+  /** Advances a sequence's matcher by a sampled token (no-op for unconstrained sequences). */
+  accept(seqId: number, tokenId: number): void {
+    const m = this.matchers.get(seqId);
+    // A token the grammar refuses can only be one that ends the sequence anyway (a request's own
+    // stop id): the matcher is left as it was.
+    if (m && !m.isTerminated()) m.acceptToken(tokenId);
+  }
+
+  release(seqId: number): void {
+    const m = this.matchers.get(seqId);
+    if (!m) return;
+    m.dispose();
+    this.matchers.delete(seqId);
+  }
+
+  async close(): Promise<void> {
+    for (const id of [...this.matchers.keys()]) this.release(id);
+    if (this.compilerCache) (await this.compilerCache.catch(() => undefined))?.dispose();
+  }
+}
