@@ -90,7 +90,9 @@ test('semantic rejections name the field', () => {
   rejects(() => planCompletion({ prompt: [5], logit_bias: { '5': 1 } }, limits), 'logit_bias');
   rejects(() => planCompletion({ prompt: [5], max_tokens: 4, min_tokens: 5 }, limits), 'min_tokens');
   rejects(() => planChat({ messages: [], top_logprobs: 3 }, [1], limits), 'top_logprobs');
-  rejects(() => planChat({ messages: [], tools: [{}] }, [1], limits), 'tools');
+  rejects(() => planChat({ messages: [], tools: [{}] }, [1], limits), 'tools[0].type');
+  rejects(() => planChat({ messages: [], response_format: { type: 'yaml' } }, [1], limits), 'response_format.type');
+  rejects(() => planCompletion({ prompt: [5], guided_regex: 'a', guided_choice: ['b'] }, limits), 'guided_choice', /only one/);
   // Errors from the library's validation are reworded with the HTTP name.
   rejects(() => planCompletion({ prompt: [5], top_p: 0 }, limits), 'top_p', /top_p/);
 });
