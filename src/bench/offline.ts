@@ -8,6 +8,7 @@ import type { StepRecord } from '../engine/step-trace.js';
 import type { RequestRecord } from './metrics.js';
 import type { TimelineRequest } from './timeline.js';
 import type { BenchRequest, Workload } from './workload.js';
+import type { StructuredOutputsParams } from '../engine/structured/constraint.js';
 
 export interface OfflineRun {
   records: RequestRecord[];
@@ -20,6 +21,8 @@ export interface OfflineRun {
 
 export interface OfflineRunOptions {
   onRequestDone?: (r: RequestRecord) => void;
+  /** Every request under this output constraint (compiled before the clock starts). */
+  structuredOutputs?: StructuredOutputsParams;
 }
 
 /** Runs a workload to completion on an already loaded model. */
@@ -29,14 +32,17 @@ export async function runOffline(llm: LLM, workload: Workload, opts: OfflineRunO
   const unsubscribe = llm.engine.onStep((r) => steps.push(r));
   const timelineRequests: TimelineRequest[] = [];
   let numPreemptions = 0;
+  const structured = opts.structuredOutputs ? { structuredOutputs: opts.structuredOutputs } : {};
+  if (opts.structuredOutputs) await llm.compileStructuredOutputs(opts.structuredOutputs);
   const t0 = performance.now();
   try {
     const one = async (req: BenchRequest): Promise<RequestRecord> => {
       const addedAtMs = performance.now();
       const rec: RequestRecord = { index: req.index, promptLen: req.promptTokenIds.length, outputLen: 0, sentMs: addedAtMs - t0, chunkMs: [], endMs: 0, success: false };
       try {
-        // Greedy, exactly outputLen tokens: lengths come from the workload, not from the model's EOS.
-        const stream = llm.stream(req.promptTokenIds, { maxTokens: req.outputLen, ignoreEos: true, temperature: 0, requestId: `bench-${req.index}` });
+        // Greedy, exactly outputLen tokens: lengths come from the workload, not from the model's EOS
+        // (under an output constraint, a request also ends where its grammar does).
+        const stream = llm.stream(req.promptTokenIds, { maxTokens: req.outputLen, ignoreEos: true, temperature: 0, requestId: `bench-${req.index}`, ...structured });
         rec.requestId = stream.requestId;
         timelineRequests.push({ index: req.index, requestId: stream.requestId, addedAtMs });
         let preempted = 0;

@@ -22,6 +22,8 @@ export interface RunResult {
   decodeThroughput: number | null;
   /** schedule() + update() per step (median ms) and their share of all step time; null without a trace. */
   schedulerOverhead?: { medianMs: number; share: number } | null;
+  /** Structured outputs: grammar masks per step (median ms over steps that computed any) and their share of all step time. */
+  grammarOverhead?: { medianMs: number; share: number } | null;
   records: RequestRecord[];
   /** Only for Stepwise runs. */
   steps?: StepRecord[];
@@ -117,6 +119,8 @@ function runJson(x: RunResult) {
     decode_throughput: x.decodeThroughput,
     scheduler_ms_p50: x.schedulerOverhead?.medianMs ?? null,
     scheduler_share: x.schedulerOverhead?.share ?? null,
+    grammar_ms_p50: x.grammarOverhead?.medianMs ?? null,
+    grammar_share: x.grammarOverhead?.share ?? null,
     num_steps: x.numSteps,
     num_preemptions: x.numPreemptions,
     ttft_ms: dist(m.ttftMs),

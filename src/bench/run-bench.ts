@@ -19,6 +19,7 @@ import { measurePeakFlops } from './peak.js';
 import { computeUtilization, matmulParams, slotCapacity, slotUtilization } from './utilization.js';
 import { buildTimeline } from './timeline.js';
 import type { BenchResults, RunResult } from './results.js';
+import type { StructuredOutputsParams } from '../engine/structured/constraint.js';
 import type { Progress } from './progress.js';
 import { WorkloadError } from './errors.js';
 import { basename } from 'node:path';
@@ -43,6 +44,8 @@ export interface BenchOptions {
   progress: Progress;
   /** Called with each finished run (to print its timeline, say). */
   onRun?: (run: RunResult) => void;
+  /** Offline runs: every request under this output constraint (structured outputs). */
+  structuredOutputs?: StructuredOutputsParams;
 }
 
 export async function runBenchmark(o: BenchOptions): Promise<BenchResults> {
@@ -117,7 +120,7 @@ export async function runBenchmark(o: BenchOptions): Promise<BenchResults> {
         await warmUp(llm, header!.config.vocabSize, tokenizer?.bosId ?? (header!.format === 'llama2c' ? 1 : undefined));
         const label = policyLabel(policy, Math.min(opts.staticBatchSize, opts.maxNumSeqs));
         o.progress.stage(label, workload.requests.length);
-        const run = await runOffline(llm, workload, { onRequestDone: () => o.progress.tick() });
+        const run = await runOffline(llm, workload, { structuredOutputs: o.structuredOutputs, onRequestDone: () => o.progress.tick() });
         const r = stepwiseResult(policy, label, run, header!.config, slotCapacity(policy, opts.maxNumSeqs, opts.staticBatchSize), results.peakFlops);
         o.progress.done(summaryLine(r));
         results.runs.push(r);
@@ -180,6 +183,14 @@ export function decodeThroughput(steps: readonly StepRecord[]): number | null {
   return ms > 0 ? tokens / (ms / 1000) : null;
 }
 
+/** Structured outputs: the grammar masks' time per step (median over steps that computed any) and share of all step time. */
+export function grammarOverhead(steps: readonly StepRecord[]): { medianMs: number; share: number } | null {
+  const per = steps.filter((s) => s.grammarMs !== undefined).map((s) => s.grammarMs!).sort((a, b) => a - b);
+  if (per.length === 0) return null;
+  const total = steps.reduce((sum, s) => sum + s.totalMs, 0);
+  return { medianMs: per[Math.floor(per.length / 2)]!, share: total > 0 ? per.reduce((a, b) => a + b, 0) / total : 0 };
+}
+
 /** The scheduler's own cost: schedule() + update() per step, against the whole step (issue target: < 5%). */
 export function schedulerOverhead(steps: readonly StepRecord[]): { medianMs: number; share: number } | null {
   if (steps.length === 0) return null;
@@ -208,6 +219,7 @@ function stepwiseResult(
     numPreemptions: run.numPreemptions,
     decodeThroughput: decodeThroughput(run.steps),
     schedulerOverhead: schedulerOverhead(run.steps),
+    grammarOverhead: grammarOverhead(run.steps),
     records: run.records,
     steps: run.steps,
     timeline: buildTimeline(run.steps, run.timelineRequests),

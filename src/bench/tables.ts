@@ -122,6 +122,7 @@ export function latencyTable(r: BenchResults, format: TableFormat): string {
 /** Throughput figures as vLLM prints them. */
 export function throughputTable(r: BenchResults, format: TableFormat): string {
   const all: RunResult[] = [...r.runs, ...(r.peer ? [r.peer] : [])];
+  const withGrammar = all.some((x) => x.grammarOverhead);
   const rows = all.map((x) => [
     x.label,
     `${x.metrics.completed}${x.metrics.failed ? ` (+${x.metrics.failed} failed)` : ''}`,
@@ -133,6 +134,8 @@ export function throughputTable(r: BenchResults, format: TableFormat): string {
     x.numSteps === null ? '–' : String(x.numSteps),
     x.numPreemptions === null ? '–' : String(x.numPreemptions),
     !x.schedulerOverhead ? '–' : `${fmt.num(x.schedulerOverhead.medianMs, 3)} (${(x.schedulerOverhead.share * 100).toFixed(1)}%)`,
+    ...(withGrammar ? [!x.grammarOverhead ? '–' : `${fmt.num(x.grammarOverhead.medianMs, 3)} (${(x.grammarOverhead.share * 100).toFixed(1)}%)`] : []),
   ]);
-  return formatTable(['run', 'completed', 'duration s', 'req/s', 'output tok/s', 'total tok/s', 'decode-step tok/s', 'steps', 'preemptions', 'sched ms/step (share)'], rows, format);
+  const header = ['run', 'completed', 'duration s', 'req/s', 'output tok/s', 'total tok/s', 'decode-step tok/s', 'steps', 'preemptions', 'sched ms/step (share)'];
+  return formatTable(withGrammar ? [...header, 'grammar ms/step (share)'] : header, rows, format);
 }

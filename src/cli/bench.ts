@@ -15,6 +15,7 @@ import { renderAsciiTimeline } from '../bench/timeline.js';
 import { resultsJson } from '../bench/results.js';
 import { writeReport } from '../bench/report.js';
 import { WorkloadError } from '../bench/errors.js';
+import { resolveConstraint, type StructuredOutputsParams } from '../engine/structured/constraint.js';
 
 const HELP = `Usage: stepwise bench (--model FILE | --url URL) [options]
 
@@ -48,6 +49,10 @@ Workload (all drawn from --seed):
   --burst-size N                burst: requests per burst (default 8)
   --burst-interval-ms MS        burst: time between bursts (default 1000)
   Every request generates exactly its output length (EOS ignored), greedily.
+  --structured-outputs SPEC     every request under an output constraint (offline runs): 'json' (a
+                                built-in schema of free-text notes) or a JSON object in the library's
+                                spelling, e.g. '{"regex":"[a-z ]+"}'; the table adds the grammar
+                                masks' time per step and share (a request also ends where its grammar does)
 
 Runs:
   --compare LIST                policies to run one after another, e.g. none,static,continuous
@@ -107,6 +112,7 @@ export async function runBench(argv: string[], out: { write(s: string): unknown 
       json: { type: 'string' },
       timeline: { type: 'boolean' },
       'no-progress': { type: 'boolean' },
+      'structured-outputs': { type: 'string' },
     },
   });
   if (values.help) {
@@ -129,6 +135,8 @@ export async function runBench(argv: string[], out: { write(s: string): unknown 
   if (!values.model && values.peer) throw new UsageError('--peer llama.cpp needs --model FILE (a GGUF)');
 
   const workload = workloadSpec(values);
+  const structuredOutputs = structuredOutputsFlag(values['structured-outputs']);
+  if (structuredOutputs && values.url) throw new UsageError('--structured-outputs applies to runs in process (--model), not to --url');
   const vocabSize = values['vocab-size'] !== undefined ? parseIntFlag('vocab-size', values['vocab-size'], 2) : undefined;
   const progress = createProgress(!values['no-progress']);
 
@@ -140,6 +148,7 @@ export async function runBench(argv: string[], out: { write(s: string): unknown 
     useText: values['use-text'],
     vocabSize,
     workload,
+    structuredOutputs,
     policies,
     peer: values.peer as 'llama.cpp' | undefined,
     peerThreads: values['peer-threads'] !== undefined ? parseIntFlag('peer-threads', values['peer-threads']) : undefined,
@@ -223,4 +232,28 @@ function arrivalSpec(values: Values): ArrivalSpec {
     return { kind, size, intervalMs: ms };
   }
   throw new UsageError(`--arrival must be offline, poisson or burst, got '${kind}'`);
+}
+
+/** A schema whose answers run long (free-text notes), so steps measure masks mid-generation. */
+const BENCH_SCHEMA = {
+  type: 'object',
+  properties: { notes: { type: 'array', items: { type: 'string', maxLength: 200 }, maxItems: 64 } },
+  required: ['notes'],
+};
+
+function structuredOutputsFlag(v: string | undefined): StructuredOutputsParams | undefined {
+  if (v === undefined) return undefined;
+  if (v === 'json') return { json: BENCH_SCHEMA };
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(v);
+  } catch {
+    throw new UsageError(`--structured-outputs must be 'json' or a JSON object such as '{"regex":"[a-z]+"}', got ${JSON.stringify(v)}`);
+  }
+  try {
+    resolveConstraint(parsed, '--structured-outputs');
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+  return parsed as StructuredOutputsParams;
 }

@@ -343,7 +343,7 @@ function applyPenalties(ctx: SamplingContext, v: number): void {
 /**
  * The grammar's mask first (structured outputs: a token it does not allow is never drawn, whatever
  * the temperature); then, before minTokens the sequence may not end, so EOG and stop ids are
- * unsampleable; ignoreEos always hides EOG.
+ * unsampleable; ignoreEos always hides EOG (both leave EOG to the grammar on constrained rows).
  */
 function applyMasks(ctx: SamplingContext, v: number): void {
   const allowed = ctx.allowedTokens;
@@ -357,7 +357,9 @@ function applyMasks(ctx: SamplingContext, v: number): void {
   }
   const p = ctx.params;
   const early = ctx.outputTokenIds.length < p.minTokens;
-  if (early || p.ignoreEos) {
+  // Under a grammar, end-of-generation follows the grammar: allowed exactly where it may end, so
+  // ignoreEos and minTokens cannot leave a finished grammar with nothing to sample.
+  if ((early || p.ignoreEos) && !allowed) {
     for (const id of ctx.eogIds) if (id >= 0 && id < v) work[id] = -Infinity;
   }
   if (early) {

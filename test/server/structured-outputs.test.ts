@@ -182,6 +182,16 @@ describe('structured outputs with the openai client', { skip: vocab.missing }, (
     assert.equal(mixed[0]!.choices[0]!.text, alone.choices[0]!.text);
   });
 
+  it('lets a grammar end before max_tokens even with ignore_eos or min_tokens: only end tokens follow, hidden', async () => {
+    const [r] = await s.llm.generate('Answer:', { maxTokens: 20, seed: 2, ignoreEos: true, structuredOutputs: { choice: ['yes', 'no'] } });
+    assert.ok(['yes', 'no'].includes(r!.text), r!.text);
+    assert.equal(r!.finishReason, 'length');
+    assert.equal(r!.tokenIds.length, 20);
+    const [m] = await s.llm.generate('Answer:', { maxTokens: 20, minTokens: 10, seed: 2, structuredOutputs: { choice: ['yes', 'no'] } });
+    assert.ok(['yes', 'no'].includes(m!.text), m!.text);
+    assert.equal(m!.finishReason, 'stop');
+  });
+
   it('computes the grammar masks of 32 sequences in a small share of their steps, and records it per step', async (t) => {
     const records: Array<{ grammarMs?: number; totalMs: number; numDecodeTokens: number }> = [];
     const off = s.llm.engine.onStep((r) => records.push(r));

@@ -71,9 +71,24 @@ export class StructuredOutputManager {
     for (const s of out.scheduled) {
       if (!s.sample) continue;
       const m = this.matchers.get(s.seqId);
-      if (m) masks.set(s.seqId, await m.getNextTokenBitmask());
+      if (!m) continue;
+      // A grammar that has ended (its stop token sampled, but ignoreEos or minTokens keep the
+      // sequence going) allows only end-of-generation tokens from then on: hidden from the text, so
+      // the answer stays what the grammar accepted.
+      masks.set(s.seqId, m.isTerminated() ? this.endedMask() : await m.getNextTokenBitmask());
     }
     return masks;
+  }
+
+  private ended: Int32Array | undefined;
+
+  private endedMask(): Int32Array {
+    if (!this.ended) {
+      const v = this.vocab!;
+      this.ended = new Int32Array(Math.ceil(v.vocabSize / 32));
+      for (const id of v.stopIds) this.ended[id >> 5]! |= 1 << (id & 31);
+    }
+    return this.ended;
   }
 
   /** Advances a sequence's matcher by a sampled token (no-op for unconstrained sequences). */
