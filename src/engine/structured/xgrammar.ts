@@ -49,8 +49,20 @@ export async function initXGrammar(): Promise<XGrammarModule> {
   return xg;
 }
 
-/** Runs f; if it throws, the error's message is what XGrammar printed while it ran (when it printed anything). */
-export async function withErrorText<T>(f: () => Promise<T>): Promise<T> {
+let queue: Promise<unknown> = Promise.resolve();
+
+/**
+ * Runs f; if it throws, the error's message is what XGrammar printed while it ran (when it printed
+ * anything). Calls run one at a time, so each reads only its own printout (the WASM work is
+ * synchronous anyway; the wrappers only await their start-up).
+ */
+export function withErrorText<T>(f: () => Promise<T>): Promise<T> {
+  const run = queue.then(() => capturing(f));
+  queue = run.catch(() => undefined);
+  return run;
+}
+
+async function capturing<T>(f: () => Promise<T>): Promise<T> {
   const lines: string[] = [];
   capture = lines;
   try {
