@@ -72,7 +72,13 @@ export async function buildServer(llm: LLM, opts: ServerOptions = {}): Promise<F
     onConstructorPoisoning: 'error',
   });
 
-  const metrics = new ServerMetrics(modelName, () => engineGaugeValues(llm.engine));
+  const o = llm.options;
+  const metrics = new ServerMetrics(modelName, () => engineGaugeValues(llm.engine), {
+    blockSize: o.blockSize,
+    numBlocks: o.numBlocks,
+    cacheDtype: o.kvCacheDtype,
+    enablePrefixCaching: o.enablePrefixCaching,
+  });
   const active = new Set<Generation>();
   const context: ServeContext = {
     llm,

@@ -26,6 +26,14 @@ const TTFT_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5
 const ITL_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80];
 const REQUEST_BUCKETS = [0.01, 0.05, 0.1, 0.3, 0.5, 0.8, 1, 1.5, 2, 2.5, 5, 10, 15, 20, 30, 40, 50, 60, 120, 240, 480, 960, 1920, 7680];
 
+/** The KV cache's configuration, as vLLM's cache_config_info labels give it. */
+export interface CacheConfigInfo {
+  blockSize: number;
+  numBlocks: number;
+  cacheDtype: string;
+  enablePrefixCaching: boolean;
+}
+
 export class ServerMetrics {
   readonly registry = new Registry();
   private readonly labels: { model_name: string };
@@ -37,7 +45,7 @@ export class ServerMetrics {
   private readonly e2e: Histogram<'model_name'>;
   private readonly queueTime: Histogram<'model_name'>;
 
-  constructor(modelName: string, engineValues: () => EngineGaugeValues) {
+  constructor(modelName: string, engineValues: () => EngineGaugeValues, cache?: CacheConfigInfo) {
     this.labels = { model_name: modelName };
     const registers = [this.registry];
     const labelNames = ['model_name'] as const;
@@ -57,6 +65,25 @@ export class ServerMetrics {
     gauge('vllm:num_requests_running', 'Number of requests in model execution batches.', (v) => v.running);
     gauge('vllm:num_requests_waiting', 'Number of requests waiting to be processed.', (v) => v.waiting);
     gauge('vllm:kv_cache_usage_perc', 'KV-cache usage. 1 means 100 percent usage.', (v) => v.kvUsage);
+
+    // The KV cache's shape, for the Gateway API Inference Extension's prefix-cache scorer (its
+    // model-server protocol reads block_size and num_gpu_blocks from these labels). Value 1, as vLLM.
+    if (cache) {
+      new Gauge({
+        name: 'vllm:cache_config_info',
+        help: 'Information of the LLMEngine CacheConfig',
+        labelNames: ['block_size', 'num_gpu_blocks', 'cache_dtype', 'enable_prefix_caching'],
+        registers,
+      }).set(
+        {
+          block_size: String(cache.blockSize),
+          num_gpu_blocks: String(cache.numBlocks),
+          cache_dtype: cache.cacheDtype,
+          enable_prefix_caching: String(cache.enablePrefixCaching),
+        },
+        1,
+      );
+    }
 
     // Engine-side cumulative counts become counters by adding the increase since the last scrape.
     const engineCounter = (name: string, help: string, pick: (v: EngineGaugeValues) => number) => {
