@@ -68,6 +68,9 @@ export async function runServe(argv: string[]): Promise<number> {
   const loadOptions = engineOptionsFromFlags(values);
 
   const llm = await LLM.load(values.model, loadOptions);
+  // One step before listening: /health answers 200 only once the engine has run (a readiness probe
+  // then means "model loaded and stepping"), and the first request does not pay the warm-up.
+  await llm.generate([llm.tokenizer?.bosId ?? 0], { maxTokens: 1, temperature: 0 });
   const app = await buildServer(llm, { apiKey, modelName: values['served-model-name'], bodyLimit, logger: { level: logLevel }, toolCallParser });
   try {
     await app.listen({ host, port });
