@@ -11,7 +11,7 @@ import { WORKLOAD_FLAG_OPTIONS, workloadSpec } from './bench.js';
 import { comparisonTable, latencyTable, ratioTable, throughputTable } from '../bench/tables.js';
 import { renderAsciiTimeline } from '../bench/timeline.js';
 import { HARDWARE, MODELS, hardwareProfile, modelProfile, readProfileFile, ProfileError } from '../sim/profiles.js';
-import { kvBytesPerToken, totalParams, type HardwareProfile, type ModelProfile } from '../sim/cost-model.js';
+import { profileKvBytesPerToken, totalParams, type HardwareProfile, type ModelProfile } from '../sim/cost-model.js';
 import { runSimulation } from '../sim/run-sim.js';
 import { simResultsJson, simulationSummary, simulationTable, writeSimReport } from '../sim/report.js';
 
@@ -94,7 +94,7 @@ function listProfiles(): string {
   for (const [name, h] of Object.entries(HARDWARE)) lines.push(`  ${name.padEnd(12)} ${h.memoryGB} GB, ${h.bandwidthGBs} GB/s, ${h.peakTflops} TFLOP/s${h.source ? `  (${h.source})` : ''}`);
   lines.push('  cpu          --profile FILE from stepwise calibrate', '', 'Model profiles:');
   for (const [name, m] of Object.entries(MODELS)) {
-    lines.push(`  ${name.padEnd(12)} ${(totalParams(m) / 1e9).toFixed(2)}B params, ${m.nLayers} layers, dim ${m.dim}, ${m.nKvHeads}/${m.nHeads} KV heads, ${(kvBytesPerToken(m) / 1024).toFixed(0)} KiB KV/token, context ${m.contextLength}`);
+    lines.push(`  ${name.padEnd(12)} ${(totalParams(m) / 1e9).toFixed(2)}B params, ${m.nLayers} layers, dim ${m.dim}, ${m.nKvHeads}/${m.nHeads} KV heads, ${(profileKvBytesPerToken(m) / 1024).toFixed(0)} KiB KV/token, context ${m.contextLength}`);
   }
   return lines.join('\n');
 }

@@ -5,16 +5,24 @@
 // (no busy-wait) when there is none.
 
 import { performance } from 'node:perf_hooks';
-import { Scheduler, type SchedulerOptions, type SchedulerStats } from './scheduler.js';
+import type { Tokenizer } from '../model/tokenizer-types.js';
+import { OutputProcessor } from './output-processor.js';
 import { EngineClosedError } from './request-errors.js';
-import { StepTrace, DEFAULT_TRACE_CAPACITY, type StepListener, type StepRecord } from './step-trace.js';
-import type { RequestTiming } from './sequence.js';
+import { RequestStream } from './request-stream.js';
+import { Scheduler } from './scheduler.js';
+import type { SchedulerOptions } from './scheduler-options.js';
+import type { SchedulerStats } from './scheduler-stats.js';
+import { StepTrace, DEFAULT_TRACE_CAPACITY, stepRecord, type StepListener, type StepSummary } from './step-trace.js';
 import type { ModelRunner, ModelRunnerOutput, RequestOutput, SamplingParams, SchedulerOutput } from './types.js';
 
 export { QueueFullError, PromptTooLongError, InvalidRequestError, EngineClosedError } from './request-errors.js';
+export { DEFAULT_ENGINE_OPTIONS } from './engine-options.js';
+export { RequestStream } from './request-stream.js';
 
 /** The scheduler's options (documented on SchedulerOptions) plus the engine loop's own. */
-export interface EngineOptions extends Omit<SchedulerOptions, 'createOutputState'> {
+export interface EngineOptions extends SchedulerOptions {
+  /** Detokenizes outputs and matches stop strings (null: token ids only, no text). */
+  tokenizer: Tokenizer | null;
   /** Step records kept in the trace's ring buffer (default 4096). */
   traceCapacity?: number;
   /** Milliseconds clock (default performance.now). */
@@ -22,21 +30,6 @@ export interface EngineOptions extends Omit<SchedulerOptions, 'createOutputState
   /** Run steps in the background as soon as there is work (default true). False: call step() yourself. */
   autoRun?: boolean;
 }
-
-/** Defaults for everything but numBlocks, maxModelLen, tokenizer and eogIds (which depend on the model). */
-export const DEFAULT_ENGINE_OPTIONS = {
-  policy: 'continuous',
-  schedulingPolicy: 'fcfs',
-  maxNumSeqs: 64,
-  maxNumBatchedTokens: 2048,
-  blockSize: 16,
-  enablePrefixCaching: true,
-  longPrefillTokenThreshold: 0,
-  maxQueue: 0,
-  staticBatchSize: 64,
-  staticWaitMs: 0,
-  staticDropFinished: false,
-} as const satisfies Partial<EngineOptions>;
 
 export interface EngineRequest {
   requestId?: string;
@@ -51,89 +44,11 @@ export interface EngineStats extends SchedulerStats {
   failedSteps: number;
 }
 
-/**
- * The outputs of one request, as an async iterable. A request with n > 1 yields the outputs of all
- * its completions, told apart by `index`; the stream ends when every completion has finished. It
- * throws if the step computing the request failed. Leaving a for-await loop early aborts the request.
- */
-export class RequestStream implements AsyncIterable<RequestOutput> {
-  private readonly queue: RequestOutput[] = [];
-  private waiter: { resolve: () => void } | undefined;
-  private done = false;
-  private error: unknown;
-  private iterating = false;
-
-  constructor(
-    readonly requestId: string,
-    /** Live per-request timestamps (arrival, first scheduled, first token, every token, finish). */
-    readonly timing: RequestTiming,
-    private readonly onCancel: () => void,
-  ) {}
-
-  /** Whether the request has ended (finished, aborted or failed). */
-  get finished(): boolean {
-    return this.done;
-  }
-
-  /** @internal */
-  push(out: RequestOutput): void {
-    if (this.done) return;
-    this.queue.push(out);
-    this.wake();
-  }
-
-  /** @internal */
-  end(): void {
-    this.done = true;
-    this.wake();
-  }
-
-  /** @internal */
-  fail(err: unknown): void {
-    if (this.done) return;
-    this.error = err;
-    this.done = true;
-    this.wake();
-  }
-
-  private wake(): void {
-    const w = this.waiter;
-    this.waiter = undefined;
-    w?.resolve();
-  }
-
-  [Symbol.asyncIterator](): AsyncIterator<RequestOutput> {
-    if (this.iterating) throw new Error(`request ${this.requestId}: its output stream can be iterated only once`);
-    this.iterating = true;
-    return {
-      next: async (): Promise<IteratorResult<RequestOutput>> => {
-        for (;;) {
-          if (this.queue.length > 0) return { value: this.queue.shift()!, done: false };
-          if (this.done) {
-            if (this.error !== undefined) {
-              const e = this.error;
-              this.error = undefined;
-              throw e;
-            }
-            return { value: undefined, done: true };
-          }
-          await new Promise<void>((resolve) => (this.waiter = { resolve }));
-        }
-      },
-      return: async (): Promise<IteratorResult<RequestOutput>> => {
-        // The consumer stopped listening (e.g. a client disconnected): stop computing for it.
-        if (!this.done) this.onCancel();
-        this.queue.length = 0;
-        return { value: undefined, done: true };
-      },
-    };
-  }
-}
-
 export class Engine {
   readonly scheduler: Scheduler;
   readonly trace: StepTrace;
   private readonly runner: ModelRunner;
+  private readonly outputs: OutputProcessor;
   private readonly clock: () => number;
   private readonly autoRun: boolean;
   private readonly streams = new Map<string, RequestStream>();
@@ -146,34 +61,20 @@ export class Engine {
   private numFailedSteps = 0;
 
   constructor(runner: ModelRunner, opts: EngineOptions) {
-    const schedOpts: SchedulerOptions = {
-      policy: opts.policy,
-      schedulingPolicy: opts.schedulingPolicy,
-      maxNumSeqs: opts.maxNumSeqs,
-      maxNumBatchedTokens: opts.maxNumBatchedTokens,
-      numBlocks: opts.numBlocks,
-      blockSize: opts.blockSize,
-      enablePrefixCaching: opts.enablePrefixCaching,
-      longPrefillTokenThreshold: opts.longPrefillTokenThreshold,
-      maxQueue: opts.maxQueue,
-      staticBatchSize: opts.staticBatchSize,
-      staticWaitMs: opts.staticWaitMs,
-      staticDropFinished: opts.staticDropFinished,
-      maxModelLen: opts.maxModelLen,
-      tokenizer: opts.tokenizer,
-      eogIds: opts.eogIds,
-    };
+    const { tokenizer, traceCapacity, clock, autoRun, ...schedOpts } = opts;
     this.scheduler = new Scheduler(schedOpts);
+    this.outputs = new OutputProcessor(tokenizer);
     this.runner = runner;
-    this.trace = new StepTrace(opts.traceCapacity ?? DEFAULT_TRACE_CAPACITY);
-    this.clock = opts.clock ?? (() => performance.now());
-    this.autoRun = opts.autoRun ?? true;
+    this.trace = new StepTrace(traceCapacity ?? DEFAULT_TRACE_CAPACITY);
+    this.clock = clock ?? (() => performance.now());
+    this.autoRun = autoRun ?? true;
   }
 
   /** Queues a request and returns its output stream. Throws QueueFullError, PromptTooLongError, InvalidRequestError. */
   addRequest(r: EngineRequest): RequestStream {
     if (this.closed) throw new EngineClosedError();
     const req = this.scheduler.addRequest(r, this.clock());
+    this.outputs.addRequest(req.requestId, req.sampling, req.promptTokenIds.length);
     const stream = new RequestStream(req.requestId, req.timing, () => this.abort(req.requestId));
     this.streams.set(req.requestId, stream);
     this.kick();
@@ -183,10 +84,10 @@ export class Engine {
   /** Ends a request now: its blocks are freed and its stream ends with finishReason 'abort'. Unknown ids are ignored. */
   abort(requestId: string): boolean {
     const stream = this.streams.get(requestId);
-    const outs = this.scheduler.abort(requestId, this.clock());
+    const { outputs } = this.outputs.process(this.scheduler.abort(requestId, this.clock()));
     this.kick(); // freed blocks may let a waiting request in
     if (!stream) return false;
-    for (const o of outs) stream.push(o);
+    for (const o of outputs) stream.push(o);
     stream.end();
     this.streams.delete(requestId);
     return true;
@@ -223,7 +124,7 @@ export class Engine {
   private async runStep(): Promise<boolean> {
     const sched = this.scheduler;
     const t0 = this.clock();
-    const out = sched.schedule(t0);
+    const { output: out, summary } = sched.schedule(t0);
     const t1 = this.clock();
     if (out.scheduled.length === 0) {
       // Nothing to run (idle, or a static batch waiting to fill): no runner call.
@@ -234,73 +135,55 @@ export class Engine {
     try {
       result = await this.runner.execute(out);
     } catch (err) {
-      this.failStep(out, err, t0, t1);
+      this.failStep(out, summary, err, t0, t1);
       return true;
     }
     const t2 = this.clock();
-    let outputs: RequestOutput[];
+    let step: ReturnType<Engine['applyResult']>;
     try {
-      outputs = sched.update(out, result, t2);
+      step = this.applyResult(out, result, t2);
     } catch (err) {
-      this.failStep(out, err, t0, t1);
+      this.failStep(out, summary, err, t0, t1);
       return true;
     }
     const t3 = this.clock();
     const ended = new Set<string>();
-    for (const o of outputs) {
+    for (const o of step.outputs) {
       this.streams.get(o.requestId)?.push(o);
-      if (o.finished && !sched.getRequest(o.requestId)) ended.add(o.requestId);
+      if (o.finished && step.done.has(o.requestId)) ended.add(o.requestId);
     }
     // Only after every output of the step: several completions of one request can finish together.
     for (const id of ended) {
       this.streams.get(id)?.end();
       this.streams.delete(id);
     }
-    this.trace.push(this.record(out, t0, t1, t2, t3, result, sched.lastNumFinished));
+    const times = { startMs: t0, scheduleMs: t1 - t0, forwardMs: result.forwardMs, sampleMs: result.sampleMs, executeMs: t2 - t1, updateMs: t3 - t2, totalMs: t3 - t0 };
+    this.trace.push(stepRecord(summary, step.numFinished, times));
     return true;
   }
 
+  /** update(), then output processing; a sequence a stop string ends is finished in the scheduler right after. */
+  private applyResult(out: SchedulerOutput, result: ModelRunnerOutput, now: number): { outputs: RequestOutput[]; done: Set<string>; numFinished: number } {
+    const upd = this.scheduler.update(out, result, now);
+    const { outputs, stopped } = this.outputs.process(upd.updates);
+    const done = new Set([...upd.finishedRequestIds, ...this.scheduler.finishStopped(stopped, now)]);
+    return { outputs, done, numFinished: upd.numFinished + stopped.length };
+  }
+
   /** A failed runner call fails only the requests of that step; the engine goes on. */
-  private failStep(out: SchedulerOutput, err: unknown, t0: number, t1: number): void {
+  private failStep(out: SchedulerOutput, summary: StepSummary, err: unknown, t0: number, t1: number): void {
     this.numFailedSteps++;
     const t = this.clock();
     const failed = this.scheduler.failStep(out, t);
     const error = err instanceof Error ? err : new Error(String(err));
     for (const id of failed) {
+      this.outputs.drop(id);
       this.streams.get(id)?.fail(error);
       this.streams.delete(id);
     }
-    const rec = this.record(out, t0, t1, t, t, { sampled: [], forwardMs: 0, sampleMs: 0 }, 0);
+    const rec = stepRecord(summary, 0, { startMs: t0, scheduleMs: t1 - t0, forwardMs: 0, sampleMs: 0, executeMs: t - t1, updateMs: 0, totalMs: t - t0 });
     rec.error = error.message;
     this.trace.push(rec);
-  }
-
-  private record(out: SchedulerOutput, t0: number, t1: number, t2: number, t3: number, result: ModelRunnerOutput, numFinished: number): StepRecord {
-    const s = this.scheduler.lastSummary!;
-    return {
-      step: out.step,
-      policy: this.scheduler.options.policy,
-      startMs: t0,
-      seqs: s.seqs,
-      numPrefillTokens: s.numPrefillTokens,
-      numDecodeTokens: s.numDecodeTokens,
-      numPadRows: s.numPadRows,
-      numBatchedTokens: out.numBatchedTokens,
-      numJoined: s.numJoined,
-      numPreempted: s.numPreempted,
-      numBlockCopies: out.blockCopies.length,
-      numFinished,
-      kvBlocksUsed: s.kvBlocksUsed,
-      kvBlocksTotal: this.scheduler.kv.numBlocks,
-      numWaiting: s.numWaiting,
-      numRunning: s.numRunning,
-      scheduleMs: t1 - t0,
-      forwardMs: result.forwardMs,
-      sampleMs: result.sampleMs,
-      executeMs: t2 - t1,
-      updateMs: t3 - t2,
-      totalMs: t3 - t0,
-    };
   }
 
   /** Starts the background loop, or wakes it if it is sleeping. */
@@ -353,6 +236,7 @@ export class Engine {
     const error = err instanceof Error ? err : new Error(String(err));
     for (const id of this.scheduler.requestIds()) {
       this.scheduler.abort(id, this.clock());
+      this.outputs.drop(id);
       this.streams.get(id)?.fail(error);
       this.streams.delete(id);
     }

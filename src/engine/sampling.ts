@@ -16,12 +16,12 @@
 // in order, and all scratch memory is allocated once and reused (sampling is synchronous, so one
 // set of buffers per thread is enough).
 import { DEFAULT_SAMPLING, type SamplingParams, type TokenLogprob } from './types.js';
-import { mixSeed, uniformAt } from './counter-rng.js';
+import { uniformAt } from './counter-rng.js';
 
 /** Everything sampleToken needs to know about one sequence. */
 export interface SamplingContext {
   params: SamplingParams;
-  /** Seed of this sequence's random stream (see deriveSeed). */
+  /** Seed of this sequence's random stream (see counter-rng.ts deriveSeed). */
   seed: number;
   promptTokenIds: readonly number[];
   /** Tokens generated so far; its length is the step index of the draw. */
@@ -156,21 +156,6 @@ function describe(v: unknown): string {
   if (v === null) return 'null';
   if (typeof v === 'object') return 'an object';
   return String(v);
-}
-
-/**
- * The seed of completion `index` of a request. With a request seed, completion 0 uses that seed
- * as is and the others a hash of (seed, index), so every completion has its own reproducible
- * stream. Without one, a fresh random seed (non-negative, 53 bits).
- */
-export function deriveSeed(requestSeed: number | undefined, index: number): number {
-  if (!Number.isSafeInteger(index) || index < 0) throw new RangeError(`completion index must be an integer >= 0, got ${index}`);
-  if (requestSeed === undefined) {
-    const w = crypto.getRandomValues(new Uint32Array(2));
-    return (w[0] >>> 11) * 4294967296 + w[1];
-  }
-  if (!Number.isSafeInteger(requestSeed)) throw new RangeError(`seed must be an integer, got ${requestSeed}`);
-  return index === 0 ? requestSeed : mixSeed(requestSeed, index);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -25,6 +25,11 @@ export function kvRowBytes(dtype: KvCacheDtype, width: number): number {
   return dtype === 'f32' ? 4 * width : dtype === 'f16' ? 2 * width : (width / 32) * 34;
 }
 
+/** Bytes per element of a cache of `dtype` (q8_0: 34 bytes per block of 32), for sizing a cache. */
+export function kvElementBytes(dtype: KvCacheDtype): number {
+  return kvRowBytes(dtype, 32) / 32;
+}
+
 /** Why `dtype` cannot hold heads of `headDim`, or null. */
 export function kvDtypeProblem(dtype: KvCacheDtype, headDim: number): string | null {
   if (dtype === 'q8_0' && headDim % 32 !== 0) return `a q8_0 KV cache needs a head dimension that is a multiple of 32, this model's is ${headDim}`;

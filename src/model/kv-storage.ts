@@ -1,10 +1,17 @@
-// The paged KV cache's memory: per layer, one K and one V array of numBlocks*blockSize slots. The
-// scheduler's block manager (engine/kv-cache.ts) decides which blocks a sequence owns; this file only
-// holds the K/V rows (kv-dtype.ts) and copies blocks for copy-on-write.
+// The paged KV cache's memory: per layer, one K and one V array of numBlocks*blockSize slots, and how
+// many blocks a memory budget holds for a model. The engine's KV cache manager
+// (engine/kv-cache-manager.ts) decides which blocks a sequence owns; this file only holds the K/V rows
+// (kv-dtype.ts) and copies blocks for copy-on-write.
 
 import type { ModelConfig } from './config.js';
 import type { KvStorage } from './kernels/types.js';
-import { allocateKv, kvDtypeProblem, kvRowBytes, type KvArray, type KvCacheDtype } from './kv-dtype.js';
+import { allocateKv, kvDtypeProblem, kvElementBytes, kvRowBytes, type KvArray, type KvCacheDtype } from './kv-dtype.js';
+import { blocksInBytes, kvBytesPerToken } from '../util/kv-bytes.js';
+
+/** KV blocks of `blockSize` tokens that fit in `bytes` of KV memory (K and V of `dtype`, all layers). */
+export function blocksForMemory(bytes: number, config: ModelConfig, blockSize: number, dtype: KvCacheDtype = 'f32'): number {
+  return blocksInBytes(bytes, kvBytesPerToken(config, kvElementBytes(dtype)), blockSize);
+}
 
 export class KvStorageError extends Error {
   constructor(message: string) {

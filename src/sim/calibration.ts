@@ -26,7 +26,9 @@ import { getKernels, type KernelBackend } from '../model/kernels/index.js';
 import { LocalModelRunner } from '../engine/model-runner.js';
 import { WorkerModelRunner } from '../engine/worker-runner.js';
 import { Engine, DEFAULT_ENGINE_OPTIONS } from '../engine/engine.js';
-import { blocksForMemory } from '../engine/kv-cache.js';
+import { blocksForMemory } from '../model/kv-storage.js';
+import { resolveEngineOptions } from '../engine/engine-options.js';
+import { kvBytesPerToken } from '../util/kv-bytes.js';
 import { DEFAULT_SAMPLING, type ModelRunner, type SchedulerOutput, type ScheduledSequence, type NewSequenceData } from '../engine/types.js';
 import type { StepRecord } from '../engine/step-trace.js';
 import type { ModelConfig } from '../model/config.js';
@@ -39,7 +41,7 @@ import { FitError, fitEngineOverhead, fitRoofline, fitRowCurve, median, trimmedM
 import { modelProfileFromWeights } from './model-profile.js';
 import { stepShape } from './step-time.js';
 import type { CalibratedProfileFile } from './profiles.js';
-import { DEFAULT_KV_CACHE_DTYPE } from '../model/kv-dtype.js';
+import { DEFAULT_KV_CACHE_DTYPE, kvElementBytes } from '../model/kv-dtype.js';
 
 /** The KV budget LLM.load gives a model when not told otherwise (see src/llm.ts). */
 export const ENGINE_DEFAULT_KV_BYTES = 1024 ** 3;
@@ -339,13 +341,9 @@ export class CalibrationEngine {
     const { policy, maxNumSeqs } = RUN_KINDS[kind];
     const inner = await WorkerModelRunner.create({ modelPath: o.modelPath, backend: o.backend, threads: o.threads, numBlocks: o.numBlocks, blockSize: o.blockSize, kvCacheDtype: DEFAULT_KV_CACHE_DTYPE, eogIds: [] });
     const runner = new ShapeRecordingRunner(inner);
+    const kv = { contextLength: o.config.contextLength, kvBytesPerToken: kvBytesPerToken(o.config, kvElementBytes(DEFAULT_KV_CACHE_DTYPE)), defaultKvBytes: ENGINE_DEFAULT_KV_BYTES };
     const engine = new Engine(runner, {
-      ...DEFAULT_ENGINE_OPTIONS,
-      policy,
-      maxNumSeqs,
-      numBlocks: o.numBlocks,
-      blockSize: o.blockSize,
-      maxModelLen: o.config.contextLength,
+      ...resolveEngineOptions({ policy, maxNumSeqs, numBlocks: o.numBlocks, blockSize: o.blockSize }, kv),
       // The model's own tokenizer, as LLM.load would give it: detokenizing every token is part of a step.
       tokenizer: o.tokenizer,
       eogIds: o.tokenizer ? [...o.tokenizer.eogIds] : [],

@@ -2,7 +2,7 @@
 // under each batching policy, and gather the results in the benchmark's own structure (BenchResults),
 // so its metrics, tables, charts and report apply to simulated runs unchanged.
 import { performance } from 'node:perf_hooks';
-import type { LoadOptions } from '../llm.js';
+import type { SimLoadOptions } from './engine-options.js';
 import type { BatchingPolicy, StepRecord } from '../engine/step-trace.js';
 import type { ModelConfig } from '../model/config.js';
 import { computeMetrics } from '../bench/metrics.js';
@@ -23,7 +23,7 @@ export interface SimRunOptions {
   model: ModelProfile;
   workload: WorkloadSpec;
   policies: BatchingPolicy[];
-  load: LoadOptions;
+  load: SimLoadOptions;
   /** Called with each finished run. */
   onRun?: (run: SimRunResult) => void;
   /** Keep step records (default true; the timeline and utilisation need them). */
@@ -76,7 +76,7 @@ export function configFromProfile(m: ModelProfile): ModelConfig {
   };
 }
 
-export function buildSimWorkload(spec: WorkloadSpec, model: ModelProfile, load: LoadOptions): Workload {
+export function buildSimWorkload(spec: WorkloadSpec, model: ModelProfile, load: SimLoadOptions): Workload {
   return buildWorkload(spec, { vocabSize: model.vocabSize, bosId: 1, maxModelLen: Math.min(load.maxModelLen ?? model.contextLength, model.contextLength) });
 }
 

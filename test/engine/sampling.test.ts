@@ -5,13 +5,12 @@ import {
   samplingDistribution,
   adjustedLogits,
   resolveSamplingParams,
-  deriveSeed,
   selectTopK,
   InvalidParamError,
   SamplingError,
   type SamplingContext,
 } from '../../src/engine/sampling.js';
-import { philox2x32, uniformAt } from '../../src/engine/counter-rng.js';
+import { deriveSeed, philox2x32, uniformAt } from '../../src/engine/counter-rng.js';
 import { DEFAULT_SAMPLING, type SamplingParams } from '../../src/engine/types.js';
 
 function ctx(logitsParams: Partial<SamplingParams>, more: Partial<Omit<SamplingContext, 'params'>> = {}): SamplingContext {
