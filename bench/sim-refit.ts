@@ -10,12 +10,13 @@
 import { parseArgs } from 'node:util';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fitCalibration, trimmedMean, type CalibrationEstimate, type EngineStepSample } from '../src/sim/calibration.js';
+import { fitCalibration, type CalibrationEstimate, type EngineStepSample } from '../src/sim/calibration-fit.js';
+import { trimmedMean } from '../src/sim/fit.js';
 import { stepFeatures, type ModelProfile, type SeqShape } from '../src/sim/cost-model.js';
 import { simulatePolicy } from '../src/sim/run-sim.js';
-import { buildWorkload, type WorkloadSpec, type WorkloadTarget } from '../src/bench/workload.js';
+import { buildWorkload, type WorkloadSpec, type WorkloadTarget } from '../src/runs/workload.js';
 import type { BatchingPolicy } from '../src/engine/step-trace.js';
-import { formatTable } from '../src/bench/tables.js';
+import { formatTable } from '../src/runs/tables.js';
 
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { estimate: { type: 'string', default: 'mean,robust' }, 'grid-weight': { type: 'string', default: '0.5' }, prefill: { type: 'string', default: 'curve' }, kv: { type: 'string', default: 'curve' }, 'after-prompt': { type: 'string', default: 'fit' }, 'engine-runs': { type: 'string', default: 'all' } } });
 const kvs = choices('kv', values.kv!, ['curve', 'linear'] as const);

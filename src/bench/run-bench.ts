@@ -10,17 +10,17 @@ import type { Tokenizer } from '../model/tokenizer-types.js';
 import { readModelHeader, type ModelHeader } from '../model/loaders/header.js';
 import { getKernels } from '../model/kernels/index.js';
 import { tokenizerFromGguf, tokenizerFromLlama2cFile } from '../model/tokenizer.js';
-import { computeMetrics, type RequestRecord } from './metrics.js';
-import { buildWorkload, workloadSummary, type Workload, type WorkloadSpec, type WorkloadTarget } from './workload.js';
+import { computeMetrics, type RequestRecord } from '../runs/metrics.js';
+import { buildWorkload, workloadSummary, type Workload, type WorkloadSpec, type WorkloadTarget } from '../runs/workload.js';
 import { runOffline, warmUp } from './offline.js';
 import { runOnline } from './online.js';
 import { runLlamaCpp } from './peers/llama-cpp.js';
 import { measurePeakFlops } from './peak.js';
-import { computeUtilization, matmulParams, slotCapacity, slotUtilization } from './utilization.js';
-import { buildTimeline } from './timeline.js';
-import type { BenchResults, RunResult } from './results.js';
+import { computeUtilization, decodeThroughput, matmulParams, slotCapacity, slotUtilization } from '../runs/utilization.js';
+import { buildTimeline } from '../runs/timeline.js';
+import { policyLabel, type BenchResults, type RunResult } from '../runs/results.js';
 import type { Progress } from './progress.js';
-import { WorkloadError } from './errors.js';
+import { WorkloadError } from '../runs/errors.js';
 import { basename } from 'node:path';
 
 export interface BenchOptions {
@@ -142,12 +142,6 @@ export async function runBenchmark(o: BenchOptions): Promise<BenchResults> {
   return results;
 }
 
-export function policyLabel(policy: BatchingPolicy, staticBatch: number): string {
-  if (policy === 'none') return 'no batching';
-  if (policy === 'static') return `static (batch ${staticBatch})`;
-  return 'continuous';
-}
-
 function modelTokenizer(h: ModelHeader, tokenizerFile: string | undefined): Tokenizer | null {
   if (tokenizerFile) return tokenizerFromLlama2cFile(tokenizerFile);
   return h.format === 'gguf' ? tokenizerFromGguf(h.metadata) : null;
@@ -166,18 +160,6 @@ function workloadTarget(h: ModelHeader | undefined, tokenizer: Tokenizer | null,
     maxModelLen: Math.min(o.load.maxModelLen ?? ctx, ctx),
     tokenizer,
   };
-}
-
-/** Decode tokens per second of engine time, over the steps that did no prefill work. */
-export function decodeThroughput(steps: readonly StepRecord[]): number | null {
-  let tokens = 0;
-  let ms = 0;
-  for (const s of steps) {
-    if (s.numPrefillTokens > 0 || s.numDecodeTokens === 0) continue;
-    tokens += s.numDecodeTokens;
-    ms += s.totalMs;
-  }
-  return ms > 0 ? tokens / (ms / 1000) : null;
 }
 
 /** The scheduler's own cost: schedule() + update() per step, against the whole step (issue target: < 5%). */

@@ -6,15 +6,15 @@ import { existsSync } from 'node:fs';
 import { writeRunOutputs } from './run-outputs.js';
 import { ENGINE_FLAG_OPTIONS, ENGINE_FLAGS_HELP, engineOptionsFromFlags, policiesFromFlags, parseIntFlag, parsePositiveNumber } from './engine-flags.js';
 import { UsageError } from './usage-error.js';
-import { parseDistribution } from '../bench/distributions.js';
-import type { ArrivalSpec, WorkloadKind, WorkloadSpec } from '../bench/workload.js';
+import { parseDistribution } from '../runs/distributions.js';
+import type { ArrivalSpec, WorkloadKind, WorkloadSpec } from '../runs/workload.js';
 import { runBenchmark } from '../bench/run-bench.js';
 import { createProgress } from '../bench/progress.js';
-import { comparisonTable, latencyTable, ratioTable, throughputTable } from '../bench/tables.js';
-import { renderAsciiTimeline } from '../bench/timeline.js';
-import { resultsJson } from '../bench/results.js';
-import { writeReport } from '../bench/report.js';
-import { WorkloadError } from '../bench/errors.js';
+import { comparisonTable, latencyTable, ratioTable, throughputTable } from '../runs/tables.js';
+import { renderAsciiTimeline } from '../runs/timeline.js';
+import { resultsJson } from '../runs/results.js';
+import { writeReport } from '../runs/report.js';
+import { WorkloadError } from '../runs/errors.js';
 
 const HELP = `Usage: stepwise bench (--model FILE | --url URL) [options]
 

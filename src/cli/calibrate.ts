@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { UsageError } from './usage-error.js';
 import { parseIntFlag } from './engine-flags.js';
-import { calibrate } from '../sim/calibration.js';
+import { calibrate } from '../bench/calibrate/calibrator.js';
 import type { KernelBackend } from '../model/kernels/index.js';
 
 const HELP = `Usage: stepwise calibrate --model FILE [options]

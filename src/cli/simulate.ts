@@ -8,8 +8,8 @@ import { writeRunOutputs } from './run-outputs.js';
 import { ENGINE_FLAG_OPTIONS, ENGINE_FLAGS_HELP, engineOptionsFromFlags, policiesFromFlags, parsePositiveNumber } from './engine-flags.js';
 import { UsageError } from './usage-error.js';
 import { WORKLOAD_FLAG_OPTIONS, workloadSpec } from './bench.js';
-import { comparisonTable, latencyTable, ratioTable, throughputTable } from '../bench/tables.js';
-import { renderAsciiTimeline } from '../bench/timeline.js';
+import { comparisonTable, latencyTable, ratioTable, throughputTable } from '../runs/tables.js';
+import { renderAsciiTimeline } from '../runs/timeline.js';
 import { HARDWARE, MODELS, hardwareProfile, modelProfile, readProfileFile, ProfileError } from '../sim/profiles.js';
 import { profileKvBytesPerToken, totalParams, type HardwareProfile, type ModelProfile } from '../sim/cost-model.js';
 import { runSimulation } from '../sim/run-sim.js';
@@ -76,7 +76,7 @@ async function pickProfiles(v: Record<string, string | boolean | undefined>): Pr
     ({ name: modelName, profile: model } = modelProfile(m));
   } else if (existsSync(m)) {
     const { loadModel } = await import('../model/loaders/index.js');
-    const { modelProfileFromWeights } = await import('../sim/model-profile.js');
+    const { modelProfileFromWeights } = await import('../bench/calibrate/model-profile.js');
     const loaded = await loadModel(m);
     modelName = basename(m);
     model = modelProfileFromWeights(loaded.config, loaded.weights, modelName);

@@ -3,9 +3,9 @@
 // model FLOPs and bandwidth utilisation — and a banner so nobody mistakes it for a measurement.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { renderCharts, renderHtml, renderMarkdown } from '../bench/report.js';
-import { resultsJson } from '../bench/results.js';
-import { escapeHtml, fmt, formatTable, type TableFormat } from '../bench/tables.js';
+import { renderCharts, renderHtml, renderMarkdown } from '../runs/report.js';
+import { resultsJson } from '../runs/results.js';
+import { escapeHtml, fmt, formatTable, type TableFormat } from '../runs/tables.js';
 import { profileKvBytesPerToken, totalParams } from './cost-model.js';
 import type { SimResults } from './run-sim.js';
 

@@ -16,8 +16,8 @@ import { Scheduler } from '../engine/scheduler.js';
 import type { SchedulerStats } from '../engine/scheduler-stats.js';
 import { stepRecord, type StepRecord } from '../engine/step-trace.js';
 import { DEFAULT_SAMPLING, type SamplingParams, type SchedulerOutput, type SequenceUpdate } from '../engine/types.js';
-import type { RequestRecord } from '../bench/metrics.js';
-import type { TimelineRequest } from '../bench/timeline.js';
+import type { RequestRecord } from '../runs/metrics.js';
+import type { TimelineRequest } from '../runs/timeline.js';
 import { SimulatedTokenRunner, type SyncRunner } from './token-runner.js';
 
 /** One request of the workload (a BenchRequest fits). */
