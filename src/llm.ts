@@ -14,7 +14,7 @@ import type { GgufValue } from './model/loaders/gguf.js';
 import { readModelHeader } from './model/loaders/header.js';
 import { getKernels, type KernelBackend } from './model/kernels/index.js';
 import type { ModelConfig } from './model/config.js';
-import { DEFAULT_KV_CACHE_DTYPE, isKvCacheDtype, KV_CACHE_DTYPES, kvDtypeProblem, kvElementBytes, type KvCacheDtype } from './model/kv-dtype.js';
+import { DEFAULT_KV_CACHE_DTYPE, isKvCacheDtype, KV_CACHE_DTYPES, kvDtypeProblem, kvElementBytes, type KvCacheDtype } from './model/kernels/kv-dtype.js';
 import { kvBytesPerToken } from './util/kv-bytes.js';
 import { tokenizerFromGguf, tokenizerFromLlama2cFile } from './model/tokenizer.js';
 import type { Tokenizer } from './model/tokenizer-types.js';

@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util';
 import { isWeightFormat, makeModel, PRESETS, QUANT_MIXES, type ModelPreset } from '../model/make-model.js';
 import { ARCHITECTURES, isArchitecture } from '../model/families.js';
-import { DTYPES } from '../model/quant.js';
+import { DTYPES } from '../model/kernels/quant.js';
 import { ModelFileError } from '../model/loaders/errors.js';
 import { HfTokenizerError } from '../model/hf-tokenizer.js';
 

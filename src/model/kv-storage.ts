@@ -5,7 +5,7 @@
 
 import type { ModelConfig } from './config.js';
 import type { KvStorage } from './kernels/types.js';
-import { allocateKv, kvDtypeProblem, kvElementBytes, kvRowBytes, type KvArray, type KvCacheDtype } from './kv-dtype.js';
+import { allocateKv, kvDtypeProblem, kvElementBytes, kvRowBytes, type KvArray, type KvCacheDtype } from './kernels/kv-dtype.js';
 import { blocksInBytes, kvBytesPerToken } from '../util/kv-bytes.js';
 
 /** KV blocks of `blockSize` tokens that fit in `bytes` of KV memory (K and V of `dtype`, all layers). */

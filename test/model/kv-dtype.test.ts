@@ -11,7 +11,7 @@ import { makeModel } from '../../src/model/make-model.js';
 import { blocksForMemory } from '../../src/model/kv-storage.js';
 import { engineOptionsFromFlags } from '../../src/cli/engine-flags.js';
 import type { ModelConfig } from '../../src/model/config.js';
-import { kvElementBytes } from '../../src/model/kv-dtype.js';
+import { kvElementBytes } from '../../src/model/kernels/kv-dtype.js';
 import { kvBytesPerToken } from '../../src/util/kv-bytes.js';
 
 describe('KV cache dtypes', () => {

@@ -11,7 +11,7 @@ import { DEFAULT_SAMPLING, type ModelRunner, type SchedulerOutput } from '../../
 import { WorkerModelRunner } from '../../engine/worker-runner.js';
 import type { ModelConfig } from '../../model/config.js';
 import type { KernelBackend } from '../../model/kernels/index.js';
-import { DEFAULT_KV_CACHE_DTYPE, kvElementBytes } from '../../model/kv-dtype.js';
+import { DEFAULT_KV_CACHE_DTYPE, kvElementBytes } from '../../model/kernels/kv-dtype.js';
 import type { Tokenizer } from '../../model/tokenizer-types.js';
 import { buildWorkload } from '../../runs/workload.js';
 import { ENGINE_DEFAULT_KV_BYTES, type EngineRunKind, type EngineStepSample } from '../../sim/calibration-fit.js';

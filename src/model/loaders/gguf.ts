@@ -11,7 +11,7 @@
 
 import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { ModelFileError } from './errors.js';
-import { DTYPE_INFO } from '../quant.js';
+import { DTYPE_INFO } from '../kernels/quant.js';
 import { openModelBytes } from './model-bytes.js';
 import type { DType } from '../weights.js';
 

@@ -7,7 +7,7 @@
 
 import { f32ToF16 } from './half.js';
 import { decodeBlocks, encodeQ8_0 } from './quant.js';
-import { allocateKvBufferNative } from './kernels/native.js';
+import { allocateKvBufferNative } from './native.js';
 
 export type KvCacheDtype = 'f32' | 'f16' | 'q8_0';
 export const KV_CACHE_DTYPES: readonly KvCacheDtype[] = ['f16', 'f32', 'q8_0'];
