@@ -1,11 +1,11 @@
 // `stepwise simulate`: the engine's real scheduler and KV cache manager, driven over virtual time by
 // a discrete-event loop, with step times from a hardware cost model — what a scheduler setting would
 // do on hardware we do not have. Same workload flags, metrics, tables and report as `stepwise bench`.
-import { parseArgs } from 'node:util';
 import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
 import { writeRunOutputs } from './run-outputs.js';
 import { ENGINE_FLAG_OPTIONS, ENGINE_FLAGS_HELP, engineOptionsFromFlags, policiesFromFlags, parsePositiveNumber } from './engine-flags.js';
+import { parseCommandFlags } from './command-flags.js';
 import { UsageError } from './usage-error.js';
 import { WORKLOAD_FLAG_OPTIONS, workloadSpec } from './bench.js';
 import { comparisonTable, latencyTable, ratioTable, throughputTable } from '../runs/tables.js';
@@ -100,31 +100,22 @@ function listProfiles(): string {
 }
 
 export async function runSimulate(argv: string[], out: { write(s: string): unknown } = process.stdout, err: { write(s: string): unknown } = process.stderr): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    strict: true,
-    allowPositionals: false,
-    options: {
-      ...ENGINE_FLAG_OPTIONS,
-      help: { type: 'boolean', short: 'h' },
-      list: { type: 'boolean' },
-      hardware: { type: 'string' },
-      'hardware-file': { type: 'string' },
-      profile: { type: 'string' },
-      model: { type: 'string', short: 'm' },
-      'weight-bytes': { type: 'string' },
-      'kv-bytes': { type: 'string' },
-      ...WORKLOAD_FLAG_OPTIONS,
-      compare: { type: 'string' },
-      out: { type: 'string' },
-      json: { type: 'string' },
-      timeline: { type: 'boolean' },
-    },
-  });
-  if (values.help) {
-    out.write(HELP + '\n');
-    return 0;
-  }
+  const values = parseCommandFlags(argv, {
+    ...ENGINE_FLAG_OPTIONS,
+    list: { type: 'boolean' },
+    hardware: { type: 'string' },
+    'hardware-file': { type: 'string' },
+    profile: { type: 'string' },
+    model: { type: 'string', short: 'm' },
+    'weight-bytes': { type: 'string' },
+    'kv-bytes': { type: 'string' },
+    ...WORKLOAD_FLAG_OPTIONS,
+    compare: { type: 'string' },
+    out: { type: 'string' },
+    json: { type: 'string' },
+    timeline: { type: 'boolean' },
+  }, HELP, out);
+  if (!values) return 0;
   if (values.list) {
     out.write(listProfiles() + '\n');
     return 0;
