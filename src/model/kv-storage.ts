@@ -5,7 +5,8 @@
 
 import type { ModelConfig } from './config.js';
 import type { KvStorage } from './kernels/types.js';
-import { allocateKv, kvDtypeProblem, kvElementBytes, kvRowBytes, type KvArray, type KvCacheDtype } from './kernels/kv-dtype.js';
+import { kvDtypeProblem, kvElementBytes, kvRowBytes, type KvArray, type KvCacheDtype } from './kernels/kv-dtype.js';
+import { allocateKvBufferNative } from './kernels/native.js';
 import { blocksInBytes, kvBytesPerToken } from '../util/kv-bytes.js';
 
 /** KV blocks of `blockSize` tokens that fit in `bytes` of KV memory (K and V of `dtype`, all layers). */
@@ -18,6 +19,19 @@ export class KvStorageError extends Error {
     super(message);
     this.name = 'KvStorageError';
   }
+}
+
+/**
+ * Zero-filled storage for `slots` rows of `width` elements. With the native addon its pages are
+ * populated up front (native/kv-buffer.cc: faulting them in one by one inside decode steps cost a
+ * quarter of a short run's time); otherwise an ordinary typed array.
+ */
+function allocateKv(dtype: KvCacheDtype, slots: number, width: number): KvArray {
+  const bytes = slots * kvRowBytes(dtype, width);
+  const buf = allocateKvBufferNative(bytes) ?? new ArrayBuffer(bytes);
+  if (dtype === 'f32') return new Float32Array(buf);
+  if (dtype === 'f16') return new Uint16Array(buf);
+  return new Uint8Array(buf);
 }
 
 function positiveInt(name: string, v: number): void {
