@@ -5,7 +5,7 @@ import { availableParallelism } from 'node:os';
 import { Engine, type EngineOptions, type RequestStream } from './engine/engine.js';
 import { resolveEngineOptions } from './engine/engine-options.js';
 import { EngineClosedError } from './engine/request-errors.js';
-import { resolveSamplingParams } from './engine/sampling.js';
+import { resolveSamplingParams } from './engine/sampling-params.js';
 import type { FinishReason, ModelRunner, RequestOutput, SamplingParams, TokenLogprob } from './engine/types.js';
 import { WorkerModelRunner } from './engine/worker-runner.js';
 import { LocalModelRunner } from './engine/model-runner.js';

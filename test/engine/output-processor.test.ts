@@ -2,7 +2,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { OutputProcessor, SequenceOutputState, SequenceFinishedError, type AppendResult } from '../../src/engine/output-processor.js';
-import { resolveSamplingParams } from '../../src/engine/sampling.js';
+import { resolveSamplingParams } from '../../src/engine/sampling-params.js';
 import { checkTokenStop } from '../../src/engine/stop-check.js';
 import type { SamplingParams, SequenceUpdate } from '../../src/engine/types.js';
 import type { StreamDecoder, Tokenizer } from '../../src/model/tokenizer-types.js';
