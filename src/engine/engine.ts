@@ -1,8 +1,9 @@
-// The engine loop: step() = scheduler.schedule() -> runner.execute() -> scheduler.update(). The
-// scheduler's decision crosses to the runner as a plain SchedulerOutput, so the runner can live in a
-// worker thread. Around that loop sits the async API: addRequest() returns a stream of outputs,
-// abort() ends one at any moment, and a background loop runs steps while there is work and sleeps
-// (no busy-wait) when there is none.
+// The engine loop: step() = scheduler.schedule() -> runner.execute() -> scheduler.update() -> output
+// processing. The scheduler's decision crosses to the runner as a plain SchedulerOutput, so the
+// runner can live in a worker thread; what update() did comes back as plain data too, for the output
+// processor and the step trace. Around that loop sits the async API: addRequest() returns a stream of
+// outputs, abort() ends one at any moment, and a background loop runs steps while there is work and
+// sleeps (no busy-wait) when there is none.
 
 import { performance } from 'node:perf_hooks';
 import type { Tokenizer } from '../model/tokenizer-types.js';
