@@ -16,7 +16,10 @@ export interface KvSequence {
   readonly tokenIds: readonly number[];
   /** Tokens whose keys and values are in the cache. */
   numComputed: number;
-  /** Physical block ids in position order. */
+  /**
+   * Physical block ids in position order. Replaced, never changed in place: the SchedulerOutputs a
+   * table was handed out in (steps in flight, kept outputs) share it without a copy.
+   */
   blockTable: number[];
   /** Chained prefix hashes of the sequence's full blocks, computed on demand. */
   readonly blockHashes: string[];
@@ -61,7 +64,7 @@ export function hashBlock(parentHash: string | null, tokens: ArrayLike<number>, 
   return digest('sha256', buf, 'base64');
 }
 
-const NO_BLOCKS: readonly number[] = [];
+const NO_COPIES: readonly BlockCopy[] = Object.freeze([]);
 const NO_HIT: PrefixHit = { blocks: [], numTokens: 0 };
 
 export class KvCacheManager {
@@ -119,39 +122,50 @@ export class KvCacheManager {
    * is shared or cached (copy-on-write). Returns the copies to make, or null — having changed
    * nothing — when free blocks are short.
    */
-  allocateSlots(seq: KvSequence, numNewTokens: number, lookahead = 0, newComputedBlocks?: readonly number[]): BlockCopy[] | null {
+  allocateSlots(seq: KvSequence, numNewTokens: number, lookahead = 0, newComputedBlocks?: readonly number[]): readonly BlockCopy[] | null {
+    if (newComputedBlocks) return this.admit(seq, numNewTokens + lookahead, newComputedBlocks);
     const pool = this.pool;
     const bs = this.blockSize;
-    const hits = newComputedBlocks ?? NO_BLOCKS;
     const table = seq.blockTable;
-    const computed = seq.numComputed + hits.length * bs;
-    const fresh = Math.max(0, blocksFor(computed + numNewTokens + lookahead, bs) - table.length - hits.length);
-    // A prefix hit never holds the position written next, so only an existing block can need a copy.
-    const first = Math.floor(computed / bs);
+    const fresh = Math.max(0, blocksFor(seq.numComputed + numNewTokens + lookahead, bs) - table.length);
+    const first = Math.floor(seq.numComputed / bs);
     const cow = first < table.length && (pool.refCount(table[first]) > 1 || pool.isCached(table[first]));
-    // Acquiring an unreferenced hit takes it out of the free blocks.
-    if (pool.numFreeBlocks - pool.countEvictable(hits) < fresh + (cow ? 1 : 0)) return null;
-    if (newComputedBlocks) {
-      if (table.length > 0) throw new KvCacheError('prefix hits can only start an empty block table');
-      pool.acquire(hits);
-      seq.blockTable = hits.slice();
-      seq.numComputed = computed;
-      seq.numCachedBlocks = hits.length;
-      if (pool.enablePrefixCaching) {
-        this.queries += seq.tokenIds.length;
-        this.hits += computed;
-      }
-    }
-    const copies: BlockCopy[] = [];
+    if (pool.numFreeBlocks < fresh + (cow ? 1 : 0)) return null;
+    if (fresh === 0 && !cow) return NO_COPIES;
+    // A new table rather than a change to this one, which SchedulerOutputs already handed out share.
+    const next = table.slice();
+    let copies = NO_COPIES;
     if (cow) {
       const src = table[first];
       const dst = pool.allocate();
-      copies.push([src, dst]);
+      copies = [[src, dst]];
       pool.release(src);
-      table[first] = dst;
+      next[first] = dst;
+    }
+    for (let i = 0; i < fresh; i++) next.push(pool.allocate());
+    seq.blockTable = next;
+    return copies;
+  }
+
+  /** Admission: the prefix hit starts the table and counts as computed; `numSlots` more follow it. */
+  private admit(seq: KvSequence, numSlots: number, hits: readonly number[]): readonly BlockCopy[] | null {
+    if (seq.blockTable.length > 0) throw new KvCacheError('prefix hits can only start an empty block table');
+    const pool = this.pool;
+    const computed = hits.length * this.blockSize;
+    // A hit never holds the position written next (computedPrefix leaves the last token out), so
+    // nothing needs copying. Acquiring an unreferenced hit takes it out of the free blocks.
+    const fresh = Math.max(0, blocksFor(computed + numSlots, this.blockSize) - hits.length);
+    if (pool.numFreeBlocks - pool.countEvictable(hits) < fresh) return null;
+    pool.acquire(hits);
+    seq.blockTable = hits.slice();
+    seq.numComputed = computed;
+    seq.numCachedBlocks = hits.length;
+    if (pool.enablePrefixCaching) {
+      this.queries += seq.tokenIds.length;
+      this.hits += computed;
     }
     for (let i = 0; i < fresh; i++) seq.blockTable.push(pool.allocate());
-    return copies;
+    return NO_COPIES;
   }
 
   /** Offers the sequence's newly full, computed blocks to the prefix cache, so later requests can reuse them. */

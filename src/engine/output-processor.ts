@@ -34,6 +34,9 @@ export interface AppendResult {
   stopReason?: string | number;
 }
 
+/** A token that released no text (bytes or a possible stop string held back, or no tokenizer): shared, never changed. */
+const NO_TEXT_YET: AppendResult = Object.freeze({ text: '', finished: false });
+
 /** Appending to a sequence that has already finished (a bug in the caller). */
 export class SequenceFinishedError extends Error {
   constructor(message: string) {
@@ -108,7 +111,7 @@ export class SequenceOutputState {
     if (tok.logprob !== undefined) this.logprobSum += tok.logprob;
 
     // Token-id stops: the ending token's own text is not part of the output.
-    if (stop?.reason === 'stop') return this.end('stop', stop.stopTokenId);
+    if (stop?.finishReason === 'stop') return this.end('stop', stop.stopTokenId);
 
     if (this.decoder) this.pending += this.decoder.push(id);
 
@@ -122,10 +125,10 @@ export class SequenceOutputState {
         return { text, finished: true, finishReason: 'stop', stopReason: match.stop };
       }
     }
-    if (stop) return this.end(stop.reason, undefined);
+    if (stop) return this.end(stop.finishReason, undefined);
 
     const text = this.release(this.pending.length - this.heldBackLength());
-    return { text, finished: false };
+    return text === '' ? NO_TEXT_YET : { text, finished: false };
   }
 
   /**
@@ -204,7 +207,8 @@ export class OutputProcessor {
   constructor(private readonly tokenizer: Tokenizer | null) {}
 
   addRequest(requestId: string, params: SamplingParams, numPromptTokens: number): void {
-    const states = Array.from({ length: params.n }, () => new SequenceOutputState({ tokenizer: this.tokenizer, params, numPromptTokens }));
+    const states: SequenceOutputState[] = [];
+    for (let i = 0; i < params.n; i++) states.push(new SequenceOutputState({ tokenizer: this.tokenizer, params, numPromptTokens }));
     this.requests.set(requestId, { states, numFinished: 0 });
   }
 
@@ -225,7 +229,8 @@ export class OutputProcessor {
       if (!req) continue;
       const state = req.states[u.index];
       const tok = u.token;
-      const d = tok ? state.append(tok, u.finishReason ? { reason: u.finishReason, stopTokenId: u.stopTokenId } : undefined) : state.finish(u.finishReason ?? 'abort');
+      // An update carries its token-level stop in TokenStop's own shape (no object per token).
+      const d = tok ? state.append(tok, u.finishReason ? (u as TokenStop) : undefined) : state.finish(u.finishReason ?? 'abort');
       const o: RequestOutput = {
         requestId: u.requestId,
         index: u.index,

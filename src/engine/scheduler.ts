@@ -256,7 +256,7 @@ export class Scheduler implements SchedulerCore {
   }
 
   scheduleRunning(seq: Sequence, numNew: number, padRows: number, plan: StepPlan): boolean {
-    let copies: BlockCopy[] | null;
+    let copies: readonly BlockCopy[] | null;
     while (!(copies = this.kv.allocateSlots(seq, numNew))) {
       // Re-asked after each preemption: the victim may have been the other holder of a shared block.
       const victim = this.runningSeqs[this.runningSeqs.length - 1];
@@ -313,7 +313,7 @@ export class Scheduler implements SchedulerCore {
       if (!s.sample) continue;
       const tok = sampled.get(s.seqId)!;
       const stop = this.appendToken(seq, tok, now);
-      updates.push(seq.toUpdate(tok, stop?.reason, stop?.stopTokenId));
+      updates.push(seq.toUpdate(tok, stop?.finishReason, stop?.stopTokenId));
       if (!stop) continue;
       numFinished++;
       if (this.finishSeq(seq, now)) finishedRequestIds.push(seq.request.requestId);

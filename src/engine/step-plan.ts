@@ -13,7 +13,7 @@ interface PlanEntry {
   numNew: number;
   padRows: number;
   sample: boolean;
-  copies: BlockCopy[];
+  copies: readonly BlockCopy[];
 }
 
 /** What schedule() returns: the runner's work, and what the step trace records of the decision. */
@@ -49,7 +49,7 @@ export class StepPlan {
   }
 
   /** Schedules `numNew` tokens of `seq` plus `padRows` thrown-away rows; `sample` when they reach its newest token. */
-  add(seq: Sequence, numNew: number, padRows: number, sample: boolean, copies: BlockCopy[]): void {
+  add(seq: Sequence, numNew: number, padRows: number, sample: boolean, copies: readonly BlockCopy[]): void {
     this.entries.set(seq, { seq, numNew, padRows, sample, copies });
     this.tokenBudget -= numNew + padRows;
   }
@@ -80,12 +80,13 @@ export class StepPlan {
         seq.runnerKnows = true;
       }
       if (req.timing.firstScheduledMs === undefined) req.timing.firstScheduledMs = now;
-      blockCopies.push(...e.copies);
+      if (e.copies.length > 0) blockCopies.push(...e.copies);
       const s: ScheduledSequence = {
         seqId: seq.seqId,
         tokenIds: seq.tokenIds.slice(seq.numComputed, seq.numComputed + e.numNew),
         startPosition: seq.numComputed,
-        blockTable: seq.blockTable.slice(),
+        // Shared, not copied: the KV cache manager replaces a table instead of changing it.
+        blockTable: seq.blockTable,
         sample: e.sample,
       };
       if (e.padRows > 0) s.padRows = e.padRows;

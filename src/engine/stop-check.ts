@@ -9,19 +9,19 @@ import type { FinishReason, SamplingParams } from './types.js';
 
 /** Why a sequence ended at the token it just appended. */
 export interface TokenStop {
-  reason: FinishReason;
+  finishReason: FinishReason;
   /** The stop token id that ended it (undefined for an end-of-generation id or length). */
   stopTokenId?: number;
 }
 
-const EOS_STOP: TokenStop = { reason: 'stop' };
-export const LENGTH_STOP: TokenStop = { reason: 'length' };
+const EOS_STOP: TokenStop = { finishReason: 'stop' };
+export const LENGTH_STOP: TokenStop = { finishReason: 'length' };
 
 /** Whether `tokenId`, the sequence's `numOutputTokens`-th generated token, ends it; undefined if it goes on. */
 export function checkTokenStop(p: SamplingParams, eogIds: ReadonlySet<number>, numOutputTokens: number, tokenId: number): TokenStop | undefined {
   if (numOutputTokens >= p.minTokens) {
     if (!p.ignoreEos && eogIds.has(tokenId)) return EOS_STOP;
-    if (p.stopTokenIds.length > 0 && p.stopTokenIds.includes(tokenId)) return { reason: 'stop', stopTokenId: tokenId };
+    if (p.stopTokenIds.length > 0 && p.stopTokenIds.includes(tokenId)) return { finishReason: 'stop', stopTokenId: tokenId };
   }
   return numOutputTokens >= p.maxTokens ? LENGTH_STOP : undefined;
 }
