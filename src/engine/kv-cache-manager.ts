@@ -49,6 +49,8 @@ function blocksFor(numTokens: number, blockSize: number): number {
   return Math.ceil(numTokens / blockSize);
 }
 
+let hashInput = Buffer.alloc(0);
+
 /**
  * Identity of the full block tokens[start, start+blockSize) given the identity of everything before
  * it: sha256 over (parent hash, token ids). Chaining makes a block's hash stand for its whole prefix,
@@ -57,7 +59,9 @@ function blocksFor(numTokens: number, blockSize: number): number {
  * compared as a cheap second guard).
  */
 export function hashBlock(parentHash: string | null, tokens: ArrayLike<number>, start: number, blockSize: number): string {
-  const buf = Buffer.allocUnsafe(44 + 4 * blockSize);
+  // One scratch buffer, reused: hashing is synchronous, and a model serves one block size.
+  if (hashInput.length !== 44 + 4 * blockSize) hashInput = Buffer.allocUnsafe(44 + 4 * blockSize);
+  const buf = hashInput;
   // A base64 sha256 digest is always 44 characters; the root block uses a fixed filler instead.
   buf.write(parentHash ?? '-'.repeat(44), 0, 44, 'latin1');
   for (let i = 0; i < blockSize; i++) buf.writeInt32LE(tokens[start + i], 44 + 4 * i);

@@ -237,7 +237,7 @@ export class OutputProcessor {
         newTokenIds: tok ? [tok.tokenId] : [],
         text: d.text,
         finished: d.finished,
-        numPromptTokens: u.numPromptTokens,
+        numPromptTokens: state.numPromptTokens,
         numCachedTokens: u.numCachedTokens,
         numOutputTokens: u.numOutputTokens,
         numPreemptions: u.numPreemptions,

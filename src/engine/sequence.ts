@@ -81,7 +81,6 @@ export class Sequence implements KvSequence {
       token,
       finishReason,
       stopTokenId,
-      numPromptTokens: req.promptTokenIds.length,
       numCachedTokens: req.numCachedTokens,
       numOutputTokens: this.numOutputTokens,
       numPreemptions: this.numPreemptions,

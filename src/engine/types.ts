@@ -139,7 +139,6 @@ export interface SequenceUpdate {
   finishReason?: FinishReason;
   /** The stop token id that ended it. */
   stopTokenId?: number;
-  numPromptTokens: number;
   numCachedTokens: number;
   numOutputTokens: number;
   numPreemptions: number;

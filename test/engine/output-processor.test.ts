@@ -304,7 +304,7 @@ test('streamed text equals the reference: full text cut at the first stop string
 });
 
 describe('OutputProcessor', () => {
-  const counts = { numPromptTokens: 3, numCachedTokens: 0, numPreemptions: 0 };
+  const counts = { numCachedTokens: 0, numPreemptions: 0 };
   const update = (requestId: string, index: number, numOutputTokens: number, tokenId: number | undefined, more: Partial<SequenceUpdate> = {}): SequenceUpdate => ({
     requestId,
     index,
