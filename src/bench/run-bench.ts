@@ -4,6 +4,7 @@
 import { availableParallelism, loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { LLM, type LoadOptions } from '../llm.js';
+import { DEFAULT_ENGINE_OPTIONS } from '../engine/engine-options.js';
 import type { BatchingPolicy, StepRecord } from '../engine/step-trace.js';
 import type { ModelConfig } from '../model/config.js';
 import type { Tokenizer } from '../model/tokenizer-types.js';
@@ -85,7 +86,7 @@ export async function runBenchmark(o: BenchOptions): Promise<BenchResults> {
   }
 
   let threads = o.load.threads ?? availableParallelism();
-  let maxNumSeqs = o.load.maxNumSeqs ?? 64;
+  let maxNumSeqs = o.load.maxNumSeqs ?? DEFAULT_ENGINE_OPTIONS.maxNumSeqs;
   if (!o.url) {
     for (const policy of o.policies) {
       const llm = await LLM.load(o.model!, { ...o.load, policy });
