@@ -1,7 +1,7 @@
 // Refits saved fidelity runs offline: how would the simulator have scored with another way of turning
 // the calibration samples into a profile? Reads what bench/sim-fidelity.ts wrote (the raw calibration
 // samples, the workloads, the engines' settings and the real runs' means), fits a profile with each
-// estimate (see CalibrationEstimate in src/sim/calibration.ts) and way of pricing the engine's prompt
+// estimate (see CalibrationEstimate in src/sim/calibration-fit.ts) and way of pricing the engine's prompt
 // excess (--prefill), simulates every cell again and scores it against the same real figures. Given
 // several runs it also pools them: each figure's error averaged over the runs, the simulator's bias
 // with the machine's run-to-run noise averaged down. No engine runs: seconds, not minutes.

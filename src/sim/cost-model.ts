@@ -6,7 +6,7 @@
 //
 // The same formula serves two kinds of profile: datasheet GPUs (bandwidth and peak from the vendor,
 // times the fraction a real serving engine reaches) and a CPU profile measured on this machine by
-// `stepwise calibrate`, whose parameters are fitted to measured step times (see calibration.ts). A
+// `stepwise calibrate`, whose parameters are fitted to measured step times (see calibration-fit.ts). A
 // CPU profile swaps three parts for what the measurements showed: the per-row work is a measured
 // curve instead of the max, attention's FLOPs and KV reads are added on as a pass of their own, and
 // a step on an idle engine costs a measured factor more.
