@@ -16,7 +16,7 @@ import { checkRequest, type AddRequest } from './request-checks.js';
 import { InvalidRequestError, QueueFullError } from './request-errors.js';
 import { validateSchedulerOptions, type SchedulerOptions } from './scheduler-options.js';
 import { RequestState, Sequence } from './sequence.js';
-import type { SchedulerStats } from './scheduler-stats.js';
+import { SchedulerCounts, schedulerStats, type SchedulerStats } from './scheduler-stats.js';
 import { StepPlan, type ScheduledStep } from './step-plan.js';
 import { checkTokenStop, LENGTH_STOP, type TokenStop } from './stop-check.js';
 import type { ModelRunnerOutput, SampledToken, SchedulerOutput, SequenceUpdate } from './types.js';
@@ -60,8 +60,7 @@ export class Scheduler implements SchedulerCore {
   private nextSeqId = 0;
   private nextArrival = 0;
   private stepCount = 0;
-  private numPreemptions = 0;
-  private counts = { added: 0, finished: 0, aborted: 0, failed: 0, promptTokens: 0, generatedTokens: 0, computedTokens: 0 };
+  private readonly counts = new SchedulerCounts();
 
   constructor(options: SchedulerOptions) {
     this.options = validateSchedulerOptions({ ...options });
@@ -182,30 +181,7 @@ export class Scheduler implements SchedulerCore {
   }
 
   stats(): SchedulerStats {
-    const kv = this.kv;
-    const c = this.counts;
-    const prefix = kv.stats();
-    return {
-      running: this.runningSeqs.length,
-      waiting: this.waitingSeqs.length,
-      numBlocks: kv.numBlocks,
-      blocksUsed: kv.numUsedBlocks,
-      blocksFree: kv.numFreeBlocks,
-      blocksCached: kv.pool.numCachedBlocks,
-      kvUsage: kv.pool.usage(),
-      preemptions: this.numPreemptions,
-      prefixCacheQueries: prefix.queries,
-      prefixCacheHits: prefix.hits,
-      prefixCacheEvictions: prefix.evictions,
-      requestsAdded: c.added,
-      requestsFinished: c.finished,
-      requestsAborted: c.aborted,
-      requestsFailed: c.failed,
-      promptTokens: c.promptTokens,
-      generationTokens: c.generatedTokens,
-      computedTokens: c.computedTokens,
-      steps: this.stepCount,
-    };
+    return schedulerStats(this.counts, this.kv, this.runningSeqs.length, this.waitingSeqs.length, this.stepCount);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -275,7 +251,7 @@ export class Scheduler implements SchedulerCore {
     seq.prefillDone = false;
     seq.status = 'waiting';
     seq.numPreemptions++;
-    this.numPreemptions++;
+    this.counts.preemptions++;
     plan.numPreempted++;
     if (seq.index === 0) this.reservedForks -= seq.request.pendingForks;
     if (seq.runnerKnows) {
