@@ -11,7 +11,7 @@ import { BlockPool, KvCacheError, type BlockPoolOptions } from './block-pool.js'
 
 export { KvCacheError };
 
-/** The KV side of a sequence; the manager is the only writer of everything but tokenIds. */
+/** The KV side of a sequence; the KV cache manager is the only writer of everything but tokenIds. */
 export interface KvSequence {
   readonly tokenIds: readonly number[];
   /** Tokens whose keys and values are in the cache. */
@@ -172,8 +172,12 @@ export class KvCacheManager {
     return NO_COPIES;
   }
 
-  /** Offers the sequence's newly full, computed blocks to the prefix cache, so later requests can reuse them. */
-  cacheBlocks(seq: KvSequence): void {
+  /**
+   * Records that the runner has computed the sequence's first `numComputed` tokens, and offers its
+   * newly full blocks to the prefix cache so later requests can reuse them.
+   */
+  cacheBlocks(seq: KvSequence, numComputed: number): void {
+    seq.numComputed = numComputed;
     if (!this.pool.enablePrefixCaching) return;
     const bs = this.blockSize;
     const full = Math.floor(seq.numComputed / bs);

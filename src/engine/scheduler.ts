@@ -283,9 +283,8 @@ export class Scheduler implements SchedulerCore {
       const seq = this.seqById.get(s.seqId);
       // Aborted while the step ran, or a static padding row: nothing to apply.
       if (!seq || seq.status !== 'running' || s.tokenIds.length === 0) continue;
-      seq.numComputed = s.startPosition + s.tokenIds.length;
+      this.kv.cacheBlocks(seq, s.startPosition + s.tokenIds.length);
       this.counts.computedTokens += s.tokenIds.length;
-      this.kv.cacheBlocks(seq);
       if (!s.sample) continue;
       const tok = sampled.get(s.seqId)!;
       const stop = this.appendToken(seq, tok, now);

@@ -13,8 +13,7 @@ function seq(tokenIds: number[]): KvSequence {
 function prefill(kv: KvCacheManager, s: KvSequence): void {
   const hit = kv.computedPrefix(s);
   assert.ok(kv.allocateSlots(s, s.tokenIds.length - hit.numTokens, 0, hit.blocks));
-  s.numComputed = s.tokenIds.length;
-  kv.cacheBlocks(s);
+  kv.cacheBlocks(s, s.tokenIds.length);
 }
 
 const range = (from: number, n: number) => Array.from({ length: n }, (_, i) => from + i);
@@ -24,7 +23,7 @@ test('allocateSlots gives a new sequence the blocks its tokens need, plus look-a
   const a = seq(range(1, 6));
   assert.deepEqual(kv.allocateSlots(a, 6, 0, []), []);
   assert.deepEqual(a.blockTable, [0, 1]);
-  a.numComputed = 6;
+  kv.cacheBlocks(a, 6);
   // Two more tokens fit the second block; three look-ahead slots need a third.
   assert.deepEqual(kv.allocateSlots(a, 2, 3), []);
   assert.deepEqual(a.blockTable, [0, 1, 2]);
@@ -130,7 +129,7 @@ test('free returns every block; cached ones stay findable until space is needed,
   assert.deepEqual(kv.allocateSlots(c, 4, 0, []), []);
   assert.equal(kv.stats().evictions, 0);
   assert.equal(kv.computedPrefix(seq([10, 11, 12, 13, 14])).numTokens, 4);
-  c.numComputed = 4;
+  kv.cacheBlocks(c, 4);
   assert.deepEqual(kv.allocateSlots(c, 2), []);
   assert.equal(kv.stats().evictions, 1);
   assert.ok(c.blockTable.includes(aBlocks[1]), "a's deepest cached block was evicted first");
