@@ -21,7 +21,7 @@ import { createKvStorage } from '../src/model/kv-storage.js';
 import { TransformerModel } from '../src/model/transformer.js';
 import { decodeTokensPerSecond } from './forward-timing.js';
 import type { AttentionMeta, KvStorage } from '../src/model/kernels/types.js';
-import { DTYPES, quantize, rowBytes } from '../src/model/quant.js';
+import { DTYPES, quantize, rowBytes } from '../src/model/kernels/quant.js';
 import type { DType, LlamaWeights, WeightTensor } from '../src/model/weights.js';
 
 const SHAPES: Array<[rows: number, cols: number, what: string]> = [

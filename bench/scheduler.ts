@@ -1,5 +1,6 @@
-// Scheduler overhead per step: schedule() + update() with 256 running sequences, the fake runner
-// standing in for the model (its time is not counted). Target: under 0.5 ms per step.
+// Scheduler overhead per step: schedule() + update() + output processing with 256 running
+// sequences, the fake runner standing in for the model (its time is not counted). Target: under
+// 0.5 ms per step.
 //
 //   npx tsx bench/scheduler.ts [--seqs 256] [--steps 2000]
 //
@@ -8,8 +9,11 @@
 // the loop too).
 import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
-import { Scheduler, type SchedulerOptions } from '../src/engine/scheduler.js';
-import { FakeModelRunner } from '../src/engine/fake-runner.js';
+import { OutputProcessor } from '../src/engine/output-processor.js';
+import { Scheduler } from '../src/engine/scheduler.js';
+import type { SchedulerOptions } from '../src/engine/scheduler-options.js';
+import type { ModelRunnerOutput, SchedulerOutput } from '../src/engine/types.js';
+import { FakeModelRunner } from '../test/helpers/fake-runner.js';
 import { DEFAULT_SAMPLING, type SamplingParams } from '../src/engine/types.js';
 
 const { values } = parseArgs({
@@ -40,7 +44,6 @@ function options(): SchedulerOptions {
     staticWaitMs: 0,
     staticDropFinished: false,
     maxModelLen: PROMPT + STEPS + 128,
-    tokenizer: null,
     eogIds: [],
   };
 }
@@ -61,28 +64,37 @@ function percentile(sorted: number[], p: number): number {
 function run(name: string, churn: boolean): void {
   const o = options();
   const sched = new Scheduler(o);
+  const outputs = new OutputProcessor(null);
   const runner = new FakeModelRunner({ numBlocks: o.numBlocks, blockSize: o.blockSize, verifyKv: false });
   let added = 0;
-  const add = (maxTokens: number) => sched.addRequest({ promptTokenIds: promptFor(added++), sampling: sampling(maxTokens) }, 0);
+  const add = (maxTokens: number) => {
+    const req = sched.addRequest({ promptTokenIds: promptFor(added++), sampling: sampling(maxTokens) }, 0);
+    outputs.addRequest(req.requestId, req.sampling, req.promptTokenIds.length);
+  };
+  // What the engine does with a step's results: update(), then output processing.
+  const apply = (out: SchedulerOutput, res: ModelRunnerOutput, t: number) => {
+    const { stopped } = outputs.process(sched.update(out, res, t).updates);
+    sched.finishStopped(stopped, t);
+  };
   // Churn: requests live 32..95 tokens, so a few finish and are replaced every step.
   const lifetime = () => (churn ? 32 + (added % 64) : STEPS + 60);
   for (let i = 0; i < SEQS; i++) add(lifetime());
   let now = 0;
   // Warm up until every prompt is prefilled (and the JIT has settled).
   for (let i = 0; i < 50; i++) {
-    const out = sched.schedule(now++);
-    sched.update(out, runner.executeSync(out), now++);
+    const out = sched.schedule(now++).output;
+    apply(out, runner.executeSync(out), now++);
   }
   const times: number[] = [];
   let scheduledSeqs = 0;
   for (let i = 0; i < STEPS; i++) {
     if (churn) while (sched.numRunning + sched.numWaiting < SEQS) add(lifetime());
     const t0 = performance.now();
-    const out = sched.schedule(now++);
+    const out = sched.schedule(now++).output;
     const t1 = performance.now();
     const res = runner.executeSync(out);
     const t2 = performance.now();
-    sched.update(out, res, now++);
+    apply(out, res, now++);
     const t3 = performance.now();
     times.push(t1 - t0 + (t3 - t2));
     scheduledSeqs += out.scheduled.length;
@@ -96,6 +108,6 @@ function run(name: string, churn: boolean): void {
   );
 }
 
-console.log(`schedule() + update() per step with ${SEQS} running sequences (fake runner not timed)`);
+console.log(`schedule() + update() + output processing per step with ${SEQS} running sequences (fake runner not timed)`);
 run('steady decode', false);
 run('churn', true);

@@ -30,13 +30,13 @@ import { LLM, type LoadOptions } from '../src/llm.js';
 import { makeModel } from '../src/model/make-model.js';
 import { readModelHeader } from '../src/model/loaders/index.js';
 import type { BatchingPolicy } from '../src/engine/step-trace.js';
-import { buildWorkload, type Workload, type WorkloadSpec } from '../src/bench/workload.js';
+import { buildWorkload, type Workload, type WorkloadSpec } from '../src/runs/workload.js';
 import { runOffline, warmUp } from '../src/bench/offline.js';
-import { computeMetrics, type RunMetrics } from '../src/bench/metrics.js';
-import { Calibrator } from '../src/sim/calibration.js';
+import { computeMetrics, type RunMetrics } from '../src/runs/metrics.js';
+import { Calibrator } from '../src/bench/calibrate/calibrator.js';
 import { readProfileFile, type CalibratedProfileFile } from '../src/sim/profiles.js';
 import { simulatePolicy } from '../src/sim/run-sim.js';
-import { formatTable } from '../src/bench/tables.js';
+import { formatTable } from '../src/runs/tables.js';
 
 const { values } = parseArgs({
   options: {

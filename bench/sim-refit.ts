@@ -1,7 +1,7 @@
 // Refits saved fidelity runs offline: how would the simulator have scored with another way of turning
 // the calibration samples into a profile? Reads what bench/sim-fidelity.ts wrote (the raw calibration
 // samples, the workloads, the engines' settings and the real runs' means), fits a profile with each
-// estimate (see CalibrationEstimate in src/sim/calibration.ts) and way of pricing the engine's prompt
+// estimate (see CalibrationEstimate in src/sim/calibration-fit.ts) and way of pricing the engine's prompt
 // excess (--prefill), simulates every cell again and scores it against the same real figures. Given
 // several runs it also pools them: each figure's error averaged over the runs, the simulator's bias
 // with the machine's run-to-run noise averaged down. No engine runs: seconds, not minutes.
@@ -10,12 +10,13 @@
 import { parseArgs } from 'node:util';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fitCalibration, trimmedMean, type CalibrationEstimate, type EngineStepSample } from '../src/sim/calibration.js';
+import { fitCalibration, type CalibrationEstimate, type EngineStepSample } from '../src/sim/calibration-fit.js';
+import { trimmedMean } from '../src/sim/fit.js';
 import { stepFeatures, type ModelProfile, type SeqShape } from '../src/sim/cost-model.js';
 import { simulatePolicy } from '../src/sim/run-sim.js';
-import { buildWorkload, type WorkloadSpec, type WorkloadTarget } from '../src/bench/workload.js';
+import { buildWorkload, type WorkloadSpec, type WorkloadTarget } from '../src/runs/workload.js';
 import type { BatchingPolicy } from '../src/engine/step-trace.js';
-import { formatTable } from '../src/bench/tables.js';
+import { formatTable } from '../src/runs/tables.js';
 
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { estimate: { type: 'string', default: 'mean,robust' }, 'grid-weight': { type: 'string', default: '0.5' }, prefill: { type: 'string', default: 'curve' }, kv: { type: 'string', default: 'curve' }, 'after-prompt': { type: 'string', default: 'fit' }, 'engine-runs': { type: 'string', default: 'all' } } });
 const kvs = choices('kv', values.kv!, ['curve', 'linear'] as const);

@@ -13,7 +13,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import type { BatchingPolicy } from '../src/engine/step-trace.js';
-import { formatTable } from '../src/bench/tables.js';
+import { formatTable } from '../src/runs/tables.js';
 import { hardwareProfile, modelProfile } from '../src/sim/profiles.js';
 import { buildSimWorkload, simulatePolicy } from '../src/sim/run-sim.js';
 

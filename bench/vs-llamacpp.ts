@@ -14,7 +14,7 @@ import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeModel } from '../src/model/make-model.js';
 import { runBench } from '../src/cli/bench.js';
-import { DTYPES } from '../src/model/quant.js';
+import { DTYPES } from '../src/model/kernels/quant.js';
 import type { DType } from '../src/model/weights.js';
 
 const { values } = parseArgs({

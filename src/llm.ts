@@ -3,24 +3,26 @@
 import { basename } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { Engine, type EngineOptions, type RequestStream } from './engine/engine.js';
-import { blocksForMemory } from './engine/kv-cache.js';
-import { resolveSamplingParams } from './engine/sampling.js';
+import { resolveEngineOptions } from './engine/engine-options.js';
+import { EngineClosedError } from './engine/request-errors.js';
+import { resolveSamplingParams } from './engine/sampling-params.js';
 import type { FinishReason, ModelRunner, RequestOutput, SamplingParams, TokenLogprob } from './engine/types.js';
 import { WorkerModelRunner } from './engine/worker-runner.js';
 import { LocalModelRunner } from './engine/model-runner.js';
 import { loadModel, type LoadedModel } from './model/loaders/index.js';
 import type { GgufValue } from './model/loaders/gguf.js';
 import { readModelHeader } from './model/loaders/header.js';
-import { getKernels } from './model/kernels/index.js';
+import { getKernels, type KernelBackend } from './model/kernels/index.js';
 import type { ModelConfig } from './model/config.js';
-import { DEFAULT_KV_CACHE_DTYPE, isKvCacheDtype, KV_CACHE_DTYPES, kvDtypeProblem, type KvCacheDtype } from './model/kv-dtype.js';
+import { DEFAULT_KV_CACHE_DTYPE, isKvCacheDtype, KV_CACHE_DTYPES, kvDtypeProblem, kvElementBytes, type KvCacheDtype } from './model/kernels/kv-dtype.js';
+import { kvBytesPerToken } from './util/kv-bytes.js';
 import { tokenizerFromGguf, tokenizerFromLlama2cFile } from './model/tokenizer.js';
 import type { Tokenizer } from './model/tokenizer-types.js';
 import { grammarVocabOf } from './engine/structured/grammar-vocab.js';
 import type { StructuredOutputsParams } from './engine/structured/constraint.js';
 import { ChatTemplate, chatTemplateSource, normalizeMessages, type ChatRenderOptions } from './server/chat-template.js';
 
-export type Backend = 'auto' | 'native' | 'typescript';
+export type Backend = KernelBackend;
 
 export type LoadOptions = Partial<Omit<EngineOptions, 'tokenizer' | 'eogIds'>> & {
   /** llama2.c tokenizer.bin, for llama2.c checkpoints (GGUF files carry their own). */
@@ -103,38 +105,12 @@ export class LLM {
     if (!isKvCacheDtype(kvCacheDtype)) throw new RangeError(`unknown KV cache dtype '${String(kvCacheDtype)}' (${KV_CACHE_DTYPES.join(', ')})`);
     const kvProblem = kvDtypeProblem(kvCacheDtype, config.headDim);
     if (kvProblem) throw new RangeError(kvProblem);
-    const maxNumSeqs = options.maxNumSeqs ?? 64;
-    const blockSize = options.blockSize ?? 16;
-    const maxModelLen = Math.min(options.maxModelLen ?? config.contextLength, config.contextLength);
-    const numBlocks =
-      options.numBlocks ??
-      (options.kvCacheMemory !== undefined
-        ? blocksForMemory(options.kvCacheMemory, config, blockSize, kvCacheDtype)
-        : Math.min(
-            maxNumSeqs * Math.ceil(maxModelLen / blockSize),
-            blocksForMemory(DEFAULT_KV_CAP_BYTES, config, blockSize, kvCacheDtype),
-          ));
-    if (numBlocks < Math.ceil(maxModelLen / blockSize)) {
-      // A sequence of maxModelLen must fit on its own, or it could never finish.
-      throw new RangeError(
-        `KV cache of ${numBlocks} blocks x ${blockSize} tokens cannot hold one ${maxModelLen}-token context; ` +
-          `raise --num-blocks/--kv-cache-memory or lower --max-model-len`,
-      );
-    }
     const resolved: ResolvedLoadOptions = {
-      policy: options.policy ?? 'continuous',
-      schedulingPolicy: options.schedulingPolicy ?? 'fcfs',
-      maxNumSeqs,
-      maxNumBatchedTokens: options.maxNumBatchedTokens ?? Math.max(2048, maxNumSeqs),
-      numBlocks,
-      blockSize,
-      enablePrefixCaching: options.enablePrefixCaching ?? true,
-      longPrefillTokenThreshold: options.longPrefillTokenThreshold ?? 0,
-      maxQueue: options.maxQueue ?? 0,
-      staticBatchSize: options.staticBatchSize ?? maxNumSeqs,
-      staticWaitMs: options.staticWaitMs ?? 0,
-      staticDropFinished: options.staticDropFinished ?? false,
-      maxModelLen,
+      ...resolveEngineOptions(options, {
+        contextLength: config.contextLength,
+        kvBytesPerToken: kvBytesPerToken(config, kvElementBytes(kvCacheDtype)),
+        defaultKvBytes: DEFAULT_KV_CAP_BYTES,
+      }),
       backend: options.backend ?? 'auto',
       kvCacheDtype,
       threads: options.threads ?? availableParallelism(),
@@ -147,15 +123,15 @@ export class LLM {
     if (resolved.inProcess) {
       const model: LoadedModel = await loadModel(path);
       const kernels = await getKernels(resolved.backend, { threads: resolved.threads });
-      runner = await LocalModelRunner.create({ model, kernels, numBlocks, blockSize, kvCacheDtype, eogIds });
+      runner = await LocalModelRunner.create({ model, kernels, numBlocks: resolved.numBlocks, blockSize: resolved.blockSize, kvCacheDtype, eogIds });
       backendName = kernels.name;
     } else {
       const w = await WorkerModelRunner.create({
         modelPath: path,
         backend: resolved.backend,
         threads: resolved.threads,
-        numBlocks,
-        blockSize,
+        numBlocks: resolved.numBlocks,
+        blockSize: resolved.blockSize,
         kvCacheDtype,
         eogIds,
       });
@@ -234,7 +210,7 @@ export class LLM {
   }
 
   private assertOpen(): void {
-    if (this.closed) throw new Error('LLM is closed');
+    if (this.closed) throw new EngineClosedError('LLM is closed');
   }
 }
 

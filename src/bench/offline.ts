@@ -5,9 +5,9 @@
 import { performance } from 'node:perf_hooks';
 import type { LLM } from '../llm.js';
 import type { StepRecord } from '../engine/step-trace.js';
-import type { RequestRecord } from './metrics.js';
-import type { TimelineRequest } from './timeline.js';
-import type { BenchRequest, Workload } from './workload.js';
+import type { RequestRecord } from '../runs/metrics.js';
+import type { TimelineRequest } from '../runs/timeline.js';
+import type { BenchRequest, Workload } from '../runs/workload.js';
 import type { StructuredOutputsParams } from '../engine/structured/constraint.js';
 
 export interface OfflineRun {

@@ -2,9 +2,13 @@
 // server, vLLM, ...) as streaming /v1/completions requests, timed on the client exactly as vLLM's
 // benchmark_serving.py times them: a token arrives with each streamed chunk that carries text.
 import { performance } from 'node:perf_hooks';
-import type { RequestRecord } from './metrics.js';
-import type { BenchRequest, Workload } from './workload.js';
-import { ServerResponseError } from './errors.js';
+import type { RequestRecord } from '../runs/metrics.js';
+import type { BenchRequest, Workload } from '../runs/workload.js';
+
+/** A remote server that answered a benchmark request with something other than a completion stream. */
+export class ServerResponseError extends Error {
+  override name = 'ServerResponseError';
+}
 
 export interface OnlineRunOptions {
   /** Server base URL, e.g. http://127.0.0.1:8000 (with or without /v1). */

@@ -4,7 +4,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Kernels } from '../model/kernels/types.js';
 import type { WeightTensor } from '../model/weights.js';
-import { SeededRng } from './rng.js';
+import { SeededRng } from '../runs/rng.js';
 
 export interface PeakMeasurement {
   flops: number;

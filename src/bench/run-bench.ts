@@ -4,24 +4,25 @@
 import { availableParallelism, loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { LLM, type LoadOptions } from '../llm.js';
+import { DEFAULT_ENGINE_OPTIONS } from '../engine/engine-options.js';
 import type { BatchingPolicy, StepRecord } from '../engine/step-trace.js';
 import type { ModelConfig } from '../model/config.js';
 import type { Tokenizer } from '../model/tokenizer-types.js';
 import { readModelHeader, type ModelHeader } from '../model/loaders/header.js';
 import { getKernels } from '../model/kernels/index.js';
 import { tokenizerFromGguf, tokenizerFromLlama2cFile } from '../model/tokenizer.js';
-import { computeMetrics, type RequestRecord } from './metrics.js';
-import { buildWorkload, workloadSummary, type Workload, type WorkloadSpec, type WorkloadTarget } from './workload.js';
+import { computeMetrics, type RequestRecord } from '../runs/metrics.js';
+import { buildWorkload, workloadSummary, type Workload, type WorkloadSpec, type WorkloadTarget } from '../runs/workload.js';
 import { runOffline, warmUp } from './offline.js';
 import { runOnline } from './online.js';
 import { runLlamaCpp } from './peers/llama-cpp.js';
 import { measurePeakFlops } from './peak.js';
-import { computeUtilization, matmulParams, slotCapacity, slotUtilization } from './utilization.js';
-import { buildTimeline } from './timeline.js';
-import type { BenchResults, RunResult } from './results.js';
-import type { StructuredOutputsParams } from '../engine/structured/constraint.js';
+import { computeUtilization, decodeThroughput, matmulParams, slotCapacity, slotUtilization } from '../runs/utilization.js';
+import { buildTimeline } from '../runs/timeline.js';
+import { policyLabel, type BenchResults, type RunResult } from '../runs/results.js';
 import type { Progress } from './progress.js';
-import { WorkloadError } from './errors.js';
+import type { StructuredOutputsParams } from '../engine/structured/constraint.js';
+import { WorkloadError } from '../runs/errors.js';
 import { basename } from 'node:path';
 
 export interface BenchOptions {
@@ -88,7 +89,7 @@ export async function runBenchmark(o: BenchOptions): Promise<BenchResults> {
   }
 
   let threads = o.load.threads ?? availableParallelism();
-  let maxNumSeqs = o.load.maxNumSeqs ?? 64;
+  let maxNumSeqs = o.load.maxNumSeqs ?? DEFAULT_ENGINE_OPTIONS.maxNumSeqs;
   if (!o.url) {
     for (const policy of o.policies) {
       const llm = await LLM.load(o.model!, { ...o.load, policy });
@@ -145,12 +146,6 @@ export async function runBenchmark(o: BenchOptions): Promise<BenchResults> {
   return results;
 }
 
-export function policyLabel(policy: BatchingPolicy, staticBatch: number): string {
-  if (policy === 'none') return 'no batching';
-  if (policy === 'static') return `static (batch ${staticBatch})`;
-  return 'continuous';
-}
-
 function modelTokenizer(h: ModelHeader, tokenizerFile: string | undefined): Tokenizer | null {
   if (tokenizerFile) return tokenizerFromLlama2cFile(tokenizerFile);
   return h.format === 'gguf' ? tokenizerFromGguf(h.metadata) : null;
@@ -169,18 +164,6 @@ function workloadTarget(h: ModelHeader | undefined, tokenizer: Tokenizer | null,
     maxModelLen: Math.min(o.load.maxModelLen ?? ctx, ctx),
     tokenizer,
   };
-}
-
-/** Decode tokens per second of engine time, over the steps that did no prefill work. */
-export function decodeThroughput(steps: readonly StepRecord[]): number | null {
-  let tokens = 0;
-  let ms = 0;
-  for (const s of steps) {
-    if (s.numPrefillTokens > 0 || s.numDecodeTokens === 0) continue;
-    tokens += s.numDecodeTokens;
-    ms += s.totalMs;
-  }
-  return ms > 0 ? tokens / (ms / 1000) : null;
 }
 
 /** Structured outputs: the grammar masks' time per step (median over steps that computed any) and share of all step time. */

@@ -1,20 +1,20 @@
 // `stepwise bench`: runs a workload through the engine under one or more batching policies (or
 // against a remote OpenAI-compatible server, or llama.cpp), prints the seed's comparison table with
 // our numbers beside it, and writes the report.
-import { parseArgs } from 'node:util';
 import { existsSync } from 'node:fs';
 import { writeRunOutputs } from './run-outputs.js';
 import { ENGINE_FLAG_OPTIONS, ENGINE_FLAGS_HELP, engineOptionsFromFlags, policiesFromFlags, parseIntFlag, parsePositiveNumber } from './engine-flags.js';
+import { parseCommandFlags } from './command-flags.js';
 import { UsageError } from './usage-error.js';
-import { parseDistribution } from '../bench/distributions.js';
-import type { ArrivalSpec, WorkloadKind, WorkloadSpec } from '../bench/workload.js';
+import { parseDistribution } from '../runs/distributions.js';
+import type { ArrivalSpec, WorkloadKind, WorkloadSpec } from '../runs/workload.js';
 import { runBenchmark } from '../bench/run-bench.js';
 import { createProgress } from '../bench/progress.js';
-import { comparisonTable, latencyTable, ratioTable, throughputTable } from '../bench/tables.js';
-import { renderAsciiTimeline } from '../bench/timeline.js';
-import { resultsJson } from '../bench/results.js';
-import { writeReport } from '../bench/report.js';
-import { WorkloadError } from '../bench/errors.js';
+import { comparisonTable, latencyTable, ratioTable, throughputTable } from '../runs/tables.js';
+import { renderAsciiTimeline } from '../runs/timeline.js';
+import { resultsJson } from '../runs/results.js';
+import { writeReport } from '../runs/report.js';
+import { WorkloadError } from '../runs/errors.js';
 import { resolveConstraint, type StructuredOutputsParams } from '../engine/structured/constraint.js';
 
 const HELP = `Usage: stepwise bench (--model FILE | --url URL) [options]
@@ -90,35 +90,26 @@ export const WORKLOAD_FLAG_OPTIONS = {
 
 /** `out` receives the report text (tests pass their own; the progress bar always goes to stderr). */
 export async function runBench(argv: string[], out: { write(s: string): unknown } = process.stdout): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    strict: true,
-    allowPositionals: false,
-    options: {
-      ...ENGINE_FLAG_OPTIONS,
-      help: { type: 'boolean', short: 'h' },
-      model: { type: 'string', short: 'm' },
-      url: { type: 'string' },
-      'served-model-name': { type: 'string' },
-      'api-key': { type: 'string' },
-      'use-text': { type: 'boolean' },
-      'vocab-size': { type: 'string' },
-      ...WORKLOAD_FLAG_OPTIONS,
-      compare: { type: 'string' },
-      peer: { type: 'string' },
-      'peer-only': { type: 'boolean' },
-      'peer-threads': { type: 'string' },
-      out: { type: 'string' },
-      json: { type: 'string' },
-      timeline: { type: 'boolean' },
-      'no-progress': { type: 'boolean' },
-      'structured-outputs': { type: 'string' },
-    },
-  });
-  if (values.help) {
-    out.write(HELP + '\n');
-    return 0;
-  }
+  const values = parseCommandFlags(argv, {
+    ...ENGINE_FLAG_OPTIONS,
+    model: { type: 'string', short: 'm' },
+    url: { type: 'string' },
+    'served-model-name': { type: 'string' },
+    'api-key': { type: 'string' },
+    'use-text': { type: 'boolean' },
+    'vocab-size': { type: 'string' },
+    ...WORKLOAD_FLAG_OPTIONS,
+    compare: { type: 'string' },
+    peer: { type: 'string' },
+    'peer-only': { type: 'boolean' },
+    'peer-threads': { type: 'string' },
+    out: { type: 'string' },
+    json: { type: 'string' },
+    timeline: { type: 'boolean' },
+    'no-progress': { type: 'boolean' },
+    'structured-outputs': { type: 'string' },
+  }, HELP, out);
+  if (!values) return 0;
   if (!values.model && !values.url) throw new UsageError('give --model FILE (run in process) or --url URL (measure a server); see stepwise bench --help');
   if (values.model && !existsSync(values.model)) throw new UsageError(`model file not found: ${values.model}`);
   const load = engineOptionsFromFlags(values);

@@ -1,12 +1,12 @@
 // `stepwise calibrate`: measures this machine running a model (forward passes over a grid of batch
 // shapes, then a short engine run) and writes a cost-model profile that `stepwise simulate` can use
 // in place of a datasheet GPU — so simulated runs can be checked against real ones.
-import { parseArgs } from 'node:util';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { parseCommandFlags } from './command-flags.js';
 import { UsageError } from './usage-error.js';
 import { parseIntFlag } from './engine-flags.js';
-import { calibrate } from '../sim/calibration.js';
+import { calibrate } from '../bench/calibrate/calibrator.js';
 import type { KernelBackend } from '../model/kernels/index.js';
 
 const HELP = `Usage: stepwise calibrate --model FILE [options]
@@ -39,30 +39,21 @@ Options:
                         measured time, median overheads) leans toward the fast samples`;
 
 export async function runCalibrate(argv: string[], out: { write(s: string): unknown } = process.stdout, err: { write(s: string): unknown } = process.stderr): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    strict: true,
-    allowPositionals: false,
-    options: {
-      help: { type: 'boolean', short: 'h' },
-      model: { type: 'string', short: 'm' },
-      out: { type: 'string', short: 'o' },
-      name: { type: 'string' },
-      backend: { type: 'string' },
-      threads: { type: 'string' },
-      reps: { type: 'string' },
-      passes: { type: 'string' },
-      quick: { type: 'boolean' },
-      'max-batch': { type: 'string' },
-      'block-size': { type: 'string' },
-      'engine-requests': { type: 'string' },
-      estimate: { type: 'string' },
-    },
-  });
-  if (values.help) {
-    out.write(HELP + '\n');
-    return 0;
-  }
+  const values = parseCommandFlags(argv, {
+    model: { type: 'string', short: 'm' },
+    out: { type: 'string', short: 'o' },
+    name: { type: 'string' },
+    backend: { type: 'string' },
+    threads: { type: 'string' },
+    reps: { type: 'string' },
+    passes: { type: 'string' },
+    quick: { type: 'boolean' },
+    'max-batch': { type: 'string' },
+    'block-size': { type: 'string' },
+    'engine-requests': { type: 'string' },
+    estimate: { type: 'string' },
+  }, HELP, out);
+  if (!values) return 0;
   if (!values.model) throw new UsageError('--model FILE is required (the model to measure this machine with)');
   if (!existsSync(values.model)) throw new UsageError(`model file not found: ${values.model}`);
   const backend = (values.backend ?? 'auto') as KernelBackend;

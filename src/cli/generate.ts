@@ -1,8 +1,8 @@
 // `stepwise generate`: one prompt through the full engine, streamed to stdout (or one JSON object).
-import { parseArgs } from 'node:util';
 import { existsSync } from 'node:fs';
 import { LLM, type GenerateParams } from '../llm.js';
 import { ENGINE_FLAG_OPTIONS, ENGINE_FLAGS_HELP, engineOptionsFromFlags, parseIntFlag } from './engine-flags.js';
+import { parseCommandFlags } from './command-flags.js';
 import { UsageError } from './usage-error.js';
 
 const HELP = `Usage: stepwise generate --model FILE (--prompt TEXT | --prompt-ids 1,2,3) [options]
@@ -39,38 +39,29 @@ export function parseIdList(name: string, raw: string): number[] {
 }
 
 export async function runGenerate(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    strict: true,
-    allowPositionals: false,
-    options: {
-      ...ENGINE_FLAG_OPTIONS,
-      help: { type: 'boolean', short: 'h' },
-      model: { type: 'string', short: 'm' },
-      prompt: { type: 'string', short: 'p' },
-      'prompt-ids': { type: 'string' },
-      'max-tokens': { type: 'string' },
-      temperature: { type: 'string' },
-      'top-k': { type: 'string' },
-      'top-p': { type: 'string' },
-      'min-p': { type: 'string' },
-      'presence-penalty': { type: 'string' },
-      'frequency-penalty': { type: 'string' },
-      'repetition-penalty': { type: 'string' },
-      stop: { type: 'string', multiple: true },
-      'stop-token-ids': { type: 'string' },
-      'ignore-eos': { type: 'boolean' },
-      'min-tokens': { type: 'string' },
-      seed: { type: 'string' },
-      logprobs: { type: 'string' },
-      n: { type: 'string' },
-      json: { type: 'boolean' },
-    },
-  });
-  if (values.help) {
-    process.stdout.write(HELP + '\n');
-    return 0;
-  }
+  const values = parseCommandFlags(argv, {
+    ...ENGINE_FLAG_OPTIONS,
+    model: { type: 'string', short: 'm' },
+    prompt: { type: 'string', short: 'p' },
+    'prompt-ids': { type: 'string' },
+    'max-tokens': { type: 'string' },
+    temperature: { type: 'string' },
+    'top-k': { type: 'string' },
+    'top-p': { type: 'string' },
+    'min-p': { type: 'string' },
+    'presence-penalty': { type: 'string' },
+    'frequency-penalty': { type: 'string' },
+    'repetition-penalty': { type: 'string' },
+    stop: { type: 'string', multiple: true },
+    'stop-token-ids': { type: 'string' },
+    'ignore-eos': { type: 'boolean' },
+    'min-tokens': { type: 'string' },
+    seed: { type: 'string' },
+    logprobs: { type: 'string' },
+    n: { type: 'string' },
+    json: { type: 'boolean' },
+  }, HELP, process.stdout);
+  if (!values) return 0;
   if (!values.model) throw new UsageError('--model FILE is required (see stepwise generate --help)');
   if ((values.prompt === undefined) === (values['prompt-ids'] === undefined)) {
     throw new UsageError('give exactly one of --prompt TEXT or --prompt-ids 1,2,3');

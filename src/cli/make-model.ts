@@ -1,8 +1,8 @@
 // `stepwise make-model`: writes a deterministic random-weight GGUF model (see src/model/make-model.ts).
-import { parseArgs } from 'node:util';
+import { parseCommandFlags } from './command-flags.js';
 import { isWeightFormat, makeModel, PRESETS, QUANT_MIXES, type ModelPreset } from '../model/make-model.js';
 import { ARCHITECTURES, isArchitecture } from '../model/families.js';
-import { DTYPES } from '../model/quant.js';
+import { DTYPES } from '../model/kernels/quant.js';
 import { ModelFileError } from '../model/loaders/errors.js';
 import { HfTokenizerError } from '../model/hf-tokenizer.js';
 
@@ -40,36 +40,27 @@ function usageError(msg: string): number {
 }
 
 export async function runMakeModel(argv: string[]): Promise<number> {
-  let values: Record<string, string | boolean | undefined>;
+  let values: Record<string, string | boolean | undefined> | undefined;
   try {
-    ({ values } = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        preset: { type: 'string' },
-        dtype: { type: 'string', default: 'f32' },
-        seed: { type: 'string', default: '0' },
-        out: { type: 'string' },
-        vocab: { type: 'string' },
-        tokenizer: { type: 'string' },
-        tied: { type: 'boolean' },
-        untied: { type: 'boolean' },
-        'kv-heads': { type: 'string' },
-        arch: { type: 'string' },
-        'head-dim': { type: 'string' },
-        'rope-freqs': { type: 'boolean' },
-        'sliding-window': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    }));
+    values = parseCommandFlags(argv, {
+      preset: { type: 'string' },
+      dtype: { type: 'string', default: 'f32' },
+      seed: { type: 'string', default: '0' },
+      out: { type: 'string' },
+      vocab: { type: 'string' },
+      tokenizer: { type: 'string' },
+      tied: { type: 'boolean' },
+      untied: { type: 'boolean' },
+      'kv-heads': { type: 'string' },
+      arch: { type: 'string' },
+      'head-dim': { type: 'string' },
+      'rope-freqs': { type: 'boolean' },
+      'sliding-window': { type: 'string' },
+    }, HELP);
   } catch (e) {
     return usageError((e as Error).message);
   }
-  if (values.help) {
-    process.stdout.write(HELP + '\n');
-    return 0;
-  }
+  if (!values) return 0;
   const preset = values.preset as string | undefined;
   if (preset === undefined) return usageError('--preset is required (tiny, small, 42m, 110m or 8b)');
   if (!Object.prototype.hasOwnProperty.call(PRESETS, preset)) return usageError(`unknown --preset '${preset}' (tiny, small, 42m, 110m or 8b)`);

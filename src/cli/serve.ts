@@ -1,10 +1,10 @@
 // `stepwise serve --model FILE`: the OpenAI-compatible HTTP server. SIGTERM/SIGINT drain gracefully:
 // stop accepting, let in-flight requests finish (up to --drain-timeout), then exit 0.
-import { parseArgs } from 'node:util';
 import { existsSync } from 'node:fs';
 import { LLM } from '../llm.js';
 import { buildServer, DEFAULT_BODY_LIMIT } from '../server/app.js';
 import { ENGINE_FLAG_OPTIONS, ENGINE_FLAGS_HELP, engineOptionsFromFlags, parseBytes, parseIntFlag } from './engine-flags.js';
+import { parseCommandFlags } from './command-flags.js';
 import { UsageError } from './usage-error.js';
 import { TOOL_CALL_PARSERS } from '../server/tools/tool-parsers.js';
 
@@ -29,28 +29,19 @@ ${ENGINE_FLAGS_HELP}`;
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug'];
 
 export async function runServe(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    strict: true,
-    allowPositionals: false,
-    options: {
-      ...ENGINE_FLAG_OPTIONS,
-      help: { type: 'boolean', short: 'h' },
-      model: { type: 'string', short: 'm' },
-      host: { type: 'string' },
-      port: { type: 'string' },
-      'api-key': { type: 'string' },
-      'served-model-name': { type: 'string' },
-      'body-limit': { type: 'string' },
-      'drain-timeout': { type: 'string' },
-      'log-level': { type: 'string' },
-      'tool-call-parser': { type: 'string' },
-    },
-  });
-  if (values.help) {
-    process.stdout.write(HELP + '\n');
-    return 0;
-  }
+  const values = parseCommandFlags(argv, {
+    ...ENGINE_FLAG_OPTIONS,
+    model: { type: 'string', short: 'm' },
+    host: { type: 'string' },
+    port: { type: 'string' },
+    'api-key': { type: 'string' },
+    'served-model-name': { type: 'string' },
+    'body-limit': { type: 'string' },
+    'drain-timeout': { type: 'string' },
+    'log-level': { type: 'string' },
+    'tool-call-parser': { type: 'string' },
+  }, HELP, process.stdout);
+  if (!values) return 0;
   if (!values.model) throw new UsageError(`--model is required\n\n${HELP}`);
   if (!existsSync(values.model)) throw new UsageError(`--model: no such file '${values.model}'`);
   const host = values.host ?? '127.0.0.1';

@@ -1,17 +1,17 @@
 // `stepwise simulate`: the engine's real scheduler and KV cache manager, driven over virtual time by
 // a discrete-event loop, with step times from a hardware cost model — what a scheduler setting would
 // do on hardware we do not have. Same workload flags, metrics, tables and report as `stepwise bench`.
-import { parseArgs } from 'node:util';
 import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
 import { writeRunOutputs } from './run-outputs.js';
 import { ENGINE_FLAG_OPTIONS, ENGINE_FLAGS_HELP, engineOptionsFromFlags, policiesFromFlags, parsePositiveNumber } from './engine-flags.js';
+import { parseCommandFlags } from './command-flags.js';
 import { UsageError } from './usage-error.js';
 import { WORKLOAD_FLAG_OPTIONS, workloadSpec } from './bench.js';
-import { comparisonTable, latencyTable, ratioTable, throughputTable } from '../bench/tables.js';
-import { renderAsciiTimeline } from '../bench/timeline.js';
+import { comparisonTable, latencyTable, ratioTable, throughputTable } from '../runs/tables.js';
+import { renderAsciiTimeline } from '../runs/timeline.js';
 import { HARDWARE, MODELS, hardwareProfile, modelProfile, readProfileFile, ProfileError } from '../sim/profiles.js';
-import { kvBytesPerToken, totalParams, type HardwareProfile, type ModelProfile } from '../sim/cost-model.js';
+import { profileKvBytesPerToken, totalParams, type HardwareProfile, type ModelProfile } from '../sim/cost-model.js';
 import { runSimulation } from '../sim/run-sim.js';
 import { simResultsJson, simulationSummary, simulationTable, writeSimReport } from '../sim/report.js';
 
@@ -76,7 +76,7 @@ async function pickProfiles(v: Record<string, string | boolean | undefined>): Pr
     ({ name: modelName, profile: model } = modelProfile(m));
   } else if (existsSync(m)) {
     const { loadModel } = await import('../model/loaders/index.js');
-    const { modelProfileFromWeights } = await import('../sim/model-profile.js');
+    const { modelProfileFromWeights } = await import('../bench/calibrate/model-profile.js');
     const loaded = await loadModel(m);
     modelName = basename(m);
     model = modelProfileFromWeights(loaded.config, loaded.weights, modelName);
@@ -94,37 +94,28 @@ function listProfiles(): string {
   for (const [name, h] of Object.entries(HARDWARE)) lines.push(`  ${name.padEnd(12)} ${h.memoryGB} GB, ${h.bandwidthGBs} GB/s, ${h.peakTflops} TFLOP/s${h.source ? `  (${h.source})` : ''}`);
   lines.push('  cpu          --profile FILE from stepwise calibrate', '', 'Model profiles:');
   for (const [name, m] of Object.entries(MODELS)) {
-    lines.push(`  ${name.padEnd(12)} ${(totalParams(m) / 1e9).toFixed(2)}B params, ${m.nLayers} layers, dim ${m.dim}, ${m.nKvHeads}/${m.nHeads} KV heads, ${(kvBytesPerToken(m) / 1024).toFixed(0)} KiB KV/token, context ${m.contextLength}`);
+    lines.push(`  ${name.padEnd(12)} ${(totalParams(m) / 1e9).toFixed(2)}B params, ${m.nLayers} layers, dim ${m.dim}, ${m.nKvHeads}/${m.nHeads} KV heads, ${(profileKvBytesPerToken(m) / 1024).toFixed(0)} KiB KV/token, context ${m.contextLength}`);
   }
   return lines.join('\n');
 }
 
 export async function runSimulate(argv: string[], out: { write(s: string): unknown } = process.stdout, err: { write(s: string): unknown } = process.stderr): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    strict: true,
-    allowPositionals: false,
-    options: {
-      ...ENGINE_FLAG_OPTIONS,
-      help: { type: 'boolean', short: 'h' },
-      list: { type: 'boolean' },
-      hardware: { type: 'string' },
-      'hardware-file': { type: 'string' },
-      profile: { type: 'string' },
-      model: { type: 'string', short: 'm' },
-      'weight-bytes': { type: 'string' },
-      'kv-bytes': { type: 'string' },
-      ...WORKLOAD_FLAG_OPTIONS,
-      compare: { type: 'string' },
-      out: { type: 'string' },
-      json: { type: 'string' },
-      timeline: { type: 'boolean' },
-    },
-  });
-  if (values.help) {
-    out.write(HELP + '\n');
-    return 0;
-  }
+  const values = parseCommandFlags(argv, {
+    ...ENGINE_FLAG_OPTIONS,
+    list: { type: 'boolean' },
+    hardware: { type: 'string' },
+    'hardware-file': { type: 'string' },
+    profile: { type: 'string' },
+    model: { type: 'string', short: 'm' },
+    'weight-bytes': { type: 'string' },
+    'kv-bytes': { type: 'string' },
+    ...WORKLOAD_FLAG_OPTIONS,
+    compare: { type: 'string' },
+    out: { type: 'string' },
+    json: { type: 'string' },
+    timeline: { type: 'boolean' },
+  }, HELP, out);
+  if (!values) return 0;
   if (values.list) {
     out.write(listProfiles() + '\n');
     return 0;

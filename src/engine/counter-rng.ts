@@ -74,3 +74,18 @@ export function mixSeed(seed: number, index: number): number {
   philox2x32(index, hi, (lo ^ 0x5bd1e995) >>> 0, words);
   return (words[0] >>> 11) * TWO_POW_32 + words[1];
 }
+
+/**
+ * The seed of completion `index` of a request. With a request seed, completion 0 uses that seed
+ * as is and the others a hash of (seed, index), so every completion has its own reproducible
+ * stream. Without one, a fresh random seed (non-negative, 53 bits).
+ */
+export function deriveSeed(requestSeed: number | undefined, index: number): number {
+  if (!Number.isSafeInteger(index) || index < 0) throw new RangeError(`completion index must be an integer >= 0, got ${index}`);
+  if (requestSeed === undefined) {
+    const w = crypto.getRandomValues(new Uint32Array(2));
+    return (w[0] >>> 11) * 4294967296 + w[1];
+  }
+  if (!Number.isSafeInteger(requestSeed)) throw new RangeError(`seed must be an integer, got ${requestSeed}`);
+  return index === 0 ? requestSeed : mixSeed(requestSeed, index);
+}

@@ -1,23 +1,32 @@
-// The engine loop: step() = scheduler.schedule() -> runner.execute() -> scheduler.update(). The
-// scheduler's decision crosses to the runner as a plain SchedulerOutput, so the runner can live in a
-// worker thread. Around that loop sits the async API: addRequest() returns a stream of outputs,
-// abort() ends one at any moment, and a background loop runs steps while there is work and sleeps
-// (no busy-wait) when there is none.
+// The engine loop: step() = scheduler.schedule() -> runner.execute() -> scheduler.update() -> output
+// processing. The scheduler's decision crosses to the runner as a plain SchedulerOutput, so the
+// runner can live in a worker thread; what update() did comes back as plain data too, for the output
+// processor and the step trace. Around that loop sits the async API: addRequest() returns a stream of
+// outputs, abort() ends one at any moment, and a background loop runs steps while there is work and
+// sleeps (no busy-wait) when there is none.
 
 import { performance } from 'node:perf_hooks';
-import { Scheduler, type SchedulerOptions, type SchedulerStats } from './scheduler.js';
+import type { Tokenizer } from '../model/tokenizer-types.js';
+import { OutputProcessor } from './output-processor.js';
 import { EngineClosedError, InvalidRequestError } from './request-errors.js';
-import { StepTrace, DEFAULT_TRACE_CAPACITY, type StepListener, type StepRecord } from './step-trace.js';
-import type { RequestTiming } from './sequence.js';
+import { RequestStream } from './request-stream.js';
+import { Scheduler } from './scheduler.js';
+import type { SchedulerOptions } from './scheduler-options.js';
+import type { SchedulerStats } from './scheduler-stats.js';
+import { StepTrace, DEFAULT_TRACE_CAPACITY, stepRecord, type StepListener, type StepSummary } from './step-trace.js';
 import type { ModelRunner, ModelRunnerOutput, RequestOutput, SamplingParams, SchedulerOutput } from './types.js';
-import { StructuredOutputManager } from './structured/structured-output-manager.js';
-import type { GrammarVocab } from './structured/grammar-compiler.js';
 import { resolveConstraint, type StructuredOutputsParams } from './structured/constraint.js';
+import type { GrammarVocab } from './structured/grammar-compiler.js';
+import { StructuredOutputManager } from './structured/structured-output-manager.js';
 
 export { QueueFullError, PromptTooLongError, InvalidRequestError, EngineClosedError } from './request-errors.js';
+export { DEFAULT_ENGINE_OPTIONS } from './engine-options.js';
+export { RequestStream } from './request-stream.js';
 
 /** The scheduler's options (documented on SchedulerOptions) plus the engine loop's own. */
-export interface EngineOptions extends Omit<SchedulerOptions, 'createOutputState'> {
+export interface EngineOptions extends SchedulerOptions {
+  /** Detokenizes outputs and matches stop strings (null: token ids only, no text). */
+  tokenizer: Tokenizer | null;
   /** Step records kept in the trace's ring buffer (default 4096). */
   traceCapacity?: number;
   /** Milliseconds clock (default performance.now). */
@@ -27,21 +36,6 @@ export interface EngineOptions extends Omit<SchedulerOptions, 'createOutputState
   /** The vocabulary structured outputs compile grammars against (none: requests with a constraint are refused). */
   grammarVocab?: GrammarVocab;
 }
-
-/** Defaults for everything but numBlocks, maxModelLen, tokenizer and eogIds (which depend on the model). */
-export const DEFAULT_ENGINE_OPTIONS = {
-  policy: 'continuous',
-  schedulingPolicy: 'fcfs',
-  maxNumSeqs: 64,
-  maxNumBatchedTokens: 2048,
-  blockSize: 16,
-  enablePrefixCaching: true,
-  longPrefillTokenThreshold: 0,
-  maxQueue: 0,
-  staticBatchSize: 64,
-  staticWaitMs: 0,
-  staticDropFinished: false,
-} as const satisfies Partial<EngineOptions>;
 
 export interface EngineRequest {
   requestId?: string;
@@ -56,98 +50,11 @@ export interface EngineStats extends SchedulerStats {
   failedSteps: number;
 }
 
-/**
- * The outputs of one request, as an async iterable. A request with n > 1 yields the outputs of all
- * its completions, told apart by `index`; the stream ends when every completion has finished. It
- * throws if the step computing the request failed. Leaving a for-await loop early aborts the request.
- */
-export class RequestStream implements AsyncIterable<RequestOutput> {
-  private readonly queue: RequestOutput[] = [];
-  private waiter: { resolve: () => void } | undefined;
-  private done = false;
-  private error: unknown;
-  private iterating = false;
-
-  constructor(
-    readonly requestId: string,
-    private liveTiming: RequestTiming,
-    private readonly onCancel: () => void,
-  ) {}
-
-  /** Live per-request timestamps (arrival, first scheduled, first token, every token, finish). */
-  get timing(): RequestTiming {
-    return this.liveTiming;
-  }
-
-  /** @internal The scheduler's timing, once a request held for its grammar has reached the scheduler. */
-  bindTiming(t: RequestTiming): void {
-    this.liveTiming = t;
-  }
-
-  /** Whether the request has ended (finished, aborted or failed). */
-  get finished(): boolean {
-    return this.done;
-  }
-
-  /** @internal */
-  push(out: RequestOutput): void {
-    if (this.done) return;
-    this.queue.push(out);
-    this.wake();
-  }
-
-  /** @internal */
-  end(): void {
-    this.done = true;
-    this.wake();
-  }
-
-  /** @internal */
-  fail(err: unknown): void {
-    if (this.done) return;
-    this.error = err;
-    this.done = true;
-    this.wake();
-  }
-
-  private wake(): void {
-    const w = this.waiter;
-    this.waiter = undefined;
-    w?.resolve();
-  }
-
-  [Symbol.asyncIterator](): AsyncIterator<RequestOutput> {
-    if (this.iterating) throw new Error(`request ${this.requestId}: its output stream can be iterated only once`);
-    this.iterating = true;
-    return {
-      next: async (): Promise<IteratorResult<RequestOutput>> => {
-        for (;;) {
-          if (this.queue.length > 0) return { value: this.queue.shift()!, done: false };
-          if (this.done) {
-            if (this.error !== undefined) {
-              const e = this.error;
-              this.error = undefined;
-              throw e;
-            }
-            return { value: undefined, done: true };
-          }
-          await new Promise<void>((resolve) => (this.waiter = { resolve }));
-        }
-      },
-      return: async (): Promise<IteratorResult<RequestOutput>> => {
-        // The consumer stopped listening (e.g. a client disconnected): stop computing for it.
-        if (!this.done) this.onCancel();
-        this.queue.length = 0;
-        return { value: undefined, done: true };
-      },
-    };
-  }
-}
-
 export class Engine {
   readonly scheduler: Scheduler;
   readonly trace: StepTrace;
   private readonly runner: ModelRunner;
+  private readonly outputs: OutputProcessor;
   private readonly clock: () => number;
   private readonly autoRun: boolean;
   private readonly streams = new Map<string, RequestStream>();
@@ -165,29 +72,14 @@ export class Engine {
   private numHeldForGrammar = 0;
 
   constructor(runner: ModelRunner, opts: EngineOptions) {
-    const schedOpts: SchedulerOptions = {
-      policy: opts.policy,
-      schedulingPolicy: opts.schedulingPolicy,
-      maxNumSeqs: opts.maxNumSeqs,
-      maxNumBatchedTokens: opts.maxNumBatchedTokens,
-      numBlocks: opts.numBlocks,
-      blockSize: opts.blockSize,
-      enablePrefixCaching: opts.enablePrefixCaching,
-      longPrefillTokenThreshold: opts.longPrefillTokenThreshold,
-      maxQueue: opts.maxQueue,
-      staticBatchSize: opts.staticBatchSize,
-      staticWaitMs: opts.staticWaitMs,
-      staticDropFinished: opts.staticDropFinished,
-      maxModelLen: opts.maxModelLen,
-      tokenizer: opts.tokenizer,
-      eogIds: opts.eogIds,
-    };
+    const { tokenizer, traceCapacity, clock, autoRun, grammarVocab, ...schedOpts } = opts;
     this.scheduler = new Scheduler(schedOpts);
+    this.outputs = new OutputProcessor(tokenizer);
     this.runner = runner;
-    this.trace = new StepTrace(opts.traceCapacity ?? DEFAULT_TRACE_CAPACITY);
-    this.clock = opts.clock ?? (() => performance.now());
-    this.autoRun = opts.autoRun ?? true;
-    this.structured = new StructuredOutputManager(opts.grammarVocab ?? null);
+    this.trace = new StepTrace(traceCapacity ?? DEFAULT_TRACE_CAPACITY);
+    this.clock = clock ?? (() => performance.now());
+    this.autoRun = autoRun ?? true;
+    this.structured = new StructuredOutputManager(grammarVocab ?? null);
   }
 
   /**
@@ -200,11 +92,17 @@ export class Engine {
     if (this.closed) throw new EngineClosedError();
     const so = r.sampling.structuredOutputs;
     if (so && !this.structured.isCompiled(so)) return this.addAfterCompile(r, so);
-    const req = this.scheduler.addRequest(r, this.clock());
+    const req = this.admit(r, this.clock());
     const stream = new RequestStream(req.requestId, req.timing, () => this.abort(req.requestId));
     this.streams.set(req.requestId, stream);
     this.kick();
     return stream;
+  }
+
+  private admit(r: EngineRequest, arrivalMs: number) {
+    const req = this.scheduler.addRequest(r, arrivalMs);
+    this.outputs.addRequest(req.requestId, req.sampling, req.promptTokenIds.length);
+    return req;
   }
 
   /**
@@ -223,24 +121,20 @@ export class Engine {
     const stream = new RequestStream(requestId, { arrivalMs, tokenTimesMs: [] }, () => this.abort(requestId));
     this.streams.set(requestId, stream);
     this.heldForGrammar.add(requestId);
-    this.structured.compile(so).then(
-      () => {
-        if (!this.heldForGrammar.delete(requestId)) return; // aborted meanwhile
-        try {
-          if (this.closed) throw new EngineClosedError();
-          stream.bindTiming(this.scheduler.addRequest({ ...r, requestId }, arrivalMs).timing);
-          this.kick();
-        } catch (e) {
-          this.streams.delete(requestId);
-          stream.fail(e);
-        }
-      },
-      (e: unknown) => {
-        if (!this.heldForGrammar.delete(requestId)) return;
-        this.streams.delete(requestId);
-        stream.fail(e);
-      },
-    );
+    const fail = (e: unknown) => {
+      this.streams.delete(requestId);
+      stream.fail(e);
+    };
+    this.structured.compile(so).then(() => {
+      if (!this.heldForGrammar.delete(requestId)) return; // aborted meanwhile
+      try {
+        if (this.closed) throw new EngineClosedError();
+        stream.bindTiming(this.admit({ ...r, requestId }, arrivalMs).timing);
+        this.kick();
+      } catch (e) {
+        fail(e);
+      }
+    }, (e: unknown) => this.heldForGrammar.delete(requestId) && fail(e));
     return stream;
   }
 
@@ -252,10 +146,10 @@ export class Engine {
       stream?.end();
       return true;
     }
-    const outs = this.scheduler.abort(requestId, this.clock());
+    const { outputs } = this.outputs.process(this.scheduler.abort(requestId, this.clock()));
     this.kick(); // freed blocks may let a waiting request in
     if (!stream) return false;
-    for (const o of outs) stream.push(o);
+    for (const o of outputs) stream.push(o);
     stream.end();
     this.streams.delete(requestId);
     return true;
@@ -292,7 +186,7 @@ export class Engine {
   private async runStep(): Promise<boolean> {
     const sched = this.scheduler;
     const t0 = this.clock();
-    const out = sched.schedule(t0);
+    const { output: out, summary } = sched.schedule(t0);
     const t1 = this.clock();
     if (out.scheduled.length === 0) {
       // Nothing to run (idle, or a static batch waiting to fill): no runner call.
@@ -305,30 +199,31 @@ export class Engine {
       grammarMs = await this.applyGrammars(out);
       result = await this.runner.execute(out);
     } catch (err) {
-      this.failStep(out, err, t0, t1);
+      this.failStep(out, summary, err, t0, t1);
       return true;
     }
     const t2 = this.clock();
-    let outputs: RequestOutput[];
+    let step: ReturnType<Engine['applyResult']>;
     try {
-      outputs = sched.update(out, result, t2);
+      step = this.applyResult(out, result, t2);
     } catch (err) {
-      this.failStep(out, err, t0, t1);
+      this.failStep(out, summary, err, t0, t1);
       return true;
     }
-    for (const tok of result.sampled) this.structured.accept(tok.seqId, tok.tokenId);
     const t3 = this.clock();
+    for (const tok of result.sampled) this.structured.accept(tok.seqId, tok.tokenId);
     const ended = new Set<string>();
-    for (const o of outputs) {
+    for (const o of step.outputs) {
       this.streams.get(o.requestId)?.push(o);
-      if (o.finished && !sched.getRequest(o.requestId)) ended.add(o.requestId);
+      if (o.finished && step.done.has(o.requestId)) ended.add(o.requestId);
     }
     // Only after every output of the step: several completions of one request can finish together.
     for (const id of ended) {
       this.streams.get(id)?.end();
       this.streams.delete(id);
     }
-    const rec = this.record(out, t0, t1, t2, t3, result, sched.lastNumFinished);
+    const times = { startMs: t0, scheduleMs: t1 - t0, forwardMs: result.forwardMs, sampleMs: result.sampleMs, executeMs: t2 - t1, updateMs: t3 - t2, totalMs: t3 - t0 };
+    const rec = stepRecord(summary, step.numFinished, times);
     if (grammarMs > 0) rec.grammarMs = grammarMs;
     this.trace.push(rec);
     return true;
@@ -349,47 +244,28 @@ export class Engine {
     return this.clock() - t;
   }
 
+  /** update(), then output processing; a sequence a stop string ends is finished in the scheduler right after. */
+  private applyResult(out: SchedulerOutput, result: ModelRunnerOutput, now: number): { outputs: RequestOutput[]; done: Set<string>; numFinished: number } {
+    const upd = this.scheduler.update(out, result, now);
+    const { outputs, stopped } = this.outputs.process(upd.updates);
+    const done = new Set([...upd.finishedRequestIds, ...this.scheduler.finishStopped(stopped, now)]);
+    return { outputs, done, numFinished: upd.numFinished + stopped.length };
+  }
+
   /** A failed runner call fails only the requests of that step; the engine goes on. */
-  private failStep(out: SchedulerOutput, err: unknown, t0: number, t1: number): void {
+  private failStep(out: SchedulerOutput, summary: StepSummary, err: unknown, t0: number, t1: number): void {
     this.numFailedSteps++;
     const t = this.clock();
     const failed = this.scheduler.failStep(out, t);
     const error = err instanceof Error ? err : new Error(String(err));
     for (const id of failed) {
+      this.outputs.drop(id);
       this.streams.get(id)?.fail(error);
       this.streams.delete(id);
     }
-    const rec = this.record(out, t0, t1, t, t, { sampled: [], forwardMs: 0, sampleMs: 0 }, 0);
+    const rec = stepRecord(summary, 0, { startMs: t0, scheduleMs: t1 - t0, forwardMs: 0, sampleMs: 0, executeMs: t - t1, updateMs: 0, totalMs: t - t0 });
     rec.error = error.message;
     this.trace.push(rec);
-  }
-
-  private record(out: SchedulerOutput, t0: number, t1: number, t2: number, t3: number, result: ModelRunnerOutput, numFinished: number): StepRecord {
-    const s = this.scheduler.lastSummary!;
-    return {
-      step: out.step,
-      policy: this.scheduler.options.policy,
-      startMs: t0,
-      seqs: s.seqs,
-      numPrefillTokens: s.numPrefillTokens,
-      numDecodeTokens: s.numDecodeTokens,
-      numPadRows: s.numPadRows,
-      numBatchedTokens: out.numBatchedTokens,
-      numJoined: s.numJoined,
-      numPreempted: s.numPreempted,
-      numBlockCopies: out.blockCopies.length,
-      numFinished,
-      kvBlocksUsed: s.kvBlocksUsed,
-      kvBlocksTotal: this.scheduler.kv.numBlocks,
-      numWaiting: s.numWaiting,
-      numRunning: s.numRunning,
-      scheduleMs: t1 - t0,
-      forwardMs: result.forwardMs,
-      sampleMs: result.sampleMs,
-      executeMs: t2 - t1,
-      updateMs: t3 - t2,
-      totalMs: t3 - t0,
-    };
   }
 
   /** Starts the background loop, or wakes it if it is sleeping. */
@@ -442,6 +318,7 @@ export class Engine {
     const error = err instanceof Error ? err : new Error(String(err));
     for (const id of this.scheduler.requestIds()) {
       this.scheduler.abort(id, this.clock());
+      this.outputs.drop(id);
       this.streams.get(id)?.fail(error);
       this.streams.delete(id);
     }
@@ -456,8 +333,8 @@ export class Engine {
   private async doClose(): Promise<void> {
     this.closed = true;
     for (const id of this.scheduler.requestIds()) this.abort(id);
-    this.kick();
     for (const id of [...this.heldForGrammar]) this.abort(id);
+    this.kick();
     if (this.inFlight) await this.inFlight.catch(() => undefined);
     await this.structured.close();
     await this.runner.close();

@@ -9,7 +9,7 @@ import type { Kernels, KvStorage } from '../model/kernels/types.js';
 import type { LoadedModel } from '../model/loaders/index.js';
 import { TransformerModel, type ForwardBatch } from '../model/transformer.js';
 import { copyBlock, createKvStorage } from '../model/kv-storage.js';
-import { DEFAULT_KV_CACHE_DTYPE, type KvCacheDtype } from '../model/kv-dtype.js';
+import { DEFAULT_KV_CACHE_DTYPE, type KvCacheDtype } from '../model/kernels/kv-dtype.js';
 import { sampleToken } from './sampling.js';
 
 /** Thrown when a SchedulerOutput does not fit the runner's state (unknown sequence, short block table...). */

@@ -30,10 +30,10 @@ export class InvalidRequestError extends Error {
   }
 }
 
-/** The engine was closed; no further requests are accepted. */
+/** The engine (or the LLM around it) was closed; no further requests are accepted. */
 export class EngineClosedError extends Error {
-  constructor() {
-    super('engine is closed');
+  constructor(message = 'engine is closed') {
+    super(message);
     this.name = 'EngineClosedError';
   }
 }

@@ -2,7 +2,7 @@
 // plain data, copied by structured clone.
 
 import type { ModelRunnerOutput, SchedulerOutput } from './types.js';
-import type { KvCacheDtype } from '../model/kv-dtype.js';
+import type { KvCacheDtype } from '../model/kernels/kv-dtype.js';
 
 export interface RunnerWorkerInit {
   modelPath: string;

@@ -15,15 +15,14 @@
 // k-sized heap, top-p a quickselect that tracks probability mass, plain sampling walks the ids
 // in order, and all scratch memory is allocated once and reused (sampling is synchronous, so one
 // set of buffers per thread is enough).
-import { DEFAULT_SAMPLING, type SamplingParams, type TokenLogprob } from './types.js';
-import { mixSeed, uniformAt } from './counter-rng.js';
-import { InvalidParamError } from './request-errors.js';
-import { resolveConstraint } from './structured/constraint.js';
+import type { SamplingParams, TokenLogprob } from './types.js';
+import { selectTopK } from './top-k.js';
+import { uniformAt } from './counter-rng.js';
 
 /** Everything sampleToken needs to know about one sequence. */
 export interface SamplingContext {
   params: SamplingParams;
-  /** Seed of this sequence's random stream (see deriveSeed). */
+  /** Seed of this sequence's random stream (see counter-rng.ts deriveSeed). */
   seed: number;
   promptTokenIds: readonly number[];
   /** Tokens generated so far; its length is the step index of the draw. */
@@ -42,136 +41,12 @@ export interface SampleResult {
   topLogprobs?: TokenLogprob[];
 }
 
-export { InvalidParamError };
-
 /** Sampling could not pick any token (every logit was NaN or -Infinity after penalties and masks). */
 export class SamplingError extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'SamplingError';
   }
-}
-
-/** Most alternatives a request may ask logprobs for (OpenAI's limit for top_logprobs). */
-export const MAX_LOGPROBS = 20;
-
-// ---------------------------------------------------------------------------------------------
-// Parameters
-
-const PARAM_NAMES = new Set(Object.keys(DEFAULT_SAMPLING)); // includes 'seed' (present, undefined)
-
-/**
- * Fills the unset fields of `partial` from DEFAULT_SAMPLING (fields set to undefined count as unset)
- * and checks every field; throws InvalidParamError naming the first field that is wrong.
- */
-export function resolveSamplingParams(partial: Partial<SamplingParams> = {}): SamplingParams {
-  if (partial === null || typeof partial !== 'object') {
-    throw new InvalidParamError('sampling', `sampling parameters must be an object, got ${describe(partial)}`);
-  }
-  for (const key of Object.keys(partial)) {
-    if (!PARAM_NAMES.has(key)) throw new InvalidParamError(key, `unknown sampling parameter '${key}'`);
-  }
-  const pick = <K extends keyof SamplingParams>(k: K): SamplingParams[K] =>
-    partial[k] === undefined ? DEFAULT_SAMPLING[k] : (partial[k] as SamplingParams[K]);
-
-  const p: SamplingParams = {
-    maxTokens: pick('maxTokens'),
-    temperature: pick('temperature'),
-    topK: pick('topK'),
-    topP: pick('topP'),
-    minP: pick('minP'),
-    presencePenalty: pick('presencePenalty'),
-    frequencyPenalty: pick('frequencyPenalty'),
-    repetitionPenalty: pick('repetitionPenalty'),
-    stopTokenIds: pick('stopTokenIds'),
-    stop: pick('stop'),
-    ignoreEos: pick('ignoreEos'),
-    minTokens: pick('minTokens'),
-    logprobs: pick('logprobs'),
-    seed: pick('seed'),
-    n: pick('n'),
-  };
-  const structured = pick('structuredOutputs');
-
-  requireInteger('maxTokens', p.maxTokens, 1);
-  requireNumber('temperature', p.temperature, 0, Infinity, 'a finite number >= 0');
-  requireInteger('topK', p.topK, -1, undefined, ' (0 or -1 disables it)');
-  if (typeof p.topP !== 'number' || !(p.topP > 0 && p.topP <= 1)) {
-    throw new InvalidParamError('topP', `topP must be a number in (0, 1], got ${describe(p.topP)}`);
-  }
-  requireNumber('minP', p.minP, 0, 1, 'a number in [0, 1]');
-  requireNumber('presencePenalty', p.presencePenalty, -2, 2, 'a number in [-2, 2]');
-  requireNumber('frequencyPenalty', p.frequencyPenalty, -2, 2, 'a number in [-2, 2]');
-  if (typeof p.repetitionPenalty !== 'number' || !(p.repetitionPenalty > 0) || !Number.isFinite(p.repetitionPenalty)) {
-    throw new InvalidParamError('repetitionPenalty', `repetitionPenalty must be a finite number > 0, got ${describe(p.repetitionPenalty)}`);
-  }
-  if (!Array.isArray(p.stopTokenIds)) {
-    throw new InvalidParamError('stopTokenIds', `stopTokenIds must be an array of token ids, got ${describe(p.stopTokenIds)}`);
-  }
-  p.stopTokenIds.forEach((id, i) => {
-    if (!Number.isSafeInteger(id) || id < 0) {
-      throw new InvalidParamError('stopTokenIds', `stopTokenIds[${i}] must be an integer token id >= 0, got ${describe(id)}`);
-    }
-  });
-  if (!Array.isArray(p.stop)) throw new InvalidParamError('stop', `stop must be an array of strings, got ${describe(p.stop)}`);
-  p.stop.forEach((s, i) => {
-    if (typeof s !== 'string' || s.length === 0) {
-      throw new InvalidParamError('stop', `stop[${i}] must be a non-empty string, got ${describe(s)}`);
-    }
-  });
-  if (typeof p.ignoreEos !== 'boolean') throw new InvalidParamError('ignoreEos', `ignoreEos must be a boolean, got ${describe(p.ignoreEos)}`);
-  requireInteger('minTokens', p.minTokens, 0);
-  if (p.minTokens > p.maxTokens) {
-    throw new InvalidParamError('minTokens', `minTokens (${p.minTokens}) must not exceed maxTokens (${p.maxTokens})`);
-  }
-  if (p.logprobs !== null) requireInteger('logprobs', p.logprobs, 0, MAX_LOGPROBS, ' or null');
-  if (p.seed !== undefined && !Number.isSafeInteger(p.seed)) {
-    throw new InvalidParamError('seed', `seed must be an integer (safe-integer range), got ${describe(p.seed)}`);
-  }
-  requireInteger('n', p.n, 1);
-  if (structured !== undefined && structured !== null) {
-    resolveConstraint(structured); // its shape; whether it compiles is checked where the grammar is compiled
-    p.structuredOutputs = structuredClone(structured);
-  }
-
-  // Copies, so a caller mutating its arrays later cannot change a running request.
-  p.stopTokenIds = [...p.stopTokenIds];
-  p.stop = [...p.stop];
-  return p;
-}
-
-function requireInteger(name: string, v: unknown, min: number, max?: number, note = ''): void {
-  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= min && (max === undefined || v <= max)) return;
-  const range = max === undefined ? `>= ${min}` : `in [${min}, ${max}]`;
-  throw new InvalidParamError(name, `${name} must be an integer ${range}${note}, got ${describe(v)}`);
-}
-
-function requireNumber(name: string, v: unknown, min: number, max: number, what: string): void {
-  if (typeof v === 'number' && Number.isFinite(v) && v >= min && v <= max) return;
-  throw new InvalidParamError(name, `${name} must be ${what}, got ${describe(v)}`);
-}
-
-function describe(v: unknown): string {
-  if (typeof v === 'string') return JSON.stringify(v);
-  if (Array.isArray(v)) return 'an array';
-  if (v === null) return 'null';
-  if (typeof v === 'object') return 'an object';
-  return String(v);
-}
-
-/**
- * The seed of completion `index` of a request. With a request seed, completion 0 uses that seed
- * as is and the others a hash of (seed, index), so every completion has its own reproducible
- * stream. Without one, a fresh random seed (non-negative, 53 bits).
- */
-export function deriveSeed(requestSeed: number | undefined, index: number): number {
-  if (!Number.isSafeInteger(index) || index < 0) throw new RangeError(`completion index must be an integer >= 0, got ${index}`);
-  if (requestSeed === undefined) {
-    const w = crypto.getRandomValues(new Uint32Array(2));
-    return (w[0] >>> 11) * 4294967296 + w[1];
-  }
-  if (!Number.isSafeInteger(requestSeed)) throw new RangeError(`seed must be an integer, got ${requestSeed}`);
-  return index === 0 ? requestSeed : mixSeed(requestSeed, index);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -557,54 +432,4 @@ function heavier(a: number, b: number): boolean {
   const wa = weight[a];
   const wb = weight[b];
   return wa > wb || (wa === wb && a < b);
-}
-
-/**
- * The k largest entries of `x` (NaN and -Infinity excluded), written to out[0..n) largest first,
- * lower index first among equals; returns n <= k. A k-sized min-heap: O(V log k), and most
- * entries are rejected by one comparison with the heap's smallest.
- */
-export function selectTopK(x: Float32Array, k: number, out: Int32Array): number {
-  if (k <= 0) return 0;
-  // "a is worse than b": smaller value, or equal value and higher id.
-  const worse = (a: number, b: number): boolean => x[a] < x[b] || (x[a] === x[b] && a > b);
-  const siftDown = (i: number, size: number): void => {
-    const id = out[i];
-    for (;;) {
-      let child = 2 * i + 1;
-      if (child >= size) break;
-      if (child + 1 < size && worse(out[child + 1], out[child])) child++;
-      if (!worse(out[child], id)) break;
-      out[i] = out[child];
-      i = child;
-    }
-    out[i] = id;
-  };
-  let size = 0;
-  for (let i = 0; i < x.length; i++) {
-    const xi = x[i];
-    if (!(xi > -Infinity)) continue;
-    if (size < k) {
-      // Sift up: ids arrive in increasing order, so among equal values the newcomer is the worse.
-      let j = size++;
-      while (j > 0) {
-        const parent = (j - 1) >> 1;
-        if (!worse(i, out[parent])) break;
-        out[j] = out[parent];
-        j = parent;
-      }
-      out[j] = i;
-    } else if (xi > x[out[0]]) {
-      out[0] = i;
-      siftDown(0, size);
-    }
-  }
-  // Heap sort: move the worst to the end repeatedly, leaving the best at the front.
-  for (let end = size - 1; end > 0; end--) {
-    const t = out[0];
-    out[0] = out[end];
-    out[end] = t;
-    siftDown(0, end);
-  }
-  return size;
 }

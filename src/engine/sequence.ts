@@ -3,29 +3,14 @@
 // sequences; the first prefills the prompt, the others are forked from it once that prompt is in the
 // cache (sharing its blocks) and start by recomputing only the last prompt token.
 
-import type { FinishReason, SampledToken, SamplingParams } from './types.js';
-import { hashBlock } from './kv-cache.js';
+import type { FinishReason, SampledToken, SamplingParams, SequenceUpdate } from './types.js';
+import type { KvSequence } from './kv-cache-manager.js';
 
 /**
  * waiting: queued for (re)admission, holds no blocks. running: admitted, holds blocks.
  * unforked: completion 1..n-1 whose parent has not finished its prompt yet. finished: done or aborted.
  */
 export type SequenceStatus = 'waiting' | 'running' | 'unforked' | 'finished';
-
-/** What the output side decides for each sampled token (SequenceOutputState's contract). */
-export interface OutputDecision {
-  text: string;
-  finished: boolean;
-  finishReason?: FinishReason;
-  stopReason?: string | number;
-}
-
-/** Turns one sequence's sampled tokens into text and a finish decision. */
-export interface OutputStateLike {
-  append(tok: SampledToken): OutputDecision;
-  /** Ends the sequence from outside (abort, model length reached), releasing any held-back text. */
-  finish?(reason: FinishReason): OutputDecision;
-}
 
 /**
  * Per-request timestamps (milliseconds on the scheduler's clock), for TTFT, TPOT, ITL, E2E latency
@@ -39,21 +24,18 @@ export interface RequestTiming {
   finishedMs?: number;
 }
 
-export class Sequence {
+export class Sequence implements KvSequence {
   status: SequenceStatus;
   /** Prompt followed by the generated tokens. */
   readonly tokenIds: number[];
-  /** Tokens whose keys and values are in the KV cache. */
+  // The KV side, written by the KV cache manager only (see KvSequence).
   numComputed = 0;
   blockTable: number[] = [];
-  /** Prefix hashes of the full blocks of tokenIds, computed on demand. */
   readonly blockHashes: string[] = [];
-  /** Blocks of the table already checked for registration in the prefix cache. */
-  numRegisteredBlocks = 0;
+  numCachedBlocks = 0;
   numPreemptions = 0;
   /** Whether the model runner holds sampling state for this sequence. */
   runnerKnows = false;
-  finishReason?: FinishReason;
   /** Static batching: the sequence sampled its first token in the current batch. */
   prefillDone = false;
 
@@ -62,7 +44,6 @@ export class Sequence {
     readonly request: RequestState,
     readonly index: number,
     readonly seed: number,
-    readonly outputState: OutputStateLike,
     status: SequenceStatus,
   ) {
     this.tokenIds = [...request.promptTokenIds];
@@ -90,12 +71,20 @@ export class Sequence {
     return this.tokenIds.length - this.numComputed;
   }
 
-  /** Extends blockHashes over every full block of tokenIds, up to `numBlocks` blocks. */
-  ensureBlockHashes(numBlocks: number, blockSize: number): void {
-    const limit = Math.min(numBlocks, Math.floor(this.tokenIds.length / blockSize));
-    for (let j = this.blockHashes.length; j < limit; j++) {
-      this.blockHashes.push(hashBlock(j === 0 ? null : this.blockHashes[j - 1], this.tokenIds, j * blockSize, blockSize));
-    }
+  /** What just happened to the sequence, as plain data for the output processor. */
+  toUpdate(token: SampledToken | undefined, finishReason?: FinishReason, stopTokenId?: number): SequenceUpdate {
+    const req = this.request;
+    // Every field present, undefined or not: one object shape for the hot path.
+    return {
+      requestId: req.requestId,
+      index: this.index,
+      token,
+      finishReason,
+      stopTokenId,
+      numCachedTokens: req.numCachedTokens,
+      numOutputTokens: this.numOutputTokens,
+      numPreemptions: this.numPreemptions,
+    };
   }
 }
 
@@ -123,10 +112,6 @@ export class RequestState {
   ) {
     this.pendingForks = sampling.n - 1;
     this.timing = { arrivalMs, tokenTimesMs: Array.from({ length: sampling.n }, () => []) };
-  }
-
-  get n(): number {
-    return this.sampling.n;
   }
 
   get finished(): boolean {

@@ -59,6 +59,40 @@ export interface StepRecord {
 
 export type StepListener = (record: StepRecord) => void;
 
+/** What schedule() decided, as the step record reports it: everything but who finished and the times. */
+export type StepSummary = Omit<StepRecord, 'numFinished' | keyof StepTimes | 'error'>;
+
+/** Where a step's time went (ms on the engine's clock, or virtual time in the simulator). */
+export type StepTimes = Pick<StepRecord, 'startMs' | 'scheduleMs' | 'forwardMs' | 'sampleMs' | 'executeMs' | 'updateMs' | 'totalMs'>;
+
+/** The one place a StepRecord is put together, for the engine and the simulator alike. */
+export function stepRecord(s: StepSummary, numFinished: number, t: StepTimes): StepRecord {
+  return {
+    step: s.step,
+    policy: s.policy,
+    startMs: t.startMs,
+    seqs: s.seqs,
+    numPrefillTokens: s.numPrefillTokens,
+    numDecodeTokens: s.numDecodeTokens,
+    numPadRows: s.numPadRows,
+    numBatchedTokens: s.numBatchedTokens,
+    numJoined: s.numJoined,
+    numPreempted: s.numPreempted,
+    numBlockCopies: s.numBlockCopies,
+    numFinished,
+    kvBlocksUsed: s.kvBlocksUsed,
+    kvBlocksTotal: s.kvBlocksTotal,
+    numWaiting: s.numWaiting,
+    numRunning: s.numRunning,
+    scheduleMs: t.scheduleMs,
+    forwardMs: t.forwardMs,
+    sampleMs: t.sampleMs,
+    executeMs: t.executeMs,
+    updateMs: t.updateMs,
+    totalMs: t.totalMs,
+  };
+}
+
 export const DEFAULT_TRACE_CAPACITY = 4096;
 
 export class StepTrace {

@@ -1,7 +1,8 @@
 // Plain data handed between the engine's parts. The scheduler decides who runs and emits a
 // SchedulerOutput; the model runner computes and samples and returns a ModelRunnerOutput; the
-// scheduler's update() turns that into per-request outputs. Nothing here holds tensors, so the model
-// runner can live in a worker thread and receive these objects by structured clone.
+// scheduler's update() applies it and reports SequenceUpdates; the output processor turns those into
+// per-request outputs. Nothing here holds tensors, so the model runner can live in a worker thread
+// and receive these objects by structured clone.
 
 import type { StructuredOutputsParams } from './structured/constraint.js';
 
@@ -134,6 +135,24 @@ export interface ModelRunner {
 }
 
 export type FinishReason = 'stop' | 'length' | 'abort';
+
+/**
+ * What the scheduler did to one sequence in update() or abort(), before any text exists (vLLM's
+ * EngineCoreOutput): the token it appended, if any, and the end a token-level rule or an abort gave it.
+ */
+export interface SequenceUpdate {
+  requestId: string;
+  /** Completion index (0..n-1). */
+  index: number;
+  token?: SampledToken;
+  /** Set when the sequence ended: 'stop' (end-of-generation or stop token id), 'length' or 'abort'. */
+  finishReason?: FinishReason;
+  /** The stop token id that ended it. */
+  stopTokenId?: number;
+  numCachedTokens: number;
+  numOutputTokens: number;
+  numPreemptions: number;
+}
 
 /** What a request's stream yields, once per step in which it produced something. */
 export interface RequestOutput {

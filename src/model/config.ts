@@ -2,7 +2,6 @@
 // a family always does lives in families.ts; what a file may set lives here.
 
 import { FAMILIES, type Architecture, type FamilyTraits } from './families.js';
-import { kvRowBytes, type KvCacheDtype } from './kv-dtype.js';
 
 export interface ModelConfig {
   /** Architecture name as the file states it (GGUF `general.architecture`). */
@@ -51,9 +50,4 @@ export function layerAttention(c: ModelConfig, l: number): { ropeTheta: number; 
     return { ropeTheta: swa.ropeTheta, ropeFreqScale: swa.ropeFreqScale, window };
   }
   return { ropeTheta: c.ropeTheta, ropeFreqScale: c.ropeFreqScale ?? 1, window: 0 };
-}
-
-/** Bytes of KV cache one token occupies across all layers (K and V) in a cache of `dtype`. */
-export function kvBytesPerToken(c: ModelConfig, dtype: KvCacheDtype = 'f32'): number {
-  return 2 * c.nLayers * kvRowBytes(dtype, c.nKvHeads * c.headDim);
 }

@@ -3,14 +3,9 @@
 // RoPE bases, scales) into ModelConfig. Each entry follows what llama.cpp computes for that
 // `general.architecture`, since llama.cpp on the same file is the reference users compare against.
 
-export type Architecture = 'llama' | 'qwen2' | 'qwen3' | 'gemma3';
+import type { RopeStyle } from './kernels/types.js';
 
-/**
- * How RoPE pairs the dimensions of a head. 'normal' (Llama, GGUF's default) rotates adjacent pairs
- * (2i, 2i+1); 'neox' (GPT-NeoX, Qwen, Gemma) rotates (i, i + ropeDim/2). Pair i turns at the same
- * frequency in both; only which two numbers form the pair differs.
- */
-export type RopeStyle = 'normal' | 'neox';
+export type Architecture = 'llama' | 'qwen2' | 'qwen3' | 'gemma3';
 
 /** The gate's activation in the gated feed-forward block: silu(gate)*up or gelu_tanh(gate)*up. */
 export type FfnActivation = 'silu' | 'gelu';

@@ -1,16 +1,37 @@
-// The paged KV cache's memory: per layer, one K and one V array of numBlocks*blockSize slots. The
-// scheduler's block manager (engine/kv-cache.ts) decides which blocks a sequence owns; this file only
-// holds the K/V rows (kv-dtype.ts) and copies blocks for copy-on-write.
+// The paged KV cache's memory: per layer, one K and one V array of numBlocks*blockSize slots, and how
+// many blocks a memory budget holds for a model. The engine's KV cache manager
+// (engine/kv-cache-manager.ts) decides which blocks a sequence owns; this file only holds the K/V rows
+// (kv-dtype.ts) and copies blocks for copy-on-write.
 
 import type { ModelConfig } from './config.js';
 import type { KvStorage } from './kernels/types.js';
-import { allocateKv, kvDtypeProblem, kvRowBytes, type KvArray, type KvCacheDtype } from './kv-dtype.js';
+import { kvDtypeProblem, kvElementBytes, kvRowBytes, type KvArray, type KvCacheDtype } from './kernels/kv-dtype.js';
+import { allocateKvBufferNative } from './kernels/native.js';
+import { blocksInBytes, kvBytesPerToken } from '../util/kv-bytes.js';
+
+/** KV blocks of `blockSize` tokens that fit in `bytes` of KV memory (K and V of `dtype`, all layers). */
+export function blocksForMemory(bytes: number, config: ModelConfig, blockSize: number, dtype: KvCacheDtype = 'f32'): number {
+  return blocksInBytes(bytes, kvBytesPerToken(config, kvElementBytes(dtype)), blockSize);
+}
 
 export class KvStorageError extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'KvStorageError';
   }
+}
+
+/**
+ * Zero-filled storage for `slots` rows of `width` elements. With the native addon its pages are
+ * populated up front (native/kv-buffer.cc: faulting them in one by one inside decode steps cost a
+ * quarter of a short run's time); otherwise an ordinary typed array.
+ */
+function allocateKv(dtype: KvCacheDtype, slots: number, width: number): KvArray {
+  const bytes = slots * kvRowBytes(dtype, width);
+  const buf = allocateKvBufferNative(bytes) ?? new ArrayBuffer(bytes);
+  if (dtype === 'f32') return new Float32Array(buf);
+  if (dtype === 'f16') return new Uint16Array(buf);
+  return new Uint8Array(buf);
 }
 
 function positiveInt(name: string, v: number): void {

@@ -25,7 +25,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { DType } from './weights.js';
-import { DTYPE_INFO, quantize } from './quant.js';
+import { DTYPE_INFO, quantize } from './kernels/quant.js';
 import { writeGgufFile, ggufValue, type GgufSpec, type GgufTensorSpec, type GgufTypedValue } from './loaders/gguf-writer.js';
 import { readLlama2cVocab } from './loaders/llama2c-vocab.js';
 import { splitmix32, Xoshiro128StarStar } from '../util/xoshiro128.js';

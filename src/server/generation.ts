@@ -7,9 +7,15 @@ import { EngineClosedError, InvalidRequestError, PromptTooLongError, QueueFullEr
 import type { RequestOutput } from '../engine/types.js';
 import { ApiError, invalidParam } from './errors.js';
 import type { GenerationPlan } from './request-params.js';
-import type { RequestTracker } from './metrics.js';
+import type { RequestTracker, ServerMetrics } from './metrics.js';
 import type { LiveRequests } from './live-requests.js';
-import type { ServeContext } from './respond.js';
+
+/** What a generation needs of the server (the routes' ServeContext has it). */
+export interface GenerationContext {
+  llm: LLM;
+  metrics: ServerMetrics;
+  live: LiveRequests;
+}
 
 /** Seconds a client is told to wait after a 429 (the queue drains at step speed, so retry soon). */
 export const RETRY_AFTER_SECONDS = 1;
@@ -25,7 +31,7 @@ export function apiErrorFromEngine(e: unknown, promptParam: string): ApiError {
   if (e instanceof PromptTooLongError || e instanceof InvalidRequestError || e instanceof RangeError) return invalidParam(promptParam, e.message);
   const param = (e as { param?: unknown }).param;
   if (typeof param === 'string') return invalidParam(param, (e as Error).message);
-  if (e instanceof EngineClosedError || (e instanceof Error && e.message === 'LLM is closed')) {
+  if (e instanceof EngineClosedError) {
     return new ApiError(503, 'the server is shutting down', 'server_error', null, 'shutting_down');
   }
   return new ApiError(500, `internal error: ${(e as Error)?.message ?? String(e)}`, 'server_error');
@@ -49,7 +55,7 @@ export class Generation {
   ) {}
 
   /** Adds one engine request per prompt; if any is refused, the ones already added are aborted. */
-  static start(ctx: ServeContext, plan: GenerationPlan, idBase: string, promptParam: string): Generation {
+  static start(ctx: GenerationContext, plan: GenerationPlan, idBase: string, promptParam: string): Generation {
     const { llm, metrics, live } = ctx;
     const streams: RequestStream[] = [];
     const trackers: RequestTracker[] = [];

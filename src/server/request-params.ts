@@ -2,7 +2,7 @@
 // prompts as token ids and one resolved SamplingParams. Every rejection names the HTTP field, so a
 // client sees `param: "top_p"`, never the library's `topP`.
 import type { SamplingParams } from '../engine/types.js';
-import { resolveSamplingParams } from '../engine/sampling.js';
+import { resolveSamplingParams } from '../engine/sampling-params.js';
 import type { Tokenizer } from '../model/tokenizer-types.js';
 import { invalidParam } from './errors.js';
 import { parseStructuredOutputs, type RequestedConstraint, type StructuredBody } from './structured-params.js';

@@ -6,10 +6,12 @@
 //
 // The same formula serves two kinds of profile: datasheet GPUs (bandwidth and peak from the vendor,
 // times the fraction a real serving engine reaches) and a CPU profile measured on this machine by
-// `stepwise calibrate`, whose parameters are fitted to measured step times (see calibration.ts). A
+// `stepwise calibrate`, whose parameters are fitted to measured step times (see calibration-fit.ts). A
 // CPU profile swaps three parts for what the measurements showed: the per-row work is a measured
 // curve instead of the max, attention's FLOPs and KV reads are added on as a pass of their own, and
 // a step on an idle engine costs a measured factor more.
+
+import { kvBytesPerToken } from '../util/kv-bytes.js';
 
 /** What a machine offers a serving engine. All rates are what the engine achieves, after efficiency. */
 export interface HardwareProfile {
@@ -157,8 +159,9 @@ export function totalParams(m: ModelProfile): number {
   return blockParams(m) + outputParams(m) * (m.tiedEmbeddings ? 1 : 2) + m.dim;
 }
 
-export function kvBytesPerToken(m: ModelProfile): number {
-  return 2 * m.nLayers * m.nKvHeads * headDim(m) * m.kvBytes;
+/** Bytes of KV cache one token takes under this profile (the engine's sizing formula). */
+export function profileKvBytesPerToken(m: ModelProfile): number {
+  return kvBytesPerToken({ nLayers: m.nLayers, nKvHeads: m.nKvHeads, headDim: headDim(m) }, m.kvBytes);
 }
 
 /** Bytes of KV cache the engine gets on this hardware for this model. */
@@ -169,7 +172,7 @@ export function kvCacheBytes(hw: HardwareProfile, m: ModelProfile): number {
 
 /** Tokens of KV cache that fit. */
 export function kvCapacityTokens(hw: HardwareProfile, m: ModelProfile): number {
-  return Math.floor(kvCacheBytes(hw, m) / kvBytesPerToken(m));
+  return Math.floor(kvCacheBytes(hw, m) / profileKvBytesPerToken(m));
 }
 
 /** The counts a step's time is a function of (separated from the rates, so calibration can fit them). */
@@ -212,7 +215,7 @@ export function stepFeatures(m: ModelProfile, seqs: readonly SeqShape[]): StepFe
     kvTokens += s.contextLen + s.numTokens;
   }
   const qWidth = m.nHeads * headDim(m);
-  const kvBytes = kvTokens * kvBytesPerToken(m);
+  const kvBytes = kvTokens * profileKvBytesPerToken(m);
   return {
     numSeqs: seqs.length,
     rows,

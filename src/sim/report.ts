@@ -3,10 +3,10 @@
 // model FLOPs and bandwidth utilisation — and a banner so nobody mistakes it for a measurement.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { renderCharts, renderHtml, renderMarkdown } from '../bench/report.js';
-import { resultsJson } from '../bench/results.js';
-import { escapeHtml, fmt, formatTable, type TableFormat } from '../bench/tables.js';
-import { kvBytesPerToken, totalParams } from './cost-model.js';
+import { renderCharts, renderHtml, renderMarkdown } from '../runs/report.js';
+import { resultsJson } from '../runs/results.js';
+import { escapeHtml, fmt, formatTable, type TableFormat } from '../runs/tables.js';
+import { profileKvBytesPerToken, totalParams } from './cost-model.js';
 import type { SimResults } from './run-sim.js';
 
 /** Per policy: what the simulated hardware did. */
@@ -36,7 +36,7 @@ export function simulationSummary(r: SimResults): string[] {
     `hardware: ${hw.memoryGB} GB, ${hw.bandwidthGBs} GB/s x ${hw.bandwidthEfficiency}, ${hw.peakTflops} TFLOP/s x ${hw.computeEfficiency}, ` +
       `step overhead ${hw.stepOverheadMs} ms + ${hw.perSeqOverheadUs} us/seq${hw.perTokenUs ? ` + ${hw.perTokenUs} us/row` : ''}` +
       `${hw.attentionGflops !== undefined ? `, attention ${hw.attentionGflops} GFLOP/s` : ''}${hw.kvReadCurve ? `, KV reads from a ${hw.kvReadCurve.length}-point measured curve` : hw.kvBandwidthGBs !== undefined ? `, KV reads ${hw.kvBandwidthGBs} GB/s` : ''}${hw.rowCurve ? `, per-row work from a ${hw.rowCurve.length}-point measured curve` : ''}${hw.coldStepFactor !== undefined ? `, steps on an idle engine x${hw.coldStepFactor}` : ''}${hw.afterPromptFactors ? `, decode steps right after a prompt step x${hw.afterPromptFactors.join('/x')}` : ''}${hw.source ? ` (${hw.source})` : ''}`,
-    `model: ${(totalParams(m) / 1e9).toFixed(2)}B params at ${m.weightBytes} bytes, KV ${(kvBytesPerToken(m) / 1024).toFixed(1)} KiB/token` +
+    `model: ${(totalParams(m) / 1e9).toFixed(2)}B params at ${m.weightBytes} bytes, KV ${(profileKvBytesPerToken(m) / 1024).toFixed(1)} KiB/token` +
       (kv ? `; KV cache ${kv.kvCapacityTokens} tokens, ${kv.scheduler.numBlocks} blocks used by the scheduler` : ''),
   ];
 }

@@ -2,15 +2,13 @@
 // under each batching policy, and gather the results in the benchmark's own structure (BenchResults),
 // so its metrics, tables, charts and report apply to simulated runs unchanged.
 import { performance } from 'node:perf_hooks';
-import type { LoadOptions } from '../llm.js';
+import type { SimLoadOptions } from './engine-options.js';
 import type { BatchingPolicy, StepRecord } from '../engine/step-trace.js';
-import type { ModelConfig } from '../model/config.js';
-import { computeMetrics } from '../bench/metrics.js';
-import { buildWorkload, workloadSummary, type Workload, type WorkloadSpec } from '../bench/workload.js';
-import { computeUtilization, isSaturatedStep, slotCapacity, usefulSeqs, type SlotUtilization } from '../bench/utilization.js';
-import { buildTimeline } from '../bench/timeline.js';
-import { policyLabel } from '../bench/run-bench.js';
-import type { BenchResults, RunResult } from '../bench/results.js';
+import { computeMetrics } from '../runs/metrics.js';
+import { buildWorkload, workloadSummary, type Workload, type WorkloadSpec } from '../runs/workload.js';
+import { computeUtilization, isSaturatedStep, slotCapacity, usefulSeqs, type ModelShape, type SlotUtilization } from '../runs/utilization.js';
+import { buildTimeline } from '../runs/timeline.js';
+import { policyLabel, type BenchResults, type RunResult } from '../runs/results.js';
 import { blockParams, headDim, kvCapacityTokens, outputParams, type HardwareProfile, type ModelProfile } from './cost-model.js';
 import { CostModelTimer } from './step-time.js';
 import { simulate, type SimSchedulerOptions } from './simulator.js';
@@ -23,7 +21,7 @@ export interface SimRunOptions {
   model: ModelProfile;
   workload: WorkloadSpec;
   policies: BatchingPolicy[];
-  load: LoadOptions;
+  load: SimLoadOptions;
   /** Called with each finished run. */
   onRun?: (run: SimRunResult) => void;
   /** Keep step records (default true; the timeline and utilisation need them). */
@@ -57,26 +55,12 @@ export interface SimResults extends BenchResults {
   };
 }
 
-/** The ModelConfig the benchmark's FLOP counting wants, from a profile (RoPE settings do not matter there). */
-export function configFromProfile(m: ModelProfile): ModelConfig {
-  return {
-    arch: 'llama',
-    dim: m.dim,
-    hiddenDim: m.hiddenDim,
-    nLayers: m.nLayers,
-    nHeads: m.nHeads,
-    nKvHeads: m.nKvHeads,
-    headDim: headDim(m),
-    vocabSize: m.vocabSize,
-    contextLength: m.contextLength,
-    ropeTheta: 10000,
-    ropeDim: headDim(m),
-    normEps: 1e-5,
-    tiedEmbeddings: m.tiedEmbeddings,
-  };
+/** The model dimensions the benchmark's FLOP counting wants, from a profile. */
+export function configFromProfile(m: ModelProfile): ModelShape {
+  return { dim: m.dim, hiddenDim: m.hiddenDim, nLayers: m.nLayers, nHeads: m.nHeads, nKvHeads: m.nKvHeads, headDim: headDim(m), vocabSize: m.vocabSize };
 }
 
-export function buildSimWorkload(spec: WorkloadSpec, model: ModelProfile, load: LoadOptions): Workload {
+export function buildSimWorkload(spec: WorkloadSpec, model: ModelProfile, load: SimLoadOptions): Workload {
   return buildWorkload(spec, { vocabSize: model.vocabSize, bosId: 1, maxModelLen: Math.min(load.maxModelLen ?? model.contextLength, model.contextLength) });
 }
 

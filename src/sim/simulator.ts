@@ -11,12 +11,14 @@
 // The outputs are exactly what a real benchmark run collects: per-request records (sent time and the
 // time of every token, as a client would see them) and the engine's step records, so the benchmark's
 // metrics, utilisation figures, timeline and report apply to a simulated run unchanged.
-import { Scheduler, type SchedulerOptions, type SchedulerStats } from '../engine/scheduler.js';
-import type { StepRecord } from '../engine/step-trace.js';
-import { DEFAULT_SAMPLING, type RequestOutput, type SamplingParams, type SchedulerOutput } from '../engine/types.js';
-import type { RequestRecord } from '../bench/metrics.js';
-import type { TimelineRequest } from '../bench/timeline.js';
-import { LengthOutputState, SimulatedTokenRunner, type SyncRunner } from './token-runner.js';
+import type { EngineSettings } from '../engine/engine-options.js';
+import { Scheduler } from '../engine/scheduler.js';
+import type { SchedulerStats } from '../engine/scheduler-stats.js';
+import { stepRecord, type StepRecord } from '../engine/step-trace.js';
+import { DEFAULT_SAMPLING, type SamplingParams, type SchedulerOutput, type SequenceUpdate } from '../engine/types.js';
+import type { RequestRecord } from '../runs/metrics.js';
+import type { TimelineRequest } from '../runs/timeline.js';
+import { SimulatedTokenRunner, type SyncRunner } from './token-runner.js';
 
 /** One request of the workload (a BenchRequest fits). */
 export interface SimRequest {
@@ -29,7 +31,7 @@ export interface SimRequest {
   priority?: number;
 }
 
-export type SimSchedulerOptions = Omit<SchedulerOptions, 'tokenizer' | 'eogIds' | 'createOutputState'>;
+export type SimSchedulerOptions = EngineSettings;
 
 export interface SimulationOptions {
   requests: readonly SimRequest[];
@@ -42,11 +44,6 @@ export interface SimulationOptions {
   stepTimeMs: (out: SchedulerOutput, ctx: StepContext) => number;
   /** Produces the sampled tokens (default: SimulatedTokenRunner). */
   runner?: SyncRunner;
-  /**
-   * Decide finishing with the engine's real SequenceOutputState instead of a token counter (slower;
-   * for cross-checks against a real engine run).
-   */
-  realOutputState?: boolean;
   /** Sampling of every request, beyond maxTokens = outputLen and ignoreEos (default greedy, seed = request index). */
   sampling?: Partial<SamplingParams>;
   /** Keep the step records (default true). */
@@ -96,12 +93,9 @@ export function simRequestId(index: number): string {
 }
 
 export function simulate(opts: SimulationOptions): SimulationResult {
-  const sched = new Scheduler({
-    ...opts.scheduler,
-    tokenizer: null,
-    eogIds: [],
-    ...(opts.realOutputState ? {} : { createOutputState: ({ params }) => new LengthOutputState(params.maxTokens) }),
-  });
+  // Requests end by length (EOS is ignored): the scheduler's token-level stops decide, as in the
+  // engine; there is no text, so no output processing.
+  const sched = new Scheduler({ ...opts.scheduler, eogIds: [] });
   const runner = opts.runner ?? new SimulatedTokenRunner();
   let keepSteps = opts.keepSteps ?? true;
   const maxKeptSteps = opts.maxKeptSteps ?? 100_000;
@@ -142,19 +136,19 @@ export function simulate(opts: SimulationOptions): SimulationResult {
     }
   };
 
-  const deliver = (o: RequestOutput, now: number): void => {
-    const rec = records.get(o.requestId);
+  const deliver = (u: SequenceUpdate, now: number): void => {
+    const rec = records.get(u.requestId);
     if (!rec) return;
-    if (o.newTokenIds.length > 0) {
+    if (u.token) {
       rec.chunkMs.push(now);
-      rec.outputLen += o.newTokenIds.length;
+      rec.outputLen++;
     }
-    if (o.finished && !sched.getRequest(o.requestId)) {
+    if (u.finishReason !== undefined && !sched.getRequest(u.requestId)) {
       rec.endMs = now;
-      rec.success = o.finishReason !== 'abort';
+      rec.success = u.finishReason !== 'abort';
       if (!rec.success) rec.error = 'request was aborted';
-      numPreemptions += o.numPreemptions;
-      records.delete(o.requestId);
+      numPreemptions += u.numPreemptions;
+      records.delete(u.requestId);
     }
   };
 
@@ -171,7 +165,7 @@ export function simulate(opts: SimulationOptions): SimulationResult {
       now = order[next].arrivalMs; // idle until the next arrival
       continue;
     }
-    const out = sched.schedule(now);
+    const { output: out, summary } = sched.schedule(now);
     if (out.scheduled.length === 0) {
       // Nothing can run yet (a static batch waiting to fill): wake at its deadline or the next arrival.
       sched.skipStep(out);
@@ -191,11 +185,12 @@ export function simulate(opts: SimulationOptions): SimulationResult {
     const start = now;
     now += dt;
     lastStepEnd = now;
-    const outputs = sched.update(out, result, now);
-    for (const o of outputs) deliver(o, now);
+    const upd = sched.update(out, result, now);
+    for (const u of upd.updates) deliver(u, now);
     schedulerOutputs?.push(out);
     if (keepSteps || opts.onStep) {
-      const rec = stepRecord(sched, out, start, dt);
+      // The whole step is "execute" time.
+      const rec = stepRecord(summary, upd.numFinished, { startMs: start, scheduleMs: 0, forwardMs: dt, sampleMs: 0, executeMs: dt, updateMs: 0, totalMs: dt });
       if (keepSteps) {
         if (steps.length < maxKeptSteps) steps.push(rec);
         else {
@@ -222,34 +217,5 @@ export function simulate(opts: SimulationOptions): SimulationResult {
     numSteps,
     numPreemptions,
     stats: sched.stats(),
-  };
-}
-
-/** The step's record, in the engine's StepRecord shape (the whole step is "execute" time). */
-function stepRecord(sched: Scheduler, out: SchedulerOutput, startMs: number, ms: number): StepRecord {
-  const s = sched.lastSummary!;
-  return {
-    step: out.step,
-    policy: sched.options.policy,
-    startMs,
-    seqs: s.seqs,
-    numPrefillTokens: s.numPrefillTokens,
-    numDecodeTokens: s.numDecodeTokens,
-    numPadRows: s.numPadRows,
-    numBatchedTokens: out.numBatchedTokens,
-    numJoined: s.numJoined,
-    numPreempted: s.numPreempted,
-    numBlockCopies: out.blockCopies.length,
-    numFinished: sched.lastNumFinished,
-    kvBlocksUsed: s.kvBlocksUsed,
-    kvBlocksTotal: sched.kv.numBlocks,
-    numWaiting: s.numWaiting,
-    numRunning: s.numRunning,
-    scheduleMs: 0,
-    forwardMs: ms,
-    sampleMs: 0,
-    executeMs: ms,
-    updateMs: 0,
-    totalMs: ms,
   };
 }

@@ -1,7 +1,7 @@
 // Turns the scheduler's decision for a step into the batch shape the cost model prices, and keeps
 // running totals (time, FLOPs, bytes) so a simulated run can report how hard it drove the hardware.
 import type { SchedulerOutput, ScheduledSequence } from '../engine/types.js';
-import { blockParams, costOfFeatures, headDim, kvBytesPerToken, outputParams, type HardwareProfile, type ModelProfile, type SeqShape, type StepCost, type StepFeatures } from './cost-model.js';
+import { blockParams, costOfFeatures, headDim, profileKvBytesPerToken, outputParams, type HardwareProfile, type ModelProfile, type SeqShape, type StepCost, type StepFeatures } from './cost-model.js';
 
 /**
  * One scheduled sequence as the cost model sees it. Rows attend keys up to their own position; a
@@ -48,7 +48,7 @@ export class CostModelTimer {
     readonly model: ModelProfile,
   ) {
     this.weightBytes = (blockParams(model) + outputParams(model)) * model.weightBytes;
-    this.kvPerToken = kvBytesPerToken(model);
+    this.kvPerToken = profileKvBytesPerToken(model);
     this.flopsPerRow = 2 * blockParams(model);
     this.flopsPerLogitRow = 2 * outputParams(model);
     this.flopsPerKey = 4 * model.nLayers * model.nHeads * headDim(model);

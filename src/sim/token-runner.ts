@@ -6,8 +6,6 @@
 // same prompt generate the same tokens, as greedy decoding would: prefix caching of generated blocks
 // then behaves as in a real greedy run. Sequences end by length (the workload fixes output lengths).
 import type { ModelRunner, ModelRunnerOutput, SampledToken, SchedulerOutput } from '../engine/types.js';
-import type { OutputDecision, OutputStateLike } from '../engine/sequence.js';
-import type { FinishReason } from '../engine/types.js';
 
 /** What the discrete-event loop needs from a runner: the step's tokens, at once. */
 export interface SyncRunner {
@@ -50,28 +48,5 @@ export class SimulatedTokenRunner implements SyncRunner, ModelRunner {
 
   async close(): Promise<void> {
     this.seqs.clear();
-  }
-}
-
-const RUNNING: OutputDecision = { text: '', finished: false };
-const DONE: OutputDecision = { text: '', finished: true, finishReason: 'length' };
-
-/**
- * The output side of a simulated sequence: it counts tokens and finishes at maxTokens. The workload
- * asks for exactly outputLen tokens with EOS ignored, which is all SequenceOutputState would decide
- * here too — without detokenizing anything.
- */
-export class LengthOutputState implements OutputStateLike {
-  private numTokens = 0;
-
-  constructor(private readonly maxTokens: number) {}
-
-  append(): OutputDecision {
-    this.numTokens++;
-    return this.numTokens >= this.maxTokens ? DONE : RUNNING;
-  }
-
-  finish(reason: FinishReason): OutputDecision {
-    return { text: '', finished: true, finishReason: reason };
   }
 }

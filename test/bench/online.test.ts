@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { apiBase, readSse, runOnline } from '../../src/bench/online.js';
-import { buildWorkload } from '../../src/bench/workload.js';
-import { computeMetrics } from '../../src/bench/metrics.js';
+import { buildWorkload } from '../../src/runs/workload.js';
+import { computeMetrics } from '../../src/runs/metrics.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

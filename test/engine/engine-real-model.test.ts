@@ -9,7 +9,8 @@ import { loadModel, type LoadedModel } from '../../src/model/loaders/index.js';
 import { referenceKernels } from '../../src/model/kernels/reference.js';
 import { LocalModelRunner } from '../../src/engine/model-runner.js';
 import { Engine, type EngineOptions, type EngineRequest } from '../../src/engine/engine.js';
-import { deriveSeed, resolveSamplingParams } from '../../src/engine/sampling.js';
+import { resolveSamplingParams } from '../../src/engine/sampling-params.js';
+import { deriveSeed } from '../../src/engine/counter-rng.js';
 import type { RequestOutput } from '../../src/engine/types.js';
 import type { StepRecord } from '../../src/engine/step-trace.js';
 

@@ -1,14 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Engine, EngineClosedError, QueueFullError, type EngineOptions, type RequestStream } from '../../src/engine/engine.js';
-import { FakeModelRunner, type FakeRunnerOptions } from '../../src/engine/fake-runner.js';
+import { FakeModelRunner, type FakeRunnerOptions } from '../helpers/fake-runner.js';
 import type { RequestOutput, SchedulerOutput } from '../../src/engine/types.js';
 import type { StepRecord } from '../../src/engine/step-trace.js';
 import { Driver, prompt, sampling, schedOptions } from './scheduler-driver.js';
 
 function engineOptions(over: Partial<EngineOptions> = {}): EngineOptions {
-  const { createOutputState: _c, ...base } = schedOptions();
-  return { ...base, ...over };
+  return { ...schedOptions(), tokenizer: null, ...over };
 }
 
 function makeEngine(over: Partial<EngineOptions> = {}, runnerOpts: Partial<FakeRunnerOptions> = {}) {

@@ -1,9 +1,10 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { SequenceOutputState, SequenceFinishedError, type AppendResult } from '../../src/engine/output-processor.js';
-import { resolveSamplingParams } from '../../src/engine/sampling.js';
-import type { SamplingParams } from '../../src/engine/types.js';
+import { OutputProcessor, SequenceOutputState, SequenceFinishedError, type AppendResult } from '../../src/engine/output-processor.js';
+import { resolveSamplingParams } from '../../src/engine/sampling-params.js';
+import { checkTokenStop } from '../../src/engine/stop-check.js';
+import type { SamplingParams, SequenceUpdate } from '../../src/engine/types.js';
 import type { StreamDecoder, Tokenizer } from '../../src/model/tokenizer-types.js';
 
 const BOS = 1;
@@ -69,16 +70,21 @@ class FakeTokenizer implements Tokenizer {
   }
 }
 
+/**
+ * One sequence's output side, fed the way the engine feeds it: the scheduler's token-level stop
+ * decision (EOS, stop ids, max tokens) comes with each token, then text and stop strings are handled.
+ */
 function setup(params: Partial<SamplingParams>, tokenizer: FakeTokenizer | null = new FakeTokenizer()) {
   const t = tokenizer ?? new FakeTokenizer();
-  const state = new SequenceOutputState({
-    tokenizer,
-    params: resolveSamplingParams({ maxTokens: 100, ...params }),
-    eogIds: new Set([EOS]),
-    numPromptTokens: 3,
-  });
+  const resolved = resolveSamplingParams({ maxTokens: 100, ...params });
+  const eogIds = new Set([EOS]);
+  const state = new SequenceOutputState({ tokenizer, params: resolved, numPromptTokens: 3 });
+  let n = 0;
   const push = (...pieces: Array<string | number>): AppendResult[] =>
-    pieces.map((p) => state.append({ seqId: 7, tokenId: typeof p === 'number' ? p : t.id(p) }));
+    pieces.map((p) => {
+      const tokenId = typeof p === 'number' ? p : t.id(p);
+      return state.append({ seqId: 7, tokenId }, checkTokenStop(resolved, eogIds, ++n, tokenId));
+    });
   return { state, t, push };
 }
 
@@ -295,4 +301,62 @@ test('streamed text equals the reference: full text cut at the first stop string
     }),
     { seed: 20240601, numRuns: 400 },
   );
+});
+
+describe('OutputProcessor', () => {
+  const counts = { numCachedTokens: 0, numPreemptions: 0 };
+  const update = (requestId: string, index: number, numOutputTokens: number, tokenId: number | undefined, more: Partial<SequenceUpdate> = {}): SequenceUpdate => ({
+    requestId,
+    index,
+    ...(tokenId === undefined ? {} : { token: { seqId: index, tokenId } }),
+    ...counts,
+    numOutputTokens,
+    ...more,
+  });
+
+  test('turns updates into RequestOutputs: text, logprobs in their output shape, the scheduler\'s counts', () => {
+    const t = new FakeTokenizer();
+    const p = new OutputProcessor(t);
+    p.addRequest('r', resolveSamplingParams({ maxTokens: 5 }), 3);
+    const { outputs, stopped } = p.process([
+      { ...update('r', 0, 1, undefined), token: { seqId: 0, tokenId: t.id('Hi'), logprob: -0.25, topLogprobs: [{ tokenId: 4, logprob: -0.25 }] }, numCachedTokens: 2 },
+    ]);
+    assert.deepEqual(stopped, []);
+    assert.deepEqual(outputs, [{
+      requestId: 'r', index: 0, newTokenIds: [t.id('Hi')], text: 'Hi', finished: false,
+      numPromptTokens: 3, numCachedTokens: 2, numOutputTokens: 1, numPreemptions: 0,
+      logprobs: [{ tokenId: t.id('Hi'), logprob: -0.25, top: [{ tokenId: 4, logprob: -0.25 }] }],
+    }]);
+  });
+
+  test('a stop string ends a sequence the scheduler has not: it is handed back; token-level ends are not', () => {
+    const t = new FakeTokenizer();
+    const p = new OutputProcessor(t);
+    p.addRequest('r', resolveSamplingParams({ n: 3, stop: ['!'], maxTokens: 2 }), 3);
+    const { outputs, stopped } = p.process([
+      update('r', 0, 1, t.id('a!')),
+      update('r', 1, 1, EOS, { finishReason: 'stop' }),
+      update('r', 2, 1, t.id('b')),
+    ]);
+    assert.deepEqual(stopped, [{ requestId: 'r', index: 0 }]);
+    assert.deepEqual(outputs.map((o) => [o.text, o.finished, o.finishReason, o.stopReason]), [['a', true, 'stop', '!'], ['', true, 'stop', undefined], ['b', false, undefined, undefined]]);
+    // The length limit and a stop string on the same token: the stop string is reported, the scheduler already finished it.
+    const last = p.process([update('r', 2, 2, t.id('c!'), { finishReason: 'length' })]);
+    assert.deepEqual(last.stopped, []);
+    assert.deepEqual([last.outputs[0].text, last.outputs[0].finishReason, last.outputs[0].stopReason], ['c', 'stop', '!']);
+    // Every completion finished: the request is forgotten.
+    assert.deepEqual(p.process([update('r', 2, 3, t.id('d'))]).outputs, []);
+  });
+
+  test('an abort (no token) releases held-back text and ends with abort; a dropped request yields nothing', () => {
+    const t = new FakeTokenizer();
+    const p = new OutputProcessor(t);
+    p.addRequest('a', resolveSamplingParams({ stop: ['STOP'] }), 3);
+    assert.equal(p.process([update('a', 0, 1, t.id('x ST'))]).outputs[0].text, 'x ');
+    const { outputs } = p.process([update('a', 0, 1, undefined, { finishReason: 'abort' })]);
+    assert.deepEqual(outputs.map((o) => [o.newTokenIds, o.text, o.finished, o.finishReason]), [[[], 'ST', true, 'abort']]);
+    p.addRequest('b', resolveSamplingParams({}), 3);
+    p.drop('b');
+    assert.deepEqual(p.process([update('b', 0, 1, t.id('y'))]).outputs, []);
+  });
 });

@@ -1,17 +1,9 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  sampleToken,
-  samplingDistribution,
-  adjustedLogits,
-  resolveSamplingParams,
-  deriveSeed,
-  selectTopK,
-  InvalidParamError,
-  SamplingError,
-  type SamplingContext,
-} from '../../src/engine/sampling.js';
-import { philox2x32, uniformAt } from '../../src/engine/counter-rng.js';
+import { sampleToken, samplingDistribution, adjustedLogits, SamplingError, type SamplingContext } from '../../src/engine/sampling.js';
+import { resolveSamplingParams, InvalidParamError } from '../../src/engine/sampling-params.js';
+import { selectTopK } from '../../src/engine/top-k.js';
+import { deriveSeed, philox2x32, uniformAt } from '../../src/engine/counter-rng.js';
 import { DEFAULT_SAMPLING, type SamplingParams } from '../../src/engine/types.js';
 
 function ctx(logitsParams: Partial<SamplingParams>, more: Partial<Omit<SamplingContext, 'params'>> = {}): SamplingContext {

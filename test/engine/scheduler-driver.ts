@@ -1,8 +1,12 @@
 // Drives a Scheduler with the fake runner synchronously (no Engine, no timers), checking the
-// scheduler's invariants after every step, and collects each request's completions.
+// scheduler's invariants after every step, and collects each request's completions. Outputs go
+// through the output processor (no tokenizer) exactly as the engine sends them.
 import assert from 'node:assert/strict';
-import { Scheduler, type SchedulerOptions, type AddRequest } from '../../src/engine/scheduler.js';
-import { FakeModelRunner, type FakeRunnerOptions } from '../../src/engine/fake-runner.js';
+import { OutputProcessor } from '../../src/engine/output-processor.js';
+import type { AddRequest } from '../../src/engine/request-checks.js';
+import { Scheduler } from '../../src/engine/scheduler.js';
+import type { SchedulerOptions } from '../../src/engine/scheduler-options.js';
+import { FakeModelRunner, type FakeRunnerOptions } from '../helpers/fake-runner.js';
 import { DEFAULT_SAMPLING, type FinishReason, type RequestOutput, type SamplingParams, type SchedulerOutput } from '../../src/engine/types.js';
 
 export interface Completion {
@@ -36,7 +40,6 @@ export function schedOptions(over: Partial<SchedulerOptions> = {}): SchedulerOpt
     staticWaitMs: 0,
     staticDropFinished: false,
     maxModelLen: 256,
-    tokenizer: null,
     eogIds: [],
     ...over,
   };
@@ -49,6 +52,7 @@ export function sampling(over: Partial<SamplingParams> = {}): SamplingParams {
 export class Driver {
   readonly sched: Scheduler;
   readonly runner: FakeModelRunner;
+  readonly processor = new OutputProcessor(null);
   readonly completions = new Map<string, Completion[]>();
   readonly steps: SchedulerOutput[] = [];
   readonly outputs: RequestOutput[] = [];
@@ -64,12 +68,13 @@ export class Driver {
 
   add(r: AddRequest): string {
     const req = this.sched.addRequest(r, this.now);
+    this.processor.addRequest(req.requestId, req.sampling, req.promptTokenIds.length);
     this.completions.set(req.requestId, Array.from({ length: r.sampling.n }, () => ({ tokenIds: [], logprobs: [], text: '', numPreemptions: 0 })));
     return req.requestId;
   }
 
   abort(id: string): RequestOutput[] {
-    const outs = this.sched.abort(id, this.now);
+    const outs = this.processor.process(this.sched.abort(id, this.now)).outputs;
     for (const o of outs) this.take(o);
     this.sched.checkInvariants();
     return outs;
@@ -78,7 +83,7 @@ export class Driver {
   /** One schedule -> execute -> update round; returns the step's output. */
   step(): SchedulerOutput {
     this.now += 1;
-    const out = this.sched.schedule(this.now);
+    const out = this.sched.schedule(this.now).output;
     const o = this.sched.options;
     assert.ok(out.numBatchedTokens <= o.maxNumBatchedTokens, `step ${out.step}: ${out.numBatchedTokens} tokens > budget ${o.maxNumBatchedTokens}`);
     assert.ok(out.scheduled.length <= o.maxNumSeqs, `step ${out.step}: ${out.scheduled.length} sequences > max_num_seqs ${o.maxNumSeqs}`);
@@ -90,7 +95,9 @@ export class Driver {
     } else {
       const res = this.runner.executeSync(out);
       this.now += 1;
-      for (const o2 of this.sched.update(out, res, this.now)) this.take(o2);
+      const { outputs, stopped } = this.processor.process(this.sched.update(out, res, this.now).updates);
+      this.sched.finishStopped(stopped, this.now);
+      for (const o2 of outputs) this.take(o2);
       this.steps.push(out);
     }
     this.sched.checkInvariants();

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Scheduler, RunnerOutputError } from '../../src/engine/scheduler.js';
 import { InvalidRequestError, PromptTooLongError, QueueFullError } from '../../src/engine/request-errors.js';
-import { deriveSeed } from '../../src/engine/sampling.js';
+import { deriveSeed } from '../../src/engine/counter-rng.js';
 import { Driver, prompt, sampling, schedOptions, type Completion } from './scheduler-driver.js';
 import type { SchedulerOutput } from '../../src/engine/types.js';
 
@@ -319,20 +319,20 @@ test('static with staticDropFinished frees finished rows instead of padding them
 test('static with staticWaitMs waits for a full batch or for the oldest request to have waited long enough', () => {
   const s = new Scheduler(schedOptions({ policy: 'static', staticBatchSize: 3, staticWaitMs: 100 }));
   s.addRequest({ requestId: 'a', promptTokenIds: [1, 2], sampling: sampling({ maxTokens: 1 }) }, 0);
-  let out = s.schedule(10);
+  let out = s.schedule(10).output;
   assert.equal(out.scheduled.length, 0);
   assert.equal(s.nextWakeMs(), 100);
   s.skipStep(out);
   s.addRequest({ requestId: 'b', promptTokenIds: [1, 2], sampling: sampling({ maxTokens: 1 }) }, 20);
-  out = s.schedule(50);
+  out = s.schedule(50).output;
   assert.equal(out.scheduled.length, 0);
   s.skipStep(out);
-  out = s.schedule(100);
+  out = s.schedule(100).output;
   assert.equal(out.scheduled.length, 2, 'the wait ran out: the partial batch goes');
   const full = new Scheduler(schedOptions({ policy: 'static', staticBatchSize: 2, staticWaitMs: 1000 }));
   full.addRequest({ promptTokenIds: [1], sampling: sampling() }, 0);
   full.addRequest({ promptTokenIds: [2], sampling: sampling() }, 0);
-  assert.equal(full.schedule(1).scheduled.length, 2, 'a full batch goes at once');
+  assert.equal(full.schedule(1).output.scheduled.length, 2, 'a full batch goes at once');
 });
 
 test('none: one request at a time', () => {
@@ -366,7 +366,7 @@ test('update() rejects a result missing a token before changing anything; failSt
   const d = new Driver();
   d.add({ requestId: 'a', promptTokenIds: [1, 2, 3], sampling: sampling({ maxTokens: 3 }) });
   d.add({ requestId: 'b', promptTokenIds: [4, 5], sampling: sampling({ maxTokens: 3 }) });
-  const out = d.sched.schedule(1);
+  const out = d.sched.schedule(1).output;
   assert.throws(() => d.sched.update(out, { sampled: [], forwardMs: 0, sampleMs: 0 }, 2), (e: unknown) => e instanceof RunnerOutputError && /no token for sequence 0/.test(e.message));
   assert.deepEqual(d.sched.failStep(out, 2).sort(), ['a', 'b']);
   assert.equal(d.sched.kv.numUsedBlocks, 0);
@@ -379,9 +379,9 @@ test('request timing records arrival, first schedule, every token and finish on 
   const s = new Scheduler(schedOptions());
   const req = s.addRequest({ promptTokenIds: [1, 2], sampling: sampling({ maxTokens: 2 }) }, 5);
   const d = new Driver();
-  let out = s.schedule(7);
+  let out = s.schedule(7).output;
   s.update(out, d.runner.executeSync(out), 9);
-  out = s.schedule(11);
+  out = s.schedule(11).output;
   s.update(out, d.runner.executeSync(out), 13);
   assert.deepEqual(req.timing, { arrivalMs: 5, firstScheduledMs: 7, firstTokenMs: 9, tokenTimesMs: [[9, 13]], finishedMs: 13 });
 });

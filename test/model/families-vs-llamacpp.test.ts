@@ -37,7 +37,7 @@ import { createNativeKernels, nativeAddonPath } from '../../src/model/kernels/na
 import type { Kernels } from '../../src/model/kernels/types.js';
 import type { Architecture } from '../../src/model/families.js';
 import type { DType } from '../../src/model/weights.js';
-import { f16ToF32, f32ToF16 } from '../../src/model/quant.js';
+import { f16ToF32, f32ToF16 } from '../../src/model/kernels/quant.js';
 import { TransformerModel } from '../../src/model/transformer.js';
 import { likelyTokenAgreement, llamaCppRun, logSoftmaxRow, ourRun, worstLogProbDiff } from './llamacpp-oracle.js';
 import { firstBitDifference, randomTokens, runPlan, type Chunk } from './ragged-batch.js';

@@ -11,7 +11,7 @@ import { readGgufFileInfo } from 'node-llama-cpp';
 import { parseGguf, readGguf, readGgufHeader, ggmlTypeName } from '../../src/model/loaders/gguf.js';
 import { encodeGguf, ggufValue, writeGgufFile, type GgufSpec } from '../../src/model/loaders/gguf-writer.js';
 import { ModelFileError } from '../../src/model/loaders/errors.js';
-import { quantize } from '../../src/model/quant.js';
+import { quantize } from '../../src/model/kernels/quant.js';
 import { Xoshiro128 } from '../../src/model/make-model.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'stepwise-gguf-'));

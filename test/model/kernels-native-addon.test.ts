@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
 
 import { createNativeKernels, nativeAddonPath, nativeUnavailableReason, selectedNativeAddonPath } from '../../src/model/kernels/native.js';
-import { quantize } from '../../src/model/quant.js';
+import { quantize } from '../../src/model/kernels/quant.js';
 
 const skip = nativeUnavailableReason() ?? false;
 
@@ -148,7 +148,7 @@ describe('instruction-set variants', { skip }, () => {
   // multiply-adds, so it is only close.
   const script = `
     import { createNativeKernels } from './src/model/kernels/native.ts';
-    import { quantize } from './src/model/quant.ts';
+    import { quantize } from './src/model/kernels/quant.ts';
     const k = createNativeKernels({ threads: 2 });
     const rows = 40, cols = 2560, M = 5;
     const out = [];

@@ -10,7 +10,7 @@ import { KernelArgumentError, referenceKernels as ref } from '../../src/model/ke
 import type { AttentionMeta, KvStorage } from '../../src/model/kernels/types.js';
 import type { ModelConfig } from '../../src/model/config.js';
 import { createKvStorage } from '../../src/model/kv-storage.js';
-import { DTYPE_INFO, quantize } from '../../src/model/quant.js';
+import { DTYPE_INFO, quantize } from '../../src/model/kernels/quant.js';
 import type { DType, WeightTensor } from '../../src/model/weights.js';
 
 const skip = nativeUnavailableReason() ?? false;

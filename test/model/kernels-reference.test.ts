@@ -6,7 +6,7 @@ import { createKvStorage } from '../../src/model/kv-storage.js';
 import type { WeightTensor } from '../../src/model/weights.js';
 import type { ModelConfig } from '../../src/model/config.js';
 import type { AttentionMeta } from '../../src/model/kernels/types.js';
-import { f32ToF16, f16ToF32 } from '../../src/model/quant.js';
+import { f32ToF16, f16ToF32 } from '../../src/model/kernels/quant.js';
 import { firstBitDifference, rng } from './ragged-batch.js';
 
 function randomF32(n: number, seed: number): Float32Array {

@@ -8,9 +8,11 @@ import { join } from 'node:path';
 
 import { LLM } from '../../src/llm.js';
 import { makeModel } from '../../src/model/make-model.js';
-import { blocksForMemory } from '../../src/engine/kv-cache.js';
+import { blocksForMemory } from '../../src/model/kv-storage.js';
 import { engineOptionsFromFlags } from '../../src/cli/engine-flags.js';
-import { kvBytesPerToken, type ModelConfig } from '../../src/model/config.js';
+import type { ModelConfig } from '../../src/model/config.js';
+import { kvElementBytes } from '../../src/model/kernels/kv-dtype.js';
+import { kvBytesPerToken } from '../../src/util/kv-bytes.js';
 
 describe('KV cache dtypes', () => {
   let dir: string;
@@ -24,9 +26,9 @@ describe('KV cache dtypes', () => {
 
   it('a memory budget holds twice the tokens at f16 as at f32, and 64/34 of that at q8_0', () => {
     const c = { nLayers: 4, nKvHeads: 4, headDim: 32 } as ModelConfig;
-    assert.equal(kvBytesPerToken(c, 'f32'), 2 * 4 * 128 * 4);
-    assert.equal(kvBytesPerToken(c, 'f16'), 2 * 4 * 128 * 2);
-    assert.equal(kvBytesPerToken(c, 'q8_0'), 2 * 4 * 4 * 34);
+    assert.equal(kvBytesPerToken(c, kvElementBytes('f32')), 2 * 4 * 128 * 4);
+    assert.equal(kvBytesPerToken(c, kvElementBytes('f16')), 2 * 4 * 128 * 2);
+    assert.equal(kvBytesPerToken(c, kvElementBytes('q8_0')), 2 * 4 * 4 * 34);
     const mib = 2 ** 20;
     assert.equal(blocksForMemory(mib, c, 16, 'f16'), 2 * blocksForMemory(mib, c, 16, 'f32'));
     assert.equal(blocksForMemory(mib, c, 16, 'q8_0'), Math.floor(mib / (2 * 4 * 4 * 34 * 16)));

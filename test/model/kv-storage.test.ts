@@ -1,7 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createKvStorage, copyBlock, KvStorageError } from '../../src/model/kv-storage.js';
+import { blocksForMemory, createKvStorage, copyBlock, KvStorageError } from '../../src/model/kv-storage.js';
 import type { ModelConfig } from '../../src/model/config.js';
+import { kvBytesPerToken } from '../../src/util/kv-bytes.js';
 
 const config: ModelConfig = {
   arch: 'llama', dim: 16, hiddenDim: 32, nLayers: 3, nHeads: 4, nKvHeads: 2, headDim: 4, vocabSize: 8,
@@ -40,5 +41,22 @@ describe('KV storage', () => {
     const kv = createKvStorage(config, 4, 2);
     assert.throws(() => copyBlock(kv, 0, 4), /dst block 4 outside 0\.\.3/);
     assert.throws(() => copyBlock(kv, -1, 0), /src block -1/);
+  });
+});
+
+describe('KV memory budget', () => {
+  const budgetConfig: ModelConfig = {
+    arch: 'llama', dim: 64, hiddenDim: 172, nLayers: 5, nHeads: 8, nKvHeads: 4, headDim: 8,
+    vocabSize: 512, contextLength: 512, ropeTheta: 10000, ropeDim: 8, normEps: 1e-5, tiedEmbeddings: true,
+  };
+
+  it('blocksForMemory converts bytes to whole blocks using kvBytesPerToken', () => {
+    const perBlock = kvBytesPerToken(budgetConfig, 4) * 16; // 2*5*4*8*4 = 1280 bytes/token
+    assert.equal(kvBytesPerToken(budgetConfig, 4), 1280);
+    assert.equal(blocksForMemory(perBlock * 10, budgetConfig, 16), 10);
+    assert.equal(blocksForMemory(perBlock * 10 - 1, budgetConfig, 16), 9);
+    assert.equal(blocksForMemory(0, budgetConfig, 16), 0);
+    assert.throws(() => blocksForMemory(-1, budgetConfig, 16), /non-negative/);
+    assert.throws(() => blocksForMemory(1000, budgetConfig, 0), /block size/);
   });
 });

@@ -16,7 +16,7 @@ import { loadModel } from '../../src/model/loaders/index.js';
 import { referenceKernels } from '../../src/model/kernels/reference.js';
 import { randomTokens } from './ragged-batch.js';
 import { llamaCppRun, logSoftmaxRow, ourRun, worstLogProbDiff } from './llamacpp-oracle.js';
-import { f16ToF32, f32ToF16 } from '../../src/model/quant.js';
+import { f16ToF32, f32ToF16 } from '../../src/model/kernels/quant.js';
 import type { Kernels } from '../../src/model/kernels/types.js';
 
 /**

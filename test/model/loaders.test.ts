@@ -10,7 +10,7 @@ import { encodeGguf, ggufValue, type GgufSpec, type GgufTypedValue } from '../..
 import { readLlama2cVocab } from '../../src/model/loaders/llama2c-vocab.js';
 import { makeModel, modelSpec, PRESETS } from '../../src/model/make-model.js';
 import { syntheticVocab } from '../../src/model/synthetic-vocab.js';
-import { dequantize, quantize } from '../../src/model/quant.js';
+import { dequantize, quantize } from '../../src/model/kernels/quant.js';
 import type { WeightTensor } from '../../src/model/weights.js';
 import { sharedModelFile, STORIES260K, LLAMA2_TOKENIZER_BIN } from '../helpers/models.js';
 

@@ -9,7 +9,7 @@ import { makeModel, PRESETS, storageDtype, Xoshiro128 } from '../../src/model/ma
 import { syntheticVocab, spmVocabFromLlama2c, SPACE, TOKEN_TYPE, RESERVED_PIECES } from '../../src/model/synthetic-vocab.js';
 import { loadModel } from '../../src/model/loaders/index.js';
 import { readGguf } from '../../src/model/loaders/gguf.js';
-import { dequantize } from '../../src/model/quant.js';
+import { dequantize } from '../../src/model/kernels/quant.js';
 import { runMakeModel } from '../../src/cli/make-model.js';
 import { sharedModelFile, LLAMA2_TOKENIZER_BIN } from '../helpers/models.js';
 

@@ -10,7 +10,7 @@ import { getLlama, LlamaLogLevel, type ControlledEvaluateInputItem, type Llama, 
 import { makeModel, modelSpec, type PresetShape } from '../../src/model/make-model.js';
 import { syntheticVocab } from '../../src/model/synthetic-vocab.js';
 import { writeGgufFile } from '../../src/model/loaders/gguf-writer.js';
-import { DTYPE_INFO, dequantize, quantize } from '../../src/model/quant.js';
+import { DTYPE_INFO, dequantize, quantize } from '../../src/model/kernels/quant.js';
 import type { DType } from '../../src/model/weights.js';
 import { sharedModelFile, LLAMA2_TOKENIZER_BIN } from '../helpers/models.js';
 

@@ -5,7 +5,7 @@
 
 import type { ModelConfig } from '../../src/model/config.js';
 import type { LlamaWeights, WeightTensor } from '../../src/model/weights.js';
-import { dequantize } from '../../src/model/quant.js';
+import { dequantize } from '../../src/model/kernels/quant.js';
 
 // Quantized weights multiply int8-rounded activations (as llama.cpp does: Q8_0 blocks of 32 for
 // the 32-element types, Q8_K blocks of 256 for the k-quants and iq4_xs): the group size of each

@@ -13,7 +13,7 @@ import {
   f32ToF16,
   quantize,
   rowBytes,
-} from '../../src/model/quant.js';
+} from '../../src/model/kernels/quant.js';
 import type { DType, WeightTensor } from '../../src/model/weights.js';
 import { Xoshiro128 } from '../../src/model/make-model.js';
 

@@ -3,7 +3,7 @@
 // on demand or costs a set time per step.
 import { LLM, type ResolvedLoadOptions } from '../../src/llm.js';
 import { Engine } from '../../src/engine/engine.js';
-import { FakeModelRunner, type FakeRunnerOptions } from '../../src/engine/fake-runner.js';
+import { FakeModelRunner, type FakeRunnerOptions } from '../helpers/fake-runner.js';
 import type { ModelConfig } from '../../src/model/config.js';
 import { byteTokenizer } from './fake-tokenizer.js';
 

@@ -6,17 +6,20 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CalibrationEngine, calibrationGrid, fitCalibration, measureForward, prefillRowKnots, rowKnots, trimmedMean, type EngineRunKind, type EngineStepSample, type GridShape } from '../../src/sim/calibration.js';
+import { CalibrationEngine } from '../../src/bench/calibrate/engine-runs.js';
+import { calibrationGrid, measureForward, type GridShape } from '../../src/bench/calibrate/grid.js';
+import { fitCalibration, prefillRowKnots, rowKnots, type EngineRunKind, type EngineStepSample } from '../../src/sim/calibration-fit.js';
+import { trimmedMean } from '../../src/sim/fit.js';
 import type { LocalModelRunner } from '../../src/engine/model-runner.js';
 import type { SchedulerOutput } from '../../src/engine/types.js';
 import { costOfFeatures, stepFeatures, type HardwareProfile, type ModelProfile, type SeqShape } from '../../src/sim/cost-model.js';
-import { SeededRng } from '../../src/bench/rng.js';
+import { SeededRng } from '../../src/runs/rng.js';
 import { runCalibrate } from '../../src/cli/calibrate.js';
 import { runSimulate } from '../../src/cli/simulate.js';
 import { UsageError } from '../../src/cli/usage-error.js';
 import { parseProfile } from '../../src/sim/profiles.js';
 import { loadModel } from '../../src/model/loaders/index.js';
-import { modelProfileFromWeights } from '../../src/sim/model-profile.js';
+import { modelProfileFromWeights } from '../../src/bench/calibrate/model-profile.js';
 import { sharedModelFile, STORIES260K } from '../helpers/models.js';
 
 test('the grid covers decode batches, prefill chunks and mixed steps, within the context, the KV cache and the token budget', () => {

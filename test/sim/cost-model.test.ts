@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { blockParams, COLD_AFTER_IDLE_MS, costOfFeatures, kvBytesPerToken, kvCapacityTokens, curveMs, stepCost, stepFeatures, totalParams, type HardwareProfile, type SeqShape } from '../../src/sim/cost-model.js';
+import { blockParams, COLD_AFTER_IDLE_MS, costOfFeatures, profileKvBytesPerToken, kvCapacityTokens, curveMs, stepCost, stepFeatures, totalParams, type HardwareProfile, type SeqShape } from '../../src/sim/cost-model.js';
 import { HARDWARE, MODELS } from '../../src/sim/profiles.js';
 import { seqShape, stepShape, CostModelTimer } from '../../src/sim/step-time.js';
 import type { SchedulerOutput } from '../../src/engine/types.js';
@@ -14,10 +14,10 @@ const close = (a: number, b: number, rel = 1e-9) => assert.ok(Math.abs(a - b) <=
 test('parameter counts and KV bytes of the built-in models match the published figures', () => {
   // Llama-2-7B: 6,738,415,616 parameters; MHA, fp16 KV: 2 x 32 layers x 4096 x 2 bytes = 512 KiB per token.
   assert.equal(totalParams(MODELS['llama-2-7b']), 6_738_415_616);
-  assert.equal(kvBytesPerToken(MODELS['llama-2-7b']), 524_288);
+  assert.equal(profileKvBytesPerToken(MODELS['llama-2-7b']), 524_288);
   // Llama-3-8B: 8,030,261,248 parameters; GQA with 8 KV heads of 128: 128 KiB per token.
   assert.equal(totalParams(MODELS['llama-3-8b']), 8_030_261_248);
-  assert.equal(kvBytesPerToken(MODELS['llama-3-8b']), 131_072);
+  assert.equal(profileKvBytesPerToken(MODELS['llama-3-8b']), 131_072);
   // llama2.c's 110M: 12 layers of dim 768.
   close(totalParams(MODELS['110m']) / 1e6, 134.1, 0.01);
 });
@@ -82,7 +82,7 @@ test('a CPU-style profile adds attention outside the roofline max and a per-row 
   assert.equal(costOfFeatures(cpu, stepFeatures(llama7b, [])).ms, 0, 'an empty step costs nothing');
   // With a KV-read rate, the cache's bytes leave the roofline's memory side and are added on their own.
   const long = stepFeatures(llama7b, Array.from({ length: 8 }, () => ({ numTokens: 1, contextLen: 2000, sample: true })));
-  assert.equal(long.kvBytes, 8 * 2001 * kvBytesPerToken(llama7b));
+  assert.equal(long.kvBytes, 8 * 2001 * profileKvBytesPerToken(llama7b));
   const kv = costOfFeatures({ ...cpu, kvBandwidthGBs: 50 }, long);
   const plain = costOfFeatures(cpu, long);
   close(kv.memMs, ((long.bytes - long.kvBytes) / 2039e9) * 1e3);

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { leastSquares, nnlsActiveSet, fitRoofline, fitRowCurve, fitEngineOverhead, FitError } from '../../src/sim/fit.js';
 import { costOfFeatures, stepFeatures, type HardwareProfile, type ModelProfile, type SeqShape } from '../../src/sim/cost-model.js';
-import { SeededRng } from '../../src/bench/rng.js';
+import { SeededRng } from '../../src/runs/rng.js';
 
 /**
  * The oracle for nnlsActiveSet: the best unconstrained solution over every subset of free columns

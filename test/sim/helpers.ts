@@ -1,6 +1,6 @@
 // Fixtures for the simulator tests: scheduler options, requests and a deterministic workload.
 import type { SimRequest, SimSchedulerOptions } from '../../src/sim/simulator.js';
-import { buildWorkload } from '../../src/bench/workload.js';
+import { buildWorkload } from '../../src/runs/workload.js';
 
 export function simOptions(over: Partial<SimSchedulerOptions> = {}): SimSchedulerOptions {
   return {

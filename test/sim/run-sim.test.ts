@@ -4,8 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { simulatePolicy, buildSimWorkload, configFromProfile } from '../../src/sim/run-sim.js';
 import { HARDWARE, MODELS } from '../../src/sim/profiles.js';
-import { slotUtilization, slotCapacity, computeUtilization } from '../../src/bench/utilization.js';
-import { decodeThroughput } from '../../src/bench/run-bench.js';
+import { slotUtilization, slotCapacity, computeUtilization, decodeThroughput } from '../../src/runs/utilization.js';
 
 const hw = HARDWARE['H100-SXM'];
 const model = MODELS['llama-3-8b'];

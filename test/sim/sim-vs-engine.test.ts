@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Engine } from '../../src/engine/engine.js';
-import { FakeModelRunner } from '../../src/engine/fake-runner.js';
+import { FakeModelRunner } from '../helpers/fake-runner.js';
 import { DEFAULT_SAMPLING, type ModelRunner, type SchedulerOutput } from '../../src/engine/types.js';
 import type { StepRecord } from '../../src/engine/step-trace.js';
 import { simulate, simRequestId, type SimRequest, type SimSchedulerOptions } from '../../src/sim/simulator.js';
@@ -92,8 +92,8 @@ for (const [name, sched, qps, exercised] of cases) {
   test(`simulator and engine make identical decisions: ${name}`, async () => {
     const requests = poissonWorkload(36, 5, qps);
     const real = await engineRun(requests, sched);
-    // With the fake runner's tokens and the engine's own output handling: identical, token for token.
-    const sim = simulate({ requests, scheduler: sched, stepTimeMs: stepTime, runner: new FakeModelRunner({ numBlocks: sched.numBlocks, blockSize: sched.blockSize }), realOutputState: true, keepSchedulerOutputs: true });
+    // With the fake runner's tokens: identical, token for token.
+    const sim = simulate({ requests, scheduler: sched, stepTimeMs: stepTime, runner: new FakeModelRunner({ numBlocks: sched.numBlocks, blockSize: sched.blockSize }), keepSchedulerOutputs: true });
     assert.ok(real.outputs.length > 20);
     assert.ok(exercised(real.trace), `the workload exercises ${name}`);
     assert.deepEqual(sim.schedulerOutputs, real.outputs);
@@ -104,7 +104,7 @@ for (const [name, sched, qps, exercised] of cases) {
       assert.deepEqual(r.chunkMs, real.tokenTimes.get(r.index), `token times of request ${r.index}`);
     }
 
-    // The fast path (made-up tokens, a length counter instead of detokenizing) decides the same.
+    // The fast path (made-up tokens) decides the same.
     const fast = simulate({ requests, scheduler: sched, stepTimeMs: stepTime, keepSchedulerOutputs: true });
     assert.deepEqual(fast.schedulerOutputs!.map(shapeOnly), real.outputs.map(shapeOnly));
     assert.deepEqual(fast.records.map((r) => r.chunkMs), sim.records.map((r) => r.chunkMs));

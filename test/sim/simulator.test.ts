@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { simulate, SimulationError } from '../../src/sim/simulator.js';
 import type { SchedulerOutput } from '../../src/engine/types.js';
-import { computeMetrics } from '../../src/bench/metrics.js';
+import { computeMetrics } from '../../src/runs/metrics.js';
 import { req, simOptions, poissonWorkload } from './helpers.js';
 
 const constant = (ms: number) => () => ms;

@@ -7,8 +7,8 @@ import { performance } from 'node:perf_hooks';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { RequestRecord } from '../metrics.js';
-import type { BenchRequest, Workload } from '../workload.js';
+import type { RequestRecord } from '../../runs/metrics.js';
+import type { BenchRequest, Workload } from '../../runs/workload.js';
 
 export interface LlamaCppRunOptions {
   modelPath: string;

@@ -7,7 +7,7 @@
 //
 // Every step is a float32 operation (Math.fround after each), matching the C++ float for float.
 
-import type { DType } from '../weights.js';
+import type { DType } from './tensor.js';
 
 /** Elements per activation scale for each weight type; absent: float weights, x is used as is. */
 export const ACTIVATION_GROUP: Partial<Record<DType, 32 | 256>> = {

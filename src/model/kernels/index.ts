@@ -7,8 +7,6 @@ import type { Kernels } from './types.js';
 
 export type KernelBackend = 'auto' | 'native' | 'typescript';
 
-export const KERNEL_BACKENDS: readonly KernelBackend[] = ['auto', 'native', 'typescript'];
-
 export { nativeUnavailableReason, NativeKernelsUnavailableError };
 
 /**

@@ -14,10 +14,10 @@ import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import type { DType, WeightTensor } from '../weights.js';
+import type { DType, WeightTensor } from './tensor.js';
 import { KernelArgumentError } from './reference.js';
 import type { AttentionMeta, Kernels, KvStorage } from './types.js';
-import { kvArrayDtype, kvBytes, type KvCacheDtype } from '../kv-dtype.js';
+import { kvArrayDtype, kvBytes, type KvCacheDtype } from './kv-dtype.js';
 
 /** Thrown when the addon is not built or does not load in this Node. */
 export class NativeKernelsUnavailableError extends Error {

@@ -8,10 +8,10 @@
 // same inputs always give the same bits.
 
 import type { AttentionMeta, AttentionOptions, Kernels, KvStorage, RopeOptions } from './types.js';
-import type { WeightTensor } from '../weights.js';
-import { dequantizeRow } from '../quant.js';
+import type { WeightTensor } from './tensor.js';
+import { dequantizeRow } from './quant.js';
 import { ACTIVATION_GROUP, quantizeActivations } from './activation-quant.js';
-import { encodeKvRow, readKvRow } from '../kv-dtype.js';
+import { encodeKvRow, readKvRow } from './kv-dtype.js';
 
 /** Thrown when a kernel is called with buffers or indices that do not fit together. */
 export class KernelArgumentError extends Error {

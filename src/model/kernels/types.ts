@@ -6,9 +6,15 @@
 // thread count, or on how a prompt was chunked. So a row's reduction order is fixed (e.g. split work
 // across output features, never across the reduction dimension).
 
-import type { WeightTensor } from '../weights.js';
-import type { RopeStyle } from '../families.js';
-import type { KvArray, KvCacheDtype } from '../kv-dtype.js';
+import type { WeightTensor } from './tensor.js';
+import type { KvArray, KvCacheDtype } from './kv-dtype.js';
+
+/**
+ * How RoPE pairs the dimensions of a head. 'normal' (Llama, GGUF's default) rotates adjacent pairs
+ * (2i, 2i+1); 'neox' (GPT-NeoX, Qwen, Gemma) rotates (i, i + ropeDim/2). Pair i turns at the same
+ * frequency in both; only which two numbers form the pair differs.
+ */
+export type RopeStyle = 'normal' | 'neox';
 
 /** What varies RoPE between families and files; every field defaults to plain Llama RoPE. */
 export interface RopeOptions {

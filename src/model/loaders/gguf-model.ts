@@ -9,7 +9,7 @@
 import type { ModelConfig } from '../config.js';
 import { ARCHITECTURES, FAMILIES, isArchitecture, type Architecture, type FamilyTraits } from '../families.js';
 import type { LayerWeights, LlamaWeights, WeightTensor } from '../weights.js';
-import { dequantize } from '../quant.js';
+import { dequantize } from '../kernels/quant.js';
 import { ModelFileError } from './errors.js';
 import type { GgufFile, GgufHeader, GgufTensorInfo, GgufValue } from './gguf.js';
 

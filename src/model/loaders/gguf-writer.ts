@@ -5,7 +5,7 @@
 // generated and written one tensor at a time.
 
 import { closeSync, ftruncateSync, openSync, writeSync } from 'node:fs';
-import { DTYPE_INFO, isDType } from '../quant.js';
+import { DTYPE_INFO, isDType } from '../kernels/quant.js';
 import type { DType } from '../weights.js';
 import { GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VALUE_TYPE, type GgufValueTypeName } from './gguf.js';
 

@@ -9,10 +9,10 @@
 // is not read. The whole file is read into one Buffer; every tensor's data is a Uint8Array view into
 // it, so a model is held in memory exactly once.
 
-import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { closeSync, readFileSync, readSync, statSync } from 'node:fs';
 import { ModelFileError } from './errors.js';
-import { DTYPE_INFO } from '../quant.js';
-import { openModelBytes } from './model-bytes.js';
+import { DTYPE_INFO } from '../kernels/quant.js';
+import { fileSystemError, openModelBytes, openModelFile } from './model-bytes.js';
 import type { DType } from '../weights.js';
 
 /** A metadata value as read: integers beyond 2^53 are bigint, every other number is a number. */
@@ -396,15 +396,6 @@ export function readModelBytes(path: string): Buffer {
   }
 }
 
-export function fileSystemError(path: string, e: unknown): ModelFileError {
-  const code = (e as NodeJS.ErrnoException)?.code;
-  if (code === 'ENOENT') return new ModelFileError(path, 'no such file', { cause: e });
-  if (code === 'EISDIR') return new ModelFileError(path, 'is a directory, not a model file', { cause: e });
-  if (code === 'EACCES') return new ModelFileError(path, 'permission denied', { cause: e });
-  if (code === 'ERR_FS_FILE_TOO_LARGE') return new ModelFileError(path, 'file is too large to read into memory', { cause: e });
-  return new ModelFileError(path, `cannot read file: ${(e as Error)?.message ?? String(e)}`, { cause: e });
-}
-
 /**
  * Reads a GGUF file: the header by reads, each tensor's data on first use as a view of the file's
  * memory mapping (or, without the native addon, read into its own buffer). No buffer holds the
@@ -420,15 +411,6 @@ export function readGguf(path: string): GgufFile {
     tensors.set(t.name, Object.defineProperty({ ...t }, 'data', { enumerable: true, get: () => (data ??= source.bytes(start, t.byteLength)) }) as GgufTensor);
   }
   return { ...header, tensors };
-}
-
-/** Opens a model file for reading; a failure is a ModelFileError naming the file and why. */
-export function openModelFile(path: string): number {
-  try {
-    return openSync(path, 'r');
-  } catch (e) {
-    throw fileSystemError(path, e);
-  }
 }
 
 /**

@@ -3,7 +3,8 @@
 
 import { closeSync, readSync, statSync } from 'node:fs';
 import type { ModelConfig } from '../config.js';
-import { fileSystemError, GGUF_MAGIC, openModelFile, readGgufHeader, type GgufValue } from './gguf.js';
+import { GGUF_MAGIC, readGgufHeader, type GgufValue } from './gguf.js';
+import { fileSystemError, openModelFile } from './model-bytes.js';
 import { modelConfigFromGguf } from './gguf-model.js';
 import { LLAMA2C_HEADER_BYTES, llama2cConfigFromHeader } from './llama2c.js';
 import { ModelFileError } from './errors.js';

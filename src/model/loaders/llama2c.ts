@@ -14,7 +14,6 @@
 import type { ModelConfig } from '../config.js';
 import type { LayerWeights, LlamaWeights, WeightTensor } from '../weights.js';
 import { ModelFileError } from './errors.js';
-import { readModelBytes } from './gguf.js';
 
 export const LLAMA2C_HEADER_BYTES = 28;
 
@@ -97,11 +96,6 @@ function f32Vector(bytes: Uint8Array, offset: number, n: number): Float32Array {
   const at = bytes.byteOffset + offset;
   if (at % 4 === 0) return new Float32Array(bytes.buffer, at, n);
   return new Float32Array(bytes.slice(offset, offset + 4 * n).buffer);
-}
-
-export function loadLlama2c(path: string): { config: ModelConfig; weights: LlamaWeights } {
-  const bytes = readModelBytes(path);
-  return parseLlama2c(bytes, path);
 }
 
 export function parseLlama2c(bytes: Uint8Array, path = '<buffer>'): { config: ModelConfig; weights: LlamaWeights } {

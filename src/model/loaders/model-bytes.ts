@@ -3,9 +3,8 @@
 // reads of each tensor's bytes into its own buffer (the TypeScript fallback; any file size too,
 // since no single buffer holds the whole file).
 
-import { closeSync, readSync } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { mapFileNative, type NativeMappedFile } from '../kernels/native.js';
-import { fileSystemError, openModelFile } from './gguf.js';
 import { ModelFileError } from './errors.js';
 
 export interface ModelBytes {
@@ -55,4 +54,23 @@ export function openModelBytes(path: string): ModelBytes {
     },
     close: () => {},
   };
+}
+
+/** Opens a model file for reading; a failure is a ModelFileError naming the file and why. */
+export function openModelFile(path: string): number {
+  try {
+    return openSync(path, 'r');
+  } catch (e) {
+    throw fileSystemError(path, e);
+  }
+}
+
+/** A file system failure as the ModelFileError users see: the file and what went wrong with it. */
+export function fileSystemError(path: string, e: unknown): ModelFileError {
+  const code = (e as NodeJS.ErrnoException)?.code;
+  if (code === 'ENOENT') return new ModelFileError(path, 'no such file', { cause: e });
+  if (code === 'EISDIR') return new ModelFileError(path, 'is a directory, not a model file', { cause: e });
+  if (code === 'EACCES') return new ModelFileError(path, 'permission denied', { cause: e });
+  if (code === 'ERR_FS_FILE_TOO_LARGE') return new ModelFileError(path, 'file is too large to read into memory', { cause: e });
+  return new ModelFileError(path, `cannot read file: ${(e as Error)?.message ?? String(e)}`, { cause: e });
 }

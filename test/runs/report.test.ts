@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { renderCharts, writeReport } from '../../src/bench/report.js';
-import { ratios } from '../../src/bench/results.js';
-import { comparisonTable, ratioTable } from '../../src/bench/tables.js';
+import { renderCharts, writeReport } from '../../src/runs/report.js';
+import { ratios } from '../../src/runs/results.js';
+import { comparisonTable, ratioTable } from '../../src/runs/tables.js';
 import { fakeResults } from './helpers.js';
 
 const CHROMIUM = '/usr/bin/chromium';

@@ -14,7 +14,7 @@
 // All multi-byte fields are little-endian. Bytes are read one by one rather than through typed-array
 // views because a block's f16 may sit at any byte offset of the file buffer.
 
-import type { DType, WeightTensor } from './weights.js';
+import type { DType, WeightTensor } from './tensor.js';
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, getHalfTable } from './half.js';
 import { affineSubBlocks, DECODERS, ENCODERS, kScaleMin, packKScaleMin } from './quant-codecs.js';
 

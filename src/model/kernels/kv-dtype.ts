@@ -7,7 +7,6 @@
 
 import { f32ToF16 } from './half.js';
 import { decodeBlocks, encodeQ8_0 } from './quant.js';
-import { allocateKvBufferNative } from './kernels/native.js';
 
 export type KvCacheDtype = 'f32' | 'f16' | 'q8_0';
 export const KV_CACHE_DTYPES: readonly KvCacheDtype[] = ['f16', 'f32', 'q8_0'];
@@ -25,23 +24,15 @@ export function kvRowBytes(dtype: KvCacheDtype, width: number): number {
   return dtype === 'f32' ? 4 * width : dtype === 'f16' ? 2 * width : (width / 32) * 34;
 }
 
+/** Bytes per element of a cache of `dtype` (q8_0: 34 bytes per block of 32), for sizing a cache. */
+export function kvElementBytes(dtype: KvCacheDtype): number {
+  return kvRowBytes(dtype, 32) / 32;
+}
+
 /** Why `dtype` cannot hold heads of `headDim`, or null. */
 export function kvDtypeProblem(dtype: KvCacheDtype, headDim: number): string | null {
   if (dtype === 'q8_0' && headDim % 32 !== 0) return `a q8_0 KV cache needs a head dimension that is a multiple of 32, this model's is ${headDim}`;
   return null;
-}
-
-/**
- * Zero-filled storage for `slots` rows of `width` elements. With the native addon its pages are
- * populated up front (native/kv-buffer.cc: faulting them in one by one inside decode steps cost a
- * quarter of a short run's time); otherwise an ordinary typed array.
- */
-export function allocateKv(dtype: KvCacheDtype, slots: number, width: number): KvArray {
-  const bytes = slots * kvRowBytes(dtype, width);
-  const buf = allocateKvBufferNative(bytes) ?? new ArrayBuffer(bytes);
-  if (dtype === 'f32') return new Float32Array(buf);
-  if (dtype === 'f16') return new Uint16Array(buf);
-  return new Uint8Array(buf);
 }
 
 /** The dtype an array holds (a KvStorage without `dtype` is f32). */

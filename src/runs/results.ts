@@ -158,3 +158,10 @@ export function resultsJson(r: BenchResults): Record<string, unknown> {
     },
   };
 }
+
+/** How a run of a policy is labelled in tables, charts and the report. */
+export function policyLabel(policy: BatchingPolicy, staticBatch: number): string {
+  if (policy === 'none') return 'no batching';
+  if (policy === 'static') return `static (batch ${staticBatch})`;
+  return 'continuous';
+}

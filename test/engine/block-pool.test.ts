@@ -1,12 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { blocksForMemory, hashBlock, KvCacheError, KvCacheManager } from '../../src/engine/kv-cache.js';
-import { kvBytesPerToken, type ModelConfig } from '../../src/model/config.js';
-
-const config: ModelConfig = {
-  arch: 'llama', dim: 64, hiddenDim: 172, nLayers: 5, nHeads: 8, nKvHeads: 4, headDim: 8,
-  vocabSize: 512, contextLength: 512, ropeTheta: 10000, ropeDim: 8, normEps: 1e-5, tiedEmbeddings: true,
-};
+import { BlockPool, KvCacheError } from '../../src/engine/block-pool.js';
+import { hashBlock } from '../../src/engine/kv-cache-manager.js';
 
 function chainHashes(tokens: number[], bs: number): string[] {
   const out: string[] = [];
@@ -14,18 +9,8 @@ function chainHashes(tokens: number[], bs: number): string[] {
   return out;
 }
 
-test('blocksForMemory converts bytes to whole blocks using kvBytesPerToken', () => {
-  const perBlock = kvBytesPerToken(config) * 16; // 2*5*4*8*4 = 1280 bytes/token
-  assert.equal(kvBytesPerToken(config), 1280);
-  assert.equal(blocksForMemory(perBlock * 10, config, 16), 10);
-  assert.equal(blocksForMemory(perBlock * 10 - 1, config, 16), 9);
-  assert.equal(blocksForMemory(0, config, 16), 0);
-  assert.throws(() => blocksForMemory(-1, config, 16), /non-negative/);
-  assert.throws(() => blocksForMemory(1000, config, 0), /block size/);
-});
-
 test('allocate and free keep free + used == total; double free and exhaustion are clear errors', () => {
-  const kv = new KvCacheManager({ numBlocks: 4, blockSize: 2, enablePrefixCaching: false });
+  const kv = new BlockPool({ numBlocks: 4, blockSize: 2, enablePrefixCaching: false });
   const a = [kv.allocate(), kv.allocate(), kv.allocate()];
   assert.deepEqual(a, [0, 1, 2]);
   assert.equal(kv.numUsedBlocks, 3);
@@ -42,7 +27,7 @@ test('allocate and free keep free + used == total; double free and exhaustion ar
 });
 
 test('shared blocks are freed only when the last holder lets go', () => {
-  const kv = new KvCacheManager({ numBlocks: 3, blockSize: 2, enablePrefixCaching: false });
+  const kv = new BlockPool({ numBlocks: 3, blockSize: 2, enablePrefixCaching: false });
   const b = kv.allocate();
   kv.share(b);
   assert.equal(kv.refCount(b), 2);
@@ -55,7 +40,7 @@ test('shared blocks are freed only when the last holder lets go', () => {
 });
 
 test('checkInvariants catches leaks and refcount mismatches', () => {
-  const kv = new KvCacheManager({ numBlocks: 3, blockSize: 2, enablePrefixCaching: false });
+  const kv = new BlockPool({ numBlocks: 3, blockSize: 2, enablePrefixCaching: false });
   const b = kv.allocate();
   assert.throws(() => kv.checkInvariants([]), /refcount 1 but 0/);
   assert.throws(() => kv.checkInvariants([[b], [b]]), /refcount 1 but 2/);
@@ -64,7 +49,7 @@ test('checkInvariants catches leaks and refcount mismatches', () => {
 
 test('prefix cache: registered full blocks are found by chained hash, verified by tokens, and acquired', () => {
   const bs = 4;
-  const kv = new KvCacheManager({ numBlocks: 8, blockSize: bs, enablePrefixCaching: true });
+  const kv = new BlockPool({ numBlocks: 8, blockSize: bs, enablePrefixCaching: true });
   const tokens = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
   const hashes = chainHashes(tokens, bs);
   assert.equal(hashes.length, 2);
@@ -109,7 +94,7 @@ test('prefix cache: registered full blocks are found by chained hash, verified b
 
 test('cached blocks are evicted only when no clean block is left, least recently used first', () => {
   const bs = 2;
-  const kv = new KvCacheManager({ numBlocks: 4, blockSize: bs, enablePrefixCaching: true });
+  const kv = new BlockPool({ numBlocks: 4, blockSize: bs, enablePrefixCaching: true });
   const a = [10, 11, 12, 13];
   const b = [20, 21, 22, 23];
   const ha = chainHashes(a, bs);
@@ -137,7 +122,7 @@ test('cached blocks are evicted only when no clean block is left, least recently
 });
 
 test('without prefix caching nothing is registered or found', () => {
-  const kv = new KvCacheManager({ numBlocks: 2, blockSize: 2, enablePrefixCaching: false });
+  const kv = new BlockPool({ numBlocks: 2, blockSize: 2, enablePrefixCaching: false });
   const t = [1, 2];
   const b = kv.allocate();
   assert.equal(kv.register(b, hashBlock(null, t, 0, 2), t, 0), false);
@@ -145,6 +130,6 @@ test('without prefix caching nothing is registered or found', () => {
 });
 
 test('constructor rejects bad sizes', () => {
-  assert.throws(() => new KvCacheManager({ numBlocks: 0, blockSize: 2, enablePrefixCaching: true }), /numBlocks must be an integer >= 1/);
-  assert.throws(() => new KvCacheManager({ numBlocks: 2, blockSize: 1.5, enablePrefixCaching: true }), /blockSize/);
+  assert.throws(() => new BlockPool({ numBlocks: 0, blockSize: 2, enablePrefixCaching: true }), /numBlocks must be an integer >= 1/);
+  assert.throws(() => new BlockPool({ numBlocks: 2, blockSize: 1.5, enablePrefixCaching: true }), /blockSize/);
 });

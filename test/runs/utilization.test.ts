@@ -1,9 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ModelConfig } from '../../src/model/config.js';
-import { computeUtilization, flopModel, matmulParams, slotCapacity, slotUtilization, stepFlops } from '../../src/bench/utilization.js';
-import { buildTimeline, renderAsciiTimeline } from '../../src/bench/timeline.js';
-import { decodeThroughput } from '../../src/bench/run-bench.js';
+import { computeUtilization, decodeThroughput, flopModel, matmulParams, slotCapacity, slotUtilization, stepFlops } from '../../src/runs/utilization.js';
+import { buildTimeline, renderAsciiTimeline } from '../../src/runs/timeline.js';
 import { stepRecord } from './helpers.js';
 
 test('slot capacity: max_num_seqs for continuous, the batch size for static (within max_num_seqs), 1 for none', () => {

@@ -47,11 +47,11 @@ export function wordTokenizer(): Tokenizer {
   };
 }
 
-import type { BenchResults, RunResult } from '../../src/bench/results.js';
-import type { RequestRecord } from '../../src/bench/metrics.js';
-import { computeMetrics } from '../../src/bench/metrics.js';
-import { slotUtilization } from '../../src/bench/utilization.js';
-import { buildTimeline } from '../../src/bench/timeline.js';
+import type { BenchResults, RunResult } from '../../src/runs/results.js';
+import type { RequestRecord } from '../../src/runs/metrics.js';
+import { computeMetrics } from '../../src/runs/metrics.js';
+import { slotUtilization } from '../../src/runs/utilization.js';
+import { buildTimeline } from '../../src/runs/timeline.js';
 
 /**
  * A fabricated Stepwise run: `n` requests of `len` output tokens each, `slots` at a time, one step

@@ -1,43 +1,13 @@
-// Bookkeeping of the paged KV cache: which physical blocks are free, who holds each one (reference
-// counts, so n>1 completions and prefix-cache hits can share blocks), and which full blocks hold a
-// known token prefix (automatic prefix caching). It never touches KV tensors: the model runner owns
-// the storage and only ever sees block ids through block tables and copy-on-write pairs.
+// The physical blocks of the paged KV cache (vLLM's BlockPool): which blocks are free, who holds
+// each one (reference counts, so n>1 completions and prefix-cache hits can share blocks), and which
+// full blocks hold a known token prefix (hash -> block, for automatic prefix caching). It knows
+// nothing of sequences: the KV cache manager (kv-cache-manager.ts) keeps block tables on top of it.
+// It never touches KV tensors: the model runner owns the storage and only ever sees block ids.
 //
 // Free blocks come in two kinds. "Clean" ones hold nothing worth keeping and are handed out first.
 // "Evictable" ones are unreferenced but still hold a cached prefix; they sit in an LRU list and are
 // reclaimed (their cache entry dropped) only when no clean block is left, so a cached prefix survives
 // as long as space allows.
-
-import { hash as digest } from 'node:crypto';
-import { kvBytesPerToken, type ModelConfig } from '../model/config.js';
-import type { KvCacheDtype } from '../model/kv-dtype.js';
-
-/** KV blocks of `blockSize` tokens that fit in `bytes` of KV memory (K and V of `dtype`, all layers). */
-export function blocksForMemory(bytes: number, config: ModelConfig, blockSize: number, dtype: KvCacheDtype = 'f32'): number {
-  if (!(Number.isFinite(bytes) && bytes >= 0)) throw new RangeError(`KV cache memory must be a non-negative number of bytes, got ${bytes}`);
-  if (!Number.isSafeInteger(blockSize) || blockSize < 1) throw new RangeError(`block size must be an integer >= 1, got ${blockSize}`);
-  return Math.floor(bytes / (kvBytesPerToken(config, dtype) * blockSize));
-}
-
-/** Blocks needed to hold `numTokens` tokens. */
-export function blocksFor(numTokens: number, blockSize: number): number {
-  return Math.ceil(numTokens / blockSize);
-}
-
-/**
- * Identity of the full block tokens[start, start+blockSize) given the identity of everything before
- * it: sha256 over (parent hash, token ids). Chaining makes a block's hash stand for its whole prefix,
- * and a cryptographic hash makes two different prefixes sharing a hash practically impossible, so a
- * hit can be trusted without comparing every earlier token (the block's own tokens are still
- * compared as a cheap second guard).
- */
-export function hashBlock(parentHash: string | null, tokens: ArrayLike<number>, start: number, blockSize: number): string {
-  const buf = Buffer.allocUnsafe(44 + 4 * blockSize);
-  // A base64 sha256 digest is always 44 characters; the root block uses a fixed filler instead.
-  buf.write(parentHash ?? '-'.repeat(44), 0, 44, 'latin1');
-  for (let i = 0; i < blockSize; i++) buf.writeInt32LE(tokens[start + i], 44 + 4 * i);
-  return digest('sha256', buf, 'base64');
-}
 
 export class KvCacheError extends Error {
   constructor(message: string) {
@@ -46,7 +16,7 @@ export class KvCacheError extends Error {
   }
 }
 
-export interface KvCacheOptions {
+export interface BlockPoolOptions {
   numBlocks: number;
   blockSize: number;
   enablePrefixCaching: boolean;
@@ -54,7 +24,7 @@ export interface KvCacheOptions {
 
 const NONE = -1;
 
-export class KvCacheManager {
+export class BlockPool {
   readonly numBlocks: number;
   readonly blockSize: number;
   readonly enablePrefixCaching: boolean;
@@ -75,13 +45,10 @@ export class KvCacheManager {
   private lruTail = NONE;
   private lruSize = 0;
 
-  /** Prompt tokens looked up in / served from the prefix cache (counted by the scheduler on admission). */
-  prefixQueries = 0;
-  prefixHits = 0;
   /** Cached blocks dropped to make room. */
   evictions = 0;
 
-  constructor(opts: KvCacheOptions) {
+  constructor(opts: BlockPoolOptions) {
     if (!Number.isSafeInteger(opts.numBlocks) || opts.numBlocks < 1) throw new RangeError(`numBlocks must be an integer >= 1, got ${opts.numBlocks}`);
     if (!Number.isSafeInteger(opts.blockSize) || opts.blockSize < 1) throw new RangeError(`blockSize must be an integer >= 1, got ${opts.blockSize}`);
     this.numBlocks = opts.numBlocks;
@@ -221,17 +188,6 @@ export class KvCacheManager {
     const bs = this.blockSize;
     for (let i = 0; i < bs; i++) this.blockTokens[block * bs + i] = tokens[start + i];
     return true;
-  }
-
-  /** Drops every unreferenced cached prefix (e.g. after the model's weights change; also for tests). */
-  resetPrefixCache(): void {
-    while (this.lruSize > 0) {
-      const b = this.lruHead;
-      this.lruRemove(b);
-      this.cache.delete(this.blockHash[b]!);
-      this.blockHash[b] = null;
-      this.clean.push(b);
-    }
   }
 
   /**

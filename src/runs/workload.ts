@@ -1,7 +1,6 @@
 // Benchmark workloads: which requests arrive, when, with how many prompt tokens and how many output
 // tokens each must generate. Everything is drawn from --seed, so the same flags give the same
 // requests on every machine — the precondition for comparing policies, runs and peers.
-import type { Tokenizer } from '../model/tokenizer-types.js';
 import { SeededRng } from './rng.js';
 import { describeDistribution, sampleLength, validateDistribution, type LengthDistribution } from './distributions.js';
 import { readShareGptFile } from './sharegpt.js';
@@ -34,6 +33,11 @@ export interface WorkloadSpec {
   arrival: ArrivalSpec;
 }
 
+/** What a ShareGPT workload needs of the model's tokenizer (a Tokenizer fits). */
+export interface PromptEncoder {
+  encode(text: string, opts?: { addBos?: boolean }): number[];
+}
+
 /** What the model imposes on a workload. */
 export interface WorkloadTarget {
   vocabSize: number;
@@ -42,7 +46,7 @@ export interface WorkloadTarget {
   /** Prompt + output never exceed this (longer requests are clipped and counted). */
   maxModelLen?: number;
   /** Needed for ShareGPT (to measure and encode the text). */
-  tokenizer?: Tokenizer | null;
+  tokenizer?: PromptEncoder | null;
 }
 
 export interface BenchRequest {

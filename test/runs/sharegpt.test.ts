@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseShareGpt, readShareGptFile } from '../../src/bench/sharegpt.js';
-import { buildWorkload } from '../../src/bench/workload.js';
-import { DatasetError } from '../../src/bench/errors.js';
+import { parseShareGpt, readShareGptFile } from '../../src/runs/sharegpt.js';
+import { buildWorkload } from '../../src/runs/workload.js';
+import { DatasetError } from '../../src/runs/errors.js';
 import { wordTokenizer } from './helpers.js';
 
 const turn = (from: string, value: string) => ({ from, value });

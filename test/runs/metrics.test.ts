@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { computeMetrics, percentile, requestLatencies, summarize, type RequestRecord } from '../../src/bench/metrics.js';
+import { computeMetrics, percentile, requestLatencies, summarize, type RequestRecord } from '../../src/runs/metrics.js';
 
 const close = (a: number, b: number, msg?: string) => assert.ok(Math.abs(a - b) < 1e-9, `${msg ?? ''} ${a} != ${b}`);
 

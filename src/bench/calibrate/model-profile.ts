@@ -1,8 +1,8 @@
 // The cost model's view of a real model file: its shape, and the bytes per weight it actually stores
 // (f32 4, f16 2, q8_0 34/32, ...) — what a forward pass has to stream through memory.
-import type { ModelConfig } from '../model/config.js';
-import type { LlamaWeights, WeightTensor } from '../model/weights.js';
-import type { ModelProfile } from './cost-model.js';
+import type { ModelConfig } from '../../model/config.js';
+import type { LlamaWeights, WeightTensor } from '../../model/weights.js';
+import type { ModelProfile } from '../../sim/cost-model.js';
 
 /** Stepwise keeps its KV cache in float32. */
 export const ENGINE_KV_BYTES = 4;

@@ -1,4 +1,4 @@
-// Errors of the benchmark tool. Each names what was wrong, so the CLI can print one clear line.
+// Errors of workloads and datasets. Each names what was wrong, so the CLI can print one clear line.
 
 /** A workload specification that cannot be built (bad distribution, impossible lengths, ...). */
 export class WorkloadError extends Error {
@@ -14,9 +14,4 @@ export class DatasetError extends Error {
   ) {
     super(`${file}: ${problem}`);
   }
-}
-
-/** A remote server that answered a benchmark request with something other than a completion stream. */
-export class ServerResponseError extends Error {
-  override name = 'ServerResponseError';
 }

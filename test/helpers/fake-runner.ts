@@ -10,7 +10,7 @@
 // a scheduler bug (a block freed while in use, shared without copy-on-write, copied wrongly, a bad
 // block table) makes it throw FakeRunnerError instead of silently producing plausible tokens.
 
-import type { ModelRunner, ModelRunnerOutput, SampledToken, SchedulerOutput, SamplingParams, TokenLogprob } from './types.js';
+import type { ModelRunner, ModelRunnerOutput, SampledToken, SchedulerOutput, SamplingParams, TokenLogprob } from '../../src/engine/types.js';
 
 export class FakeRunnerError extends Error {
   constructor(message: string) {

@@ -10,7 +10,6 @@
 // Compute utilisation: achieved FLOP/s over the kernels' measured peak. A step's useful FLOPs are
 // 2 * (matmul weights of the blocks) per computed token + 2 * vocab * dim per sampled row + the
 // attention FLOPs (4 * layers * heads * headDim per key a token attends to).
-import type { ModelConfig } from '../model/config.js';
 import type { BatchingPolicy, StepRecord } from '../engine/step-trace.js';
 
 export interface SlotUtilization {
@@ -65,6 +64,17 @@ export function slotUtilization(records: readonly StepRecord[], capacity: number
   };
 }
 
+/** The model dimensions FLOP counting needs (a ModelConfig, or a simulated model's profile). */
+export interface ModelShape {
+  dim: number;
+  hiddenDim: number;
+  nLayers: number;
+  nHeads: number;
+  nKvHeads: number;
+  headDim: number;
+  vocabSize: number;
+}
+
 export interface FlopModel {
   /** 2 * weights of the transformer blocks' matmuls: FLOPs every computed token costs. */
   perToken: number;
@@ -74,7 +84,7 @@ export interface FlopModel {
   perAttendedKey: number;
 }
 
-export function flopModel(c: ModelConfig): FlopModel {
+export function flopModel(c: ModelShape): FlopModel {
   const q = c.nHeads * c.headDim;
   const kv = c.nKvHeads * c.headDim;
   const perLayer = c.dim * q + 2 * c.dim * kv + q * c.dim + 3 * c.dim * c.hiddenDim;
@@ -86,7 +96,7 @@ export function flopModel(c: ModelConfig): FlopModel {
 }
 
 /** Matmul weights of the model (blocks plus output projection), the "params" of 2 * params * tokens. */
-export function matmulParams(c: ModelConfig): number {
+export function matmulParams(c: ModelShape): number {
   const m = flopModel(c);
   return (m.perToken + m.perLogitRow) / 2;
 }
@@ -126,9 +136,21 @@ export interface ComputeUtilization {
   utilization: number;
 }
 
-export function computeUtilization(records: readonly StepRecord[], config: ModelConfig, durationS: number, peakFlops: number): ComputeUtilization {
+export function computeUtilization(records: readonly StepRecord[], config: ModelShape, durationS: number, peakFlops: number): ComputeUtilization {
   let totalFlops = 0;
   for (const f of stepFlops(records, flopModel(config))) totalFlops += f;
   const achievedFlops = durationS > 0 ? totalFlops / durationS : 0;
   return { totalFlops, achievedFlops, peakFlops, utilization: peakFlops > 0 ? achievedFlops / peakFlops : 0 };
+}
+
+/** Decode tokens per second of engine time, over the steps that did no prefill work. */
+export function decodeThroughput(steps: readonly StepRecord[]): number | null {
+  let tokens = 0;
+  let ms = 0;
+  for (const s of steps) {
+    if (s.numPrefillTokens > 0 || s.numDecodeTokens === 0) continue;
+    tokens += s.numDecodeTokens;
+    ms += s.totalMs;
+  }
+  return ms > 0 ? tokens / (ms / 1000) : null;
 }

@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SeededRng } from '../../src/bench/rng.js';
-import { describeDistribution, parseDistribution, sampleLength } from '../../src/bench/distributions.js';
-import { buildWorkload, PRESETS, workloadTotals, type WorkloadSpec } from '../../src/bench/workload.js';
-import { WorkloadError } from '../../src/bench/errors.js';
-import { percentile } from '../../src/bench/metrics.js';
+import { SeededRng } from '../../src/runs/rng.js';
+import { describeDistribution, parseDistribution, sampleLength } from '../../src/runs/distributions.js';
+import { buildWorkload, PRESETS, workloadTotals, type WorkloadSpec } from '../../src/runs/workload.js';
+import { WorkloadError } from '../../src/runs/errors.js';
+import { percentile } from '../../src/runs/metrics.js';
 
 const target = { vocabSize: 512, bosId: 1 };
 const offline = { kind: 'offline' } as const;

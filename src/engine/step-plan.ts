@@ -1,0 +1,131 @@
+// A step being put together: the batching policy adds each sequence's share (tokens to compute,
+// padding rows, copy-on-write copies) under the token budget, and withdraws a share when its
+// sequence is preempted. When the policy is done, the plan becomes the plain SchedulerOutput the
+// runner gets and the summary the step trace gets.
+
+import type { BlockCopy } from './kv-cache-manager.js';
+import type { Sequence } from './sequence.js';
+import type { BatchingPolicy, StepSeqRecord, StepSummary } from './step-trace.js';
+import type { NewSequenceData, ScheduledSequence, SchedulerOutput } from './types.js';
+
+interface PlanEntry {
+  seq: Sequence;
+  numNew: number;
+  padRows: number;
+  sample: boolean;
+  copies: readonly BlockCopy[];
+}
+
+/** What schedule() returns: the runner's work, and what the step trace records of the decision. */
+export interface ScheduledStep {
+  output: SchedulerOutput;
+  summary: StepSummary;
+}
+
+/** The scheduler's state after the policy ran, for the summary. */
+export interface QueueState {
+  policy: BatchingPolicy;
+  kvBlocksUsed: number;
+  kvBlocksTotal: number;
+  numWaiting: number;
+  numRunning: number;
+}
+
+export class StepPlan {
+  private readonly entries = new Map<Sequence, PlanEntry>();
+  numPreempted = 0;
+  /** Requests admitted for the first time. */
+  numJoined = 0;
+
+  constructor(
+    /** Rows still free in this step. */
+    public tokenBudget: number,
+    /** Sequences the runner must drop before this step (finished, aborted or preempted). */
+    readonly finishedSeqIds: number[],
+  ) {}
+
+  has(seq: Sequence): boolean {
+    return this.entries.has(seq);
+  }
+
+  /** Schedules `numNew` tokens of `seq` plus `padRows` thrown-away rows; `sample` when they reach its newest token. */
+  add(seq: Sequence, numNew: number, padRows: number, sample: boolean, copies: readonly BlockCopy[]): void {
+    this.entries.set(seq, { seq, numNew, padRows, sample, copies });
+    this.tokenBudget -= numNew + padRows;
+  }
+
+  /** Takes a preempted sequence's share back out. */
+  withdraw(seq: Sequence): void {
+    const e = this.entries.get(seq);
+    if (!e) return;
+    this.tokenBudget += e.numNew + e.padRows;
+    this.entries.delete(seq);
+  }
+
+  /** Announces new sequences to the runner and records when each request was first scheduled. */
+  toStep(step: number, now: number, q: QueueState): ScheduledStep {
+    const scheduled: ScheduledSequence[] = [];
+    const newSequences: NewSequenceData[] = [];
+    const blockCopies: BlockCopy[] = [];
+    const seqs: StepSeqRecord[] = [];
+    let numBatchedTokens = 0;
+    let numPrefill = 0;
+    let numDecode = 0;
+    let numPad = 0;
+    for (const e of this.entries.values()) {
+      const seq = e.seq;
+      const req = seq.request;
+      if (e.numNew > 0 && !seq.runnerKnows) {
+        newSequences.push({ seqId: seq.seqId, promptTokenIds: [...req.promptTokenIds], outputTokenIds: seq.outputTokenIds, sampling: req.sampling, seed: seq.seed });
+        seq.runnerKnows = true;
+      }
+      if (req.timing.firstScheduledMs === undefined) req.timing.firstScheduledMs = now;
+      if (e.copies.length > 0) blockCopies.push(...e.copies);
+      const s: ScheduledSequence = {
+        seqId: seq.seqId,
+        tokenIds: seq.tokenIds.slice(seq.numComputed, seq.numComputed + e.numNew),
+        startPosition: seq.numComputed,
+        // Shared, not copied: the KV cache manager replaces a table instead of changing it.
+        blockTable: seq.blockTable,
+        sample: e.sample,
+      };
+      if (e.padRows > 0) s.padRows = e.padRows;
+      scheduled.push(s);
+      numBatchedTokens += e.numNew + e.padRows;
+      // A decode feeds back exactly the newest generated token; everything else is prefill work.
+      const isDecode = e.numNew === 1 && seq.numComputed === seq.numTokens - 1 && seq.numComputed >= seq.numPromptTokens;
+      const rec: StepSeqRecord = {
+        requestId: req.requestId,
+        seqId: seq.seqId,
+        index: seq.index,
+        prefillTokens: isDecode ? 0 : e.numNew,
+        decodeTokens: isDecode ? 1 : 0,
+        padRows: e.padRows,
+        sampled: e.sample,
+      };
+      seqs.push(rec);
+      numPrefill += rec.prefillTokens;
+      numDecode += rec.decodeTokens;
+      numPad += e.padRows;
+    }
+    return {
+      output: { step, scheduled, newSequences, finishedSeqIds: this.finishedSeqIds, blockCopies, numBatchedTokens },
+      summary: {
+        step,
+        policy: q.policy,
+        seqs,
+        numPrefillTokens: numPrefill,
+        numDecodeTokens: numDecode,
+        numPadRows: numPad,
+        numBatchedTokens,
+        numJoined: this.numJoined,
+        numPreempted: this.numPreempted,
+        numBlockCopies: blockCopies.length,
+        kvBlocksUsed: q.kvBlocksUsed,
+        kvBlocksTotal: q.kvBlocksTotal,
+        numWaiting: q.numWaiting,
+        numRunning: q.numRunning,
+      },
+    };
+  }
+}
