@@ -19,6 +19,7 @@ import { kvBytesPerToken } from './util/kv-bytes.js';
 import { tokenizerFromGguf, tokenizerFromLlama2cFile } from './model/tokenizer.js';
 import type { Tokenizer } from './model/tokenizer-types.js';
 import { grammarVocabOf } from './engine/structured/grammar-vocab.js';
+import type { SpeculativeConfig } from './engine/model-runner.js';
 import type { StructuredOutputsParams } from './engine/structured/constraint.js';
 import { ChatTemplate, chatTemplateSource, normalizeMessages, type ChatRenderOptions } from './server/chat-template.js';
 
@@ -35,6 +36,8 @@ export type LoadOptions = Partial<Omit<EngineOptions, 'tokenizer' | 'eogIds'>> &
   kvCacheMemory?: number;
   /** KV cache element type: f16 (default, as llama.cpp), f32 or q8_0. */
   kvCacheDtype?: KvCacheDtype;
+  /** Speculative decoding: how tokens are proposed (prompt lookup) and how many per step at most. */
+  speculative?: SpeculativeConfig;
 };
 
 export type ResolvedLoadOptions = Omit<EngineOptions, 'tokenizer' | 'eogIds'> & {
@@ -106,7 +109,7 @@ export class LLM {
     const kvProblem = kvDtypeProblem(kvCacheDtype, config.headDim);
     if (kvProblem) throw new RangeError(kvProblem);
     const resolved: ResolvedLoadOptions = {
-      ...resolveEngineOptions(options, {
+      ...resolveEngineOptions({ ...options, ...(options.speculative ? { numSpeculativeTokens: checkSpeculative(options.speculative) } : {}) }, {
         contextLength: config.contextLength,
         kvBytesPerToken: kvBytesPerToken(config, kvElementBytes(kvCacheDtype)),
         defaultKvBytes: DEFAULT_KV_CAP_BYTES,
@@ -123,7 +126,7 @@ export class LLM {
     if (resolved.inProcess) {
       const model: LoadedModel = await loadModel(path);
       const kernels = await getKernels(resolved.backend, { threads: resolved.threads });
-      runner = await LocalModelRunner.create({ model, kernels, numBlocks: resolved.numBlocks, blockSize: resolved.blockSize, kvCacheDtype, eogIds });
+      runner = await LocalModelRunner.create({ model, kernels, numBlocks: resolved.numBlocks, blockSize: resolved.blockSize, kvCacheDtype, eogIds, speculative: options.speculative });
       backendName = kernels.name;
     } else {
       const w = await WorkerModelRunner.create({
@@ -134,6 +137,7 @@ export class LLM {
         blockSize: resolved.blockSize,
         kvCacheDtype,
         eogIds,
+        ...(options.speculative ? { speculative: options.speculative } : {}),
       });
       runner = w;
       backendName = w.kernelsName;
@@ -246,4 +250,17 @@ async function collect(stream: RequestStream): Promise<GenerateResult> {
     numCachedTokens: last?.numCachedTokens ?? 0,
     completions,
   };
+}
+
+/** Checks the speculative-decoding options by name; returns the most tokens proposed per step. */
+function checkSpeculative(s: SpeculativeConfig): number {
+  if (s.method !== 'ngram') throw new RangeError(`speculative.method must be 'ngram', got ${JSON.stringify(s.method)}`);
+  const int = (name: string, v: unknown, min: number) => {
+    if (v !== undefined && (!Number.isSafeInteger(v) || (v as number) < min)) throw new RangeError(`speculative.${name} must be an integer >= ${min}, got ${String(v)}`);
+  };
+  int('numTokens', s.numTokens, 1);
+  int('ngramMin', s.ngramMin, 1);
+  int('ngramMax', s.ngramMax, 1);
+  if ((s.ngramMin ?? 1) > (s.ngramMax ?? 4)) throw new RangeError(`speculative.ngramMin (${s.ngramMin ?? 1}) must not exceed ngramMax (${s.ngramMax ?? 4})`);
+  return s.numTokens;
 }

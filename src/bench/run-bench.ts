@@ -166,6 +166,20 @@ function workloadTarget(h: ModelHeader | undefined, tokenizer: Tokenizer | null,
   };
 }
 
+/** Speculative decoding: share of proposed tokens accepted, and tokens per verification (accepted + the runner's own), as vLLM reports them. */
+export function speculationSummary(steps: readonly StepRecord[]): { acceptanceRate: number; meanAcceptedLength: number; draftTokens: number } | null {
+  let drafts = 0;
+  let tokens = 0;
+  let accepted = 0;
+  for (const s of steps) {
+    drafts += s.numDrafts ?? 0;
+    tokens += s.numDraftTokens ?? 0;
+    accepted += s.numAcceptedTokens ?? 0;
+  }
+  if (drafts === 0) return null;
+  return { acceptanceRate: accepted / tokens, meanAcceptedLength: 1 + accepted / drafts, draftTokens: tokens };
+}
+
 /** Structured outputs: the grammar masks' time per step (median over steps that computed any) and share of all step time. */
 export function grammarOverhead(steps: readonly StepRecord[]): { medianMs: number; share: number } | null {
   const per = steps.filter((s) => s.grammarMs !== undefined).map((s) => s.grammarMs!).sort((a, b) => a - b);
@@ -203,6 +217,7 @@ function stepwiseResult(
     decodeThroughput: decodeThroughput(run.steps),
     schedulerOverhead: schedulerOverhead(run.steps),
     grammarOverhead: grammarOverhead(run.steps),
+    speculation: speculationSummary(run.steps),
     records: run.records,
     steps: run.steps,
     timeline: buildTimeline(run.steps, run.timelineRequests),

@@ -26,6 +26,11 @@ export const ENGINE_FLAG_OPTIONS = {
   backend: { type: 'string' },
   threads: { type: 'string' },
   tokenizer: { type: 'string' },
+  'speculative-method': { type: 'string' },
+  'num-speculative-tokens': { type: 'string' },
+  'speculative-disable-batch-size': { type: 'string' },
+  'prompt-lookup-min': { type: 'string' },
+  'prompt-lookup-max': { type: 'string' },
 } satisfies OptionSpecs;
 
 /** Help text for the engine flags, appended to each command's usage. */
@@ -48,13 +53,18 @@ export const ENGINE_FLAGS_HELP = `Engine options:
   --max-model-len N                 context length cap (default: the model's)
   --backend auto|native|typescript  compute kernels (default auto: native when built)
   --threads N                       kernel threads (default: number of cores)
-  --tokenizer FILE                  llama2.c tokenizer.bin for llama2.c checkpoints`;
+  --tokenizer FILE                  llama2.c tokenizer.bin for llama2.c checkpoints
+  --speculative-method ngram        speculative decoding with prompt-lookup proposals (default off)
+  --num-speculative-tokens K        proposals verified per sequence and step at most (default 4)
+  --speculative-disable-batch-size N  no speculation while more sequences than N run (default 8)
+  --prompt-lookup-min N, --prompt-lookup-max N  suffix lengths looked up for proposals (default 1, 4)`;
 
 const ENUMS: Record<string, readonly string[]> = {
   policy: ['continuous', 'static', 'none'],
   'scheduling-policy': ['fcfs', 'priority'],
   backend: ['auto', 'native', 'typescript'],
   'kv-cache-dtype': ['f16', 'f32', 'q8_0'],
+  'speculative-method': ['ngram'],
 };
 
 export function parseIntFlag(name: string, raw: string, min = 1): number {
@@ -110,6 +120,16 @@ export function engineOptionsFromFlags(v: Record<string, string | boolean | unde
   if (s('kv-cache-dtype') !== undefined) o.kvCacheDtype = enumFlag<NonNullable<LoadOptions['kvCacheDtype']>>('kv-cache-dtype', s('kv-cache-dtype')!);
   o.threads = int('threads');
   if (s('tokenizer') !== undefined) o.tokenizer = s('tokenizer');
+  const specFlags = ['num-speculative-tokens', 'prompt-lookup-min', 'prompt-lookup-max'].filter((k) => s(k) !== undefined);
+  if (s('speculative-method') !== undefined) {
+    const min = int('prompt-lookup-min') ?? 1;
+    const max = int('prompt-lookup-max') ?? Math.max(4, min);
+    if (min > max) throw new UsageError(`--prompt-lookup-min (${min}) must not exceed --prompt-lookup-max (${max})`);
+    o.speculative = { method: enumFlag<'ngram'>('speculative-method', s('speculative-method')!), numTokens: int('num-speculative-tokens') ?? 4, ngramMin: min, ngramMax: max };
+  } else if (specFlags.length > 0) {
+    throw new UsageError(`--${specFlags[0]} needs --speculative-method ngram`);
+  }
+  o.speculativeDisableBatchSize = int('speculative-disable-batch-size');
   for (const k of Object.keys(o) as (keyof LoadOptions)[]) if (o[k] === undefined) delete o[k];
   return o;
 }

@@ -69,5 +69,7 @@ export function resolveEngineOptions(o: Partial<EngineSettings> & { kvCacheMemor
     staticWaitMs: o.staticWaitMs ?? d.staticWaitMs,
     staticDropFinished: o.staticDropFinished ?? d.staticDropFinished,
     maxModelLen,
+    ...(o.numSpeculativeTokens ? { numSpeculativeTokens: o.numSpeculativeTokens } : {}),
+    ...(o.speculativeDisableBatchSize !== undefined ? { speculativeDisableBatchSize: o.speculativeDisableBatchSize } : {}),
   };
 }

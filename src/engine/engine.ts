@@ -8,14 +8,15 @@
 import { performance } from 'node:perf_hooks';
 import type { Tokenizer } from '../model/tokenizer-types.js';
 import { OutputProcessor } from './output-processor.js';
-import { EngineClosedError, InvalidRequestError } from './request-errors.js';
+import { EngineClosedError } from './request-errors.js';
 import { RequestStream } from './request-stream.js';
 import { Scheduler } from './scheduler.js';
 import type { SchedulerOptions } from './scheduler-options.js';
 import type { SchedulerStats } from './scheduler-stats.js';
 import { StepTrace, DEFAULT_TRACE_CAPACITY, stepRecord, type StepListener, type StepSummary } from './step-trace.js';
 import type { ModelRunner, ModelRunnerOutput, RequestOutput, SamplingParams, SchedulerOutput } from './types.js';
-import { resolveConstraint, type StructuredOutputsParams } from './structured/constraint.js';
+import type { StructuredOutputsParams } from './structured/constraint.js';
+import { GrammarWait } from './structured/grammar-wait.js';
 import type { GrammarVocab } from './structured/grammar-compiler.js';
 import { StructuredOutputManager } from './structured/structured-output-manager.js';
 
@@ -68,8 +69,7 @@ export class Engine {
   /** Structured outputs: grammars, and the matchers of constrained sequences. */
   private readonly structured: StructuredOutputManager;
   /** Requests waiting for their grammar to compile before they reach the scheduler. */
-  private readonly heldForGrammar = new Set<string>();
-  private numHeldForGrammar = 0;
+  private readonly grammarWait: GrammarWait<EngineRequest>;
 
   constructor(runner: ModelRunner, opts: EngineOptions) {
     const { tokenizer, traceCapacity, clock, autoRun, grammarVocab, ...schedOpts } = opts;
@@ -80,6 +80,18 @@ export class Engine {
     this.clock = clock ?? (() => performance.now());
     this.autoRun = autoRun ?? true;
     this.structured = new StructuredOutputManager(grammarVocab ?? null);
+    this.grammarWait = new GrammarWait<EngineRequest>({
+      inUse: (id) => this.streams.has(id) || this.scheduler.getRequest(id) !== undefined,
+      compile: (so) => this.structured.compile(so),
+      admit: (req, arrivalMs) => {
+        if (this.closed) throw new EngineClosedError();
+        const timing = this.admit(req, arrivalMs).timing;
+        this.kick();
+        return timing;
+      },
+      forget: (id) => this.streams.delete(id),
+      abort: (id) => this.abort(id),
+    });
   }
 
   /**
@@ -91,7 +103,11 @@ export class Engine {
   addRequest(r: EngineRequest): RequestStream {
     if (this.closed) throw new EngineClosedError();
     const so = r.sampling.structuredOutputs;
-    if (so && !this.structured.isCompiled(so)) return this.addAfterCompile(r, so);
+    if (so && !this.structured.isCompiled(so)) {
+      const stream = this.grammarWait.hold(r, so, this.clock());
+      this.streams.set(stream.requestId, stream);
+      return stream;
+    }
     const req = this.admit(r, this.clock());
     const stream = new RequestStream(req.requestId, req.timing, () => this.abort(req.requestId));
     this.streams.set(req.requestId, stream);
@@ -113,35 +129,10 @@ export class Engine {
     return this.structured.compile(params, param);
   }
 
-  private addAfterCompile(r: EngineRequest, so: StructuredOutputsParams): RequestStream {
-    resolveConstraint(so); // a malformed constraint is refused now, like any bad parameter
-    const requestId = r.requestId ?? `grammar-${++this.numHeldForGrammar}`;
-    if (this.streams.has(requestId) || this.scheduler.getRequest(requestId)) throw new InvalidRequestError(`request id '${requestId}' is already in use`);
-    const arrivalMs = this.clock();
-    const stream = new RequestStream(requestId, { arrivalMs, tokenTimesMs: [] }, () => this.abort(requestId));
-    this.streams.set(requestId, stream);
-    this.heldForGrammar.add(requestId);
-    const fail = (e: unknown) => {
-      this.streams.delete(requestId);
-      stream.fail(e);
-    };
-    this.structured.compile(so).then(() => {
-      if (!this.heldForGrammar.delete(requestId)) return; // aborted meanwhile
-      try {
-        if (this.closed) throw new EngineClosedError();
-        stream.bindTiming(this.admit({ ...r, requestId }, arrivalMs).timing);
-        this.kick();
-      } catch (e) {
-        fail(e);
-      }
-    }, (e: unknown) => this.heldForGrammar.delete(requestId) && fail(e));
-    return stream;
-  }
-
   /** Ends a request now: its blocks are freed and its stream ends with finishReason 'abort'. Unknown ids are ignored. */
   abort(requestId: string): boolean {
     const stream = this.streams.get(requestId);
-    if (this.heldForGrammar.delete(requestId)) {
+    if (this.grammarWait.release(requestId)) {
       this.streams.delete(requestId);
       stream?.end();
       return true;
@@ -196,7 +187,7 @@ export class Engine {
     let result: ModelRunnerOutput;
     let grammarMs = 0;
     try {
-      grammarMs = await this.applyGrammars(out);
+      grammarMs = await this.structured.applyToStep(out, this.clock);
       result = await this.runner.execute(out);
     } catch (err) {
       this.failStep(out, summary, err, t0, t1);
@@ -225,31 +216,17 @@ export class Engine {
     const times = { startMs: t0, scheduleMs: t1 - t0, forwardMs: result.forwardMs, sampleMs: result.sampleMs, executeMs: t2 - t1, updateMs: t3 - t2, totalMs: t3 - t0 };
     const rec = stepRecord(summary, step.numFinished, times);
     if (grammarMs > 0) rec.grammarMs = grammarMs;
+    if (rec.numDraftTokens) rec.numAcceptedTokens = step.numAccepted;
     this.trace.push(rec);
     return true;
   }
 
-  /**
-   * Puts the grammar bitmask on every constrained row that samples in this step (and keeps the
-   * matchers in step with the sequences); returns the milliseconds it took.
-   */
-  private async applyGrammars(out: SchedulerOutput): Promise<number> {
-    if (this.structured.numSequences === 0 && !out.newSequences.some((ns) => ns.sampling.structuredOutputs)) return 0;
-    const t = this.clock();
-    const masks = await this.structured.prepareStep(out);
-    for (const s of out.scheduled) {
-      const m = masks.get(s.seqId);
-      if (m) s.grammarBitmask = m;
-    }
-    return this.clock() - t;
-  }
-
   /** update(), then output processing; a sequence a stop string ends is finished in the scheduler right after. */
-  private applyResult(out: SchedulerOutput, result: ModelRunnerOutput, now: number): { outputs: RequestOutput[]; done: Set<string>; numFinished: number } {
+  private applyResult(out: SchedulerOutput, result: ModelRunnerOutput, now: number): { outputs: RequestOutput[]; done: Set<string>; numFinished: number; numAccepted: number } {
     const upd = this.scheduler.update(out, result, now);
     const { outputs, stopped } = this.outputs.process(upd.updates);
     const done = new Set([...upd.finishedRequestIds, ...this.scheduler.finishStopped(stopped, now)]);
-    return { outputs, done, numFinished: upd.numFinished + stopped.length };
+    return { outputs, done, numFinished: upd.numFinished + stopped.length, numAccepted: upd.numAcceptedTokens };
   }
 
   /** A failed runner call fails only the requests of that step; the engine goes on. */
@@ -333,7 +310,7 @@ export class Engine {
   private async doClose(): Promise<void> {
     this.closed = true;
     for (const id of this.scheduler.requestIds()) this.abort(id);
-    for (const id of [...this.heldForGrammar]) this.abort(id);
+    for (const id of this.grammarWait.ids()) this.abort(id);
     this.kick();
     if (this.inFlight) await this.inFlight.catch(() => undefined);
     await this.structured.close();

@@ -10,7 +10,8 @@ import type { LoadedModel } from '../model/loaders/index.js';
 import { TransformerModel, type ForwardBatch } from '../model/transformer.js';
 import { copyBlock, createKvStorage } from '../model/kv-storage.js';
 import { DEFAULT_KV_CACHE_DTYPE, type KvCacheDtype } from '../model/kernels/kv-dtype.js';
-import { sampleToken } from './sampling.js';
+import { sampleToken, verifyToken, type SampleResult } from './sampling.js';
+import { DEFAULT_NGRAM, proposeNgram } from './spec/ngram-proposer.js';
 
 /** Thrown when a SchedulerOutput does not fit the runner's state (unknown sequence, short block table...). */
 export class RunnerInputError extends Error {
@@ -36,6 +37,18 @@ export interface LocalModelRunnerOptions {
   /** KV cache element type (default f16). */
   kvCacheDtype?: KvCacheDtype;
   eogIds: number[];
+  /** Speculative decoding: how the runner proposes tokens for the next step (none: no proposals). */
+  speculative?: SpeculativeConfig;
+}
+
+/** Speculative decoding's proposer (the scheduler decides how many proposals a step verifies). */
+export interface SpeculativeConfig {
+  method: 'ngram';
+  /** Tokens proposed per sequence and step at most. */
+  numTokens: number;
+  /** Prompt lookup: shortest and longest suffix looked for (default 1 and 4). */
+  ngramMin?: number;
+  ngramMax?: number;
 }
 
 export class LocalModelRunner implements ModelRunner {
@@ -48,7 +61,12 @@ export class LocalModelRunner implements ModelRunner {
   /** Logits of the current step, reused from step to step (sampling reads them before the next). */
   private logitsBuf = new Float32Array(0);
 
-  private constructor(model: TransformerModel, kv: KvStorage, eogIds: number[]) {
+  private constructor(
+    model: TransformerModel,
+    kv: KvStorage,
+    eogIds: number[],
+    private readonly speculative: SpeculativeConfig | undefined,
+  ) {
     this.model = model;
     this.kv = kv;
     this.kernelsName = model.kernels.name;
@@ -58,7 +76,7 @@ export class LocalModelRunner implements ModelRunner {
   static async create(opts: LocalModelRunnerOptions): Promise<LocalModelRunner> {
     const model = new TransformerModel(opts.model.config, opts.model.weights, opts.kernels);
     const kv = createKvStorage(opts.model.config, opts.numBlocks, opts.blockSize, opts.kvCacheDtype ?? DEFAULT_KV_CACHE_DTYPE);
-    return new LocalModelRunner(model, kv, opts.eogIds);
+    return new LocalModelRunner(model, kv, opts.eogIds, opts.speculative);
   }
 
   /** Sequences the runner currently keeps sampling state for (for tests and debugging). */
@@ -93,7 +111,7 @@ export class LocalModelRunner implements ModelRunner {
       }
     }
 
-    const { batch, sampleSeqIds } = buildForwardBatch(step.scheduled, this.kv.blockSize);
+    const { batch, sampleSeqIds, sampleCounts } = buildForwardBatch(step.scheduled, this.kv.blockSize);
     let sampled: SampledToken[] = [];
     let forwardMs = 0;
     let sampleMs = 0;
@@ -103,33 +121,61 @@ export class LocalModelRunner implements ModelRunner {
       if (this.logitsBuf.length < need) this.logitsBuf = new Float32Array(Math.max(need, 2 * this.logitsBuf.length));
       const logits = this.model.forward(batch, this.kv, this.logitsBuf);
       const t1 = performance.now();
-      sampled = this.sample(logits, sampleSeqIds, grammarBitmasks(step.scheduled));
+      sampled = this.sample(logits, sampleSeqIds, sampleCounts, step.scheduled);
       forwardMs = t1 - t0;
       sampleMs = performance.now() - t1;
     }
-    return { sampled, forwardMs, sampleMs };
+    const drafts = this.propose(sampled);
+    return drafts ? { sampled, forwardMs, sampleMs, drafts } : { sampled, forwardMs, sampleMs };
   }
 
-  private sample(logits: Float32Array, seqIds: number[], masks: ReadonlyMap<number, Int32Array>): SampledToken[] {
+  /** Proposals for the next step of every sequence that just sampled (speculative decoding). */
+  private propose(sampled: readonly SampledToken[]): ModelRunnerOutput['drafts'] {
+    const spec = this.speculative;
+    if (!spec || sampled.length === 0) return undefined;
+    const opts = { numTokens: spec.numTokens, min: spec.ngramMin ?? DEFAULT_NGRAM.min, max: spec.ngramMax ?? DEFAULT_NGRAM.max };
+    const drafts: NonNullable<ModelRunnerOutput['drafts']> = [];
+    let last = -1;
+    for (const t of sampled) {
+      if (t.seqId === last) continue;
+      last = t.seqId;
+      const st = this.seqs.get(t.seqId)!;
+      // Constrained sequences are not speculated on: their masks would have to follow the proposals.
+      if (!st.params.speculative || st.params.structuredOutputs) continue;
+      const tokenIds = proposeNgram([...st.promptTokenIds, ...st.outputTokenIds], opts);
+      if (tokenIds.length > 0) drafts.push({ seqId: t.seqId, tokenIds });
+    }
+    return drafts;
+  }
+
+  /**
+   * Samples every sequence's next token from its logit row; a sequence that verifies proposals has
+   * one row per proposal plus one, and its tokens are the proposals accepted in order, then one of
+   * its own (the correction of the first rejected proposal, or the token after the last).
+   */
+  private sample(logits: Float32Array, seqIds: number[], counts: number[], scheduled: readonly ScheduledSequence[]): SampledToken[] {
     const vocab = this.model.config.vocabSize;
+    const bySeq = new Map<number, ScheduledSequence>();
+    for (const s of scheduled) bySeq.set(s.seqId, s);
     const out: SampledToken[] = [];
+    let row = 0;
     for (let i = 0; i < seqIds.length; i++) {
       const seqId = seqIds[i];
       const st = this.seqs.get(seqId)!;
-      const row = logits.subarray(i * vocab, (i + 1) * vocab);
-      const r = sampleToken(row, {
-        params: st.params,
-        seed: st.seed,
-        promptTokenIds: st.promptTokenIds,
-        outputTokenIds: st.outputTokenIds,
-        eogIds: this.eogIds,
-        allowedTokens: masks.get(seqId),
-      });
-      st.outputTokenIds.push(r.tokenId);
-      const tok: SampledToken = { seqId, tokenId: r.tokenId };
-      if (r.logprob !== undefined) tok.logprob = r.logprob;
-      if (r.topLogprobs !== undefined) tok.topLogprobs = r.topLogprobs;
-      out.push(tok);
+      const s = bySeq.get(seqId)!;
+      const drafts = s.draftTokenIds ?? [];
+      const ctx = { params: st.params, seed: st.seed, promptTokenIds: st.promptTokenIds, outputTokenIds: st.outputTokenIds, eogIds: this.eogIds, allowedTokens: s.grammarBitmask };
+      for (let j = 0; j < counts[i]; j++) {
+        const rowLogits = logits.subarray((row + j) * vocab, (row + j + 1) * vocab);
+        const r: SampleResult & { accepted?: boolean } = j < drafts.length ? verifyToken(rowLogits, ctx, drafts[j]) : sampleToken(rowLogits, ctx);
+        st.outputTokenIds.push(r.tokenId);
+        const tok: SampledToken = { seqId, tokenId: r.tokenId };
+        if (r.logprob !== undefined) tok.logprob = r.logprob;
+        if (r.topLogprobs !== undefined) tok.topLogprobs = r.topLogprobs;
+        out.push(tok);
+        if (r.accepted === false) break;
+      }
+      row += counts[i];
     }
     return out;
   }
@@ -151,9 +197,10 @@ function grammarBitmasks(scheduled: readonly ScheduledSequence[]): Map<number, I
  * Flattens the scheduled sequences into one ragged batch. Rows are each sequence's tokenIds in
  * order, then its padding rows; row positions count up from startPosition; a row's KV slot comes
  * from its block table. The logit rows are the last real row of each sequence that samples, in
- * scheduled order (sampleSeqIds says whose each is).
+ * scheduled order (sampleSeqIds says whose each is); a sequence verifying k proposals gives its
+ * last k + 1 rows (sampleCounts says how many each has).
  */
-export function buildForwardBatch(scheduled: readonly ScheduledSequence[], blockSize: number): { batch: ForwardBatch; sampleSeqIds: number[] } {
+export function buildForwardBatch(scheduled: readonly ScheduledSequence[], blockSize: number): { batch: ForwardBatch; sampleSeqIds: number[]; sampleCounts: number[] } {
   let numRows = 0;
   let maxBlocks = 0;
   for (const s of scheduled) {
@@ -171,6 +218,7 @@ export function buildForwardBatch(scheduled: readonly ScheduledSequence[], block
   const blockTables = new Int32Array(scheduled.length * stride);
   const logitRows: number[] = [];
   const sampleSeqIds: number[] = [];
+  const sampleCounts: number[] = [];
 
   let r = 0;
   scheduled.forEach((s, i) => {
@@ -190,8 +238,11 @@ export function buildForwardBatch(scheduled: readonly ScheduledSequence[], block
     }
     if (s.sample) {
       if (n === 0) throw new RunnerInputError(`sequence ${s.seqId}: sample is set but no tokens are scheduled`);
-      logitRows.push(r - 1);
+      const k = s.draftTokenIds?.length ?? 0;
+      if (k >= n) throw new RunnerInputError(`sequence ${s.seqId}: ${k} proposals need more than ${n} scheduled tokens`);
+      for (let j = k; j >= 0; j--) logitRows.push(r - 1 - j);
       sampleSeqIds.push(s.seqId);
+      sampleCounts.push(k + 1);
     }
     // Padding rows (static batching's wasted work): token 0 at the newest token's position, attending
     // its context, writing nothing. A finished sequence held in the batch has no new token; its
@@ -216,5 +267,6 @@ export function buildForwardBatch(scheduled: readonly ScheduledSequence[], block
       meta: { numRows, positions, rowSeq, blockTables, maxBlocksPerSeq: stride, slotMapping },
     },
     sampleSeqIds,
+    sampleCounts,
   };
 }

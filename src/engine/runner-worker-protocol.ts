@@ -2,6 +2,7 @@
 // plain data, copied by structured clone.
 
 import type { ModelRunnerOutput, SchedulerOutput } from './types.js';
+import type { SpeculativeConfig } from './model-runner.js';
 import type { KvCacheDtype } from '../model/kernels/kv-dtype.js';
 
 export interface RunnerWorkerInit {
@@ -12,6 +13,7 @@ export interface RunnerWorkerInit {
   blockSize: number;
   kvCacheDtype: KvCacheDtype;
   eogIds: number[];
+  speculative?: SpeculativeConfig;
 }
 
 /** An error as it crosses the thread boundary: enough to rebuild a useful Error on the other side. */

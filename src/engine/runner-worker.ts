@@ -17,7 +17,7 @@ async function main(): Promise<void> {
   let runner: LocalModelRunner;
   try {
     const [model, kernels] = await Promise.all([loadModel(init.modelPath), getKernels(init.backend, { threads: init.threads })]);
-    runner = await LocalModelRunner.create({ model, kernels, numBlocks: init.numBlocks, blockSize: init.blockSize, kvCacheDtype: init.kvCacheDtype, eogIds: init.eogIds });
+    runner = await LocalModelRunner.create({ model, kernels, numBlocks: init.numBlocks, blockSize: init.blockSize, kvCacheDtype: init.kvCacheDtype, eogIds: init.eogIds, speculative: init.speculative });
   } catch (e) {
     send({ type: 'init-error', error: serializeError(e) });
     return;

@@ -43,6 +43,7 @@ export function resolveSamplingParams(partial: Partial<SamplingParams> = {}): Sa
     seed: pick('seed'),
     n: pick('n'),
     structuredOutputs: undefined,
+    speculative: pick('speculative'),
   };
   const structured = pick('structuredOutputs');
 
@@ -82,6 +83,7 @@ export function resolveSamplingParams(partial: Partial<SamplingParams> = {}): Sa
     throw new InvalidParamError('seed', `seed must be an integer (safe-integer range), got ${describe(p.seed)}`);
   }
   requireInteger('n', p.n, 1);
+  if (typeof p.speculative !== 'boolean') throw new InvalidParamError('speculative', `speculative must be a boolean, got ${describe(p.speculative)}`);
   if (structured !== undefined && structured !== null) {
     resolveConstraint(structured); // its shape; whether it compiles is checked where the grammar is compiled
     p.structuredOutputs = structuredClone(structured);

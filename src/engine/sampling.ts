@@ -17,7 +17,8 @@
 // set of buffers per thread is enough).
 import type { SamplingParams, TokenLogprob } from './types.js';
 import { selectTopK } from './top-k.js';
-import { uniformAt } from './counter-rng.js';
+import { nucleus } from './top-p.js';
+import { mixSeed, uniformAt } from './counter-rng.js';
 
 /** Everything sampleToken needs to know about one sequence. */
 export interface SamplingContext {
@@ -103,13 +104,62 @@ export function sampleToken(logits: Float32Array, ctx: SamplingContext): SampleR
     if (c) tokenId = draw(c, uniformAt(ctx.seed, ctx.outputTokenIds.length), v);
   }
   if (tokenId < 0) throw nothingToSample(ctx, v);
+  return withLogprobs(logits, tokenId, p, v);
+}
 
+function withLogprobs(logits: Float32Array, tokenId: number, p: SamplingParams, v: number): SampleResult {
   if (p.logprobs === null) return { tokenId };
   const lse = logSumExp(logits);
   const n = selectTopK(logits, Math.min(p.logprobs, v), order);
   const topLogprobs: TokenLogprob[] = [];
   for (let j = 0; j < n; j++) topLogprobs.push({ tokenId: order[j], logprob: logits[order[j]] - lse });
   return { tokenId, logprob: logits[tokenId] - lse, topLogprobs };
+}
+
+/** The stream of acceptance tests, apart from the draws' stream (counter-rng keys them by seed). */
+const ACCEPT_STREAM = 0x5bec;
+
+/**
+ * Verifies a proposed token at this position (speculative decoding), for proposals made with
+ * certainty, as prompt lookup makes them. Greedy: accepted when it is the argmax, which is then
+ * the token either way. Sampled (Leviathan et al. 2023, with a one-hot draft distribution q): the
+ * proposal d is accepted with probability p(d) of the distribution sampleToken would draw from;
+ * rejected, the token is drawn from p without d, renormalised — so the token is distributed exactly
+ * as p. The acceptance test and the draw have their own random streams, keyed by (seed, position).
+ */
+export function verifyToken(logits: Float32Array, ctx: SamplingContext, draft: number): SampleResult & { accepted: boolean } {
+  const v = prepare(logits, ctx);
+  const p = ctx.params;
+  let tokenId = -1;
+  let accepted = false;
+  if (isGreedy(p)) {
+    tokenId = argmax(work, v);
+    accepted = tokenId === draft;
+  } else {
+    const c = truncate(p, v);
+    if (c) {
+      const pos = ctx.outputTokenIds.length;
+      const w = isCandidate(c, draft, v) ? weight[draft] : 0;
+      if (w > 0 && uniformAt(mixSeed(ctx.seed, ACCEPT_STREAM), pos) * c.total < w) {
+        tokenId = draft;
+        accepted = true;
+      } else if (c.total - w > 0) {
+        // The residual max(0, p - q): p with the proposal taken out.
+        weight[draft] = 0;
+        tokenId = draw({ ...c, total: c.total - w }, uniformAt(ctx.seed, pos), v);
+      }
+    }
+  }
+  if (tokenId < 0) throw nothingToSample(ctx, v);
+  return { ...withLogprobs(logits, tokenId, p, v), accepted };
+}
+
+/** Whether token id survived truncation (is one of the candidates draw() walks). */
+function isCandidate(c: Candidates, id: number, v: number): boolean {
+  if (id < 0 || id >= v) return false;
+  if (c.n < 0) return weight[id] >= c.floor;
+  for (let j = 0; j < c.n; j++) if (order[j] === id) return true;
+  return false;
 }
 
 /** The logits after penalties and masks (a copy), for inspection and tests. */
@@ -306,7 +356,7 @@ function truncate(p: SamplingParams, v: number): Candidates | null {
       weight[i] = w > 0 ? w : 0;
       total += weight[i];
     }
-    if (useTopP) [n, total] = nucleus(p.topP, total, v);
+    if (useTopP) [n, total] = nucleus(weight, order, p.topP, total, v);
   }
 
   // min-p: drop tokens below minP × (probability of the most likely). The most likely token's
@@ -361,75 +411,4 @@ function maxValue(x: Float32Array, v: number): number {
   let max = -Infinity;
   for (let i = 0; i < v; i++) if (x[i] > max) max = x[i];
   return max;
-}
-
-/**
- * Top-p without top-k: the smallest set of most likely tokens whose mass reaches topP × total,
- * found by a quickselect that partitions on weight and keeps the mass of each side, so it costs
- * O(V) on average instead of a full sort (flat distributions have nuclei of thousands of tokens).
- * Writes the nucleus to order[0..n), in no particular but deterministic order; returns its mass.
- */
-function nucleus(topP: number, total: number, v: number): [n: number, mass: number] {
-  let hi = 0;
-  for (let i = 0; i < v; i++) if (weight[i] > 0) order[hi++] = i;
-  const target = topP * total;
-  // order[0..lo) is in the nucleus; the boundary lies in order[lo..hi); the rest is out.
-  let lo = 0;
-  let kept = 0;
-  while (hi - lo > 16) {
-    const pivot = medianOfThree(lo, (lo + hi) >> 1, hi - 1);
-    let split = lo;
-    let heavyMass = 0;
-    for (let i = lo; i < hi; i++) {
-      const id = order[i];
-      if (id !== pivot && heavier(id, pivot)) {
-        order[i] = order[split];
-        order[split++] = id;
-        heavyMass += weight[id];
-      }
-    }
-    if (kept + heavyMass >= target) {
-      hi = split; // the heavier side alone completes the nucleus
-      continue;
-    }
-    // Everything heavier is in, then the pivot itself.
-    kept += heavyMass + weight[pivot];
-    const at = order.indexOf(pivot, split);
-    order[at] = order[split];
-    order[split] = pivot;
-    lo = split + 1;
-    if (kept >= target) return [lo, kept];
-  }
-  // A few candidates left: sort them most likely first and take until the mass is reached.
-  for (let i = lo + 1; i < hi; i++) {
-    const id = order[i];
-    let j = i;
-    while (j > lo && heavier(id, order[j - 1])) {
-      order[j] = order[j - 1];
-      j--;
-    }
-    order[j] = id;
-  }
-  while (lo < hi) {
-    kept += weight[order[lo++]];
-    if (kept >= target) break;
-  }
-  return [lo, kept];
-}
-
-/** The id, among order[a], order[b], order[c], that is neither the heaviest nor the lightest. */
-function medianOfThree(a: number, b: number, c: number): number {
-  let x = order[a];
-  let y = order[b];
-  const z = order[c];
-  if (heavier(x, y)) [x, y] = [y, x]; // now x is the lighter of the two
-  if (heavier(z, y)) return y;
-  return heavier(z, x) ? z : x;
-}
-
-/** Candidate order for top-p: larger weight first, lower id first among equal weights. */
-function heavier(a: number, b: number): boolean {
-  const wa = weight[a];
-  const wb = weight[b];
-  return wa > wb || (wa === wb && a < b);
 }

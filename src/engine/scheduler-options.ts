@@ -28,6 +28,13 @@ export interface SchedulerOptions {
   maxModelLen: number;
   /** The model's end-of-generation token ids (a token-level stop). */
   eogIds: number[];
+  /**
+   * Speculative decoding: most proposed tokens verified per sequence and step (0: off). The runner
+   * proposes them (SchedulerOutput -> ModelRunnerOutput.drafts); the scheduler schedules them.
+   */
+  numSpeculativeTokens?: number;
+  /** Speculation stops while more sequences than this run (verification would take compute the batch already uses). */
+  speculativeDisableBatchSize?: number;
 }
 
 const POLICIES: readonly BatchingPolicy[] = ['continuous', 'static', 'none'];
@@ -63,5 +70,7 @@ export function validateSchedulerOptions(o: SchedulerOptions): SchedulerOptions 
   if (typeof o.enablePrefixCaching !== 'boolean') throw new RangeError('scheduler option enablePrefixCaching must be a boolean');
   if (typeof o.staticDropFinished !== 'boolean') throw new RangeError('scheduler option staticDropFinished must be a boolean');
   if (!Array.isArray(o.eogIds)) throw new RangeError('scheduler option eogIds must be an array of token ids');
+  if (o.numSpeculativeTokens !== undefined) checkInt('numSpeculativeTokens', o.numSpeculativeTokens, 0);
+  if (o.speculativeDisableBatchSize !== undefined) checkInt('speculativeDisableBatchSize', o.speculativeDisableBatchSize, 1);
   return o;
 }

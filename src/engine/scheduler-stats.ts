@@ -31,6 +31,11 @@ export interface SchedulerStats {
   computedTokens: number;
   /** Steps that ran. */
   steps: number;
+  /** Speculative decoding: sequences that verified proposals, the proposed tokens, those accepted, and acceptances by position. */
+  specDrafts: number;
+  specDraftTokens: number;
+  specAcceptedTokens: number;
+  specAcceptedPerPos: number[];
 }
 
 /** The running totals the scheduler keeps as requests come and go. */
@@ -43,6 +48,10 @@ export class SchedulerCounts {
   generatedTokens = 0;
   computedTokens = 0;
   preemptions = 0;
+  specDrafts = 0;
+  specDraftTokens = 0;
+  specAcceptedTokens = 0;
+  specAcceptedPerPos: number[] = [];
 }
 
 export function schedulerStats(c: SchedulerCounts, kv: KvCacheManager, running: number, waiting: number, steps: number): SchedulerStats {
@@ -67,5 +76,9 @@ export function schedulerStats(c: SchedulerCounts, kv: KvCacheManager, running: 
     generationTokens: c.generatedTokens,
     computedTokens: c.computedTokens,
     steps,
+    specDrafts: c.specDrafts,
+    specDraftTokens: c.specDraftTokens,
+    specAcceptedTokens: c.specAcceptedTokens,
+    specAcceptedPerPos: [...c.specAcceptedPerPos],
   };
 }

@@ -17,6 +17,8 @@ import { InvalidRequestError, QueueFullError } from './request-errors.js';
 import { validateSchedulerOptions, type SchedulerOptions } from './scheduler-options.js';
 import { RequestState, Sequence } from './sequence.js';
 import { SchedulerCounts, schedulerStats, type SchedulerStats } from './scheduler-stats.js';
+import { acceptedDrafts, draftsToVerify, NO_DRAFTS, recordVerification, tokensBySeq } from './speculation.js';
+import { insertRanked, removeItem } from './ranked-list.js';
 import { StepPlan, type ScheduledStep } from './step-plan.js';
 import { checkTokenStop, LENGTH_STOP, type TokenStop } from './stop-check.js';
 import type { ModelRunnerOutput, SampledToken, SchedulerOutput, SequenceUpdate } from './types.js';
@@ -29,6 +31,8 @@ export interface StepUpdate {
   finishedRequestIds: string[];
   /** Sequences that finished. */
   numFinished: number;
+  /** Speculative decoding: proposals accepted in this step. */
+  numAcceptedTokens: number;
 }
 
 /** Thrown by update() when the runner's output does not match the step (e.g. a missing token). */
@@ -232,14 +236,15 @@ export class Scheduler implements SchedulerCore {
   }
 
   scheduleRunning(seq: Sequence, numNew: number, padRows: number, plan: StepPlan): boolean {
+    const drafts = padRows > 0 ? NO_DRAFTS : draftsToVerify(seq, numNew, plan.tokenBudget, this.runningSeqs.length, this.options);
     let copies: readonly BlockCopy[] | null;
-    while (!(copies = this.kv.allocateSlots(seq, numNew))) {
+    while (!(copies = this.kv.allocateSlots(seq, numNew, drafts.length))) {
       // Re-asked after each preemption: the victim may have been the other holder of a shared block.
       const victim = this.runningSeqs[this.runningSeqs.length - 1];
       this.preempt(victim, plan);
       if (victim === seq) return false;
     }
-    plan.add(seq, numNew, padRows, seq.numComputed + numNew === seq.numTokens, copies);
+    plan.add(seq, numNew, padRows, seq.numComputed + numNew === seq.numTokens, copies, drafts);
     return true;
   }
 
@@ -248,6 +253,7 @@ export class Scheduler implements SchedulerCore {
     plan.withdraw(seq);
     this.removeFrom(this.runningSeqs, seq);
     this.kv.free(seq);
+    seq.drafts = NO_DRAFTS;
     seq.prefillDone = false;
     seq.status = 'waiting';
     seq.numPreemptions++;
@@ -266,8 +272,7 @@ export class Scheduler implements SchedulerCore {
 
   /** Applies the runner's results for `out`: appends the tokens, caches full blocks, ends sequences a token-level rule stops. */
   update(out: SchedulerOutput, result: ModelRunnerOutput, now: number): StepUpdate {
-    const sampled = new Map<number, SampledToken>();
-    for (const t of result.sampled) sampled.set(t.seqId, t);
+    const sampled = tokensBySeq(result.sampled);
     // Check before changing anything, so a bad result can fail the step cleanly.
     for (const s of out.scheduled) {
       if (!s.sample) continue;
@@ -279,23 +284,48 @@ export class Scheduler implements SchedulerCore {
     const updates: SequenceUpdate[] = [];
     const finishedRequestIds: string[] = [];
     let numFinished = 0;
+    let numAccepted = 0;
     for (const s of out.scheduled) {
       const seq = this.seqById.get(s.seqId);
       // Aborted while the step ran, or a static padding row: nothing to apply.
       if (!seq || seq.status !== 'running' || s.tokenIds.length === 0) continue;
-      this.kv.cacheBlocks(seq, s.startPosition + s.tokenIds.length);
-      this.counts.computedTokens += s.tokenIds.length;
-      if (!s.sample) continue;
-      const tok = sampled.get(s.seqId)!;
-      const stop = this.appendToken(seq, tok, now);
-      updates.push(seq.toUpdate(tok, stop?.finishReason, stop?.stopTokenId));
+      const drafts = s.draftTokenIds ?? NO_DRAFTS;
+      const real = s.tokenIds.length - drafts.length;
+      if (!s.sample) {
+        this.kv.cacheBlocks(seq, s.startPosition + real);
+        this.counts.computedTokens += real;
+        continue;
+      }
+      const toks = sampled.get(s.seqId)!;
+      const accepted = acceptedDrafts(drafts, toks, (m) => new RunnerOutputError(`step ${out.step}: sequence ${s.seqId} ${m}`));
+      let stop: TokenStop | undefined;
+      let n = 0;
+      for (const tok of toks) {
+        stop = this.appendToken(seq, tok, now);
+        updates.push(seq.toUpdate(tok, stop?.finishReason, stop?.stopTokenId));
+        n++;
+        if (stop) break;
+      }
+      // Keys and values of the accepted proposals are valid; the rejected ones' slots go back.
+      this.kv.cacheBlocks(seq, s.startPosition + real + Math.min(accepted, n));
+      this.counts.computedTokens += real + Math.min(accepted, n);
+      seq.drafts = NO_DRAFTS;
+      if (drafts.length > 0) {
+        this.kv.rollback(seq, 0);
+        recordVerification(seq, drafts.length, accepted, this.options, this.counts);
+        numAccepted += accepted;
+      }
       if (!stop) continue;
       numFinished++;
       if (this.finishSeq(seq, now)) finishedRequestIds.push(seq.request.requestId);
     }
+    for (const d of result.drafts ?? []) {
+      const seq = this.seqById.get(d.seqId);
+      if (seq?.status === 'running') seq.drafts = d.tokenIds;
+    }
     if (numFinished > 0) this.runningSeqs = this.runningSeqs.filter((s) => s.status === 'running');
     this.policy.afterUpdate(this);
-    return { updates, finishedRequestIds, numFinished };
+    return { updates, finishedRequestIds, numFinished, numAcceptedTokens: numAccepted };
   }
 
   /**
@@ -389,19 +419,11 @@ export class Scheduler implements SchedulerCore {
   }
 
   private insertSorted(list: Sequence[], seq: Sequence): void {
-    let lo = 0;
-    let hi = list.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (this.compare(list[mid], seq) <= 0) lo = mid + 1;
-      else hi = mid;
-    }
-    list.splice(lo, 0, seq);
+    insertRanked(list, seq, this.compare);
   }
 
   private removeFrom(list: Sequence[], seq: Sequence): void {
-    const i = list.lastIndexOf(seq);
-    if (i >= 0) list.splice(i, 1);
+    removeItem(list, seq);
   }
 
   /**

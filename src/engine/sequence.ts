@@ -38,6 +38,13 @@ export class Sequence implements KvSequence {
   runnerKnows = false;
   /** Static batching: the sequence sampled its first token in the current batch. */
   prefillDone = false;
+  /** Speculative decoding: tokens the runner proposed to follow this sequence's newest token. */
+  drafts: readonly number[] = [];
+  /** How many proposals to verify next (adapts to how many were accepted last time). */
+  specK = 0;
+  /** Recent share of proposals accepted; below a floor, proposals pause until specPauseUntil output tokens. */
+  specAcceptance = 1;
+  specPauseUntil = 0;
 
   constructor(
     readonly seqId: number,

@@ -5,6 +5,7 @@
 
 import type { BlockCopy } from './kv-cache-manager.js';
 import type { Sequence } from './sequence.js';
+import { NO_DRAFTS } from './speculation.js';
 import type { BatchingPolicy, StepSeqRecord, StepSummary } from './step-trace.js';
 import type { NewSequenceData, ScheduledSequence, SchedulerOutput } from './types.js';
 
@@ -14,6 +15,8 @@ interface PlanEntry {
   padRows: number;
   sample: boolean;
   copies: readonly BlockCopy[];
+  /** Speculative decoding: proposals verified after the newest token (look-ahead slots). */
+  drafts: readonly number[];
 }
 
 /** What schedule() returns: the runner's work, and what the step trace records of the decision. */
@@ -48,17 +51,20 @@ export class StepPlan {
     return this.entries.has(seq);
   }
 
-  /** Schedules `numNew` tokens of `seq` plus `padRows` thrown-away rows; `sample` when they reach its newest token. */
-  add(seq: Sequence, numNew: number, padRows: number, sample: boolean, copies: readonly BlockCopy[]): void {
-    this.entries.set(seq, { seq, numNew, padRows, sample, copies });
-    this.tokenBudget -= numNew + padRows;
+  /**
+   * Schedules `numNew` tokens of `seq` plus `padRows` thrown-away rows; `sample` when they reach its
+   * newest token; `drafts`, proposed tokens to verify after it.
+   */
+  add(seq: Sequence, numNew: number, padRows: number, sample: boolean, copies: readonly BlockCopy[], drafts: readonly number[] = NO_DRAFTS): void {
+    this.entries.set(seq, { seq, numNew, padRows, sample, copies, drafts });
+    this.tokenBudget -= numNew + padRows + drafts.length;
   }
 
   /** Takes a preempted sequence's share back out. */
   withdraw(seq: Sequence): void {
     const e = this.entries.get(seq);
     if (!e) return;
-    this.tokenBudget += e.numNew + e.padRows;
+    this.tokenBudget += e.numNew + e.padRows + e.drafts.length;
     this.entries.delete(seq);
   }
 
@@ -72,6 +78,8 @@ export class StepPlan {
     let numPrefill = 0;
     let numDecode = 0;
     let numPad = 0;
+    let numDrafts = 0;
+    let numDraftTokens = 0;
     for (const e of this.entries.values()) {
       const seq = e.seq;
       const req = seq.request;
@@ -81,17 +89,24 @@ export class StepPlan {
       }
       if (req.timing.firstScheduledMs === undefined) req.timing.firstScheduledMs = now;
       if (e.copies.length > 0) blockCopies.push(...e.copies);
+      const tokenIds = seq.tokenIds.slice(seq.numComputed, seq.numComputed + e.numNew);
+      if (e.drafts.length > 0) tokenIds.push(...e.drafts);
       const s: ScheduledSequence = {
         seqId: seq.seqId,
-        tokenIds: seq.tokenIds.slice(seq.numComputed, seq.numComputed + e.numNew),
+        tokenIds,
         startPosition: seq.numComputed,
         // Shared, not copied: the KV cache manager replaces a table instead of changing it.
         blockTable: seq.blockTable,
         sample: e.sample,
       };
       if (e.padRows > 0) s.padRows = e.padRows;
+      if (e.drafts.length > 0) {
+        s.draftTokenIds = e.drafts.slice();
+        numDraftTokens += e.drafts.length;
+        numDrafts++;
+      }
       scheduled.push(s);
-      numBatchedTokens += e.numNew + e.padRows;
+      numBatchedTokens += e.numNew + e.padRows + e.drafts.length;
       // A decode feeds back exactly the newest generated token; everything else is prefill work.
       const isDecode = e.numNew === 1 && seq.numComputed === seq.numTokens - 1 && seq.numComputed >= seq.numPromptTokens;
       const rec: StepSeqRecord = {
@@ -118,6 +133,7 @@ export class StepPlan {
         numDecodeTokens: numDecode,
         numPadRows: numPad,
         numBatchedTokens,
+        ...(numDrafts > 0 ? { numDrafts, numDraftTokens } : {}),
         numJoined: this.numJoined,
         numPreempted: this.numPreempted,
         numBlockCopies: blockCopies.length,

@@ -53,6 +53,10 @@ export interface StepRecord {
   totalMs: number;
   /** Structured outputs: time spent computing the step's grammar bitmasks (part of executeMs's lead-in, before the runner call). */
   grammarMs?: number;
+  /** Speculative decoding: sequences that verified proposals, the proposed tokens (rows among numBatchedTokens), and those accepted. */
+  numDrafts?: number;
+  numDraftTokens?: number;
+  numAcceptedTokens?: number;
   /** Set when the runner failed this step (its requests were failed). */
   error?: string;
 }
@@ -60,7 +64,7 @@ export interface StepRecord {
 export type StepListener = (record: StepRecord) => void;
 
 /** What schedule() decided, as the step record reports it: everything but who finished and the times. */
-export type StepSummary = Omit<StepRecord, 'numFinished' | keyof StepTimes | 'error'>;
+export type StepSummary = Omit<StepRecord, 'numFinished' | keyof StepTimes | 'error' | 'grammarMs' | 'numAcceptedTokens'>;
 
 /** Where a step's time went (ms on the engine's clock, or virtual time in the simulator). */
 export type StepTimes = Pick<StepRecord, 'startMs' | 'scheduleMs' | 'forwardMs' | 'sampleMs' | 'executeMs' | 'updateMs' | 'totalMs'>;
@@ -90,6 +94,7 @@ export function stepRecord(s: StepSummary, numFinished: number, t: StepTimes): S
     executeMs: t.executeMs,
     updateMs: t.updateMs,
     totalMs: t.totalMs,
+    ...(s.numDrafts ? { numDrafts: s.numDrafts, numDraftTokens: s.numDraftTokens } : {}),
   };
 }
 

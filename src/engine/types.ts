@@ -38,6 +38,8 @@ export interface SamplingParams {
   n: number;
   /** Constrain the output to a JSON schema, regex, choice or grammar (structured outputs). */
   structuredOutputs?: StructuredOutputsParams;
+  /** Speculative decoding may propose tokens for this request when the engine has it on (default true). */
+  speculative: boolean;
 }
 
 export const DEFAULT_SAMPLING: SamplingParams = {
@@ -57,6 +59,7 @@ export const DEFAULT_SAMPLING: SamplingParams = {
   seed: undefined,
   n: 1,
   structuredOutputs: undefined,
+  speculative: true,
 };
 
 /** One sequence's share of a step. */
@@ -81,6 +84,11 @@ export interface ScheduledSequence {
    * bit i % 32 of word i / 32); set by the engine for constrained rows that sample.
    */
   grammarBitmask?: Int32Array;
+  /**
+   * Speculative decoding: the last tokenIds are these proposals (after the sequence's newest token);
+   * the runner verifies them, returning the accepted ones plus one token of its own.
+   */
+  draftTokenIds?: number[];
 }
 
 /** First sight of a sequence by the runner: what it needs to sample for it. */
@@ -121,7 +129,13 @@ export interface SampledToken {
 }
 
 export interface ModelRunnerOutput {
+  /**
+   * The tokens sampled, in step order; a sequence that verified proposals has several, in order:
+   * the accepted proposals, then one token of the runner's own.
+   */
   sampled: SampledToken[];
+  /** Speculative decoding: tokens proposed to follow each sequence's newest token, for the next step. */
+  drafts?: Array<{ seqId: number; tokenIds: number[] }>;
   /** Milliseconds spent in the forward pass and in sampling, measured by the runner. */
   forwardMs: number;
   sampleMs: number;

@@ -69,6 +69,7 @@ export class WorkerModelRunner implements ModelRunner {
       blockSize: opts.blockSize,
       kvCacheDtype: opts.kvCacheDtype,
       eogIds: [...opts.eogIds],
+      ...(opts.speculative ? { speculative: { ...opts.speculative } } : {}),
     };
     const worker = new Worker(url, { workerData: init });
     const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));

@@ -24,6 +24,8 @@ export interface RunResult {
   schedulerOverhead?: { medianMs: number; share: number } | null;
   /** Structured outputs: grammar masks per step (median ms over steps that computed any) and their share of all step time. */
   grammarOverhead?: { medianMs: number; share: number } | null;
+  /** Speculative decoding: share of proposed tokens accepted and mean tokens per verification (1 + accepted per draft). */
+  speculation?: { acceptanceRate: number; meanAcceptedLength: number; draftTokens: number } | null;
   records: RequestRecord[];
   /** Only for Stepwise runs. */
   steps?: StepRecord[];
@@ -121,6 +123,8 @@ function runJson(x: RunResult) {
     scheduler_share: x.schedulerOverhead?.share ?? null,
     grammar_ms_p50: x.grammarOverhead?.medianMs ?? null,
     grammar_share: x.grammarOverhead?.share ?? null,
+    spec_acceptance_rate: x.speculation?.acceptanceRate ?? null,
+    spec_mean_accepted_length: x.speculation?.meanAcceptedLength ?? null,
     num_steps: x.numSteps,
     num_preemptions: x.numPreemptions,
     ttft_ms: dist(m.ttftMs),

@@ -123,6 +123,7 @@ export function latencyTable(r: BenchResults, format: TableFormat): string {
 export function throughputTable(r: BenchResults, format: TableFormat): string {
   const all: RunResult[] = [...r.runs, ...(r.peer ? [r.peer] : [])];
   const withGrammar = all.some((x) => x.grammarOverhead);
+  const withSpec = all.some((x) => x.speculation);
   const rows = all.map((x) => [
     x.label,
     `${x.metrics.completed}${x.metrics.failed ? ` (+${x.metrics.failed} failed)` : ''}`,
@@ -135,7 +136,8 @@ export function throughputTable(r: BenchResults, format: TableFormat): string {
     x.numPreemptions === null ? '–' : String(x.numPreemptions),
     !x.schedulerOverhead ? '–' : `${fmt.num(x.schedulerOverhead.medianMs, 3)} (${(x.schedulerOverhead.share * 100).toFixed(1)}%)`,
     ...(withGrammar ? [!x.grammarOverhead ? '–' : `${fmt.num(x.grammarOverhead.medianMs, 3)} (${(x.grammarOverhead.share * 100).toFixed(1)}%)`] : []),
+    ...(withSpec ? [!x.speculation ? '–' : `${(x.speculation.acceptanceRate * 100).toFixed(1)}% / ${x.speculation.meanAcceptedLength.toFixed(2)}`] : []),
   ]);
   const header = ['run', 'completed', 'duration s', 'req/s', 'output tok/s', 'total tok/s', 'decode-step tok/s', 'steps', 'preemptions', 'sched ms/step (share)'];
-  return formatTable(withGrammar ? [...header, 'grammar ms/step (share)'] : header, rows, format);
+  return formatTable([...header, ...(withGrammar ? ['grammar ms/step (share)'] : []), ...(withSpec ? ['spec accepted / mean length'] : [])], rows, format);
 }

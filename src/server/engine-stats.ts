@@ -11,5 +11,9 @@ export function engineGaugeValues(engine: Engine): EngineGaugeValues {
     preemptions: s.preemptions,
     prefixCacheQueries: s.prefixCacheQueries,
     prefixCacheHits: s.prefixCacheHits,
+    specDrafts: s.specDrafts,
+    specDraftTokens: s.specDraftTokens,
+    specAcceptedTokens: s.specAcceptedTokens,
+    specAcceptedPerPos: s.specAcceptedPerPos,
   };
 }

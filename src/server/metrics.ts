@@ -18,6 +18,11 @@ export interface EngineGaugeValues {
   preemptions: number;
   prefixCacheQueries: number;
   prefixCacheHits: number;
+  /** Speculative decoding, cumulative: sequences that verified proposals, proposed tokens, accepted ones, accepted by position. */
+  specDrafts: number;
+  specDraftTokens: number;
+  specAcceptedTokens: number;
+  specAcceptedPerPos: number[];
 }
 
 // Bucket edges as vLLM uses them, with a few finer ones at the low end since small models on CPU
@@ -105,6 +110,24 @@ export class ServerMetrics {
     engineCounter('vllm:num_preemptions_total', 'Cumulative number of preemptions from the engine.', (v) => v.preemptions);
     engineCounter('vllm:prefix_cache_queries_total', 'Prefix cache queries, in number of queried tokens.', (v) => v.prefixCacheQueries);
     engineCounter('vllm:prefix_cache_hits_total', 'Prefix cache hits, in number of cached tokens.', (v) => v.prefixCacheHits);
+    engineCounter('vllm:spec_decode_num_drafts_total', 'Number of spec decoding drafts.', (v) => v.specDrafts);
+    engineCounter('vllm:spec_decode_num_draft_tokens_total', 'Number of draft tokens.', (v) => v.specDraftTokens);
+    engineCounter('vllm:spec_decode_num_accepted_tokens_total', 'Number of accepted tokens.', (v) => v.specAcceptedTokens);
+    // Accepted tokens by position in the draft, as vLLM labels them.
+    const perPosSeen: number[] = [];
+    new Counter({
+      name: 'vllm:spec_decode_num_accepted_tokens_per_pos_total',
+      help: 'Accepted tokens per draft position.',
+      labelNames: ['model_name', 'position'],
+      registers,
+      collect() {
+        engineValues().specAcceptedPerPos.forEach((n, pos) => {
+          const seen = perPosSeen[pos] ?? 0;
+          if (n > seen) this.inc({ ...labels, position: String(pos) }, n - seen);
+          perPosSeen[pos] = Math.max(seen, n);
+        });
+      },
+    });
 
     this.promptTokens = new Counter({ name: 'vllm:prompt_tokens_total', help: 'Number of prefill tokens processed.', labelNames, registers });
     this.generationTokens = new Counter({ name: 'vllm:generation_tokens_total', help: 'Number of generation tokens processed.', labelNames, registers });

@@ -39,6 +39,7 @@ export interface SamplingBody extends StructuredBody {
   stream_options?: { include_usage?: boolean | null } | null;
   stop?: unknown;
   logit_bias?: Record<string, unknown> | null;
+  speculative?: boolean | null;
 }
 
 export interface CompletionBody extends SamplingBody {
@@ -189,6 +190,7 @@ export function buildSampling(
   if (body.ignore_eos != null) partial.ignoreEos = body.ignore_eos;
   if (body.min_tokens != null) partial.minTokens = body.min_tokens;
   if (body.stop_token_ids != null) partial.stopTokenIds = [...body.stop_token_ids];
+  if (body.speculative != null) partial.speculative = body.speculative;
   if (opts.constraint) partial.structuredOutputs = opts.constraint.params;
   if (partial.minTokens !== undefined && partial.minTokens > maxTokens) {
     throw invalidParam('min_tokens', `'min_tokens' (${partial.minTokens}) must not exceed ${opts.maxTokensParam} (${maxTokens})`);

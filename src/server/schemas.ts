@@ -39,6 +39,8 @@ const samplingProperties = {
   guided_regex: nullable('string'),
   guided_choice: nullable('array', { items: { type: 'string' } }),
   guided_grammar: nullable('string'),
+  // Stepwise extension: false keeps speculative decoding off for this request.
+  speculative: nullable('boolean'),
 } as const;
 
 export const completionBodySchema = {

@@ -91,6 +91,21 @@ export class StructuredOutputManager {
     return this.ended;
   }
 
+  /**
+   * Puts the grammar bitmask on every constrained row that samples in this step (and keeps the
+   * matchers in step with the sequences); returns the milliseconds it took (0: nothing constrained).
+   */
+  async applyToStep(out: SchedulerOutput, clock: () => number): Promise<number> {
+    if (this.matchers.size === 0 && !out.newSequences.some((ns) => ns.sampling.structuredOutputs)) return 0;
+    const t = clock();
+    const masks = await this.prepareStep(out);
+    for (const s of out.scheduled) {
+      const m = masks.get(s.seqId);
+      if (m) s.grammarBitmask = m;
+    }
+    return clock() - t;
+  }
+
   /** Advances a sequence's matcher by a sampled token (no-op for unconstrained sequences). */
   accept(seqId: number, tokenId: number): void {
     const m = this.matchers.get(seqId);

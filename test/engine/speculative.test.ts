@@ -1,0 +1,137 @@
+// Speculative decoding with prompt-lookup proposals: the proposer, the exactness of verification
+// (greedy: the same tokens; sampled: the target distribution, checked by chi-square over many
+// seeds), and the engine end to end on stories260K — greedy outputs bit-identical with and without
+// speculation under batching, n > 1, prefix caching and preemption, rejected slots given back,
+// sampled outputs reproducible per seed, speculation paused for big batches.
+import { before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { proposeNgram } from '../../src/engine/spec/ngram-proposer.js';
+import { samplingDistribution, sampleToken, verifyToken, type SamplingContext } from '../../src/engine/sampling.js';
+import { resolveSamplingParams } from '../../src/engine/sampling-params.js';
+import { LLM, type LoadOptions } from '../../src/llm.js';
+import { sharedModelFile, STORIES260K } from '../helpers/models.js';
+import type { StepRecord } from '../../src/engine/step-trace.js';
+
+describe('prompt-lookup proposals', () => {
+  const opts = { numTokens: 3, min: 1, max: 3 };
+  it('propose what followed the most recent earlier occurrence of the longest suffix', () => {
+    assert.deepEqual(proposeNgram([1, 2, 3, 4, 5, 9, 2, 3], opts), [4, 5, 9]);
+    // The 3-gram [7, 2, 3] occurred; it wins over the 2-gram's more recent occurrence.
+    assert.deepEqual(proposeNgram([7, 2, 3, 8, 8, 2, 3, 6, 6, 7, 2, 3], opts), [8, 8, 2]);
+    assert.deepEqual(proposeNgram([1, 2, 3], opts), []);
+    assert.deepEqual(proposeNgram([5], opts), []);
+  });
+  it('in a loop, take the occurrence that leaves a full proposal', () => {
+    assert.deepEqual(proposeNgram([4, 4, 4, 4, 4, 4], opts), [4, 4, 4]);
+  });
+});
+
+describe('verification of a proposal', () => {
+  const logits = Float32Array.from([2.0, 1.5, 0.3, -0.5, 1.0, 0.0]);
+  const ctx = (seed: number, sampling: Parameters<typeof resolveSamplingParams>[0]): SamplingContext => ({
+    params: resolveSamplingParams(sampling),
+    seed,
+    promptTokenIds: [1],
+    outputTokenIds: [3, 3],
+    eogIds: new Set(),
+  });
+
+  it('greedy: accepts exactly the argmax, and gives the argmax either way', () => {
+    for (const d of [0, 1, 5]) {
+      const r = verifyToken(logits, ctx(1, { temperature: 0 }), d);
+      assert.equal(r.tokenId, sampleToken(logits, ctx(1, { temperature: 0 })).tokenId);
+      assert.equal(r.accepted, d === 0);
+    }
+  });
+
+  it('sampled: the token follows the target distribution exactly (chi-square over 6,000 seeds), reproducibly', () => {
+    const settings = [{ temperature: 1 }, { temperature: 0.7, topK: 4 }, { temperature: 1.3, topP: 0.8, minP: 0.05 }];
+    for (const sampling of settings) {
+      const want = samplingDistribution(logits, ctx(0, sampling));
+      for (const draft of [0, 2, 5]) {
+        const counts = new Map<number, number>();
+        const N = 6000;
+        let accepted = 0;
+        for (let seed = 0; seed < N; seed++) {
+          const r = verifyToken(logits, ctx(seed, sampling), draft);
+          counts.set(r.tokenId, (counts.get(r.tokenId) ?? 0) + 1);
+          if (r.accepted) accepted++;
+          if (seed < 20) assert.deepEqual(verifyToken(logits, ctx(seed, sampling), draft), r, 'the same seed gives the same result');
+        }
+        let chi2 = 0;
+        for (const { tokenId, prob } of want) chi2 += ((counts.get(tokenId) ?? 0) - N * prob) ** 2 / (N * prob);
+        for (const id of counts.keys()) assert.ok(want.some((w) => w.tokenId === id), `token ${id} is outside the distribution`);
+        // df <= 5; the 0.1% critical value is 20.5.
+        assert.ok(chi2 < 20.5, `${JSON.stringify(sampling)} draft ${draft}: chi2 ${chi2.toFixed(1)}`);
+        const pd = want.find((w) => w.tokenId === draft)?.prob ?? 0;
+        assert.ok(Math.abs(accepted / N - pd) < 0.03, `accepted ${accepted / N} vs p(draft) ${pd}`);
+      }
+    }
+  });
+});
+
+const file = sharedModelFile(STORIES260K);
+
+describe('speculative decoding in the engine (stories260K)', { skip: file.missing }, () => {
+  const spec = { method: 'ngram' as const, numTokens: 4 };
+  // Repetitive prompts so that proposals exist and some are accepted.
+  const prompts = Array.from({ length: 6 }, (_, i) => [1, ...Array.from({ length: 10 + 7 * i }, (_, j) => 300 + ((j * (i + 2)) % (5 + i)))]);
+
+  async function run(load: LoadOptions, params: Parameters<LLM['generate']>[1]) {
+    const llm = await LLM.load(file.path, { inProcess: true, threads: 1, maxNumSeqs: 8, blockSize: 4, ...load });
+    const steps: StepRecord[] = [];
+    const off = llm.engine.onStep((r) => steps.push(r));
+    try {
+      const results = await llm.generate(prompts, params);
+      const stats = llm.engine.stats();
+      assert.equal(stats.blocksUsed, 0, 'every block is given back');
+      return { tokens: results.map((r) => r.completions?.map((c) => c.tokenIds) ?? [r.tokenIds]), steps, stats };
+    } finally {
+      off();
+      await llm.close();
+    }
+  }
+
+  let plain: Awaited<ReturnType<typeof run>>;
+  before(async () => {
+    plain = await run({}, { maxTokens: 60, temperature: 0, ignoreEos: true });
+  });
+
+  it('greedy outputs are bit-identical with speculation, batched, with prefix caching and under preemption', async () => {
+    const specd = await run({ speculative: spec }, { maxTokens: 60, temperature: 0, ignoreEos: true });
+    assert.deepEqual(specd.tokens, plain.tokens);
+    assert.ok(specd.stats.specDraftTokens > 0 && specd.stats.specAcceptedTokens > 0, `${specd.stats.specAcceptedTokens} of ${specd.stats.specDraftTokens} proposals accepted`);
+    assert.ok(specd.stats.specAcceptedTokens <= specd.stats.specDraftTokens);
+    assert.ok(specd.steps.length < plain.steps.length, `${specd.steps.length} steps vs ${plain.steps.length}`);
+    const perPos = specd.stats.specAcceptedPerPos;
+    for (let i = 1; i < perPos.length; i++) assert.ok(perPos[i]! <= perPos[i - 1]!, 'acceptance by position never grows');
+    // A tight cache: preemption and recompute on top of speculation.
+    const tight = await run({ speculative: spec, numBlocks: 48, maxModelLen: 120, enablePrefixCaching: false }, { maxTokens: 60, temperature: 0, ignoreEos: true });
+    assert.ok(tight.stats.preemptions > 0, 'the tight cache preempts');
+    assert.deepEqual(tight.tokens, plain.tokens);
+  });
+
+  it('sampled outputs are reproducible per seed, n > 1 included, and stop where a stop token says', async () => {
+    const params = { maxTokens: 40, temperature: 0.9, seed: 11, n: 2, stopTokenIds: [301] };
+    const a = await run({ speculative: spec }, params);
+    const b = await run({ speculative: spec }, params);
+    assert.deepEqual(a.tokens, b.tokens);
+    for (const completions of a.tokens) {
+      for (const t of completions) {
+        const at = t.indexOf(301);
+        assert.ok(at < 0 || at === t.length - 1, 'nothing follows the stop token');
+      }
+    }
+  });
+
+  it('pauses speculation while the batch is bigger than speculativeDisableBatchSize', async () => {
+    const big = await run({ speculative: spec, speculativeDisableBatchSize: 2 }, { maxTokens: 30, temperature: 0, ignoreEos: true });
+    for (const s of big.steps) if (s.numRunning > 2) assert.equal(s.numDraftTokens ?? 0, 0, `step ${s.step} with ${s.numRunning} running verified proposals`);
+    assert.deepEqual(big.tokens.map((t) => t.map((x) => x.slice(0, 30))), plain.tokens.map((t) => t.map((x) => x.slice(0, 30))));
+  });
+
+  it('a request may opt out', async () => {
+    const out = await run({ speculative: spec }, { maxTokens: 30, temperature: 0, ignoreEos: true, speculative: false });
+    assert.equal(out.stats.specDraftTokens, 0);
+  });
+});
