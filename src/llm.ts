@@ -126,7 +126,7 @@ export class LLM {
     if (resolved.inProcess) {
       const model: LoadedModel = await loadModel(path);
       const kernels = await getKernels(resolved.backend, { threads: resolved.threads });
-      runner = await LocalModelRunner.create({ model, kernels, numBlocks: resolved.numBlocks, blockSize: resolved.blockSize, kvCacheDtype, eogIds, speculative: options.speculative });
+      runner = await LocalModelRunner.create({ model, kernels, numBlocks: resolved.numBlocks, blockSize: resolved.blockSize, kvCacheDtype, eogIds, speculative: runnerSpeculative(options) });
       backendName = kernels.name;
     } else {
       const w = await WorkerModelRunner.create({
@@ -137,7 +137,7 @@ export class LLM {
         blockSize: resolved.blockSize,
         kvCacheDtype,
         eogIds,
-        ...(options.speculative ? { speculative: options.speculative } : {}),
+        ...(options.speculative ? { speculative: runnerSpeculative(options) } : {}),
       });
       runner = w;
       backendName = w.kernelsName;
@@ -263,4 +263,10 @@ function checkSpeculative(s: SpeculativeConfig): number {
   int('ngramMax', s.ngramMax, 1);
   if ((s.ngramMin ?? 1) > (s.ngramMax ?? 4)) throw new RangeError(`speculative.ngramMin (${s.ngramMin ?? 1}) must not exceed ngramMax (${s.ngramMax ?? 4})`);
   return s.numTokens;
+}
+
+/** The runner's proposer settings, with the batch size above which the scheduler would not verify them. */
+function runnerSpeculative(o: LoadOptions): SpeculativeConfig | undefined {
+  if (!o.speculative) return undefined;
+  return { ...o.speculative, ...(o.speculativeDisableBatchSize !== undefined ? { disableBatchSize: o.speculativeDisableBatchSize } : {}) };
 }

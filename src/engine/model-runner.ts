@@ -12,6 +12,7 @@ import { copyBlock, createKvStorage } from '../model/kv-storage.js';
 import { DEFAULT_KV_CACHE_DTYPE, type KvCacheDtype } from '../model/kernels/kv-dtype.js';
 import { sampleToken, verifyToken, type SampleResult } from './sampling.js';
 import { DEFAULT_NGRAM, proposeNgram } from './spec/ngram-proposer.js';
+import { DEFAULT_SPECULATIVE_DISABLE_BATCH_SIZE } from './speculation.js';
 
 /** Thrown when a SchedulerOutput does not fit the runner's state (unknown sequence, short block table...). */
 export class RunnerInputError extends Error {
@@ -49,6 +50,8 @@ export interface SpeculativeConfig {
   /** Prompt lookup: shortest and longest suffix looked for (default 1 and 4). */
   ngramMin?: number;
   ngramMax?: number;
+  /** No proposals while a step samples more sequences than this (the scheduler would not verify them). */
+  disableBatchSize?: number;
 }
 
 export class LocalModelRunner implements ModelRunner {
@@ -133,6 +136,9 @@ export class LocalModelRunner implements ModelRunner {
   private propose(sampled: readonly SampledToken[]): ModelRunnerOutput['drafts'] {
     const spec = this.speculative;
     if (!spec || sampled.length === 0) return undefined;
+    let numSeqs = 0;
+    for (let i = 0; i < sampled.length; i++) if (i === 0 || sampled[i].seqId !== sampled[i - 1].seqId) numSeqs++;
+    if (numSeqs > (spec.disableBatchSize ?? DEFAULT_SPECULATIVE_DISABLE_BATCH_SIZE)) return undefined;
     const opts = { numTokens: spec.numTokens, min: spec.ngramMin ?? DEFAULT_NGRAM.min, max: spec.ngramMax ?? DEFAULT_NGRAM.max };
     const drafts: NonNullable<ModelRunnerOutput['drafts']> = [];
     let last = -1;
@@ -142,7 +148,7 @@ export class LocalModelRunner implements ModelRunner {
       const st = this.seqs.get(t.seqId)!;
       // Constrained sequences are not speculated on: their masks would have to follow the proposals.
       if (!st.params.speculative || st.params.structuredOutputs) continue;
-      const tokenIds = proposeNgram([...st.promptTokenIds, ...st.outputTokenIds], opts);
+      const tokenIds = proposeNgram(st.promptTokenIds, st.outputTokenIds, opts);
       if (tokenIds.length > 0) drafts.push({ seqId: t.seqId, tokenIds });
     }
     return drafts;

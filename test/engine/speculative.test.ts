@@ -15,14 +15,14 @@ import type { StepRecord } from '../../src/engine/step-trace.js';
 describe('prompt-lookup proposals', () => {
   const opts = { numTokens: 3, min: 1, max: 3 };
   it('propose what followed the most recent earlier occurrence of the longest suffix', () => {
-    assert.deepEqual(proposeNgram([1, 2, 3, 4, 5, 9, 2, 3], opts), [4, 5, 9]);
+    assert.deepEqual(proposeNgram([1, 2, 3, 4], [5, 9, 2, 3], opts), [4, 5, 9]);
     // The 3-gram [7, 2, 3] occurred; it wins over the 2-gram's more recent occurrence.
-    assert.deepEqual(proposeNgram([7, 2, 3, 8, 8, 2, 3, 6, 6, 7, 2, 3], opts), [8, 8, 2]);
-    assert.deepEqual(proposeNgram([1, 2, 3], opts), []);
-    assert.deepEqual(proposeNgram([5], opts), []);
+    assert.deepEqual(proposeNgram([7, 2, 3, 8, 8, 2, 3, 6, 6, 7, 2, 3], [], opts), [8, 8, 2]);
+    assert.deepEqual(proposeNgram([1], [2, 3], opts), []);
+    assert.deepEqual(proposeNgram([5], [], opts), []);
   });
   it('in a loop, take the occurrence that leaves a full proposal', () => {
-    assert.deepEqual(proposeNgram([4, 4, 4, 4, 4, 4], opts), [4, 4, 4]);
+    assert.deepEqual(proposeNgram([4, 4], [4, 4, 4, 4], opts), [4, 4, 4]);
   });
 });
 

@@ -14,18 +14,23 @@ export interface NgramOptions {
 
 export const DEFAULT_NGRAM = { min: 1, max: 4 } as const;
 
-/** Up to opts.numTokens tokens to follow `tokens`, or none when no suffix occurred before. */
-export function proposeNgram(tokens: readonly number[], opts: NgramOptions): number[] {
-  const len = tokens.length;
+/**
+ * Up to opts.numTokens tokens to follow the sequence `head` then `tail` (prompt, then output: read in
+ * place, not joined), or none when no suffix occurred before.
+ */
+export function proposeNgram(head: readonly number[], tail: readonly number[], opts: NgramOptions): number[] {
+  const h = head.length;
+  const len = h + tail.length;
+  const at = (i: number): number => (i < h ? head[i]! : tail[i - h]!);
   for (let n = Math.min(opts.max, len - 1); n >= opts.min; n--) {
-    const start = len - n; // the suffix is tokens[start, len)
+    const start = len - n; // the suffix is [start, len)
     // The most recent earlier occurrence is the likeliest to continue the same way; but in a loop
     // it is the one just before the suffix, with one token after it, so the most recent occurrence
     // followed by a full proposal wins, else the most recent one.
     let found = -1;
     for (let i = start - 1; i >= 0; i--) {
       let j = 0;
-      while (j < n && tokens[i + j] === tokens[start + j]) j++;
+      while (j < n && at(i + j) === at(start + j)) j++;
       if (j < n) continue;
       if (found < 0) found = i + n;
       if (len - (i + n) >= opts.numTokens) {
@@ -33,7 +38,11 @@ export function proposeNgram(tokens: readonly number[], opts: NgramOptions): num
         break;
       }
     }
-    if (found >= 0) return tokens.slice(found, Math.min(len, found + opts.numTokens)) as number[];
+    if (found >= 0) {
+      const out: number[] = [];
+      for (let i = found; i < Math.min(len, found + opts.numTokens); i++) out.push(at(i));
+      return out;
+    }
   }
   return [];
 }
