@@ -40,6 +40,7 @@ export const LIVE_VIEW_HTML = `<!doctype html>
   <div class="stat"><b id="kvtext">0%</b><span>KV cache used</span><div class="kv"><div id="kvbar"></div></div></div>
   <div class="stat"><b id="tps">0</b><span>tokens/s (generated)</span></div>
   <div class="stat"><b id="steprate">0</b><span>steps/s</span></div>
+  <div class="stat" id="specstat" hidden><b id="spec">0%</b><span>proposals accepted</span></div>
   <div class="stat"><b id="step">0</b><span>step</span></div>
 </header>
 <div id="legend">
@@ -158,6 +159,11 @@ export const LIVE_VIEW_HTML = `<!doctype html>
       const gen = recent.slice(1).reduce((a, s) => a + s.generated, 0);
       $('tps').textContent = span > 0 ? Math.round(gen / span) : 0;
       $('steprate').textContent = span > 0 ? Math.round((recent.length - 1) / span) : 0;
+      const proposed = recent.reduce((a, s) => a + (s.proposed || 0), 0);
+      if (proposed > 0) {
+        $('specstat').hidden = false;
+        $('spec').textContent = Math.round((100 * recent.reduce((a, s) => a + (s.accepted || 0), 0)) / proposed) + '% of ' + proposed;
+      }
     }
     if (steps.length) $('step').textContent = steps[steps.length - 1].step;
     draw();

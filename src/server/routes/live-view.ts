@@ -14,8 +14,11 @@ export interface LiveStep {
   t: number;
   ms: number;
   tokens: number;
-  /** Tokens sampled in this step (one per sequence that produced a token). */
+  /** Tokens sampled in this step (one per sequence that produced a token, plus accepted proposals). */
   generated: number;
+  /** Speculative decoding: tokens proposed and verified in this step, and those accepted. */
+  proposed: number;
+  accepted: number;
   running: number;
   waiting: number;
   kvUsage: number;
@@ -32,7 +35,9 @@ export function liveStep(r: StepRecord, seqsPerRequest: (requestId: string) => n
     t: r.startMs + r.totalMs,
     ms: r.totalMs,
     tokens: r.numBatchedTokens,
-    generated: r.seqs.reduce((s, q) => s + (q.sampled ? 1 : 0), 0),
+    generated: r.seqs.reduce((s, q) => s + (q.sampled ? 1 : 0), 0) + (r.numAcceptedTokens ?? 0),
+    proposed: r.numDraftTokens ?? 0,
+    accepted: r.numAcceptedTokens ?? 0,
     running: r.numRunning,
     waiting: r.numWaiting,
     kvUsage: r.kvBlocksTotal > 0 ? r.kvBlocksUsed / r.kvBlocksTotal : 0,
