@@ -11,6 +11,7 @@ import { resolveSamplingParams } from '../../src/engine/sampling-params.js';
 import { LLM, type LoadOptions } from '../../src/llm.js';
 import { sharedModelFile, STORIES260K } from '../helpers/models.js';
 import type { StepRecord } from '../../src/engine/step-trace.js';
+import { liveStep } from '../../src/server/routes/live-view.js';
 
 describe('prompt-lookup proposals', () => {
   const opts = { numTokens: 3, min: 1, max: 3 };
@@ -103,6 +104,12 @@ describe('speculative decoding in the engine (stories260K)', { skip: file.missin
     assert.ok(specd.stats.specDraftTokens > 0 && specd.stats.specAcceptedTokens > 0, `${specd.stats.specAcceptedTokens} of ${specd.stats.specDraftTokens} proposals accepted`);
     assert.ok(specd.stats.specAcceptedTokens <= specd.stats.specDraftTokens);
     assert.ok(specd.steps.length < plain.steps.length, `${specd.steps.length} steps vs ${plain.steps.length}`);
+    // The step trace (and the live view drawn from it) shows what was proposed and accepted.
+    const verified = specd.steps.filter((s) => (s.numDraftTokens ?? 0) > 0);
+    assert.ok(verified.length > 0);
+    assert.equal(verified.reduce((a, s) => a + (s.numAcceptedTokens ?? 0), 0), specd.stats.specAcceptedTokens);
+    const live = liveStep(verified[0]!, () => 1);
+    assert.deepEqual([live.proposed, live.accepted], [verified[0]!.numDraftTokens, verified[0]!.numAcceptedTokens]);
     const perPos = specd.stats.specAcceptedPerPos;
     for (let i = 1; i < perPos.length; i++) assert.ok(perPos[i]! <= perPos[i - 1]!, 'acceptance by position never grows');
     // A tight cache: preemption and recompute on top of speculation.
