@@ -48,6 +48,9 @@ Workload (all drawn from --seed):
   --qps X                       Poisson arrival rate, requests per second
   --burst-size N                burst: requests per burst (default 8)
   --burst-interval-ms MS        burst: time between bursts (default 1000)
+  --shared-prefix-len N         every prompt starts with one of --num-prefix-groups fixed random
+  --num-prefix-groups G           N-token prefixes (default 1 group), then its own prompt as above:
+                                  many users of a few system prompts
   Every request generates exactly its output length (EOS ignored), greedily.
   --structured-outputs SPEC     every request under an output constraint (offline runs): 'json' (a
                                 built-in schema of free-text notes) or a JSON object in the library's
@@ -86,6 +89,8 @@ export const WORKLOAD_FLAG_OPTIONS = {
   qps: { type: 'string' },
   'burst-size': { type: 'string' },
   'burst-interval-ms': { type: 'string' },
+  'shared-prefix-len': { type: 'string' },
+  'num-prefix-groups': { type: 'string' },
 } as const;
 
 /** `out` receives the report text (tests pass their own; the progress bar always goes to stderr). */
@@ -203,6 +208,13 @@ export function workloadSpec(values: Values): WorkloadSpec {
   if (str('dataset') !== undefined && kind !== 'sharegpt') throw new UsageError('--dataset belongs to --workload sharegpt');
   if (kind === 'sharegpt' && str('dataset') === undefined) throw new UsageError('--workload sharegpt needs --dataset FILE');
   if (str('dataset') !== undefined) spec.dataset = str('dataset');
+  const prefixLen = int('shared-prefix-len');
+  const groups = int('num-prefix-groups');
+  if (groups !== undefined && prefixLen === undefined) throw new UsageError('--num-prefix-groups needs --shared-prefix-len N');
+  if (prefixLen !== undefined) {
+    if (kind === 'sharegpt') throw new UsageError('--shared-prefix-len applies to synthetic workloads, not sharegpt (its prompts are text)');
+    spec.sharedPrefix = { length: prefixLen, groups: groups ?? 1 };
+  }
   return spec;
 }
 

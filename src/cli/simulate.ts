@@ -8,7 +8,10 @@ import { ENGINE_FLAG_OPTIONS, ENGINE_FLAGS_HELP, engineOptionsFromFlags, policie
 import { parseCommandFlags } from './command-flags.js';
 import { UsageError } from './usage-error.js';
 import { WORKLOAD_FLAG_OPTIONS, workloadSpec } from './bench.js';
-import { comparisonTable, latencyTable, ratioTable, throughputTable } from '../runs/tables.js';
+import { comparisonTable, goodputTable, latencyTable, ratioTable, throughputTable } from '../runs/tables.js';
+import { computeGoodput } from '../runs/goodput.js';
+import { FLEET_FLAG_OPTIONS, FLEET_FLAGS_HELP, fleetFlags, hasSlo } from './fleet-flags.js';
+import { runFleetCommand } from './simulate-fleet.js';
 import { renderAsciiTimeline } from '../runs/timeline.js';
 import { HARDWARE, MODELS, hardwareProfile, modelProfile, readProfileFile, ProfileError } from '../sim/profiles.js';
 import { profileKvBytesPerToken, totalParams, type HardwareProfile, type ModelProfile } from '../sim/cost-model.js';
@@ -20,6 +23,9 @@ const HELP = `Usage: stepwise simulate --hardware NAME --model NAME [options]
 Runs the engine's own scheduler and KV cache manager against a cost model of the hardware, over
 virtual time (nothing is computed, nothing sleeps), and reports what \`stepwise bench\` would:
   stepwise simulate --hardware A100-80GB --model llama-2-7b --compare none,static,continuous
+or a fleet of N replicas of it behind a router, under one workload:
+  stepwise simulate --hardware H100-SXM --model llama-3-8b --replicas 16 --qps 160 \\
+    --shared-prefix-len 1024 --num-prefix-groups 8 --compare-routers round-robin,prefix-affinity
 
 Hardware and model:
   --hardware NAME          ${Object.keys(HARDWARE).join(', ')}, or cpu with --profile
@@ -32,13 +38,17 @@ Hardware and model:
   --list                   list the built-in profiles and exit
 
 Workload: the same flags as stepwise bench (--workload, --num-requests, --input-len, --output-len,
-  --prompt-dist, --output-dist, --seed, --arrival, --qps, --burst-size, --burst-interval-ms).
+  --prompt-dist, --output-dist, --seed, --arrival, --qps, --burst-size, --burst-interval-ms), and
+  --shared-prefix-len N, --num-prefix-groups G: every prompt starts with one of G fixed random
+  N-token prefixes (default 1), then its own prompt — many users of a few system prompts.
 
 Runs and output:
   --compare LIST           policies to simulate, e.g. none,static,continuous (default: --policy)
   --out DIR                write report.html, report.md, results.json and charts/ there
   --json FILE              write results.json here
   --timeline               print each run's request timeline
+
+${FLEET_FLAGS_HELP}
 
 The KV cache gets what the hardware's memory leaves beside the weights (capped, like the engine,
 at max-num-seqs full contexts), unless --num-blocks or --kv-cache-memory says otherwise.
@@ -114,6 +124,7 @@ export async function runSimulate(argv: string[], out: { write(s: string): unkno
     out: { type: 'string' },
     json: { type: 'string' },
     timeline: { type: 'boolean' },
+    ...FLEET_FLAG_OPTIONS,
   }, HELP, out);
   if (!values) return 0;
   if (values.list) {
@@ -125,9 +136,17 @@ export async function runSimulate(argv: string[], out: { write(s: string): unkno
   }
   if (values.workload === 'sharegpt') throw new UsageError('--workload sharegpt needs a tokenizer, which a simulation does not have; use a synthetic workload with the same length distributions');
   const load = engineOptionsFromFlags(values);
+  const fleet = fleetFlags(values);
+  if (fleet.replicas > 1) {
+    if (values.compare !== undefined) throw new UsageError('--compare compares batching policies on one engine; a fleet runs --policy, and compares routers with --compare-routers');
+    if (values.timeline) throw new UsageError("--timeline draws one engine's steps; it does not apply to a fleet (--replicas)");
+  }
   const policies = policiesFromFlags(values, load);
   const workload = workloadSpec(values);
   const { hwName, hw, modelName, model } = await pickProfiles(values);
+  if (fleet.replicas > 1) {
+    return runFleetCommand({ hwName, hw, modelName, model, workload, load, fleet, outputs: { out: values.out, json: values.json } }, out, err);
+  }
 
   const results = runSimulation({
     hardwareName: hwName,
@@ -155,8 +174,23 @@ export async function runSimulate(argv: string[], out: { write(s: string): unkno
   out.write(simulationTable(results, 'text') + '\n\n');
   out.write(throughputTable(results, 'text') + '\n\n');
   out.write(latencyTable(results, 'text') + '\n');
+  if (hasSlo(fleet.slo)) out.write('\n' + goodputTable(results, fleet.slo, 'text') + '\n');
   const failures = results.runs.flatMap((r) => r.records.filter((x) => !x.success).map((x) => `${r.label}: request ${x.index}: ${x.error}`));
   if (failures.length > 0) err.write(`\n${failures.length} requests refused, first: ${failures[0]}\n`);
-  await writeRunOutputs(values, out, { writeReport: (dir) => writeSimReport(results, dir), resultsJson: () => simResultsJson(results) });
+  // Goodput joins results.json only when an SLO was given: without one, the file is what it was.
+  const withGoodput = (json: Record<string, unknown>): Record<string, unknown> =>
+    !hasSlo(fleet.slo)
+      ? json
+      : {
+          ...json,
+          goodput: {
+            slo: { ttft_ms: fleet.slo.ttftMs ?? null, tpot_ms: fleet.slo.tpotMs ?? null },
+            runs: results.runs.map((r) => {
+              const g = computeGoodput(r.records, fleet.slo, r.metrics.durationS * 1000);
+              return { policy: r.policy, good: g.good, request_goodput: g.requestsPerS, fraction: g.fraction };
+            }),
+          },
+        };
+  await writeRunOutputs(values, out, { writeReport: (dir) => writeSimReport(results, dir, withGoodput(simResultsJson(results))), resultsJson: () => withGoodput(simResultsJson(results)) });
   return failures.length > 0 ? 1 : 0;
 }

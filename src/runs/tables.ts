@@ -1,5 +1,6 @@
 // The comparison tables, as aligned terminal text or Markdown (the same rows either way).
 import { ratios, SEED_RATIOS, SEED_REFERENCE, type BenchResults, type RunResult } from './results.js';
+import { computeGoodput, describeSlo, type Slo } from './goodput.js';
 
 export type TableFormat = 'text' | 'markdown' | 'html';
 
@@ -140,4 +141,13 @@ export function throughputTable(r: BenchResults, format: TableFormat): string {
   ]);
   const header = ['run', 'completed', 'duration s', 'req/s', 'output tok/s', 'total tok/s', 'decode-step tok/s', 'steps', 'preemptions', 'sched ms/step (share)'];
   return formatTable([...header, ...(withGrammar ? ['grammar ms/step (share)'] : []), ...(withSpec ? ['spec accepted / mean length'] : [])], rows, format);
+}
+
+/** Goodput at an SLO per run: how many completed requests met it, and their rate. */
+export function goodputTable(r: BenchResults, slo: Slo, format: TableFormat): string {
+  const rows = r.runs.map((x) => {
+    const g = computeGoodput(x.records, slo, x.metrics.durationS * 1000);
+    return [x.label, `${g.good} of ${x.metrics.completed}`, fmt.pct(g.fraction), fmt.num(g.requestsPerS, 2), fmt.num(x.metrics.requestThroughput, 2)];
+  });
+  return formatTable([`run (${describeSlo(slo)})`, 'met the SLO', 'share', 'goodput req/s', 'req/s'], rows, format);
 }

@@ -31,6 +31,19 @@ export interface WorkloadSpec {
   /** `sharegpt`: path of the conversation file. */
   dataset?: string;
   arrival: ArrivalSpec;
+  /** Every prompt starts with one of a few fixed prefixes (shared system prompts); see SharedPrefixSpec. */
+  sharedPrefix?: SharedPrefixSpec;
+}
+
+/**
+ * Prompts that share prefixes, as many users of a few system prompts do: `groups` fixed random
+ * prefixes of `length` tokens, and each request's prompt is one of them (drawn uniformly) followed
+ * by the prompt the workload would have given it. What prefix caching, and prefix-aware routing
+ * across replicas, can save.
+ */
+export interface SharedPrefixSpec {
+  length: number;
+  groups: number;
 }
 
 /** What a ShareGPT workload needs of the model's tokenizer (a Tokenizer fits). */
@@ -58,6 +71,8 @@ export interface BenchRequest {
   outputLen: number;
   /** Milliseconds after the start of the run at which the request is sent. */
   arrivalMs: number;
+  /** Which shared prefix the prompt starts with (workloads with a SharedPrefixSpec). */
+  prefixGroup?: number;
 }
 
 export interface Workload {
@@ -69,6 +84,7 @@ export interface Workload {
   requests: BenchRequest[];
   /** Requests shortened to fit maxModelLen. */
   clipped: number;
+  sharedPrefix?: SharedPrefixSpec;
 }
 
 interface Preset {
@@ -98,6 +114,8 @@ const STREAM_LENGTHS = 0;
 const STREAM_TOKENS = 1;
 const STREAM_ARRIVALS = 2;
 const STREAM_SHUFFLE = 3;
+const STREAM_PREFIX_TOKENS = 4;
+const STREAM_PREFIX_GROUPS = 5;
 
 function streamRng(seed: number, stream: number): SeededRng {
   return new SeededRng(Math.imul(seed | 0, 0x2545f491) ^ Math.imul(stream + 1, 0x9e3779b1));
@@ -110,6 +128,9 @@ export function buildWorkload(spec: WorkloadSpec, target: WorkloadTarget): Workl
   }
   if (!Number.isInteger(target.vocabSize) || target.vocabSize < 2) throw new WorkloadError(`vocabulary size must be at least 2, got ${target.vocabSize}`);
   validateArrival(spec.arrival);
+  const prefix = spec.sharedPrefix;
+  if (prefix) validateSharedPrefix(prefix, spec, target);
+  const prefixLen = prefix?.length ?? 0;
 
   let lengths: Array<{ prompt: number; output: number; text?: string; ids?: number[] }>;
   let description: string;
@@ -132,11 +153,12 @@ export function buildWorkload(spec: WorkloadSpec, target: WorkloadTarget): Workl
   const maxLen = target.maxModelLen;
   if (maxLen !== undefined) {
     if (maxLen < 2) throw new WorkloadError(`max model length ${maxLen} leaves no room for a prompt and an output token`);
+    // A shared prefix is kept whole: the request's own part of the prompt is shortened instead.
     for (const l of lengths) {
-      if (l.prompt + l.output <= maxLen) continue;
+      if (prefixLen + l.prompt + l.output <= maxLen) continue;
       clipped++;
-      l.prompt = Math.min(l.prompt, maxLen - 1);
-      l.output = Math.min(l.output, maxLen - l.prompt);
+      l.prompt = Math.min(l.prompt, maxLen - 1 - prefixLen);
+      l.output = Math.min(l.output, maxLen - prefixLen - l.prompt);
       if (l.ids) l.ids = l.ids.slice(0, l.prompt);
     }
   }
@@ -150,13 +172,44 @@ export function buildWorkload(spec: WorkloadSpec, target: WorkloadTarget): Workl
     if (!ids) {
       ids = new Array<number>(l.prompt);
       for (let t = 0; t < l.prompt; t++) ids[t] = tokRng.int(lo, target.vocabSize - 1);
-      if (target.bosId !== undefined) ids[0] = target.bosId;
+      if (target.bosId !== undefined && !prefix) ids[0] = target.bosId;
     }
     return { index, promptTokenIds: ids, ...(l.text !== undefined ? { promptText: l.text } : {}), outputLen: l.output, arrivalMs: 0 };
   });
+  if (prefix) {
+    prependSharedPrefixes(requests, prefix, target, streamRng(spec.seed, STREAM_PREFIX_TOKENS), streamRng(spec.seed, STREAM_PREFIX_GROUPS));
+    description += `, each prompt led by one of ${prefix.groups} shared ${prefix.length}-token prefixes`;
+  }
   assignArrivals(requests, spec.arrival, streamRng(spec.seed, STREAM_ARRIVALS));
 
-  return { name: spec.kind, description: description + `, ${describeArrival(spec.arrival)}`, seed: spec.seed, arrival: spec.arrival, requests, clipped };
+  return { name: spec.kind, description: description + `, ${describeArrival(spec.arrival)}`, seed: spec.seed, arrival: spec.arrival, requests, clipped, ...(prefix ? { sharedPrefix: { ...prefix } } : {}) };
+}
+
+function validateSharedPrefix(p: SharedPrefixSpec, spec: WorkloadSpec, target: WorkloadTarget): void {
+  if (!Number.isInteger(p.length) || p.length < 1) throw new WorkloadError(`shared prefix length must be a positive integer, got ${p.length}`);
+  if (!Number.isInteger(p.groups) || p.groups < 1) throw new WorkloadError(`number of prefix groups must be a positive integer, got ${p.groups}`);
+  // ShareGPT prompts are text sent as is: a prefix of token ids would not be in it.
+  if (spec.kind === 'sharegpt') throw new WorkloadError('shared prefixes apply to synthetic workloads, not sharegpt');
+  if (target.maxModelLen !== undefined && p.length >= target.maxModelLen) {
+    throw new WorkloadError(`a shared prefix of ${p.length} tokens leaves no room for an output token within the max model length ${target.maxModelLen}`);
+  }
+}
+
+/** Puts one of the prefixes, drawn uniformly, in front of each prompt; the prefix carries the BOS. */
+function prependSharedPrefixes(requests: BenchRequest[], p: SharedPrefixSpec, target: WorkloadTarget, tokRng: SeededRng, groupRng: SeededRng): void {
+  const lo = Math.min(3, target.vocabSize - 1);
+  const prefixes: number[][] = [];
+  for (let g = 0; g < p.groups; g++) {
+    const ids = new Array<number>(p.length);
+    for (let t = 0; t < p.length; t++) ids[t] = tokRng.int(lo, target.vocabSize - 1);
+    if (target.bosId !== undefined) ids[0] = target.bosId;
+    prefixes.push(ids);
+  }
+  for (const r of requests) {
+    const g = groupRng.int(0, p.groups - 1);
+    r.promptTokenIds = prefixes[g].concat(r.promptTokenIds);
+    r.prefixGroup = g;
+  }
 }
 
 function syntheticShape(spec: WorkloadSpec): { count: number; prompt: LengthDistribution; output: LengthDistribution; about?: string } {
@@ -260,6 +313,7 @@ export interface WorkloadSummary {
   promptTokens: number;
   outputTokens: number;
   clipped: number;
+  sharedPrefix?: SharedPrefixSpec;
 }
 
 export function workloadSummary(w: Workload): WorkloadSummary {
@@ -272,5 +326,6 @@ export function workloadSummary(w: Workload): WorkloadSummary {
     promptTokens: totals.promptTokens,
     outputTokens: totals.outputTokens,
     clipped: w.clipped,
+    ...(w.sharedPrefix ? { sharedPrefix: w.sharedPrefix } : {}),
   };
 }

@@ -56,8 +56,8 @@ export function simResultsJson(r: SimResults): Record<string, unknown> {
   };
 }
 
-/** Writes report.html, report.md, results.json and charts/ into `dir`. */
-export async function writeSimReport(r: SimResults, dir: string): Promise<{ html: string; markdown: string; json: string }> {
+/** Writes report.html, report.md, results.json (`json`, by default simResultsJson's) and charts/ into `dir`. */
+export async function writeSimReport(r: SimResults, dir: string, json: Record<string, unknown> = simResultsJson(r)): Promise<{ html: string; markdown: string; json: string }> {
   mkdirSync(join(dir, 'charts'), { recursive: true });
   const charts = await renderCharts(r);
   for (const c of charts) writeFileSync(join(dir, 'charts', `${c.id}.svg`), c.svg);
@@ -73,6 +73,6 @@ export async function writeSimReport(r: SimResults, dir: string): Promise<{ html
   const files = { html: join(dir, 'report.html'), markdown: join(dir, 'report.md'), json: join(dir, 'results.json') };
   writeFileSync(files.html, html);
   writeFileSync(files.markdown, md);
-  writeFileSync(files.json, JSON.stringify(simResultsJson(r), null, 2) + '\n');
+  writeFileSync(files.json, JSON.stringify(json, null, 2) + '\n');
   return files;
 }

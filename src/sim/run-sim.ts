@@ -144,10 +144,9 @@ export function simulatePolicy(workload: Workload, policy: BatchingPolicy, o: Pi
   };
 }
 
-export function runSimulation(o: SimRunOptions): SimResults {
-  const wall0 = performance.now();
-  const workload = buildSimWorkload(o.workload, o.model, o.load);
-  const results: SimResults = {
+/** What every simulation's results start with: the model, the workload, the simulated hardware. */
+export function simResultsHeader(o: Pick<SimRunOptions, 'hardwareName' | 'hardware' | 'modelName' | 'model'>, workload: Workload): Omit<SimResults, 'runs'> {
+  return {
     mode: 'offline',
     startedAt: new Date().toISOString(),
     model: {
@@ -158,24 +157,31 @@ export function runSimulation(o: SimRunOptions): SimResults {
     },
     workload: workloadSummary(workload),
     peakFlops: o.hardware.peakTflops * 1e12,
-    runs: [],
     wallS: 0,
     simulation: { hardware: o.hardwareName, hardwareProfile: o.hardware, model: o.modelName, modelProfile: o.model },
   };
+}
+
+/** The engine settings block of results.json, from the scheduler settings a run used. */
+export function engineSummary(s: SimSchedulerOptions): Record<string, unknown> {
+  return {
+    max_num_seqs: s.maxNumSeqs,
+    max_num_batched_tokens: s.maxNumBatchedTokens,
+    static_batch_size: Math.min(s.staticBatchSize, s.maxNumSeqs),
+    num_blocks: s.numBlocks,
+    block_size: s.blockSize,
+    prefix_caching: s.enablePrefixCaching,
+    max_model_len: s.maxModelLen,
+  };
+}
+
+export function runSimulation(o: SimRunOptions): SimResults {
+  const wall0 = performance.now();
+  const workload = buildSimWorkload(o.workload, o.model, o.load);
+  const results: SimResults = { ...simResultsHeader(o, workload), runs: [] };
   for (const policy of o.policies) {
     const r = simulatePolicy(workload, policy, o);
-    if (!results.engine) {
-      const s = r.sim.scheduler;
-      results.engine = {
-        max_num_seqs: s.maxNumSeqs,
-        max_num_batched_tokens: s.maxNumBatchedTokens,
-        static_batch_size: Math.min(s.staticBatchSize, s.maxNumSeqs),
-        num_blocks: s.numBlocks,
-        block_size: s.blockSize,
-        prefix_caching: s.enablePrefixCaching,
-        max_model_len: s.maxModelLen,
-      };
-    }
+    results.engine ??= engineSummary(r.sim.scheduler);
     results.runs.push(r);
     o.onRun?.(r);
   }

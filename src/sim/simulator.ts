@@ -1,35 +1,30 @@
 // The discrete-event simulation: the engine's own Scheduler (and through it the KV cache manager),
-// unchanged, driven over virtual time by a loop instead of the Engine's async machinery.
+// unchanged, driven over virtual time by a loop instead of the Engine's async machinery — one engine,
+// or a fleet of identical replicas behind a router, under one workload and one clock.
 //
-// Two kinds of event move the clock: a request arrives (from the workload's arrival times), or a step
-// completes (its duration from a step-time function — the cost model). At each step start the loop
-// admits every request that has arrived, asks the scheduler for a step, prices it, lets the simulated
-// runner answer it with tokens, advances the clock by the step's duration and hands the tokens to
-// the scheduler's update() at the new time — the moment a real engine would deliver them. Nothing
-// sleeps: a run of hours of virtual time takes as long as its scheduling decisions take.
+// Two kinds of event move the clock: a request arrives (from the workload's arrival times), or a
+// replica's step completes (its duration from a step-time function — the cost model). At each event
+// time the loop first ends the steps that end then (the scheduler's update() takes their tokens at
+// that moment, when a real engine would deliver them), then hands every request that has arrived to
+// a replica (the router picks it from the replicas' state at that moment), then has every idle
+// replica with work start its next step: the scheduler decides, the step is priced, the simulated
+// runner answers it. Nothing sleeps: a run of hours of virtual time takes as long as its scheduling
+// decisions take. A lone engine is a fleet of one, and makes exactly the decisions it always did.
 //
 // The outputs are exactly what a real benchmark run collects: per-request records (sent time and the
-// time of every token, as a client would see them) and the engine's step records, so the benchmark's
-// metrics, utilisation figures, timeline and report apply to a simulated run unchanged.
+// time of every token, as a client would see them) and each engine's step records, so the
+// benchmark's metrics, utilisation figures, timeline and report apply to a simulated run unchanged.
 import type { EngineSettings } from '../engine/engine-options.js';
-import { Scheduler } from '../engine/scheduler.js';
 import type { SchedulerStats } from '../engine/scheduler-stats.js';
-import { stepRecord, type StepRecord } from '../engine/step-trace.js';
-import { DEFAULT_SAMPLING, type SamplingParams, type SchedulerOutput, type SequenceUpdate } from '../engine/types.js';
+import type { StepRecord } from '../engine/step-trace.js';
+import type { SamplingParams, SchedulerOutput } from '../engine/types.js';
 import type { RequestRecord } from '../runs/metrics.js';
 import type { TimelineRequest } from '../runs/timeline.js';
+import { SimReplica, SimulationError, type FleetBook, type SimRequest, type StepContext, type StepTimeFn } from './replica.js';
+import type { Router } from './routers/router.js';
 import { SimulatedTokenRunner, type SyncRunner } from './token-runner.js';
 
-/** One request of the workload (a BenchRequest fits). */
-export interface SimRequest {
-  index: number;
-  promptTokenIds: number[];
-  /** Tokens it generates (max_tokens with EOS ignored). */
-  outputLen: number;
-  /** Virtual milliseconds after the start at which it arrives. */
-  arrivalMs: number;
-  priority?: number;
-}
+export { SimulationError, simRequestId, type SimRequest, type StepContext, type StepTimeFn } from './replica.js';
 
 export type SimSchedulerOptions = EngineSettings;
 
@@ -41,7 +36,7 @@ export interface SimulationOptions {
    * long the engine sat idle before it (0 when it follows another step at once; Infinity for the
    * first step of the run).
    */
-  stepTimeMs: (out: SchedulerOutput, ctx: StepContext) => number;
+  stepTimeMs: StepTimeFn;
   /** Produces the sampled tokens (default: SimulatedTokenRunner). */
   runner?: SyncRunner;
   /** Sampling of every request, beyond maxTokens = outputLen and ignoreEos (default greedy, seed = request index). */
@@ -61,12 +56,6 @@ export interface SimulationOptions {
   maxSteps?: number;
 }
 
-/** What the step-time function knows about a step besides its batch. */
-export interface StepContext {
-  /** Virtual milliseconds since the previous step ended (Infinity before the first step). */
-  idleMs: number;
-}
-
 export interface SimulationResult {
   /** One per request, in workload order, timed on the virtual clock like a benchmark client's. */
   records: RequestRecord[];
@@ -82,140 +71,155 @@ export interface SimulationResult {
   stats: SchedulerStats;
 }
 
-/** The simulation could not go on (a step time that is not a number, a stalled scheduler, ...). */
-export class SimulationError extends Error {
-  override name = 'SimulationError';
+export interface FleetSimulationOptions extends Omit<SimulationOptions, 'runner' | 'onStep' | 'stepTimeMs'> {
+  /** Identical replicas (default 1), each with its own scheduler, KV cache and runner. */
+  replicas?: number;
+  /** Picks the replica of each arriving request; required with more than one replica. */
+  router?: Router;
+  /** Step time of replica ctx.replica's steps: give each replica a cost model of its own if it keeps state. */
+  stepTimeMs: StepTimeFn;
+  /** A runner per replica (default: SimulatedTokenRunner). */
+  createRunner?: (replica: number) => SyncRunner;
+  onStep?: (record: StepRecord, out: SchedulerOutput, replica: number) => void;
 }
 
-/** Request id of a workload request: the same one the real benchmark uses, so traces line up. */
-export function simRequestId(index: number): string {
-  return `bench-${index}`;
+/** What one replica of a fleet did. */
+export interface ReplicaRun {
+  index: number;
+  /** Its requests' records, in workload order. */
+  records: RequestRecord[];
+  steps: StepRecord[];
+  schedulerOutputs?: SchedulerOutput[];
+  timelineRequests: TimelineRequest[];
+  numSteps: number;
+  numPreemptions: number;
+  /** Virtual milliseconds it spent running steps. */
+  busyMs: number;
+  /** Output tokens it delivered. */
+  outputTokens: number;
+  stats: SchedulerStats;
 }
 
+export interface FleetSimulationResult {
+  /** One per request, in workload order. */
+  records: RequestRecord[];
+  /** The replica each request went to, by request index. */
+  assignment: Int32Array;
+  replicas: ReplicaRun[];
+  stepsDropped: boolean;
+  /** Virtual time from the start to the last request's end. */
+  durationMs: number;
+}
+
+/** Simulates one engine. */
 export function simulate(opts: SimulationOptions): SimulationResult {
-  // Requests end by length (EOS is ignored): the scheduler's token-level stops decide, as in the
-  // engine; there is no text, so no output processing.
-  const sched = new Scheduler({ ...opts.scheduler, eogIds: [] });
-  const runner = opts.runner ?? new SimulatedTokenRunner();
-  let keepSteps = opts.keepSteps ?? true;
-  const maxKeptSteps = opts.maxKeptSteps ?? 100_000;
-  let stepsDropped = false;
-  const maxSteps = opts.maxSteps ?? 50_000_000;
+  const { runner, onStep, ...rest } = opts;
+  const fleet = simulateFleet({
+    ...rest,
+    replicas: 1,
+    ...(runner ? { createRunner: () => runner } : {}),
+    ...(onStep ? { onStep: (rec: StepRecord, out: SchedulerOutput) => onStep(rec, out) } : {}),
+  });
+  const r = fleet.replicas[0];
+  return {
+    records: fleet.records,
+    steps: r.steps,
+    stepsDropped: fleet.stepsDropped,
+    ...(r.schedulerOutputs ? { schedulerOutputs: r.schedulerOutputs } : {}),
+    timelineRequests: r.timelineRequests,
+    durationMs: fleet.durationMs,
+    numSteps: r.numSteps,
+    numPreemptions: r.numPreemptions,
+    stats: r.stats,
+  };
+}
+
+/** Simulates a fleet of identical replicas behind a router, under one workload and one clock. */
+export function simulateFleet(opts: FleetSimulationOptions): FleetSimulationResult {
+  const n = opts.replicas ?? 1;
+  if (!Number.isSafeInteger(n) || n < 1) throw new SimulationError(`the number of replicas must be an integer >= 1, got ${n}`);
+  const router = opts.router;
+  if (n > 1 && !router) throw new SimulationError(`${n} replicas need a router`);
 
   // Arrival order; ties keep workload order, as the benchmark client sends them.
   const order = [...opts.requests].sort((a, b) => a.arrivalMs - b.arrivalMs || a.index - b.index);
   for (const r of order) {
     if (!Number.isFinite(r.arrivalMs) || r.arrivalMs < 0) throw new SimulationError(`request ${r.index}: arrival time must be a finite number >= 0 ms, got ${r.arrivalMs}`);
   }
-  const records = new Map<string, RequestRecord>();
-  const byIndex: RequestRecord[] = [];
-  const timelineRequests: TimelineRequest[] = [];
-  const steps: StepRecord[] = [];
-  const schedulerOutputs: SchedulerOutput[] | undefined = opts.keepSchedulerOutputs ? [] : undefined;
-  let numPreemptions = 0;
-
-  const arrive = (r: SimRequest): void => {
-    const requestId = simRequestId(r.index);
-    const rec: RequestRecord = { index: r.index, promptLen: r.promptTokenIds.length, outputLen: 0, sentMs: r.arrivalMs, chunkMs: [], endMs: r.arrivalMs, success: false, requestId };
-    byIndex.push(rec);
-    try {
-      sched.addRequest(
-        {
-          requestId,
-          promptTokenIds: r.promptTokenIds,
-          sampling: { ...DEFAULT_SAMPLING, temperature: 0, seed: r.index, ...opts.sampling, maxTokens: r.outputLen, ignoreEos: true },
-          priority: r.priority,
-        },
-        r.arrivalMs,
-      );
-      records.set(requestId, rec);
-      timelineRequests.push({ index: r.index, requestId, addedAtMs: r.arrivalMs });
-    } catch (err) {
-      // Refused (too long for the model or the KV cache, queue full): failed at once, as in a real run.
-      rec.error = (err as Error).message;
-    }
+  const maxSteps = opts.maxSteps ?? 50_000_000;
+  const book: FleetBook = {
+    stepsLeft: maxSteps,
+    maxSteps,
+    keptSteps: 0,
+    maxKeptSteps: opts.maxKeptSteps ?? 100_000,
+    keepSteps: opts.keepSteps ?? true,
+    stepsDropped: false,
+    replicas: [],
   };
+  const replicas = book.replicas;
+  for (let i = 0; i < n; i++) {
+    replicas.push(
+      new SimReplica({
+        index: i,
+        scheduler: opts.scheduler,
+        runner: opts.createRunner?.(i) ?? new SimulatedTokenRunner(),
+        stepTimeMs: opts.stepTimeMs,
+        sampling: opts.sampling,
+        keepSchedulerOutputs: opts.keepSchedulerOutputs,
+        onStep: opts.onStep,
+        book,
+      }),
+    );
+  }
+  const assignment = new Int32Array(opts.requests.length).fill(-1);
 
-  const deliver = (u: SequenceUpdate, now: number): void => {
-    const rec = records.get(u.requestId);
-    if (!rec) return;
-    if (u.token) {
-      rec.chunkMs.push(now);
-      rec.outputLen++;
-    }
-    if (u.finishReason !== undefined && !sched.getRequest(u.requestId)) {
-      rec.endMs = now;
-      rec.success = u.finishReason !== 'abort';
-      if (!rec.success) rec.error = 'request was aborted';
-      numPreemptions += u.numPreemptions;
-      records.delete(u.requestId);
-    }
-  };
-
-  let now = 0;
   let next = 0;
-  let numSteps = 0;
-  let lastStepEnd = -Infinity;
-  // One context object for every step: a simulation prices millions of steps.
-  const ctx: StepContext = { idleMs: Infinity };
   for (;;) {
-    while (next < order.length && order[next].arrivalMs <= now) arrive(order[next++]);
-    if (!sched.hasWork()) {
-      if (next >= order.length) break;
-      now = order[next].arrivalMs; // idle until the next arrival
-      continue;
+    // The next event: an arrival, a step's end, or a held-back batch's deadline.
+    const nextArrival = next < order.length ? order[next].arrivalMs : Infinity;
+    let now = nextArrival;
+    for (const r of replicas) now = Math.min(now, r.stepEndMs, r.wakeMs);
+    if (now === Infinity) break;
+    for (const r of replicas) if (r.stepEndMs === now) r.finishStep();
+    while (next < order.length && order[next].arrivalMs <= now) {
+      const req = order[next++];
+      const k = router ? router.route(req, replicas) : 0;
+      if (!(Number.isInteger(k) && k >= 0 && k < n)) throw new SimulationError(`the ${router?.name} router picked replica ${k} of ${n}`);
+      if (req.index >= 0 && req.index < assignment.length) assignment[req.index] = k;
+      replicas[k].arrive(req);
     }
-    const { output: out, summary } = sched.schedule(now);
-    if (out.scheduled.length === 0) {
-      // Nothing can run yet (a static batch waiting to fill): wake at its deadline or the next arrival.
-      sched.skipStep(out);
-      const wake = Math.min(sched.nextWakeMs() ?? Infinity, next < order.length ? order[next].arrivalMs : Infinity);
-      if (!(wake > now && wake < Infinity)) {
-        throw new SimulationError(`the scheduler has ${sched.numWaiting} waiting sequences at ${now.toFixed(3)} ms but scheduled nothing and set no wake-up time`);
-      }
-      now = wake;
-      continue;
-    }
-    if (++numSteps > maxSteps) throw new SimulationError(`simulation exceeded ${maxSteps} steps at ${now.toFixed(3)} ms of virtual time`);
-    ctx.idleMs = now - lastStepEnd;
-    const dt = opts.stepTimeMs(out, ctx);
-    if (!(Number.isFinite(dt) && dt >= 0)) throw new SimulationError(`step ${out.step}: step time must be a finite number of ms >= 0, got ${dt}`);
-    const result = runner.executeSync(out);
-    result.forwardMs = dt;
-    const start = now;
-    now += dt;
-    lastStepEnd = now;
-    const upd = sched.update(out, result, now);
-    for (const u of upd.updates) deliver(u, now);
-    schedulerOutputs?.push(out);
-    if (keepSteps || opts.onStep) {
-      // The whole step is "execute" time.
-      const rec = stepRecord(summary, upd.numFinished, { startMs: start, scheduleMs: 0, forwardMs: dt, sampleMs: 0, executeMs: dt, updateMs: 0, totalMs: dt });
-      if (keepSteps) {
-        if (steps.length < maxKeptSteps) steps.push(rec);
-        else {
-          steps.length = 0;
-          keepSteps = false;
-          stepsDropped = true;
-        }
-      }
-      opts.onStep?.(rec, out);
-    }
+    const upcoming = next < order.length ? order[next].arrivalMs : Infinity;
+    for (const r of replicas) if (!r.busy && (r.dirty || r.wakeMs <= now)) r.startStep(now, upcoming);
+  }
+  for (const r of replicas) {
+    if (r.sched.hasWork()) throw new SimulationError(`replica ${r.index} has ${r.sched.numWaiting} waiting sequences after the last event but scheduled nothing and set no wake-up time`);
   }
 
+  const records: RequestRecord[] = [];
+  for (const r of replicas) records.push(...r.records);
+  records.sort((a, b) => a.index - b.index);
   let durationMs = 0;
-  for (const r of byIndex) durationMs = Math.max(durationMs, r.endMs);
-  byIndex.sort((a, b) => a.index - b.index);
-  timelineRequests.sort((a, b) => a.index - b.index);
+  for (const r of records) durationMs = Math.max(durationMs, r.endMs);
   return {
-    records: byIndex,
-    steps,
-    stepsDropped,
-    ...(schedulerOutputs ? { schedulerOutputs } : {}),
-    timelineRequests,
+    records,
+    assignment,
+    replicas: replicas.map((r) => {
+      r.records.sort((a, b) => a.index - b.index);
+      r.timelineRequests.sort((a, b) => a.index - b.index);
+      return {
+        index: r.index,
+        records: r.records,
+        steps: r.steps,
+        ...(r.schedulerOutputs ? { schedulerOutputs: r.schedulerOutputs } : {}),
+        timelineRequests: r.timelineRequests,
+        numSteps: r.numSteps,
+        numPreemptions: r.numPreemptions,
+        busyMs: r.busyMs,
+        outputTokens: r.outputTokens,
+        stats: r.sched.stats(),
+      };
+    }),
+    stepsDropped: book.stepsDropped,
     durationMs,
-    numSteps,
-    numPreemptions,
-    stats: sched.stats(),
   };
 }

@@ -129,3 +129,46 @@ test('requests longer than the context are clipped to fit, and counted', () => {
   }
   assert.equal(buildWorkload({ kind: 'standard', seed: 0, arrival: offline }, { ...target, maxModelLen: 4096 }).clipped, 0);
 });
+
+test('shared prefixes: each prompt is one of G fixed prefixes, then the prompt the workload would have given', () => {
+  const base: WorkloadSpec = { kind: 'standard', seed: 4, numRequests: 300, arrival: offline };
+  const plain = buildWorkload(base, target);
+  const w = buildWorkload({ ...base, sharedPrefix: { length: 40, groups: 3 } }, target);
+  const prefixes = new Map<number, string>();
+  for (let i = 0; i < w.requests.length; i++) {
+    const r = w.requests[i];
+    const own = plain.requests[i].promptTokenIds;
+    assert.ok(r.prefixGroup !== undefined && r.prefixGroup >= 0 && r.prefixGroup < 3);
+    assert.equal(r.promptTokenIds.length, 40 + own.length);
+    assert.equal(r.promptTokenIds[0], target.bosId, 'the prefix leads with the BOS');
+    // The rest is the plain workload's prompt (its BOS aside: one BOS per prompt) and outputs.
+    assert.deepEqual(r.promptTokenIds.slice(41), own.slice(1));
+    assert.notEqual(r.promptTokenIds[40], target.bosId);
+    assert.equal(r.outputLen, plain.requests[i].outputLen);
+    const key = r.promptTokenIds.slice(0, 40).join(',');
+    assert.equal(prefixes.get(r.prefixGroup!) ?? key, key, `group ${r.prefixGroup} has one prefix`);
+    prefixes.set(r.prefixGroup!, key);
+  }
+  assert.equal(new Set(prefixes.values()).size, 3, 'three different prefixes');
+  // Groups drawn about evenly.
+  for (let g = 0; g < 3; g++) {
+    const n = w.requests.filter((r) => r.prefixGroup === g).length;
+    assert.ok(n > 70 && n < 130, `group ${g}: ${n} requests`);
+  }
+  assert.match(w.description, /each prompt led by one of 3 shared 40-token prefixes/);
+  assert.deepEqual(buildWorkload({ ...base, sharedPrefix: { length: 40, groups: 3 } }, target).requests, w.requests);
+});
+
+test('shared prefixes: clipping shortens the request\'s own part, never the prefix; bad specs are refused', () => {
+  const w = buildWorkload({ kind: 'standard', seed: 0, numRequests: 200, arrival: offline, sharedPrefix: { length: 200, groups: 2 } }, { ...target, maxModelLen: 400 });
+  assert.ok(w.clipped > 0);
+  for (const r of w.requests) {
+    assert.ok(r.promptTokenIds.length >= 200 && r.promptTokenIds.length + r.outputLen <= 400);
+    assert.ok(r.outputLen >= 1);
+  }
+  const spec = (length: number, groups: number): WorkloadSpec => ({ kind: 'standard', seed: 0, arrival: offline, sharedPrefix: { length, groups } });
+  assert.throws(() => buildWorkload(spec(0, 2), target), /shared prefix length must be a positive integer, got 0/);
+  assert.throws(() => buildWorkload(spec(16, 0), target), /number of prefix groups must be a positive integer, got 0/);
+  assert.throws(() => buildWorkload(spec(400, 1), { ...target, maxModelLen: 400 }), /a shared prefix of 400 tokens leaves no room/);
+  assert.throws(() => buildWorkload({ ...spec(16, 1), kind: 'sharegpt', dataset: 'x.json' }, target), /not sharegpt/);
+});

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runSimulate } from '../../src/cli/simulate.js';
+import { simulateCommand } from './simulate-command.js';
 import { UsageError } from '../../src/cli/usage-error.js';
 import { HARDWARE, MODELS, ProfileError } from '../../src/sim/profiles.js';
 
@@ -15,12 +15,7 @@ before(() => {
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-async function simulate(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await runSimulate(args, { write: (s: string) => (out += s) }, { write: (s: string) => (err += s) });
-  return { code, out, err };
-}
+const simulate = simulateCommand;
 
 test('Llama-2-7B on an A100: none < static < continuous, with the report files and results.json', async () => {
   const outDir = join(dir, 'report');
