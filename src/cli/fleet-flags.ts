@@ -28,6 +28,7 @@ export const FLEET_FLAGS_HELP = `Fleet (N replicas of the engine behind a router
   --affinity-max-imbalance N   prefix-affinity: most requests (waiting + running) a replica may
                            carry beyond the least-loaded one and still win on a hit (default ${DEFAULT_AFFINITY_MAX_IMBALANCE})
   --per-replica            print every replica's requests, tokens, prefix hits and busy time
+
 Goodput (any run): requests per second that met every bound given
   --slo-ttft-ms MS         time to first token at most MS
   --slo-tpot-ms MS         time per output token (first excluded) at most MS`;
