@@ -73,7 +73,3 @@ export function fleetFlags(v: Values): FleetFlags {
   if (str('slo-tpot-ms') !== undefined) slo.tpotMs = parsePositiveNumber('slo-tpot-ms', str('slo-tpot-ms')!);
   return { replicas, routers, routerOptions, slo, perReplica: v['per-replica'] === true };
 }
-
-export function hasSlo(slo: Slo): boolean {
-  return slo.ttftMs !== undefined || slo.tpotMs !== undefined;
-}
