@@ -13,10 +13,10 @@
 // virtual time simulated. Each router runs in a process of its own, so one run's heap does not slow
 // the next.
 import { parseArgs } from 'node:util';
-import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { formatTable } from '../src/runs/tables.js';
+import { reportRow, rowsFromChildren } from './child-runs.js';
 import { hardwareProfile, modelProfile } from '../src/sim/profiles.js';
 import { buildSimWorkload } from '../src/sim/run-sim.js';
 import { simulateFleetRun } from '../src/sim/run-fleet.js';
@@ -66,17 +66,9 @@ if (values.child) {
     r.metrics.durationS.toFixed(1),
     r.metrics.outputThroughput.toFixed(0),
   ];
-  process.stdout.write(JSON.stringify(row) + '\n');
-  process.exit(0);
+  reportRow(row);
 }
-const rows: string[][] = [];
-for (const router of routers) {
-  const args = process.argv.slice(2).filter((a, i, all) => a !== '--routers' && all[i - 1] !== '--routers');
-  const child = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), ...args, '--routers', router, '--child'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
-  if (child.status !== 0) throw new Error(`the ${router} run failed (exit ${child.status})`);
-  rows.push(JSON.parse(child.stdout.trim().split('\n').pop()!));
-  process.stderr.write(`fleet-speed: ${router}: ${rows[rows.length - 1][3]} s\n`);
-}
+const rows = rowsFromChildren(fileURLToPath(import.meta.url), 'routers', routers, 'fleet-speed', 3);
 process.stdout.write(
   `\n${n} requests across ${replicas} replicas (${values.model} on ${values.hardware}, max_num_seqs ${load.maxNumSeqs}; standard workload, ` +
     `prompts led by one of ${sharedPrefix.groups} shared ${sharedPrefix.length}-token prefixes, Poisson ${qps} req/s)\n\n`,

@@ -9,11 +9,11 @@
 // the metrics computed as `stepwise simulate` does, steps, simulated requests per wall second, and
 // the virtual time simulated. Runs of more than 100,000 steps drop their step records (see simulate()).
 import { parseArgs } from 'node:util';
-import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import type { BatchingPolicy } from '../src/engine/step-trace.js';
 import { formatTable } from '../src/runs/tables.js';
+import { reportRow, rowsFromChildren } from './child-runs.js';
 import { hardwareProfile, modelProfile } from '../src/sim/profiles.js';
 import { buildSimWorkload, simulatePolicy } from '../src/sim/run-sim.js';
 
@@ -56,17 +56,8 @@ if (values.child) {
     r.metrics.outputThroughput.toFixed(0),
     r.sim.stepsDropped ? 'dropped' : String(r.steps?.length ?? 0),
   ];
-  process.stdout.write(JSON.stringify(row) + '\n');
-  process.exit(0);
+  reportRow(row);
 }
-// Each policy in its own process: a run that leaves a large heap behind would slow the next one down.
-const rows: string[][] = [];
-for (const policy of policies) {
-  const args = process.argv.slice(2).filter((a, i, all) => a !== '--policies' && all[i - 1] !== '--policies');
-  const child = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), ...args, '--policies', policy, '--child'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
-  if (child.status !== 0) throw new Error(`the ${policy} run failed (exit ${child.status})`);
-  rows.push(JSON.parse(child.stdout.trim().split('\n').pop()!));
-  process.stderr.write(`sim-speed: ${policy}: ${rows[rows.length - 1][3]} s\n`);
-}
+const rows = rowsFromChildren(fileURLToPath(import.meta.url), 'policies', policies, 'sim-speed', 3);
 process.stdout.write(`\n${n} requests (${workload.description}), ${values.model} on ${values.hardware}, max_num_seqs ${load.maxNumSeqs}${values['no-steps'] ? ', step records dropped' : ''}\n\n`);
 process.stdout.write(formatTable(['policy', 'requests', 'steps', 'simulation s', 'with metrics s', 'requests/s', 'steps/s', 'virtual s', 'virtual tok/s', 'step records'], rows, 'markdown') + '\n');

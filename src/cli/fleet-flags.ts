@@ -28,6 +28,7 @@ export const FLEET_FLAGS_HELP = `Fleet (N replicas of the engine behind a router
   --affinity-max-imbalance N   prefix-affinity: most requests (waiting + running) a replica may
                            carry beyond the least-loaded one and still win on a hit (default ${DEFAULT_AFFINITY_MAX_IMBALANCE})
   --per-replica            print every replica's requests, tokens, prefix hits and busy time
+
 Goodput (any run): requests per second that met every bound given
   --slo-ttft-ms MS         time to first token at most MS
   --slo-tpot-ms MS         time per output token (first excluded) at most MS`;
@@ -71,8 +72,4 @@ export function fleetFlags(v: Values): FleetFlags {
   if (str('slo-ttft-ms') !== undefined) slo.ttftMs = parsePositiveNumber('slo-ttft-ms', str('slo-ttft-ms')!);
   if (str('slo-tpot-ms') !== undefined) slo.tpotMs = parsePositiveNumber('slo-tpot-ms', str('slo-tpot-ms')!);
   return { replicas, routers, routerOptions, slo, perReplica: v['per-replica'] === true };
-}
-
-export function hasSlo(slo: Slo): boolean {
-  return slo.ttftMs !== undefined || slo.tpotMs !== undefined;
 }

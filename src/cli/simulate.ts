@@ -9,8 +9,8 @@ import { parseCommandFlags } from './command-flags.js';
 import { UsageError } from './usage-error.js';
 import { WORKLOAD_FLAG_OPTIONS, workloadSpec } from './bench.js';
 import { comparisonTable, goodputTable, latencyTable, ratioTable, throughputTable } from '../runs/tables.js';
-import { computeGoodput } from '../runs/goodput.js';
-import { FLEET_FLAG_OPTIONS, FLEET_FLAGS_HELP, fleetFlags, hasSlo } from './fleet-flags.js';
+import { computeGoodput, hasSlo } from '../runs/goodput.js';
+import { FLEET_FLAG_OPTIONS, FLEET_FLAGS_HELP, fleetFlags } from './fleet-flags.js';
 import { runFleetCommand } from './simulate-fleet.js';
 import { renderAsciiTimeline } from '../runs/timeline.js';
 import { HARDWARE, MODELS, hardwareProfile, modelProfile, readProfileFile, ProfileError } from '../sim/profiles.js';
@@ -24,8 +24,9 @@ Runs the engine's own scheduler and KV cache manager against a cost model of the
 virtual time (nothing is computed, nothing sleeps), and reports what \`stepwise bench\` would:
   stepwise simulate --hardware A100-80GB --model llama-2-7b --compare none,static,continuous
 or a fleet of N replicas of it behind a router, under one workload:
-  stepwise simulate --hardware H100-SXM --model llama-3-8b --replicas 16 --qps 160 \\
-    --shared-prefix-len 1024 --num-prefix-groups 8 --compare-routers round-robin,prefix-affinity
+  stepwise simulate --hardware H100-SXM --model llama-3-8b --max-num-seqs 256 --replicas 16 \\
+    --qps 320 --num-requests 8000 --shared-prefix-len 2048 --num-prefix-groups 256 \\
+    --compare-routers round-robin,prefix-affinity --slo-ttft-ms 500 --slo-tpot-ms 50
 
 Hardware and model:
   --hardware NAME          ${Object.keys(HARDWARE).join(', ')}, or cpu with --profile

@@ -42,6 +42,11 @@ export function computeGoodput(records: readonly RequestRecord[], slo: Slo, dura
   return { good, requestsPerS: durationMs > 0 ? good / (durationMs / 1000) : 0, fraction: completed > 0 ? good / completed : 0 };
 }
 
+/** Whether the SLO sets any bound (goodput means nothing without one). */
+export function hasSlo(slo: Slo): boolean {
+  return slo.ttftMs !== undefined || slo.tpotMs !== undefined;
+}
+
 /** "TTFT <= 500 ms, TPOT <= 50 ms" (or "no SLO"). */
 export function describeSlo(slo: Slo): string {
   const parts: string[] = [];

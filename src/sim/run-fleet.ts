@@ -4,7 +4,7 @@
 // fleet has: goodput at an SLO, per-replica load and prefix-cache figures.
 import { performance } from 'node:perf_hooks';
 import { computeMetrics } from '../runs/metrics.js';
-import { computeGoodput, type Goodput, type Slo } from '../runs/goodput.js';
+import { computeGoodput, hasSlo, type Goodput, type Slo } from '../runs/goodput.js';
 import type { Workload } from '../runs/workload.js';
 import { kvCapacityTokens } from './cost-model.js';
 import { resolveSimOptions } from './engine-options.js';
@@ -55,7 +55,6 @@ export function simulateFleetRun(workload: Workload, router: RouterName, o: Omit
   const wallMs = performance.now() - t0;
   const metrics = computeMetrics(run.records, run.durationMs);
   const slo = o.slo ?? {};
-  const hasSlo = slo.ttftMs !== undefined || slo.tpotMs !== undefined;
   let flops = 0;
   let bytes = 0;
   let steps = 0;
@@ -90,7 +89,7 @@ export function simulateFleetRun(workload: Workload, router: RouterName, o: Omit
     },
     fleet: {
       replicas: o.replicas,
-      goodput: hasSlo ? computeGoodput(run.records, slo, run.durationMs) : null,
+      goodput: hasSlo(slo) ? computeGoodput(run.records, slo, run.durationMs) : null,
       ...fleetFigures(run, workload.requests),
     },
   };

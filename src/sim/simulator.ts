@@ -103,7 +103,7 @@ export interface ReplicaRun {
 export interface FleetSimulationResult {
   /** One per request, in workload order. */
   records: RequestRecord[];
-  /** The replica each request went to, by request index. */
+  /** The replica each request went to, by request index (-1 for an index no request has). */
   assignment: Int32Array;
   replicas: ReplicaRun[];
   stepsDropped: boolean;
@@ -171,7 +171,9 @@ export function simulateFleet(opts: FleetSimulationOptions): FleetSimulationResu
       }),
     );
   }
-  const assignment = new Int32Array(opts.requests.length).fill(-1);
+  let maxIndex = -1;
+  for (const r of order) maxIndex = Math.max(maxIndex, r.index);
+  const assignment = new Int32Array(maxIndex + 1).fill(-1);
 
   let next = 0;
   for (;;) {
@@ -185,7 +187,7 @@ export function simulateFleet(opts: FleetSimulationOptions): FleetSimulationResu
       const req = order[next++];
       const k = router ? router.route(req, replicas) : 0;
       if (!(Number.isInteger(k) && k >= 0 && k < n)) throw new SimulationError(`the ${router?.name} router picked replica ${k} of ${n}`);
-      if (req.index >= 0 && req.index < assignment.length) assignment[req.index] = k;
+      if (req.index >= 0) assignment[req.index] = k;
       replicas[k].arrive(req);
     }
     const upcoming = next < order.length ? order[next].arrivalMs : Infinity;
