@@ -13,20 +13,9 @@ import { Ajv } from 'ajv';
 import { makeModel } from '../../src/model/make-model.js';
 import { LLAMA2_TOKENIZER_BIN, sharedModelFile } from '../helpers/models.js';
 import { extra, startServer, type TestServer } from './server-helpers.js';
+import { rng } from '../model/ragged-batch.js';
 
 const vocab = sharedModelFile(LLAMA2_TOKENIZER_BIN);
-
-/** A small deterministic generator (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Schema = Record<string, unknown>;
 
