@@ -204,7 +204,8 @@ function grammarBitmasks(scheduled: readonly ScheduledSequence[]): Map<number, I
  * order, then its padding rows; row positions count up from startPosition; a row's KV slot comes
  * from its block table. The logit rows are the last real row of each sequence that samples, in
  * scheduled order (sampleSeqIds says whose each is); a sequence verifying k proposals gives its
- * last k + 1 rows (sampleCounts says how many each has).
+ * last k + 1 rows (sampleCounts says how many each has). Padding rows of finished sequences add
+ * logit rows after those, which nobody samples.
  */
 export function buildForwardBatch(scheduled: readonly ScheduledSequence[], blockSize: number): { batch: ForwardBatch; sampleSeqIds: number[]; sampleCounts: number[] } {
   let numRows = 0;
@@ -225,6 +226,7 @@ export function buildForwardBatch(scheduled: readonly ScheduledSequence[], block
   const logitRows: number[] = [];
   const sampleSeqIds: number[] = [];
   const sampleCounts: number[] = [];
+  const discardedLogitRows: number[] = [];
 
   let r = 0;
   scheduled.forEach((s, i) => {
@@ -263,8 +265,13 @@ export function buildForwardBatch(scheduled: readonly ScheduledSequence[], block
       positions[r] = padPos;
       rowSeq[r] = i;
       slotMapping[r] = -1;
+      // A finished sequence's row gets its logits too, thrown away after the others': static
+      // batching as implemented (HF generate, FasterTransformer) runs the output head over the
+      // whole batch every step, and a row without it would cost 40% less than a live one.
+      if (n === 0) discardedLogitRows.push(r);
     }
   });
+  for (const row of discardedLogitRows) logitRows.push(row);
 
   return {
     batch: {

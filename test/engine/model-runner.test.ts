@@ -100,6 +100,22 @@ describe('buildForwardBatch', () => {
     assert.deepEqual(sampleSeqIds, [9]);
   });
 
+  it("computes a finished sequence's padding row through the output head, after the rows that sample", () => {
+    const { batch, sampleSeqIds, sampleCounts } = buildForwardBatch(
+      [
+        { seqId: 3, tokenIds: [], startPosition: 6, blockTable: [0, 1], sample: false, padRows: 1 },
+        { seqId: 4, tokenIds: [9], startPosition: 5, blockTable: [2, 3], sample: true },
+      ],
+      4,
+    );
+    // Row 0 pads finished seq 3 at its last cached position (5); row 1 is seq 4's decode.
+    assert.deepEqual([...batch.meta.positions], [5, 5]);
+    assert.deepEqual([...batch.meta.slotMapping], [-1, 13]);
+    assert.deepEqual([...batch.logitRows], [1, 0]);
+    assert.deepEqual(sampleSeqIds, [4]);
+    assert.deepEqual(sampleCounts, [1]);
+  });
+
   it('names the sequence whose block table is too short', () => {
     assert.throws(
       () => buildForwardBatch([{ seqId: 4, tokenIds: [1, 2], startPosition: 3, blockTable: [0], sample: true }], 4),
