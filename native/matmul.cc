@@ -2,16 +2,17 @@
 // Quantized weights go to qmatmul.cc.
 //
 // Shape of the work. Threads take chunks of output features (rows of W), never a slice of the
-// reduction. Inside a chunk, a micro-kernel multiplies a tile of NR=4 weight rows with MR=3
+// reduction. Inside a chunk, a micro-kernel multiplies a tile of NR=4 weight rows with MR=3 (AVX2; 6 on AVX-512)
 // activation rows: per step of one vector of columns it loads 4 weight vectors and 3 activation
 // vectors and issues 12 FMAs into 12 register accumulators, so each weight load serves every batch
-// row of the tile and the tile loop walks all M rows while the 4 weight rows sit in L1. At small M
-// (< 4) weights are read where they lie, f16/bf16 converted to floats as they are loaded; at larger
-// M they are expanded into a small float tile (4 rows x KC columns) once per block of up to 48
-// batch rows and reused for all of them. Long rows (K > 1024) are cut into KC=512 column blocks so
-// the tile stays in L1; the lanes' partial sums are parked in per-thread memory between blocks,
-// exactly, as floats. At M = 1 the work is a stream over the weights, bound by memory bandwidth;
-// the next tile's rows are prefetched.
+// row of the tile and the tile loop walks all M rows while the 4 weight rows sit in L1. Weights are
+// read where they lie, f16/bf16 converted to floats as they are loaded, while the next tile's rows
+// are prefetched a vector per step of the arithmetic: a burst of prefetches per tile waited on full
+// fill buffers and left memory idle during the FMAs, so 5 batch rows cost twice one; paced, they
+// cost ~1.1x one. Rows a multiple of 4 KiB long at M > 8 are first expanded into a small float tile
+// (4 rows x KC columns) per block of up to 48 batch rows (their rows would compete for the same L1
+// sets). Long rows (K > 1024) are cut into KC=512 column blocks so the tile stays in L1; the lanes'
+// partial sums are parked in per-thread memory between blocks, exactly, as floats.
 //
 // Batch invariance. Every (m, n) output is the same arithmetic whatever the tile shape or M: lane
 // j of VW lanes (16 on AVX-512, 8 on AVX2 and in the scalar build) accumulates x[k]*w[k] for
@@ -71,20 +72,34 @@ inline __m256 loadW(const BHalf* p) {
 }
 #endif
 
+/**
+ * Weights to prefetch while a micro-kernel runs: the next tile's rows (`rows` of them, `stride`
+ * bytes apart, `eb` bytes per element) at the same columns, one step's worth per step, so the
+ * reads of the next tile are paced with this tile's arithmetic instead of issued in one burst
+ * that waits on full fill buffers.
+ */
+struct Prefetch {
+  const char* p = nullptr;
+  int64_t stride = 0;
+  int rows = 0;
+  int eb = 4;
+};
+
 using MicroFn = void (*)(const void* w, int64_t ldw, const float* x, int64_t ldx, int64_t kc, float* acc,
-                         bool first, bool last, float* out, int64_t ldo);
+                         bool first, bool last, float* out, int64_t ldo, const Prefetch& pf);
 
 #if STEPWISE_AVX512
 
 template <class W, int NRx, int MRx>
 void micro(const void* wp, int64_t ldw, const float* x, int64_t ldx, int64_t kc, float* accBuf, bool first, bool last,
-           float* out, int64_t ldo) {
+           float* out, int64_t ldo, const Prefetch& pf) {
   const W* w = static_cast<const W*>(wp);
   __m512 acc[NRx][MRx];
   for (int i = 0; i < NRx; i++)
     for (int j = 0; j < MRx; j++) acc[i][j] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(accBuf + (i * MRx + j) * 16);
   const int64_t kv = kc & ~int64_t{15};
   for (int64_t k = 0; k < kv; k += 16) {
+    for (int i = 0; i < pf.rows; i++) __builtin_prefetch(pf.p + i * pf.stride + k * pf.eb, 0, 3);
     __m512 xv[MRx];
     for (int j = 0; j < MRx; j++) {
       xv[j] = _mm512_loadu_ps(x + j * ldx + k);
@@ -113,7 +128,7 @@ void micro(const void* wp, int64_t ldw, const float* x, int64_t ldx, int64_t kc,
 
 template <class W, int NRx, int MRx>
 void micro(const void* wp, int64_t ldw, const float* x, int64_t ldx, int64_t kc, float* accBuf, bool first, bool last,
-           float* out, int64_t ldo) {
+           float* out, int64_t ldo, const Prefetch& pf) {
   const W* w = static_cast<const W*>(wp);
   __m256 acc[NRx][MRx];
   for (int i = 0; i < NRx; i++)
@@ -121,6 +136,8 @@ void micro(const void* wp, int64_t ldw, const float* x, int64_t ldx, int64_t kc,
       acc[i][j] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(accBuf + (i * MRx + j) * 8);
   const int64_t kv = kc & ~int64_t{7};
   for (int64_t k = 0; k < kv; k += 8) {
+    if (k % 16 == 0)
+      for (int i = 0; i < pf.rows; i++) __builtin_prefetch(pf.p + i * pf.stride + k * pf.eb, 0, 3);
     __m256 xv[MRx];
     for (int j = 0; j < MRx; j++) {
       xv[j] = _mm256_loadu_ps(x + j * ldx + k);
@@ -156,7 +173,8 @@ void micro(const void* wp, int64_t ldw, const float* x, int64_t ldx, int64_t kc,
 
 template <class W, int NRx, int MRx>
 void micro(const void* wp, int64_t ldw, const float* x, int64_t ldx, int64_t kc, float* accBuf, bool first, bool last,
-           float* out, int64_t ldo) {
+           float* out, int64_t ldo, const Prefetch& pf) {
+  (void)pf;
   const W* w = static_cast<const W*>(wp);
   float acc[NRx][MRx][8];
   for (int i = 0; i < NRx; i++)
@@ -216,10 +234,12 @@ void matmul(Context& ctx, float* out, const float* x, const uint8_t* w, DType dt
   int64_t NC = 64;
   while (NC > NR && (N + NC - 1) / NC < 4 * threads) NC /= 2;
   const int64_t ntasks = (N + NC - 1) / NC;
-  // Weights are read in place at small M (a copy would cost as much as the reads); at larger M they
-  // are copied into a float tile, which also keeps rows of 2^k floats (a multiple of 4 KiB apart,
-  // all competing for the same few L1 sets) out of the inner loop. Same values either way.
-  const bool inPlace = M < 4;
+  // Weights are read where they lie, with the next tile's rows prefetched in step with the
+  // arithmetic (so at small M the loads overlap the FMAs and a few rows cost about what one row
+  // does: speculative verification, small batches). Only rows a multiple of 4 KiB long at M > 8
+  // are copied into a float tile first: their rows compete for the same few L1 sets, and many
+  // batch rows amortise the copy. Same values either way.
+  const bool inPlace = M <= 8 || (K * static_cast<int64_t>(eb)) % 4096 != 0;
   const auto& fns = !inPlace || dt == DType::F32 ? MicroTable<float>::fns
                     : dt == DType::F16           ? MicroTable<Half>::fns
                                                  : MicroTable<BHalf>::fns;
@@ -237,9 +257,15 @@ void matmul(Context& ctx, float* out, const float* x, const uint8_t* w, DType dt
         const int64_t kc = std::min(KC, K - k0);
         for (int64_t n = n0; n < n1; n += NR) {
           const int nr = static_cast<int>(std::min<int64_t>(NR, n1 - n));
-          // The next tile's weights, while this one is multiplied.
-          for (int64_t i = n + NR; i < std::min(N, n + 2 * NR); i++)
-            prefetchBytes(w + static_cast<size_t>(i) * rb + static_cast<size_t>(k0) * eb, static_cast<size_t>(kc) * eb);
+          // The next tile's weights, paced with this one's arithmetic (by its first batch rows).
+          Prefetch next;
+          {
+            next.p = reinterpret_cast<const char*>(w + static_cast<size_t>(n + NR) * rb + static_cast<size_t>(k0) * eb);
+            next.stride = static_cast<int64_t>(rb);
+            next.rows = static_cast<int>(std::clamp<int64_t>(N - n - NR, 0, NR));
+            next.eb = static_cast<int>(eb);
+          }
+          const Prefetch none;
           const void* wt;
           int64_t ldw;
           if (inPlace) {
@@ -253,7 +279,8 @@ void matmul(Context& ctx, float* out, const float* x, const uint8_t* w, DType dt
           for (int64_t m = mc0; m < mc1; m += MR) {
             const int mr = static_cast<int>(std::min<int64_t>(MR, mc1 - m));
             float* acc = accBuf ? accBuf + (((m - mc0) / MR) * (NC / NR) + (n - n0) / NR) * (NR * MR * VW) : nullptr;
-            fns[nr - 1][mr - 1](wt, ldw, x + m * K + k0, K, kc, acc, kb == 0, kb == nkb - 1, out + m * N + n, N);
+            fns[nr - 1][mr - 1](wt, ldw, x + m * K + k0, K, kc, acc, kb == 0, kb == nkb - 1, out + m * N + n, N,
+                                m == mc0 ? next : none);
           }
         }
       }

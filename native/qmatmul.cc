@@ -305,10 +305,16 @@ void qmatmul(Context& ctx, float* out, const float* x, const uint8_t* w, DType d
         const size_t spanBytes = static_cast<size_t>(std::min<int64_t>(ns * QK, K - s0 * QK) / di.blockSize) * di.blockBytes;
         for (int64_t n = n0; n < n1; n += NR) {
           const int nr = static_cast<int>(std::min<int64_t>(NR, n1 - n));
-          // The next tile's weights, while this one is unpacked and multiplied.
-          for (int64_t i = n + NR; i < std::min(N, n + 2 * NR); i++) prefetchBytes(w + static_cast<size_t>(i) * rb + spanOff, spanBytes);
-          for (int i = 0; i < nr; i++)
-            for (int64_t s = 0; s < ns; s++) unpackWeightBlock(dt, w + static_cast<size_t>(n + i) * rb, K, s0 + s, tile + i * KCS + s);
+          // The next tile's weights, a superblock's bytes per superblock unpacked here: paced, so
+          // memory keeps working during the unpacking (a burst per tile waited on the fill buffers).
+          const int64_t aheadRows = std::clamp<int64_t>(N - n - NR, 0, NR);
+          const size_t sbSpan = spanBytes / static_cast<size_t>(ns);
+          for (int i = 0; i < nr; i++) {
+            for (int64_t s = 0; s < ns; s++) {
+              if (i < aheadRows) prefetchBytes(w + static_cast<size_t>(n + NR + i) * rb + spanOff + static_cast<size_t>(s) * sbSpan, sbSpan);
+              unpackWeightBlock(dt, w + static_cast<size_t>(n + i) * rb, K, s0 + s, tile + i * KCS + s);
+            }
+          }
           for (int64_t m = mc0; m < mc1; m += MR) {
             const int mr = static_cast<int>(std::min<int64_t>(MR, mc1 - m));
             float* acc = accBuf ? accBuf + (((m - mc0) / MR) * (NC / NR) + (n - n0) / NR) * (NR * MR * 16) : nullptr;
