@@ -2,6 +2,7 @@
 // streamed, with usage and logprobs in the exact shapes the official clients parse.
 import type { FinishReason, TokenLogprob } from '../engine/types.js';
 import type { Tokenizer } from '../model/tokenizer-types.js';
+import { byteOfChar } from '../model/tokenizers/byte-level.js';
 
 export interface Usage {
   prompt_tokens: number;
@@ -32,17 +33,6 @@ function finite(lp: number): number {
   return Number.isFinite(lp) ? lp : -9999;
 }
 
-/** GPT-2 byte-level BPE spells byte b as one printable character; this maps it back. */
-const GPT2_CHAR_TO_BYTE: Map<number, number> = (() => {
-  const m = new Map<number, number>();
-  let extra = 0;
-  for (let b = 0; b < 256; b++) {
-    const printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
-    m.set(printable ? b : 256 + extra++, b);
-  }
-  return m;
-})();
-
 /** The raw bytes of a token that is only part of a UTF-8 character, read from its vocabulary piece. */
 function partialTokenBytes(piece: string): number[] | undefined {
   // SentencePiece byte fallback: "<0xE2>".
@@ -51,7 +41,7 @@ function partialTokenBytes(piece: string): number[] | undefined {
   // Byte-level BPE: every character stands for one byte.
   const bytes: number[] = [];
   for (const ch of piece) {
-    const b = GPT2_CHAR_TO_BYTE.get(ch.codePointAt(0)!);
+    const b = byteOfChar(ch);
     if (b === undefined) return undefined;
     bytes.push(b);
   }

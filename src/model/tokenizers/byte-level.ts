@@ -17,6 +17,11 @@ const CHAR_TO_BYTE = new Map<number, number>(BYTE_TO_CHAR.map((ch, b) => [ch.cod
 
 const utf8 = new TextEncoder();
 
+/** The byte a byte-level character stands for, or undefined for a character outside the mapping. */
+export function byteOfChar(ch: string): number | undefined {
+  return CHAR_TO_BYTE.get(ch.codePointAt(0)!);
+}
+
 /** The byte-level spelling of a text: its UTF-8 bytes, each as its mapped character. */
 export function toByteLevel(text: string): string {
   let out = '';
