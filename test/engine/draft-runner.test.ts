@@ -17,20 +17,9 @@ import { createKvStorage } from '../../src/model/kv-storage.js';
 import { DraftRunner } from '../../src/engine/draft-runner.js';
 import { buildForwardBatch } from '../../src/engine/forward-batch.js';
 import type { ProposalRequest } from '../../src/engine/spec/proposer.js';
+import { rng } from '../model/ragged-batch.js';
 
 const BLOCK = 4;
-
-/** mulberry32: a small seeded generator, so the driver's choices are the same every run. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('draft runner', () => {
   let model: TransformerModel;

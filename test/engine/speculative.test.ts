@@ -16,7 +16,7 @@ import { DraftModelError } from '../../src/engine/spec/draft-vocabulary.js';
 import { proposeNgram } from '../../src/engine/spec/ngram-proposer.js';
 import { samplingDistribution, sampleToken, verifyToken, type SamplingContext } from '../../src/engine/sampling.js';
 import { resolveSamplingParams } from '../../src/engine/sampling-params.js';
-import { LLM, type LoadOptions } from '../../src/llm.js';
+import { LLM, type GenerateParams, type LoadOptions } from '../../src/llm.js';
 import { sharedModelFile, STORIES260K } from '../helpers/models.js';
 import type { StepRecord } from '../../src/engine/step-trace.js';
 import { liveStep } from '../../src/server/routes/live-view.js';
@@ -79,6 +79,26 @@ describe('verification of a proposal', () => {
   });
 });
 
+/**
+ * Generates `prompts` on a fresh in-process engine (8 sequences, 4-token blocks unless `load` says
+ * otherwise), with the step trace; every block, look-ahead blocks included, must be given back.
+ */
+async function generateTraced(path: string, prompts: number[][], load: LoadOptions, params: GenerateParams) {
+  const llm = await LLM.load(path, { inProcess: true, threads: 1, maxNumSeqs: 8, blockSize: 4, ...load });
+  const steps: StepRecord[] = [];
+  const off = llm.engine.onStep((r) => steps.push(r));
+  try {
+    const results = await llm.generate(prompts, params);
+    const stats = llm.engine.stats();
+    assert.equal(stats.blocksUsed, 0, 'every block is given back');
+    return { tokens: results.map((r) => r.completions.map((c) => c.tokenIds)), steps, stats };
+  } finally {
+    off();
+    await llm.close();
+  }
+}
+type Traced = Awaited<ReturnType<typeof generateTraced>>;
+
 const file = sharedModelFile(STORIES260K);
 
 describe('speculative decoding in the engine (stories260K)', { skip: file.missing }, () => {
@@ -86,22 +106,9 @@ describe('speculative decoding in the engine (stories260K)', { skip: file.missin
   // Repetitive prompts so that proposals exist and some are accepted.
   const prompts = Array.from({ length: 6 }, (_, i) => [1, ...Array.from({ length: 10 + 7 * i }, (_, j) => 300 + ((j * (i + 2)) % (5 + i)))]);
 
-  async function run(load: LoadOptions, params: Parameters<LLM['generate']>[1]) {
-    const llm = await LLM.load(file.path, { inProcess: true, threads: 1, maxNumSeqs: 8, blockSize: 4, ...load });
-    const steps: StepRecord[] = [];
-    const off = llm.engine.onStep((r) => steps.push(r));
-    try {
-      const results = await llm.generate(prompts, params);
-      const stats = llm.engine.stats();
-      assert.equal(stats.blocksUsed, 0, 'every block is given back');
-      return { tokens: results.map((r) => r.completions?.map((c) => c.tokenIds) ?? [r.tokenIds]), steps, stats };
-    } finally {
-      off();
-      await llm.close();
-    }
-  }
+  const run = (load: LoadOptions, params: GenerateParams) => generateTraced(file.path, prompts, load, params);
 
-  let plain: Awaited<ReturnType<typeof run>>;
+  let plain: Traced;
   before(async () => {
     plain = await run({}, { maxTokens: 60, temperature: 0, ignoreEos: true });
   });
@@ -164,24 +171,12 @@ describe('speculative decoding with a draft model (tiny random models)', () => {
   ];
   const greedy = { maxTokens: 48, temperature: 0, ignoreEos: true, n: 2 };
 
-  async function run(load: LoadOptions, params: Parameters<LLM['generate']>[1]) {
-    const llm = await LLM.load(target, { inProcess: true, threads: 1, maxNumSeqs: 8, maxNumBatchedTokens: 16, blockSize: 4, longPrefillTokenThreshold: 8, ...load });
-    const steps: StepRecord[] = [];
-    const off = llm.engine.onStep((r) => steps.push(r));
-    try {
-      const results = await llm.generate(prompts, params);
-      const stats = llm.engine.stats();
-      assert.equal(stats.blocksUsed, 0, 'every block is given back, look-ahead blocks included');
-      return { tokens: results.map((r) => r.completions.map((c) => c.tokenIds)), steps, stats, numBlocks: llm.options.numBlocks };
-    } finally {
-      off();
-      await llm.close();
-    }
-  }
+  const run = (load: LoadOptions, params: GenerateParams) =>
+    generateTraced(target, prompts, { maxNumBatchedTokens: 16, longPrefillTokenThreshold: 8, ...load }, params);
   /** Share of decoding sequence-steps that verified proposals. */
-  const verifiedShare = (r: Awaited<ReturnType<typeof run>>) => r.stats.specDrafts / r.steps.reduce((a, s) => a + s.numDecodeTokens, 0);
+  const verifiedShare = (r: Traced) => r.stats.specDrafts / r.steps.reduce((a, s) => a + s.numDecodeTokens, 0);
 
-  let plain: Awaited<ReturnType<typeof run>>;
+  let plain: Traced;
   before(async () => {
     await makeModel({ preset: 'tiny', dtype: 'f32', seed: 1, out: target });
     await makeModel({ preset: 'tiny', dtype: 'f32', seed: 2, out: other });
