@@ -32,7 +32,7 @@ const threads = Number(values.threads);
 
 const llm = await LLM.load(values.model!, { threads, inProcess: true });
 const bos = llm.tokenizer?.bosId ?? 1;
-const prompts = [5, 77, 300, 1234].map((t) => [bos, t]);
+const prompts = [5, 77, 300, 1234].map((t) => [bos, t % llm.config.vocabSize]);
 const texts = (await llm.generate(prompts, { maxTokens: numTokens, temperature: 0, ignoreEos: true })).map((r, i) => [...prompts[i]!, ...r.tokenIds]);
 await llm.close();
 
