@@ -1,7 +1,9 @@
 // The model runner executes what the scheduler decided: it turns a SchedulerOutput (plain data) into
 // one ragged ForwardBatch over the paged KV cache, runs the model, and samples the rows that asked.
 // It keeps, per sequence, what sampling needs to see (prompt and output ids, params, seed), so the
-// scheduler never handles logits and the model never decides who runs.
+// scheduler never handles logits and the model never decides who runs. With speculative decoding on,
+// it then asks its proposer (prompt lookup, or a draft model) for the tokens the scheduler wants
+// proposed, and returns them with the step.
 
 import { performance } from 'node:perf_hooks';
 import type { ModelRunner, ModelRunnerOutput, SampledToken, SchedulerOutput, ScheduledSequence, SamplingParams } from './types.js';

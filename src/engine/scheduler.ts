@@ -237,7 +237,7 @@ export class Scheduler implements SchedulerCore {
 
   scheduleRunning(seq: Sequence, numNew: number, padRows: number, plan: StepPlan): boolean {
     const drafts = padRows > 0 ? NO_DRAFTS : draftsToVerify(seq, numNew, plan.tokenBudget, this.runningSeqs.length, this.options);
-    let copies = padRows > 0 ? null : allocateWithLookahead(this.kv, seq, numNew, drafts.length, this.options);
+    let copies = padRows > 0 ? null : allocateWithLookahead(this.kv, seq, numNew, drafts.length, this.runningSeqs.length, this.options);
     while (!copies && !(copies = this.kv.allocateSlots(seq, numNew, drafts.length))) {
       // Re-asked after each preemption: the victim may have been the other holder of a shared block.
       const victim = this.runningSeqs[this.runningSeqs.length - 1];

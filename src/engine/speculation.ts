@@ -56,16 +56,14 @@ export function proposalsWanted(seq: Sequence, numVerified: number, numRunning: 
 }
 
 /**
- * Slots for a step that reaches the sequence's newest token when a draft model proposes: its
- * `numNew` tokens, the `numDrafts` proposals verified, and the look-ahead slots the draft writes
- * its next proposals' keys and values into after the step. Taken only when free, never by
- * preempting anyone (null then, or when not asked for): with a short block table the runner
- * proposes fewer tokens.
+ * Slots for a step that reaches the sequence's newest token when a draft model will propose after
+ * it: its `numNew` tokens, the `numDrafts` proposals verified, and the look-ahead slots the draft
+ * writes its next proposals' keys and values into. Taken only when free, never by preempting anyone
+ * (null then, or when no proposals are wanted): with a short block table the runner proposes fewer.
  */
-export function allocateWithLookahead(kv: KvCacheManager, seq: Sequence, numNew: number, numDrafts: number, o: Readonly<SchedulerOptions>): readonly BlockCopy[] | null {
+export function allocateWithLookahead(kv: KvCacheManager, seq: Sequence, numNew: number, numDrafts: number, numRunning: number, o: Readonly<SchedulerOptions>): readonly BlockCopy[] | null {
   const extra = o.numLookaheadSlots ?? 0;
-  const sp = seq.request.sampling;
-  if (extra === 0 || numNew !== seq.numUncomputed || !sp.speculative || sp.structuredOutputs) return null;
+  if (extra === 0 || numNew !== seq.numUncomputed || proposalsWanted(seq, numDrafts, numRunning, o) === 0) return null;
   return kv.allocateSlots(seq, numNew, numDrafts + extra);
 }
 
