@@ -10,9 +10,12 @@
 //
 // Type-only imports count like any other: a type is part of what a module depends on.
 
-/** The scheduler and its KV cache manager: everything the simulator drives without a model. */
+/**
+ * The scheduler and its KV cache manager: everything the simulator drives without a model (with the
+ * scheduler's half of speculative decoding, and the plain description of an output constraint).
+ */
 const SCHEDULER_SIDE =
-  '^src/engine/(scheduler|scheduler-options|scheduler-stats|engine-options|request-checks|request-errors|stop-check|step-plan|step-trace|sequence|kv-cache-manager|block-pool|counter-rng|types)\\.ts$|^src/engine/policies/';
+  '^src/engine/(scheduler|scheduler-options|scheduler-stats|engine-options|request-checks|request-errors|stop-check|step-plan|step-trace|sequence|kv-cache-manager|block-pool|counter-rng|types|speculation|ranked-list)\\.ts$|^src/engine/structured/constraint\\.ts$|^src/engine/policies/';
 
 module.exports = {
   forbidden: [

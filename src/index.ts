@@ -6,6 +6,8 @@ export type { EngineOptions, RequestStream } from './engine/engine.js';
 export type { SamplingParams, RequestOutput, FinishReason, SchedulerOutput, ModelRunner, ModelRunnerOutput } from './engine/types.js';
 export { DEFAULT_SAMPLING } from './engine/types.js';
 export { loadModel } from './model/loaders/index.js';
+export { DraftModelError } from './engine/spec/draft-vocabulary.js';
+export type { SpeculativeConfig, SpeculativeMethod } from './engine/spec/speculative-config.js';
 export { makeModel } from './model/make-model.js';
 export type { ModelConfig } from './model/config.js';
 export type { Tokenizer } from './model/tokenizer-types.js';

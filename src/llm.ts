@@ -19,7 +19,8 @@ import { kvBytesPerToken } from './util/kv-bytes.js';
 import { tokenizerFromGguf, tokenizerFromLlama2cFile } from './model/tokenizer.js';
 import type { Tokenizer } from './model/tokenizer-types.js';
 import { grammarVocabOf } from './engine/structured/grammar-vocab.js';
-import type { SpeculativeConfig } from './engine/model-runner.js';
+import { checkSpeculativeConfig, type SpeculativeConfig } from './engine/spec/speculative-config.js';
+import { draftModelHeader } from './engine/spec/draft-vocabulary.js';
 import type { StructuredOutputsParams } from './engine/structured/constraint.js';
 import { ChatTemplate, chatTemplateSource, normalizeMessages, type ChatRenderOptions } from './server/chat-template.js';
 
@@ -36,7 +37,11 @@ export type LoadOptions = Partial<Omit<EngineOptions, 'tokenizer' | 'eogIds'>> &
   kvCacheMemory?: number;
   /** KV cache element type: f16 (default, as llama.cpp), f32 or q8_0. */
   kvCacheDtype?: KvCacheDtype;
-  /** Speculative decoding: how tokens are proposed (prompt lookup) and how many per step at most. */
+  /**
+   * Speculative decoding: how tokens are proposed — prompt lookup (`{ method: 'ngram' }`) or a draft
+   * model (`{ method: 'draft', model: FILE }`, or `dtype: 'q4_0'` for the target's own Q4_0 copy) —
+   * and how many per step at most (numTokens).
+   */
   speculative?: SpeculativeConfig;
 };
 
@@ -108,10 +113,16 @@ export class LLM {
     if (!isKvCacheDtype(kvCacheDtype)) throw new RangeError(`unknown KV cache dtype '${String(kvCacheDtype)}' (${KV_CACHE_DTYPES.join(', ')})`);
     const kvProblem = kvDtypeProblem(kvCacheDtype, config.headDim);
     if (kvProblem) throw new RangeError(kvProblem);
+    const spec = options.speculative;
+    const numSpeculativeTokens = spec ? checkSpeculativeConfig(spec) : undefined;
+    // A draft model keeps its own KV cache under the same block ids: a token costs both models' bytes.
+    const draft = spec ? await draftModelHeader(spec, header) : undefined;
+    const draftKvProblem = draft && kvDtypeProblem(kvCacheDtype, draft.config.headDim);
+    if (draftKvProblem) throw new RangeError(`draft model: ${draftKvProblem}`);
     const resolved: ResolvedLoadOptions = {
-      ...resolveEngineOptions({ ...options, ...(options.speculative ? { numSpeculativeTokens: checkSpeculative(options.speculative) } : {}) }, {
+      ...resolveEngineOptions({ ...options, numSpeculativeTokens, ...(draft ? { numLookaheadSlots: numSpeculativeTokens } : {}) }, {
         contextLength: config.contextLength,
-        kvBytesPerToken: kvBytesPerToken(config, kvElementBytes(kvCacheDtype)),
+        kvBytesPerToken: kvBytesPerToken(config, kvElementBytes(kvCacheDtype)) + (draft ? kvBytesPerToken(draft.config, kvElementBytes(kvCacheDtype)) : 0),
         defaultKvBytes: DEFAULT_KV_CAP_BYTES,
       }),
       backend: options.backend ?? 'auto',
@@ -126,7 +137,7 @@ export class LLM {
     if (resolved.inProcess) {
       const model: LoadedModel = await loadModel(path);
       const kernels = await getKernels(resolved.backend, { threads: resolved.threads });
-      runner = await LocalModelRunner.create({ model, kernels, numBlocks: resolved.numBlocks, blockSize: resolved.blockSize, kvCacheDtype, eogIds, speculative: runnerSpeculative(options) });
+      runner = await LocalModelRunner.create({ model, kernels, numBlocks: resolved.numBlocks, blockSize: resolved.blockSize, kvCacheDtype, eogIds, speculative: spec });
       backendName = kernels.name;
     } else {
       const w = await WorkerModelRunner.create({
@@ -137,7 +148,7 @@ export class LLM {
         blockSize: resolved.blockSize,
         kvCacheDtype,
         eogIds,
-        ...(options.speculative ? { speculative: runnerSpeculative(options) } : {}),
+        ...(spec ? { speculative: spec } : {}),
       });
       runner = w;
       backendName = w.kernelsName;
@@ -250,23 +261,4 @@ async function collect(stream: RequestStream): Promise<GenerateResult> {
     numCachedTokens: last?.numCachedTokens ?? 0,
     completions,
   };
-}
-
-/** Checks the speculative-decoding options by name; returns the most tokens proposed per step. */
-function checkSpeculative(s: SpeculativeConfig): number {
-  if (s.method !== 'ngram') throw new RangeError(`speculative.method must be 'ngram', got ${JSON.stringify(s.method)}`);
-  const int = (name: string, v: unknown, min: number) => {
-    if (v !== undefined && (!Number.isSafeInteger(v) || (v as number) < min)) throw new RangeError(`speculative.${name} must be an integer >= ${min}, got ${String(v)}`);
-  };
-  int('numTokens', s.numTokens, 1);
-  int('ngramMin', s.ngramMin, 1);
-  int('ngramMax', s.ngramMax, 1);
-  if ((s.ngramMin ?? 1) > (s.ngramMax ?? 4)) throw new RangeError(`speculative.ngramMin (${s.ngramMin ?? 1}) must not exceed ngramMax (${s.ngramMax ?? 4})`);
-  return s.numTokens;
-}
-
-/** The runner's proposer settings, with the batch size above which the scheduler would not verify them. */
-function runnerSpeculative(o: LoadOptions): SpeculativeConfig | undefined {
-  if (!o.speculative) return undefined;
-  return { ...o.speculative, ...(o.speculativeDisableBatchSize !== undefined ? { disableBatchSize: o.speculativeDisableBatchSize } : {}) };
 }

@@ -2,6 +2,8 @@
 // command spells them the same way and maps them onto the same library options.
 import type { ParseArgsConfig } from 'node:util';
 import type { LoadOptions } from '../llm.js';
+import type { SpeculativeConfig, SpeculativeMethod } from '../engine/spec/speculative-config.js';
+import type { RequantDtype } from '../model/quantize-weights.js';
 import type { BatchingPolicy } from '../engine/step-trace.js';
 import { UsageError } from './usage-error.js';
 
@@ -31,6 +33,8 @@ export const ENGINE_FLAG_OPTIONS = {
   'speculative-disable-batch-size': { type: 'string' },
   'prompt-lookup-min': { type: 'string' },
   'prompt-lookup-max': { type: 'string' },
+  'draft-model': { type: 'string' },
+  'draft-dtype': { type: 'string' },
 } satisfies OptionSpecs;
 
 /** Help text for the engine flags, appended to each command's usage. */
@@ -54,17 +58,22 @@ export const ENGINE_FLAGS_HELP = `Engine options:
   --backend auto|native|typescript  compute kernels (default auto: native when built)
   --threads N                       kernel threads (default: number of cores)
   --tokenizer FILE                  llama2.c tokenizer.bin for llama2.c checkpoints
-  --speculative-method ngram        speculative decoding with prompt-lookup proposals (default off)
+  --speculative-method ngram|draft  speculative decoding (default off): prompt-lookup proposals, or
+                                    a draft model's (--draft-model and/or --draft-dtype)
   --num-speculative-tokens K        proposals verified per sequence and step at most (default 4)
   --speculative-disable-batch-size N  no speculation while more sequences than N run (default 8)
-  --prompt-lookup-min N, --prompt-lookup-max N  suffix lengths looked up for proposals (default 1, 4)`;
+  --prompt-lookup-min N, --prompt-lookup-max N  ngram: suffix lengths looked up (default 1, 4)
+  --draft-model FILE                draft: a smaller model with the same vocabulary that proposes
+  --draft-dtype q4_0|q8_0           draft: its weights re-encoded at this type in memory; without
+                                    --draft-model, the model's own copy drafts (self-speculation)`;
 
 const ENUMS: Record<string, readonly string[]> = {
   policy: ['continuous', 'static', 'none'],
   'scheduling-policy': ['fcfs', 'priority'],
   backend: ['auto', 'native', 'typescript'],
   'kv-cache-dtype': ['f16', 'f32', 'q8_0'],
-  'speculative-method': ['ngram'],
+  'speculative-method': ['ngram', 'draft'],
+  'draft-dtype': ['q4_0', 'q8_0'],
 };
 
 export function parseIntFlag(name: string, raw: string, min = 1): number {
@@ -120,18 +129,37 @@ export function engineOptionsFromFlags(v: Record<string, string | boolean | unde
   if (s('kv-cache-dtype') !== undefined) o.kvCacheDtype = enumFlag<NonNullable<LoadOptions['kvCacheDtype']>>('kv-cache-dtype', s('kv-cache-dtype')!);
   o.threads = int('threads');
   if (s('tokenizer') !== undefined) o.tokenizer = s('tokenizer');
-  const specFlags = ['num-speculative-tokens', 'prompt-lookup-min', 'prompt-lookup-max'].filter((k) => s(k) !== undefined);
-  if (s('speculative-method') !== undefined) {
-    const min = int('prompt-lookup-min') ?? 1;
-    const max = int('prompt-lookup-max') ?? Math.max(4, min);
-    if (min > max) throw new UsageError(`--prompt-lookup-min (${min}) must not exceed --prompt-lookup-max (${max})`);
-    o.speculative = { method: enumFlag<'ngram'>('speculative-method', s('speculative-method')!), numTokens: int('num-speculative-tokens') ?? 4, ngramMin: min, ngramMax: max };
-  } else if (specFlags.length > 0) {
-    throw new UsageError(`--${specFlags[0]} needs --speculative-method ngram`);
-  }
+  o.speculative = speculativeFromFlags(s, int);
   o.speculativeDisableBatchSize = int('speculative-disable-batch-size');
   for (const k of Object.keys(o) as (keyof LoadOptions)[]) if (o[k] === undefined) delete o[k];
   return o;
+}
+
+/** --speculative-method and the flags of each method; a method's flag without it names what it needs. */
+function speculativeFromFlags(s: (k: string) => string | undefined, int: (k: string, min?: number) => number | undefined): SpeculativeConfig | undefined {
+  const given = (keys: string[]) => keys.filter((k) => s(k) !== undefined);
+  const ngramFlags = given(['prompt-lookup-min', 'prompt-lookup-max']);
+  const draftFlags = given(['draft-model', 'draft-dtype']);
+  const raw = s('speculative-method');
+  if (raw === undefined) {
+    const stray = [...given(['num-speculative-tokens']), ...ngramFlags, ...draftFlags][0];
+    if (stray) throw new UsageError(`--${stray} needs --speculative-method ${draftFlags.includes(stray) ? 'draft' : 'ngram'}`);
+    return undefined;
+  }
+  const method = enumFlag<SpeculativeMethod>('speculative-method', raw);
+  const numTokens = int('num-speculative-tokens') ?? 4;
+  if (method === 'ngram') {
+    if (draftFlags.length > 0) throw new UsageError(`--${draftFlags[0]} needs --speculative-method draft`);
+    const min = int('prompt-lookup-min') ?? 1;
+    const max = int('prompt-lookup-max') ?? Math.max(4, min);
+    if (min > max) throw new UsageError(`--prompt-lookup-min (${min}) must not exceed --prompt-lookup-max (${max})`);
+    return { method, numTokens, ngramMin: min, ngramMax: max };
+  }
+  if (ngramFlags.length > 0) throw new UsageError(`--${ngramFlags[0]} needs --speculative-method ngram`);
+  if (draftFlags.length === 0) throw new UsageError('--speculative-method draft needs --draft-model FILE or --draft-dtype q4_0|q8_0 (the model\'s own copy)');
+  const model = s('draft-model');
+  const dtype = s('draft-dtype');
+  return { method, numTokens, ...(model !== undefined ? { model } : {}), ...(dtype !== undefined ? { dtype: enumFlag<RequantDtype>('draft-dtype', dtype) } : {}) };
 }
 
 const POLICIES: readonly BatchingPolicy[] = ['none', 'static', 'continuous'];

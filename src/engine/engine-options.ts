@@ -71,5 +71,6 @@ export function resolveEngineOptions(o: Partial<EngineSettings> & { kvCacheMemor
     maxModelLen,
     ...(o.numSpeculativeTokens ? { numSpeculativeTokens: o.numSpeculativeTokens } : {}),
     ...(o.speculativeDisableBatchSize !== undefined ? { speculativeDisableBatchSize: o.speculativeDisableBatchSize } : {}),
+    ...(o.numLookaheadSlots ? { numLookaheadSlots: o.numLookaheadSlots } : {}),
   };
 }

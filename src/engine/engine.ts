@@ -217,6 +217,7 @@ export class Engine {
     const rec = stepRecord(summary, step.numFinished, times);
     if (grammarMs > 0) rec.grammarMs = grammarMs;
     if (rec.numDraftTokens) rec.numAcceptedTokens = step.numAccepted;
+    if (result.proposeMs !== undefined) rec.proposeMs = result.proposeMs;
     this.trace.push(rec);
     return true;
   }

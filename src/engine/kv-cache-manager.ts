@@ -202,13 +202,15 @@ export class KvCacheManager {
   }
 
   /**
-   * Forgets the last `k` computed slots (rejected speculative tokens): blocks past the new end go back
-   * to the pool. A kept block that is cached is copied before it is written again (allocateSlots).
+   * Forgets the last `k` computed slots (rejected speculative tokens): blocks past the new end, and
+   * past `lookahead` more slots, go back to the pool (a draft model keeps the look-ahead blocks it
+   * writes its proposals' keys and values into, so they stay where it wrote them). A kept block that
+   * is cached is copied before it is written again (allocateSlots).
    */
-  rollback(seq: KvSequence, k: number): void {
+  rollback(seq: KvSequence, k: number, lookahead = 0): void {
     if (!Number.isSafeInteger(k) || k < 0 || k > seq.numComputed) throw new KvCacheError(`cannot roll back ${k} of ${seq.numComputed} computed slots`);
     seq.numComputed -= k;
-    const keep = blocksFor(seq.numComputed, this.blockSize);
+    const keep = blocksFor(seq.numComputed + lookahead, this.blockSize);
     if (seq.blockTable.length > keep) {
       this.pool.free(seq.blockTable.slice(keep));
       seq.blockTable = seq.blockTable.slice(0, keep);

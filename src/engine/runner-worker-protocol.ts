@@ -2,7 +2,7 @@
 // plain data, copied by structured clone.
 
 import type { ModelRunnerOutput, SchedulerOutput } from './types.js';
-import type { SpeculativeConfig } from './model-runner.js';
+import type { SpeculativeConfig } from './spec/speculative-config.js';
 import type { KvCacheDtype } from '../model/kernels/kv-dtype.js';
 
 export interface RunnerWorkerInit {

@@ -35,6 +35,12 @@ export interface SchedulerOptions {
   numSpeculativeTokens?: number;
   /** Speculation stops while more sequences than this run (verification would take compute the batch already uses). */
   speculativeDisableBatchSize?: number;
+  /**
+   * Speculative decoding with a draft model: slots past a sequence's verified proposals that it gets
+   * (when free) and keeps, because the draft writes the keys and values of the tokens it proposes
+   * there after the step (vLLM's num_lookahead_tokens; 0 for prompt lookup, which writes nothing).
+   */
+  numLookaheadSlots?: number;
 }
 
 const POLICIES: readonly BatchingPolicy[] = ['continuous', 'static', 'none'];
@@ -72,5 +78,6 @@ export function validateSchedulerOptions(o: SchedulerOptions): SchedulerOptions 
   if (!Array.isArray(o.eogIds)) throw new RangeError('scheduler option eogIds must be an array of token ids');
   if (o.numSpeculativeTokens !== undefined) checkInt('numSpeculativeTokens', o.numSpeculativeTokens, 0);
   if (o.speculativeDisableBatchSize !== undefined) checkInt('speculativeDisableBatchSize', o.speculativeDisableBatchSize, 1);
+  if (o.numLookaheadSlots !== undefined) checkInt('numLookaheadSlots', o.numLookaheadSlots, 0);
   return o;
 }

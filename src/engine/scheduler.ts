@@ -17,7 +17,7 @@ import { InvalidRequestError, QueueFullError } from './request-errors.js';
 import { validateSchedulerOptions, type SchedulerOptions } from './scheduler-options.js';
 import { RequestState, Sequence } from './sequence.js';
 import { SchedulerCounts, schedulerStats, type SchedulerStats } from './scheduler-stats.js';
-import { acceptedDrafts, draftsToVerify, NO_DRAFTS, recordVerification, tokensBySeq } from './speculation.js';
+import { acceptedDrafts, allocateWithLookahead, draftsToVerify, NO_DRAFTS, recordVerification, tokensBySeq } from './speculation.js';
 import { insertRanked, removeItem } from './ranked-list.js';
 import { StepPlan, type ScheduledStep } from './step-plan.js';
 import { checkTokenStop, LENGTH_STOP, type TokenStop } from './stop-check.js';
@@ -202,7 +202,7 @@ export class Scheduler implements SchedulerCore {
       kvBlocksTotal: kv.numBlocks,
       numWaiting: this.waitingSeqs.length,
       numRunning: this.runningSeqs.length,
-    });
+    }, this.options);
     // Step numbers count steps that run; an empty one is skipped and its number reused.
     if (step.output.scheduled.length > 0) this.stepCount++;
     return step;
@@ -237,8 +237,8 @@ export class Scheduler implements SchedulerCore {
 
   scheduleRunning(seq: Sequence, numNew: number, padRows: number, plan: StepPlan): boolean {
     const drafts = padRows > 0 ? NO_DRAFTS : draftsToVerify(seq, numNew, plan.tokenBudget, this.runningSeqs.length, this.options);
-    let copies: readonly BlockCopy[] | null;
-    while (!(copies = this.kv.allocateSlots(seq, numNew, drafts.length))) {
+    let copies = padRows > 0 ? null : allocateWithLookahead(this.kv, seq, numNew, drafts.length, this.runningSeqs.length, this.options);
+    while (!copies && !(copies = this.kv.allocateSlots(seq, numNew, drafts.length))) {
       // Re-asked after each preemption: the victim may have been the other holder of a shared block.
       const victim = this.runningSeqs[this.runningSeqs.length - 1];
       this.preempt(victim, plan);
@@ -311,7 +311,7 @@ export class Scheduler implements SchedulerCore {
       this.counts.computedTokens += real + Math.min(accepted, n);
       seq.drafts = NO_DRAFTS;
       if (drafts.length > 0) {
-        this.kv.rollback(seq, 0);
+        this.kv.rollback(seq, 0, this.options.numLookaheadSlots);
         recordVerification(seq, drafts.length, accepted, this.options, this.counts);
         numAccepted += accepted;
       }

@@ -5,6 +5,7 @@
 // are only verified when they cost little: not while the batch is big enough that the extra rows
 // compete with other sequences for compute, and fewer per sequence after rejections.
 
+import type { BlockCopy, KvCacheManager } from './kv-cache-manager.js';
 import type { SchedulerOptions } from './scheduler-options.js';
 import type { SchedulerCounts } from './scheduler-stats.js';
 import type { Sequence } from './sequence.js';
@@ -31,6 +32,39 @@ export function draftsToVerify(seq: Sequence, numNew: number, budget: number, nu
   const left = Math.min(req.sampling.maxTokens - seq.numOutputTokens, o.maxModelLen - seq.numTokens);
   const k = Math.min(seq.drafts.length, seq.specK || max, budget - numNew, left - 1);
   return k > 0 ? seq.drafts.slice(0, k) : NO_DRAFTS;
+}
+
+/**
+ * How many tokens the runner proposes after this step for `seq`, which verifies `numVerified`
+ * proposals in it: the most draftsToVerify can take next step (after a full acceptance; the runner
+ * proposes fewer after a rejection, as recordVerification will ask). 0 where the next step would
+ * verify none — speculation off, the batch too big, the sequence paused, the request opted out — so
+ * a draft model does not run for nothing.
+ */
+export function proposalsWanted(seq: Sequence, numVerified: number, numRunning: number, o: Readonly<SchedulerOptions>): number {
+  const max = o.numSpeculativeTokens ?? 0;
+  if (max === 0 || numRunning > (o.speculativeDisableBatchSize ?? DEFAULT_SPECULATIVE_DISABLE_BATCH_SIZE)) return 0;
+  const sp = seq.request.sampling;
+  // Constrained sequences are not speculated on: their masks would have to follow the proposals.
+  if (!sp.speculative || sp.structuredOutputs) return 0;
+  // After this step the sequence has between 1 and numVerified + 1 more output tokens.
+  if (seq.numOutputTokens + numVerified + 1 < seq.specPauseUntil) return 0;
+  const k = numVerified > 0 ? Math.min(max, numVerified + 1) : seq.specK || max;
+  // draftsToVerify's cap on what the sequence may still generate, one token later.
+  const left = Math.min(seq.request.sampling.maxTokens - seq.numOutputTokens, o.maxModelLen - seq.numTokens) - 1;
+  return Math.max(0, Math.min(k, left - 1));
+}
+
+/**
+ * Slots for a step that reaches the sequence's newest token when a draft model will propose after
+ * it: its `numNew` tokens, the `numDrafts` proposals verified, and the look-ahead slots the draft
+ * writes its next proposals' keys and values into. Taken only when free, never by preempting anyone
+ * (null then, or when no proposals are wanted): with a short block table the runner proposes fewer.
+ */
+export function allocateWithLookahead(kv: KvCacheManager, seq: Sequence, numNew: number, numDrafts: number, numRunning: number, o: Readonly<SchedulerOptions>): readonly BlockCopy[] | null {
+  const extra = o.numLookaheadSlots ?? 0;
+  if (extra === 0 || numNew !== seq.numUncomputed || proposalsWanted(seq, numDrafts, numRunning, o) === 0) return null;
+  return kv.allocateSlots(seq, numNew, numDrafts + extra);
 }
 
 /**

@@ -5,7 +5,8 @@
 
 import type { BlockCopy } from './kv-cache-manager.js';
 import type { Sequence } from './sequence.js';
-import { NO_DRAFTS } from './speculation.js';
+import type { SchedulerOptions } from './scheduler-options.js';
+import { NO_DRAFTS, proposalsWanted } from './speculation.js';
 import type { BatchingPolicy, StepSeqRecord, StepSummary } from './step-trace.js';
 import type { NewSequenceData, ScheduledSequence, SchedulerOutput } from './types.js';
 
@@ -68,8 +69,11 @@ export class StepPlan {
     this.entries.delete(seq);
   }
 
-  /** Announces new sequences to the runner and records when each request was first scheduled. */
-  toStep(step: number, now: number, q: QueueState): ScheduledStep {
+  /**
+   * Announces new sequences to the runner, tells it how many tokens to propose for each (speculative
+   * decoding, under `o`), and records when each request was first scheduled.
+   */
+  toStep(step: number, now: number, q: QueueState, o?: Readonly<SchedulerOptions>): ScheduledStep {
     const scheduled: ScheduledSequence[] = [];
     const newSequences: NewSequenceData[] = [];
     const blockCopies: BlockCopy[] = [];
@@ -100,6 +104,9 @@ export class StepPlan {
         sample: e.sample,
       };
       if (e.padRows > 0) s.padRows = e.padRows;
+      // Padded rows (static batching) are never verified, so proposals for them would be waste.
+      const propose = o && e.sample && e.padRows === 0 ? proposalsWanted(seq, e.drafts.length, q.numRunning, o) : 0;
+      if (propose > 0) s.proposeTokens = propose;
       if (e.drafts.length > 0) {
         s.draftTokenIds = e.drafts.slice();
         numDraftTokens += e.drafts.length;

@@ -57,6 +57,8 @@ export interface StepRecord {
   numDrafts?: number;
   numDraftTokens?: number;
   numAcceptedTokens?: number;
+  /** Speculative decoding: time the runner spent proposing tokens for the next step (a draft model's passes; part of executeMs). */
+  proposeMs?: number;
   /** Set when the runner failed this step (its requests were failed). */
   error?: string;
 }
@@ -64,7 +66,7 @@ export interface StepRecord {
 export type StepListener = (record: StepRecord) => void;
 
 /** What schedule() decided, as the step record reports it: everything but who finished and the times. */
-export type StepSummary = Omit<StepRecord, 'numFinished' | keyof StepTimes | 'error' | 'grammarMs' | 'numAcceptedTokens'>;
+export type StepSummary = Omit<StepRecord, 'numFinished' | keyof StepTimes | 'error' | 'grammarMs' | 'numAcceptedTokens' | 'proposeMs'>;
 
 /** Where a step's time went (ms on the engine's clock, or virtual time in the simulator). */
 export type StepTimes = Pick<StepRecord, 'startMs' | 'scheduleMs' | 'forwardMs' | 'sampleMs' | 'executeMs' | 'updateMs' | 'totalMs'>;

@@ -89,6 +89,13 @@ export interface ScheduledSequence {
    * the runner verifies them, returning the accepted ones plus one token of its own.
    */
   draftTokenIds?: number[];
+  /**
+   * Speculative decoding: after sampling, the runner proposes at most this many tokens to follow the
+   * sequence's newest token (fewer after a rejection in this step, as the scheduler's adaptive rule
+   * will ask for); absent, none. The scheduler's guess of what it verifies next step: 0 while the
+   * batch is too big, the sequence is paused, or the request opted out.
+   */
+  proposeTokens?: number;
 }
 
 /** First sight of a sequence by the runner: what it needs to sample for it. */
@@ -139,6 +146,8 @@ export interface ModelRunnerOutput {
   /** Milliseconds spent in the forward pass and in sampling, measured by the runner. */
   forwardMs: number;
   sampleMs: number;
+  /** Milliseconds spent proposing tokens for the next step (a draft model's passes), when any were. */
+  proposeMs?: number;
 }
 
 export interface ModelRunner {

@@ -1,5 +1,6 @@
-// `stepwise generate` end to end in a child process: JSON output, and clear one-line errors (no stack
-// trace) for the mistakes users make: missing or corrupt model files, prompts longer than the context.
+// `stepwise generate` end to end in a child process: JSON output, speculative decoding with a draft
+// model, and clear one-line errors (no stack trace) for the mistakes users make: missing or corrupt
+// model files, prompts longer than the context, a draft model with another vocabulary.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -7,7 +8,9 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sharedModelFile, STORIES260K } from '../helpers/models.js';
-import { makeModel } from '../../src/model/make-model.js';
+import { makeModel, modelSpec, PRESETS } from '../../src/model/make-model.js';
+import { syntheticVocab } from '../../src/model/synthetic-vocab.js';
+import { writeGgufFile } from '../../src/model/loaders/gguf-writer.js';
 
 const ENTRY = join(import.meta.dirname, 'cli-entry.ts');
 
@@ -90,6 +93,29 @@ test('usage mistakes exit 2 and name the flag; --help exits 0', () => {
   assert.match(top.stdout, /serve/);
   const nope = cli('frobnicate');
   assert.equal(nope.code, 2);
+});
+
+test('generate with a draft model: the same greedy tokens; a draft with another vocabulary is one line naming it', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'stepwise-cli-draft-'));
+  const target = join(dir, 'tiny.gguf');
+  await makeModel({ preset: 'tiny', dtype: 'f32', seed: 1, out: target });
+  const other = join(dir, 'vocab-600.gguf');
+  writeGgufFile(other, modelSpec({ shape: { ...PRESETS.tiny, vocabSize: 600 }, dtype: 'f32', seed: 1, vocab: syntheticVocab(600), name: 'vocab-600' }).spec);
+  const args = ['generate', '--model', target, '--prompt-ids', '1,40,41', '--max-tokens', '24', '--temperature', '0', '--json'];
+  const plain = cli(...args);
+  assert.equal(plain.code, 0, plain.stderr);
+  const self = cli(...args, '--speculative-method', 'draft', '--draft-dtype', 'q4_0', '--num-speculative-tokens', '3');
+  assert.equal(self.code, 0, self.stderr);
+  assert.deepEqual(JSON.parse(self.stdout).token_ids, JSON.parse(plain.stdout).token_ids);
+  const bad = cli(...args, '--speculative-method', 'draft', '--draft-model', other);
+  assert.equal(bad.code, 1);
+  assertCleanError(bad, /^stepwise: draft model \S*vocab-600\.gguf has a vocabulary of 600 tokens, the target model's has 512[^\n]*\n$/);
+  const stray = cli(...args, '--draft-model', other);
+  assert.equal(stray.code, 2);
+  assertCleanError(stray, /--draft-model needs --speculative-method draft/);
+  const none = cli(...args, '--speculative-method', 'draft');
+  assert.equal(none.code, 2);
+  assertCleanError(none, /--speculative-method draft needs --draft-model FILE or --draft-dtype/);
 });
 
 test('make-model creates the folder it writes into', () => {

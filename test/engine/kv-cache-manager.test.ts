@@ -112,6 +112,23 @@ test('rollback of the last k slots frees the blocks past the new end and leaves 
   kv.checkInvariants([s]);
 });
 
+test('rollback keeps the look-ahead blocks a draft model writes into, and the same table is extended again', () => {
+  const kv = new KvCacheManager({ numBlocks: 8, blockSize: 4, enablePrefixCaching: true });
+  const s = seq(range(1, 10));
+  prefill(kv, s);
+  // Two proposals verified and 4 look-ahead slots past them: 10 + 2 + 4 = 16 slots, 4 blocks.
+  assert.deepEqual(kv.allocateSlots(s, 0, 6), []);
+  const table = s.blockTable;
+  assert.equal(table.length, 4);
+  kv.rollback(s, 2, 4); // 10 -> 8 computed; 8 + 4 slots still need 3 blocks
+  assert.deepEqual(s.blockTable, table.slice(0, 3));
+  assert.equal(kv.numUsedBlocks, 3);
+  kv.checkInvariants([s]);
+  // The next step's slots reuse the kept blocks: the draft's rows in them stay where it wrote them.
+  assert.deepEqual(kv.allocateSlots(s, 1, 3), []);
+  assert.deepEqual(s.blockTable, table.slice(0, 3));
+});
+
 test('free returns every block; cached ones stay findable until space is needed, then go least recently used first', () => {
   const kv = new KvCacheManager({ numBlocks: 5, blockSize: 2, enablePrefixCaching: true });
   const a = seq([10, 11, 12, 13, 14]); // two full blocks + one partial

@@ -4,6 +4,8 @@
 // is found, the tokens that followed it are proposed. Text that repeats — summaries quoting their
 // document, edits of a given file, code that echoes names — continues the way it went before.
 
+import type { Proposal, ProposalRequest, Proposer } from './proposer.js';
+
 export interface NgramOptions {
   /** Tokens to propose at most. */
   numTokens: number;
@@ -45,4 +47,26 @@ export function proposeNgram(head: readonly number[], tail: readonly number[], o
     }
   }
   return [];
+}
+
+/** Prompt lookup as the runner's proposer: nothing kept between steps. */
+export class NgramProposer implements Proposer {
+  private readonly min: number;
+  private readonly max: number;
+
+  constructor(opts: { min?: number; max?: number } = {}) {
+    this.min = opts.min ?? DEFAULT_NGRAM.min;
+    this.max = opts.max ?? DEFAULT_NGRAM.max;
+  }
+
+  propose(requests: readonly ProposalRequest[]): Proposal[] {
+    const out: Proposal[] = [];
+    for (const r of requests) {
+      const tokenIds = proposeNgram(r.promptTokenIds, r.outputTokenIds, { numTokens: r.numTokens, min: this.min, max: this.max });
+      if (tokenIds.length > 0) out.push({ seqId: r.seqId, tokenIds });
+    }
+    return out;
+  }
+
+  drop(): void {}
 }
