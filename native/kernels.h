@@ -43,9 +43,6 @@ struct Context {
   std::vector<RopeTable> ropeTables;
   // The activations of the current quantized GEMM (qmatmul.cc), shared by its threads.
   std::vector<QActBlock> qact;
-  // The activations of the current bf16 GEMM rounded to bf16: bits (AVX-512) or floats (matmul.cc).
-  std::vector<uint16_t> xbf16;
-  std::vector<float> xround;
 };
 
 /** out[m*N + n] = sum_k x[m*K + k] * W[n][k] for m < M; W is N x K of type dt. */

@@ -22,7 +22,6 @@
 // side; in-place and tiled weights hold the same values (conversion to float is exact).
 #include <algorithm>
 #include <array>
-#include <cstring>
 #include <utility>
 
 #include "kernels.h"
@@ -86,17 +85,15 @@ struct Prefetch {
   int eb = 4;
 };
 
-// x: the activations, floats (or bf16 bits for the bf16 dot-product kernel); ldx in elements.
-using MicroFn = void (*)(const void* w, int64_t ldw, const void* x, int64_t ldx, int64_t kc, float* acc,
+using MicroFn = void (*)(const void* w, int64_t ldw, const float* x, int64_t ldx, int64_t kc, float* acc,
                          bool first, bool last, float* out, int64_t ldo, const Prefetch& pf);
 
 #if STEPWISE_AVX512
 
 template <class W, int NRx, int MRx>
-void micro(const void* wp, int64_t ldw, const void* xp, int64_t ldx, int64_t kc, float* accBuf, bool first, bool last,
+void micro(const void* wp, int64_t ldw, const float* x, int64_t ldx, int64_t kc, float* accBuf, bool first, bool last,
            float* out, int64_t ldo, const Prefetch& pf) {
   const W* w = static_cast<const W*>(wp);
-  const float* x = static_cast<const float*>(xp);
   __m512 acc[NRx][MRx];
   for (int i = 0; i < NRx; i++)
     for (int j = 0; j < MRx; j++) acc[i][j] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(accBuf + (i * MRx + j) * 16);
@@ -127,60 +124,12 @@ void micro(const void* wp, int64_t ldw, const void* xp, int64_t ldx, int64_t kc,
   }
 }
 
-
-// bf16 weights times bf16-rounded activations with vdpbf16ps (as llama.cpp does for bf16): each
-// instruction adds 32 exact products into 16 float lanes, twice the work of an f32 FMA, and the
-// weights are used as they lie (no conversion). A row's arithmetic is the same whatever the tile,
-// M or thread: lane j sums the pairs at k = 2j, 2j+1 (+32, ...) in increasing k, a tail of K % 32
-// columns enters the last step as zeros, then the fixed fold.
-struct Bf16Dot {};
-
-template <int NRx, int MRx>
-void microBf16(const void* wp, int64_t ldw, const void* xp, int64_t ldx, int64_t kc, float* accBuf, bool first,
-               bool last, float* out, int64_t ldo, const Prefetch& pf) {
-  const uint16_t* w = static_cast<const uint16_t*>(wp);
-  const uint16_t* x = static_cast<const uint16_t*>(xp);
-  __m512 acc[NRx][MRx];
-  for (int i = 0; i < NRx; i++)
-    for (int j = 0; j < MRx; j++) acc[i][j] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(accBuf + (i * MRx + j) * 16);
-  const int64_t kv = kc & ~int64_t{31};
-  auto step = [&](int64_t k, __mmask32 mask) {
-    __m512i xv[MRx];
-    for (int j = 0; j < MRx; j++) {
-      xv[j] = _mm512_maskz_loadu_epi16(mask, x + j * ldx + k);
-      asm("" : "+v"(xv[j]));
-    }
-    for (int i = 0; i < NRx; i++) {
-      __m512i wv = _mm512_maskz_loadu_epi16(mask, w + i * ldw + k);
-      asm("" : "+v"(wv));
-      for (int j = 0; j < MRx; j++) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], (__m512bh)wv, (__m512bh)xv[j]);
-    }
-  };
-  for (int64_t k = 0; k < kv; k += 32) {
-    for (int i = 0; i < pf.rows; i++) __builtin_prefetch(pf.p + i * pf.stride + k * pf.eb, 0, 3);
-    step(k, ~__mmask32{0});
-  }
-  if (kc > kv) step(kv, static_cast<__mmask32>((uint32_t{1} << (kc - kv)) - 1));
-  for (int i = 0; i < NRx; i++) {
-    for (int j = 0; j < MRx; j++) {
-      if (!last) _mm512_storeu_ps(accBuf + (i * MRx + j) * 16, acc[i][j]);
-      else out[j * ldo + i] = fold16(acc[i][j]);
-    }
-  }
-}
-
-template <int N, int... Ms>
-constexpr std::array<MicroFn, MR> microBf16Row(std::integer_sequence<int, Ms...>) {
-  return {microBf16<N, Ms + 1>...};
-}
-
 #elif STEPWISE_AVX2
 
 template <class W, int NRx, int MRx>
-void micro(const void* wp, int64_t ldw, const void* xp, int64_t ldx, int64_t kc, float* accBuf, bool first, bool last,
+void micro(const void* wp, int64_t ldw, const float* x, int64_t ldx, int64_t kc, float* accBuf, bool first, bool last,
            float* out, int64_t ldo, const Prefetch& pf) {
   const W* w = static_cast<const W*>(wp);
-  const float* x = static_cast<const float*>(xp);
   __m256 acc[NRx][MRx];
   for (int i = 0; i < NRx; i++)
     for (int j = 0; j < MRx; j++)
@@ -223,11 +172,10 @@ void micro(const void* wp, int64_t ldw, const void* xp, int64_t ldx, int64_t kc,
 #else
 
 template <class W, int NRx, int MRx>
-void micro(const void* wp, int64_t ldw, const void* xp, int64_t ldx, int64_t kc, float* accBuf, bool first, bool last,
+void micro(const void* wp, int64_t ldw, const float* x, int64_t ldx, int64_t kc, float* accBuf, bool first, bool last,
            float* out, int64_t ldo, const Prefetch& pf) {
   (void)pf;
   const W* w = static_cast<const W*>(wp);
-  const float* x = static_cast<const float*>(xp);
   float acc[NRx][MRx][8];
   for (int i = 0; i < NRx; i++)
     for (int j = 0; j < MRx; j++)
@@ -267,45 +215,6 @@ struct MicroTable {
   };
 };
 
-#if STEPWISE_AVX512
-template <>
-struct MicroTable<Bf16Dot> {
-  static constexpr std::array<MicroFn, MR> fns[NR] = {
-      microBf16Row<1>(std::make_integer_sequence<int, MR>{}), microBf16Row<2>(std::make_integer_sequence<int, MR>{}),
-      microBf16Row<3>(std::make_integer_sequence<int, MR>{}), microBf16Row<4>(std::make_integer_sequence<int, MR>{}),
-  };
-};
-#endif
-
-/**
- * Rounds M rows of K floats to bfloat16, to nearest even (the TypeScript reference's f32ToBf16,
- * NaN aside): bits for the vdpbf16ps kernel, or the rounded floats for the builds without it, so
- * every build multiplies bf16 weights by the same bf16 activations, as llama.cpp does.
- */
-void roundActivationsBf16(Context& ctx, const float* x, int64_t n, uint16_t* bits, float* rounded) {
-  const int64_t chunk = 4096;
-  ctx.pool.parallelFor((n + chunk - 1) / chunk, [&](int64_t t, int) {
-    const int64_t i0 = t * chunk, i1 = std::min(n, i0 + chunk);
-    int64_t i = i0;
-#if STEPWISE_AVX512
-    const __m512i one = _mm512_set1_epi32(1), bias = _mm512_set1_epi32(0x7fff);
-    for (; i + 16 <= i1; i += 16) {
-      const __m512i u = _mm512_loadu_si512(x + i);
-      const __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, bias), _mm512_and_si512(_mm512_srli_epi32(u, 16), one)), 16);
-      if (bits) _mm256_storeu_si256(reinterpret_cast<__m256i*>(bits + i), _mm512_cvtepi32_epi16(r));
-      if (rounded) _mm512_storeu_si512(rounded + i, _mm512_slli_epi32(r, 16));
-    }
-#endif
-    for (; i < i1; i++) {
-      uint32_t u;
-      std::memcpy(&u, x + i, 4);
-      const uint32_t r = (u + 0x7fff + ((u >> 16) & 1)) >> 16;
-      if (bits) bits[i] = static_cast<uint16_t>(r);
-      if (rounded) rounded[i] = bf16ToF32(static_cast<uint16_t>(r));
-    }
-  });
-}
-
 }  // namespace
 
 void matmul(Context& ctx, float* out, const float* x, const uint8_t* w, DType dt, int64_t N, int64_t K, int64_t M) {
@@ -314,21 +223,6 @@ void matmul(Context& ctx, float* out, const float* x, const uint8_t* w, DType dt
     qmatmul(ctx, out, x, w, dt, N, K, M);
     return;
   }
-  // bf16 weights meet bf16-rounded activations: bits for vdpbf16ps on AVX-512, else rounded floats.
-  const bool bf16Dot = dt == DType::BF16 && STEPWISE_AVX512;
-  if (dt == DType::BF16) {
-    const size_t n = static_cast<size_t>(M * K);
-    if (bf16Dot) {
-      if (ctx.xbf16.size() < n) ctx.xbf16.resize(n);
-      roundActivationsBf16(ctx, x, M * K, ctx.xbf16.data(), nullptr);
-    } else {
-      if (ctx.xround.size() < n) ctx.xround.resize(n);
-      roundActivationsBf16(ctx, x, M * K, nullptr, ctx.xround.data());
-      x = ctx.xround.data();
-    }
-  }
-  const char* xb = bf16Dot ? reinterpret_cast<const char*>(ctx.xbf16.data()) : reinterpret_cast<const char*>(x);
-  const size_t xeb = bf16Dot ? 2 : 4;  // bytes per activation element
   const int64_t KC = K <= KC_MAX ? K : KC_SPLIT;
   const int64_t nkb = (K + KC - 1) / KC;
   const int64_t ldBuf = KC + 16;  // tile row stride, padded off a multiple of 4 KiB
@@ -345,15 +239,10 @@ void matmul(Context& ctx, float* out, const float* x, const uint8_t* w, DType dt
   // does: speculative verification, small batches). Only rows a multiple of 4 KiB long at M > 8
   // are copied into a float tile first: their rows compete for the same few L1 sets, and many
   // batch rows amortise the copy. Same values either way.
-  // The bf16 dot-product kernel always reads the weights in place (nothing to convert).
-  const bool inPlace = bf16Dot || M <= 8 || (K * static_cast<int64_t>(eb)) % 4096 != 0;
+  const bool inPlace = M <= 8 || (K * static_cast<int64_t>(eb)) % 4096 != 0;
   const auto& fns = !inPlace || dt == DType::F32 ? MicroTable<float>::fns
-                    : dt == DType::F16             ? MicroTable<Half>::fns
-#if STEPWISE_AVX512
-                                                   : MicroTable<Bf16Dot>::fns;
-#else
-                                                   : MicroTable<BHalf>::fns;
-#endif
+                    : dt == DType::F16           ? MicroTable<Half>::fns
+                                                 : MicroTable<BHalf>::fns;
 
   ctx.pool.parallelFor(ntasks, [&](int64_t task, int tid) {
     Scratch& s = ctx.scratch[static_cast<size_t>(tid)];
@@ -390,7 +279,7 @@ void matmul(Context& ctx, float* out, const float* x, const uint8_t* w, DType dt
           for (int64_t m = mc0; m < mc1; m += MR) {
             const int mr = static_cast<int>(std::min<int64_t>(MR, mc1 - m));
             float* acc = accBuf ? accBuf + (((m - mc0) / MR) * (NC / NR) + (n - n0) / NR) * (NR * MR * VW) : nullptr;
-            fns[nr - 1][mr - 1](wt, ldw, xb + static_cast<size_t>(m * K + k0) * xeb, K, kc, acc, kb == 0, kb == nkb - 1, out + m * N + n, N,
+            fns[nr - 1][mr - 1](wt, ldw, x + m * K + k0, K, kc, acc, kb == 0, kb == nkb - 1, out + m * N + n, N,
                                 m == mc0 ? next : none);
           }
         }

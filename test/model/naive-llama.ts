@@ -34,27 +34,9 @@ function roundActivations(x: Float32Array, group: number): Float32Array {
   return out;
 }
 
-/** bf16 weights multiply activations rounded to bfloat16 (nearest, ties to even), as llama.cpp does. */
-const BF16 = -1;
-function roundToBf16(x: Float32Array): Float32Array {
-  const out = new Float32Array(x.length);
-  const view = new DataView(new ArrayBuffer(4));
-  for (let j = 0; j < x.length; j++) {
-    view.setFloat32(0, x[j]);
-    const bits = view.getUint32(0);
-    const keep = Math.floor(bits / 65536); // top 16 bits
-    const rest = bits % 65536;
-    const up = rest > 0x8000 || (rest === 0x8000 && keep % 2 === 1);
-    view.setUint32(0, ((up ? keep + 1 : keep) * 65536) >>> 0);
-    out[j] = view.getFloat32(0);
-  }
-  return out;
-}
-
 function toF32(w: WeightTensor): Float32Array {
   const f = expand(w);
   if (GROUP_OF[w.dtype]) ACT_GROUP.set(f, GROUP_OF[w.dtype]);
-  if (w.dtype === 'bf16') ACT_GROUP.set(f, BF16);
   return f;
 }
 
@@ -83,7 +65,7 @@ interface NaiveLayer {
 /** out[i] = sum_j W[i][j] * x[j], W is d x n row-major. */
 function matvec(out: Float32Array, xIn: Float32Array, W: Float32Array, n: number, d: number): void {
   const group = ACT_GROUP.get(W);
-  const x = group === BF16 ? roundToBf16(xIn.subarray(0, n)) : group ? roundActivations(xIn.subarray(0, n), group) : xIn;
+  const x = group ? roundActivations(xIn.subarray(0, n), group) : xIn;
   for (let i = 0; i < d; i++) {
     let val = 0;
     for (let j = 0; j < n; j++) val += W[i * n + j] * x[j];

@@ -49,18 +49,3 @@ export function quantizeActivations(x: Float32Array, M: number, cols: number, gr
   }
   return out;
 }
-
-/**
- * The values the kernels multiply bf16 weights with: x rounded to bfloat16, to nearest even, as
- * llama.cpp and the native kernels do (AVX512-BF16's vdpbf16ps multiplies bf16 by bf16).
- */
-export function roundActivationsBf16(x: Float32Array, n: number): Float32Array {
-  const out = new Float32Array(n);
-  const bits = new Uint32Array(out.buffer);
-  out.set(x.subarray(0, n));
-  for (let i = 0; i < n; i++) {
-    const u = bits[i]!;
-    bits[i] = (((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) << 16) >>> 0;
-  }
-  return out;
-}

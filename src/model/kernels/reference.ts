@@ -10,7 +10,7 @@
 import type { AttentionMeta, AttentionOptions, Kernels, KvStorage, RopeOptions } from './types.js';
 import type { WeightTensor } from './tensor.js';
 import { dequantizeRow } from './quant.js';
-import { ACTIVATION_GROUP, quantizeActivations, roundActivationsBf16 } from './activation-quant.js';
+import { ACTIVATION_GROUP, quantizeActivations } from './activation-quant.js';
 import { encodeKvRow, readKvRow } from './kv-dtype.js';
 
 /** Thrown when a kernel is called with buffers or indices that do not fit together. */
@@ -67,10 +67,9 @@ function matmul(out: Float32Array, xIn: Float32Array, w: WeightTensor, M: number
   if (xIn.length < M * cols) throw new KernelArgumentError('matmul', `x holds ${xIn.length} floats, ${M} rows of ${w.name} input width ${cols} need ${M * cols}`);
   if (out.length < M * rows) throw new KernelArgumentError('matmul', `out holds ${out.length} floats, ${M} rows of ${w.name} output width ${rows} need ${M * rows}`);
   const W = weightAsF32(w);
-  // Quantized weights meet int8-rounded activations, bf16 weights bf16-rounded ones, as in the
-  // native kernels and llama.cpp.
+  // Quantized weights meet int8-rounded activations, as in the native kernels and llama.cpp.
   const group = ACTIVATION_GROUP[w.dtype];
-  const x = group ? quantizeActivations(xIn, M, cols, group) : w.dtype === 'bf16' ? roundActivationsBf16(xIn, M * cols) : xIn;
+  const x = group ? quantizeActivations(xIn, M, cols, group) : xIn;
   // Register tiles of 2 input rows x 4 weight rows: each weight and input element loaded once feeds
   // several independent dot products (eight dependency chains for the CPU to overlap), which about
   // halves the loads per multiply-add. Tiling never changes a result: every dot product is its own
