@@ -194,21 +194,23 @@ void qmicro(const QWeightBlock* w, int64_t ldw, const QActBlock* x, int64_t ldx,
 
 #if STEPWISE_AVX512
 /**
- * One activation row (decode of one sequence): each weight row's superblocks are unpacked in
- * registers and multiplied at once, with qmicro's float operations in qmicro's order (the
- * column-block boundaries only parked the lanes exactly), so the bits equal the tiled path's.
+ * A few activation rows (decoding up to 4 sequences, verifying proposals, a draft's catch-up): each
+ * weight row's superblocks are unpacked in registers once and multiplied with every activation row,
+ * with qmicro's float operations in qmicro's order (the column-block boundaries only parked the
+ * lanes exactly), so the bits equal the tiled path's. Output row m of weight row r goes to
+ * out[m * ldo + r].
  */
-template <bool HasMin, int R>
-void qdotRows(DType dt, const uint8_t* w, size_t rb, int64_t K, const QActBlock* x, int64_t nsb, float* out,
+template <bool HasMin, int R, int MM>
+void qdotRows(DType dt, const uint8_t* w, size_t rb, int64_t K, const QActBlock* x, int64_t nsb, float* out, int64_t ldo,
               const uint8_t* next, int nextRows) {
   // R rows side by side: independent chains for the out-of-order core, and the per-row overheads
   // (prefetch, fold) shared by short rows (768 columns are only 3 superblocks).
-  __m512 acc[R];
-  for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
+  __m512 acc[R][MM];
+  for (int r = 0; r < R; r++)
+    for (int m = 0; m < MM; m++) acc[r][m] = _mm512_setzero_ps();
   QWeightBlock wb[R];  // scales and mins (and the bytes, for the types without a register path)
   const size_t sbBytes = rb / static_cast<size_t>(nsb);  // bytes per superblock (whole superblocks: K % 256 == 0 or the tail is ignored)
   for (int64_t s = 0; s < nsb; s++) {
-    const QActBlock& xb = x[s];
     // The same superblock of the next rows: a few lines per step keeps the fill buffers busy
     // without flooding them (a whole 4-row burst stalled on them).
     for (int r = 0; r < nextRows; r++) prefetchBytes(next + static_cast<size_t>(r) * rb + static_cast<size_t>(s) * sbBytes, sbBytes);
@@ -219,16 +221,43 @@ void qdotRows(DType dt, const uint8_t* w, size_t rb, int64_t K, const QActBlock*
         unpackWeightBlock(dt, row, K, s, &wb[r]);
         for (int c = 0; c < 4; c++) u[c] = _mm512_loadu_si512(wb[r].u + 64 * c);
       }
-      __m512i sum = _mm512_setzero_si512();
-      for (int c = 0; c < 4; c++) sum = _mm512_dpbusd_epi32(sum, u[c], _mm512_loadu_si512(xb.q + 64 * c));
-      const __m512i exact = HasMin ? sum : _mm512_sub_epi32(sum, _mm512_loadu_si512(xb.off));
-      const __m512 scale = _mm512_mul_ps(_mm512_loadu_ps(wb[r].s), _mm512_loadu_ps(xb.d));
-      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact), scale, acc[r]);
-      if (HasMin) acc[r] = _mm512_fnmadd_ps(_mm512_loadu_ps(wb[r].m), _mm512_loadu_ps(xb.s), acc[r]);
+      const __m512 ws = _mm512_loadu_ps(wb[r].s);
+      for (int m = 0; m < MM; m++) {
+        const QActBlock& xb = x[m * nsb + s];
+        __m512i sum = _mm512_setzero_si512();
+        for (int c = 0; c < 4; c++) sum = _mm512_dpbusd_epi32(sum, u[c], _mm512_loadu_si512(xb.q + 64 * c));
+        const __m512i exact = HasMin ? sum : _mm512_sub_epi32(sum, _mm512_loadu_si512(xb.off));
+        const __m512 scale = _mm512_mul_ps(ws, _mm512_loadu_ps(xb.d));
+        acc[r][m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact), scale, acc[r][m]);
+        if (HasMin) acc[r][m] = _mm512_fnmadd_ps(_mm512_loadu_ps(wb[r].m), _mm512_loadu_ps(xb.s), acc[r][m]);
+      }
     }
   }
-  for (int r = 0; r < R; r++) out[r] = fold16(acc[r]);
+  for (int r = 0; r < R; r++)
+    for (int m = 0; m < MM; m++) out[m * ldo + r] = fold16(acc[r][m]);
 }
+
+/** qdotRows over rows [n0, n1) for MM activation rows: groups of 4 weight rows, then single rows. */
+template <bool HasMin, int MM>
+void qdotRange(DType dt, const uint8_t* w, size_t rb, int64_t N, int64_t K, const QActBlock* x, int64_t nsb, float* out,
+               int64_t n0, int64_t n1) {
+  int64_t n = n0;
+  for (; n + 4 <= n1; n += 4) {
+    const uint8_t* rows = w + static_cast<size_t>(n) * rb;
+    const int ahead = static_cast<int>(std::clamp<int64_t>(N - n - 4, 0, 4));  // rows to prefetch
+    qdotRows<HasMin, 4, MM>(dt, rows, rb, K, x, nsb, out + n, N, rows + 4 * rb, ahead);
+  }
+  for (; n < n1; n++) {
+    const uint8_t* row = w + static_cast<size_t>(n) * rb;
+    qdotRows<HasMin, 1, MM>(dt, row, rb, K, x, nsb, out + n, N, row, 0);
+  }
+}
+
+using QRangeFn = void (*)(DType, const uint8_t*, size_t, int64_t, int64_t, const QActBlock*, int64_t, float*, int64_t, int64_t);
+constexpr QRangeFn kQRange[2][4] = {
+    {qdotRange<false, 1>, qdotRange<false, 2>, qdotRange<false, 3>, qdotRange<false, 4>},
+    {qdotRange<true, 1>, qdotRange<true, 2>, qdotRange<true, 3>, qdotRange<true, 4>},
+};
 #endif
 
 template <bool HasMin, bool Wide>
@@ -261,23 +290,14 @@ void qmatmul(Context& ctx, float* out, const float* x, const uint8_t* w, DType d
 
   const int64_t threads = ctx.pool.size();
 #if STEPWISE_AVX512
-  if (M == 1) {
-    // Chunks of rows, several per thread; each row's weights are prefetched one row ahead.
+  if (M <= 4) {
+    // Chunks of rows, several per thread; each weight superblock is unpacked once for all M
+    // activation rows, and the next rows' weights are prefetched a superblock at a time.
     const int64_t chunk = std::max<int64_t>(8, (N + 8 * threads - 1) / (8 * threads));
+    const QRangeFn range = kQRange[qi.hasMin ? 1 : 0][M - 1];
     ctx.pool.parallelFor((N + chunk - 1) / chunk, [&](int64_t task, int) {
-      const int64_t n0 = task * chunk, n1 = std::min(N, n0 + chunk);
-      int64_t n = n0;
-      for (; n + 4 <= n1; n += 4) {
-        const uint8_t* rows = w + static_cast<size_t>(n) * rb;
-        const int ahead = static_cast<int>(std::clamp<int64_t>(N - n - 4, 0, 4));  // rows to prefetch
-        if (qi.hasMin) qdotRows<true, 4>(dt, rows, rb, K, xq, nsb, out + n, rows + 4 * rb, ahead);
-        else qdotRows<false, 4>(dt, rows, rb, K, xq, nsb, out + n, rows + 4 * rb, ahead);
-      }
-      for (; n < n1; n++) {
-        const uint8_t* row = w + static_cast<size_t>(n) * rb;
-        if (qi.hasMin) qdotRows<true, 1>(dt, row, rb, K, xq, nsb, out + n, row, 0);
-        else qdotRows<false, 1>(dt, row, rb, K, xq, nsb, out + n, row, 0);
-      }
+      const int64_t n0 = task * chunk;
+      range(dt, w, rb, N, K, xq, nsb, out, n0, std::min(N, n0 + chunk));
     });
     return;
   }

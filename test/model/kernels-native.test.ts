@@ -137,6 +137,12 @@ describe('native kernels', { skip }, () => {
         nk.matmul(alone, x.subarray(m * cols, (m + 1) * cols), w, 1);
         assertSameBits(alone, row(m), `${dtype} row ${m}: M=1 vs M=64`);
       }
+      // Small batches (2-4 rows: the quantized GEMMs' few-row path) against the same rows of M=64.
+      for (const [m0, n] of [[10, 2], [20, 3], [60, 4]] as const) {
+        const few = new Float32Array(n * rows);
+        nk.matmul(few, x.subarray(m0 * cols, (m0 + n) * cols), w, n);
+        assertSameBits(few, full.subarray(m0 * rows, (m0 + n) * rows), `${dtype} rows ${m0}..${m0 + n - 1}: M=${n} vs M=64`);
+      }
       // The first 37 rows as their own batch, and rows in reverse order (each lands in a
       // different tile position), on one thread.
       const part = new Float32Array(37 * rows);
