@@ -18,6 +18,7 @@
 // still tracks exactly which of its rows hold what (below), so that acceptance stays as high as the
 // draft allows.
 
+import { createHash } from 'node:crypto';
 import type { ForwardBatch, TransformerModel } from '../model/transformer.js';
 import type { KvStorage } from '../model/kernels/types.js';
 import { buildForwardBatch } from './forward-batch.js';
@@ -40,6 +41,10 @@ interface DraftSeqState {
   scratch: number[];
   /** The block table they were written under: a block replaced since (copy-on-write) lost them. */
   table: readonly number[];
+  /** keys[j]: the key of the sequence's tokens up to the end of block j (blockKey), as far as computed. */
+  keys: string[];
+  /** Full blocks [0, recorded) are entered in the runner's fullBlocks under this table. */
+  recorded: number;
 }
 
 /** A sequence proposing in this step. */
@@ -55,6 +60,15 @@ interface Active {
 export class DraftRunner implements Proposer {
   private readonly seqs = new Map<number, DraftSeqState>();
   private logitsBuf = new Float32Array(0);
+  /**
+   * Full blocks of the draft's cache, by block id: the key of the tokens up to the block's end that
+   * its rows hold. A new sequence whose table starts with such blocks for the same tokens — the
+   * target's prefix cache handing it another sequence's blocks — reuses the draft's rows instead of
+   * recomputing them (vLLM's draft shares the target's prefix hits the same way).
+   */
+  private readonly fullBlocks = new Map<number, string>();
+  /** Rows the draft has computed (all passes), for tests and benchmarks. */
+  rowsComputed = 0;
 
   constructor(
     readonly model: TransformerModel,
@@ -98,6 +112,7 @@ export class DraftRunner implements Proposer {
       a.st.scratch = [];
       a.st.table = a.req.blockTable;
     }
+    for (const req of requests) this.recordFullBlocks(req);
     // Decode passes: proposal i feeds the pass that makes proposal i + 1, one row per sequence.
     for (let i = 1; ; i++) {
       const more = active.filter((a) => a.k > i);
@@ -114,6 +129,13 @@ export class DraftRunner implements Proposer {
 
   /** One ragged forward pass of the draft; each sequence in `active` gets its argmax appended (they are its sampling rows, in order). */
   private pass(rows: ScheduledSequence[], active: Active[]): void {
+    // Blocks written to no longer hold what fullBlocks says (recordFullBlocks enters them again
+    // once a sequence's computed rows fill them).
+    const bs = this.kv.blockSize;
+    for (const r of rows) {
+      for (let j = Math.floor(r.startPosition / bs); j * bs < r.startPosition + r.tokenIds.length; j++) this.fullBlocks.delete(r.blockTable[j]!);
+      this.rowsComputed += r.tokenIds.length;
+    }
     const { batch } = buildForwardBatch(rows, this.kv.blockSize);
     const logits = this.forward(batch);
     const vocab = this.model.config.vocabSize;
@@ -132,10 +154,18 @@ export class DraftRunner implements Proposer {
    * tokens now) count as computed — those rows were written with exactly this context.
    */
   private state(req: ProposalRequest): DraftSeqState {
+    const bs = this.kv.blockSize;
     let st = this.seqs.get(req.seqId);
     if (!st) {
-      st = { computed: 0, scratch: [], table: req.blockTable };
+      st = { computed: 0, scratch: [], table: req.blockTable, keys: [], recorded: 0 };
       this.seqs.set(req.seqId, st);
+      // Full blocks the draft already holds for these same tokens (never the newest token's row).
+      const total = req.promptTokenIds.length + req.outputTokenIds.length;
+      for (let j = 0; (j + 1) * bs <= total - 1 && j < req.blockTable.length; j++) {
+        if (this.fullBlocks.get(req.blockTable[j]!) !== this.blockKey(req, st, j)) break;
+        st.computed = (j + 1) * bs;
+      }
+      st.recorded = st.computed / bs;
       return st;
     }
     if (st.table !== req.blockTable) {
@@ -151,6 +181,7 @@ export class DraftRunner implements Proposer {
         st.scratch.length = validEnd - st.computed;
       }
       st.table = req.blockTable;
+      st.recorded = Math.min(st.recorded, j);
     }
     const prompt = req.promptTokenIds;
     const out = req.outputTokenIds;
@@ -165,6 +196,31 @@ export class DraftRunner implements Proposer {
     // Past the first mismatch the rows are stale; they are rewritten before they are read again.
     st.scratch = [];
     return st;
+  }
+
+  /** Enters the sequence's full computed blocks in fullBlocks. */
+  private recordFullBlocks(req: ProposalRequest): void {
+    const st = this.seqs.get(req.seqId);
+    if (!st) return;
+    const bs = this.kv.blockSize;
+    for (; (st.recorded + 1) * bs <= st.computed && st.recorded < st.table.length; st.recorded++) {
+      this.fullBlocks.set(st.table[st.recorded]!, this.blockKey(req, st, st.recorded));
+    }
+  }
+
+  /**
+   * A key of the sequence's tokens [0, (j + 1) * blockSize): a hash chained block by block, so equal
+   * keys mean equal tokens from the start, as the target's prefix cache requires for a shared block.
+   */
+  private blockKey(req: ProposalRequest, st: DraftSeqState, j: number): string {
+    const bs = this.kv.blockSize;
+    const p = req.promptTokenIds;
+    for (let i = st.keys.length; i <= j; i++) {
+      const tokens: number[] = [];
+      for (let q = i * bs; q < (i + 1) * bs; q++) tokens.push(q < p.length ? p[q]! : req.outputTokenIds[q - p.length]!);
+      st.keys.push(createHash('sha1').update(`${i > 0 ? st.keys[i - 1] : ''}|${tokens.join(',')}`).digest('base64'));
+    }
+    return st.keys[j]!;
   }
 }
 

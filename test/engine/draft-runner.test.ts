@@ -105,6 +105,26 @@ describe('draft runner', () => {
     assert.ok(caughtUp > 0, 'some sequences caught up without proposing');
   });
 
+  it("reuses its rows of another sequence's full blocks on a prefix hit, and only for the same tokens", () => {
+    const draft = new DraftRunner(model, createKvStorage(model.config, 32, BLOCK, 'f16'));
+    const prompt = Array.from({ length: 21 }, (_, j) => 1 + ((j * 53) % 400));
+    const k = 3;
+    const a = { seqId: 0, promptTokenIds: prompt, outputTokenIds: [7], blockTable: [0, 1, 2, 3, 4, 5, 6], numTokens: k };
+    assert.deepEqual(draft.propose([a])[0]!.tokenIds, oracle([...prompt, 7], k));
+    assert.equal(draft.rowsComputed, 22 + (k - 1), 'the first sequence computes its whole prompt');
+    // Same prompt, the first 5 blocks shared (a prefix hit; 20 of 22 tokens): 2 rows, then k - 1.
+    let before = draft.rowsComputed;
+    const b = { seqId: 1, promptTokenIds: prompt, outputTokenIds: [9], blockTable: [0, 1, 2, 3, 4, 10, 11], numTokens: k };
+    assert.deepEqual(draft.propose([b])[0]!.tokenIds, oracle([...prompt, 9], k));
+    assert.equal(draft.rowsComputed - before, 2 + (k - 1));
+    // The first 8 tokens shared, then its own: only blocks 0 and 1 are reused.
+    before = draft.rowsComputed;
+    const other = [...prompt.slice(0, 8), ...prompt.slice(8).map((t) => t + 1)];
+    const c = { seqId: 2, promptTokenIds: other, outputTokenIds: [5], blockTable: [0, 1, 12, 13, 14, 15, 16], numTokens: k };
+    assert.deepEqual(draft.propose([c])[0]!.tokenIds, oracle([...other, 5], k));
+    assert.equal(draft.rowsComputed - before, 22 - 8 + (k - 1));
+  });
+
   it('proposes no more than the block table has slots for', () => {
     const draft = new DraftRunner(model, createKvStorage(model.config, 8, BLOCK, 'f16'));
     // Newest token at position 6 of a 2-block table: slots 6 and 7 are left, so two proposals.
