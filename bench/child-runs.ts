@@ -3,6 +3,31 @@
 // `--<listFlag> ITEM --child`, and the child prints its table row as one JSON line.
 import { spawnSync } from 'node:child_process';
 
+/** What a timed simulation run reports, as both speed benchmarks read it. */
+interface TimedRun {
+  sim: { wallMs: number };
+  numSteps: number | null;
+  metrics: { completed: number; durationS: number; outputThroughput: number };
+}
+
+/**
+ * The speed columns both benchmarks print after their label: requests, steps, simulation seconds,
+ * seconds with metrics, requests/s, steps/s, virtual seconds (to `virtualDigits`), virtual tok/s.
+ */
+export function speedColumns(r: TimedRun, numRequests: number, totalMs: number, virtualDigits: number): string[] {
+  const simMs = r.sim.wallMs;
+  return [
+    String(r.metrics.completed),
+    String(r.numSteps),
+    (simMs / 1000).toFixed(2),
+    (totalMs / 1000).toFixed(2),
+    ((numRequests / simMs) * 1000).toFixed(0),
+    ((r.numSteps! / simMs) * 1000).toFixed(0),
+    r.metrics.durationS.toFixed(virtualDigits),
+    r.metrics.outputThroughput.toFixed(0),
+  ];
+}
+
 /** In the child: hands the row to the parent and ends the process. */
 export function reportRow(row: string[]): never {
   process.stdout.write(JSON.stringify(row) + '\n');

@@ -16,7 +16,7 @@ import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { formatTable } from '../src/runs/tables.js';
-import { reportRow, rowsFromChildren } from './child-runs.js';
+import { reportRow, rowsFromChildren, speedColumns } from './child-runs.js';
 import { hardwareProfile, modelProfile } from '../src/sim/profiles.js';
 import { buildSimWorkload } from '../src/sim/run-sim.js';
 import { simulateFleetRun } from '../src/sim/run-fleet.js';
@@ -53,20 +53,7 @@ if (values.child) {
   if (!isRouterName(router)) throw new Error(`unknown router '${router}'`);
   const t0 = performance.now();
   const r = simulateFleetRun(workload, router, { hardware: hw.profile, model: model.profile, load, replicas, slo: { ttftMs: 500, tpotMs: 50 } });
-  const totalMs = performance.now() - t0;
-  const simMs = r.sim.wallMs;
-  const row = [
-    router,
-    String(r.metrics.completed),
-    String(r.numSteps),
-    (simMs / 1000).toFixed(2),
-    (totalMs / 1000).toFixed(2),
-    ((n / simMs) * 1000).toFixed(0),
-    ((r.numSteps! / simMs) * 1000).toFixed(0),
-    r.metrics.durationS.toFixed(1),
-    r.metrics.outputThroughput.toFixed(0),
-  ];
-  reportRow(row);
+  reportRow([router, ...speedColumns(r, n, performance.now() - t0, 1)]);
 }
 const rows = rowsFromChildren(fileURLToPath(import.meta.url), 'routers', routers, 'fleet-speed', 3);
 process.stdout.write(

@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import type { BatchingPolicy } from '../src/engine/step-trace.js';
 import { formatTable } from '../src/runs/tables.js';
-import { reportRow, rowsFromChildren } from './child-runs.js';
+import { reportRow, rowsFromChildren, speedColumns } from './child-runs.js';
 import { hardwareProfile, modelProfile } from '../src/sim/profiles.js';
 import { buildSimWorkload, simulatePolicy } from '../src/sim/run-sim.js';
 
@@ -43,20 +43,7 @@ if (values.child) {
   const t0 = performance.now();
   const r = simulatePolicy(workload, policy, { hardware: hw.profile, model: model.profile, load, keepSteps: !values['no-steps'] });
   const totalMs = performance.now() - t0;
-  const simMs = r.sim.wallMs;
-  const row = [
-    r.label,
-    String(r.metrics.completed),
-    String(r.numSteps),
-    (simMs / 1000).toFixed(2),
-    (totalMs / 1000).toFixed(2),
-    ((n / simMs) * 1000).toFixed(0),
-    ((r.numSteps! / simMs) * 1000).toFixed(0),
-    r.metrics.durationS.toFixed(0),
-    r.metrics.outputThroughput.toFixed(0),
-    r.sim.stepsDropped ? 'dropped' : String(r.steps?.length ?? 0),
-  ];
-  reportRow(row);
+  reportRow([r.label, ...speedColumns(r, n, totalMs, 0), r.sim.stepsDropped ? 'dropped' : String(r.steps?.length ?? 0)]);
 }
 const rows = rowsFromChildren(fileURLToPath(import.meta.url), 'policies', policies, 'sim-speed', 3);
 process.stdout.write(`\n${n} requests (${workload.description}), ${values.model} on ${values.hardware}, max_num_seqs ${load.maxNumSeqs}${values['no-steps'] ? ', step records dropped' : ''}\n\n`);
