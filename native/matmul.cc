@@ -244,6 +244,7 @@ void matmul(Context& ctx, float* out, const float* x, const uint8_t* w, DType dt
                     : dt == DType::F16           ? MicroTable<Half>::fns
                                                  : MicroTable<BHalf>::fns;
 
+  const Prefetch none;  // later batch rows of a tile: its first rows already prefetched the next one
   ctx.pool.parallelFor(ntasks, [&](int64_t task, int tid) {
     Scratch& s = ctx.scratch[static_cast<size_t>(tid)];
     float* wbuf = inPlace ? nullptr : s.need(s.a, static_cast<size_t>(NR * ldBuf));
@@ -258,14 +259,9 @@ void matmul(Context& ctx, float* out, const float* x, const uint8_t* w, DType dt
         for (int64_t n = n0; n < n1; n += NR) {
           const int nr = static_cast<int>(std::min<int64_t>(NR, n1 - n));
           // The next tile's weights, paced with this one's arithmetic (by its first batch rows).
-          Prefetch next;
-          {
-            next.p = reinterpret_cast<const char*>(w + static_cast<size_t>(n + NR) * rb + static_cast<size_t>(k0) * eb);
-            next.stride = static_cast<int64_t>(rb);
-            next.rows = static_cast<int>(std::clamp<int64_t>(N - n - NR, 0, NR));
-            next.eb = static_cast<int>(eb);
-          }
-          const Prefetch none;
+          const Prefetch next{reinterpret_cast<const char*>(w + static_cast<size_t>(n + NR) * rb + static_cast<size_t>(k0) * eb),
+                              static_cast<int64_t>(rb), static_cast<int>(std::clamp<int64_t>(N - n - NR, 0, NR)),
+                              static_cast<int>(eb)};
           const void* wt;
           int64_t ldw;
           if (inPlace) {
