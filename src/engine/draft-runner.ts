@@ -162,7 +162,9 @@ export class DraftRunner implements Proposer {
       // Full blocks the draft already holds for these same tokens (never the newest token's row).
       const total = req.promptTokenIds.length + req.outputTokenIds.length;
       for (let j = 0; (j + 1) * bs <= total - 1 && j < req.blockTable.length; j++) {
-        if (this.fullBlocks.get(req.blockTable[j]!) !== this.blockKey(req, st, j)) break;
+        const held = this.fullBlocks.get(req.blockTable[j]!);
+        // Hashed only where the draft holds the block at all: most new prompts share nothing.
+        if (held === undefined || held !== this.blockKey(req, st, j)) break;
         st.computed = (j + 1) * bs;
       }
       st.recorded = st.computed / bs;
