@@ -49,6 +49,21 @@ using QMicroFn = void (*)(const QWeightBlock* w, int64_t ldw, const QActBlock* x
 
 #if STEPWISE_AVX512
 
+/**
+ * One superblock's integer sum added to a pair's float lanes: every AVX-512 path (the tiled
+ * micro-kernel and the few-row register path) goes through this, so their bits agree by
+ * construction. Types with mins have off 0 (qunpack.cc's table), so their off term is skipped:
+ * exact either way.
+ */
+template <bool HasMin>
+__attribute__((always_inline)) inline __m512 addSuperblock(__m512 acc, __m512i sum, __m512 ws, const float* wm, const QActBlock& xb) {
+  const __m512i exact = HasMin ? sum : _mm512_sub_epi32(sum, _mm512_loadu_si512(xb.off));
+  const __m512 scale = _mm512_mul_ps(ws, _mm512_loadu_ps(xb.d));
+  acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact), scale, acc);
+  if (HasMin) acc = _mm512_fnmadd_ps(_mm512_loadu_ps(wm), _mm512_loadu_ps(xb.s), acc);
+  return acc;
+}
+
 template <int NRx, int MRx, bool HasMin, bool Wide>
 void qmicro(const QWeightBlock* w, int64_t ldw, const QActBlock* x, int64_t ldx, int64_t nsb, float* accBuf,
             bool first, bool last, float* out, int64_t ldo) {
@@ -76,11 +91,7 @@ void qmicro(const QWeightBlock* w, int64_t ldw, const QActBlock* x, int64_t ldx,
       const __m512 ws = _mm512_loadu_ps(wb.s);
       for (int j = 0; j < MRx; j++) {
         const QActBlock& xb = x[j * ldx + s];
-        // Types with mins have off 0 (qunpack.cc's table), so their off term is skipped: exact either way.
-        const __m512i exact = HasMin ? sum[i][j] : _mm512_sub_epi32(sum[i][j], _mm512_loadu_si512(xb.off));
-        const __m512 scale = _mm512_mul_ps(ws, _mm512_loadu_ps(xb.d));
-        acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact), scale, acc[i][j]);
-        if (HasMin) acc[i][j] = _mm512_fnmadd_ps(_mm512_loadu_ps(wb.m), _mm512_loadu_ps(xb.s), acc[i][j]);
+        acc[i][j] = addSuperblock<HasMin>(acc[i][j], sum[i][j], ws, wb.m, xb);
       }
     }
   }
@@ -226,10 +237,7 @@ void qdotRows(DType dt, const uint8_t* w, size_t rb, int64_t K, const QActBlock*
         const QActBlock& xb = x[m * nsb + s];
         __m512i sum = _mm512_setzero_si512();
         for (int c = 0; c < 4; c++) sum = _mm512_dpbusd_epi32(sum, u[c], _mm512_loadu_si512(xb.q + 64 * c));
-        const __m512i exact = HasMin ? sum : _mm512_sub_epi32(sum, _mm512_loadu_si512(xb.off));
-        const __m512 scale = _mm512_mul_ps(ws, _mm512_loadu_ps(xb.d));
-        acc[r][m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(exact), scale, acc[r][m]);
-        if (HasMin) acc[r][m] = _mm512_fnmadd_ps(_mm512_loadu_ps(wb[r].m), _mm512_loadu_ps(xb.s), acc[r][m]);
+        acc[r][m] = addSuperblock<HasMin>(acc[r][m], sum, ws, wb[r].m, xb);
       }
     }
   }
