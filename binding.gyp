@@ -20,6 +20,7 @@
       "native/mapped-file.cc",
       "native/matmul.cc",
       "native/qmatmul.cc",
+      "native/qmatmul-x16.cc",
       "native/qrepack.cc",
       "native/qunpack.cc",
       "native/thread-pool.cc"

@@ -169,6 +169,9 @@ console.log(`|${header.map(() => '---').join('|')}|`);
 for (const dtype of dtypes) {
   for (const [rows, cols, what] of SHAPES) {
     const ws = makeWeights(dtype, rows, cols);
+    // One call per copy first: q4_0/q4_k copies are interleaved on first use (qrepack.cc), which
+    // a model does at load, not per step.
+    for (const w of ws) k.matmul(new Float32Array(rows), new Float32Array(cols), w, 1);
     const cells = [dtype, `${rows}x${cols} ${what}`];
     let gbs = '';
     for (const M of Ms) {

@@ -113,7 +113,7 @@ size_t checkWeight(const Napi::Env& env, const std::string& label, DType dt, int
                   str(di.blockSize));
   }
   const size_t rb = rowBytes(dt, cols);
-  const int64_t need = prod({rows, static_cast<int64_t>(rb)});
+  const int64_t need = prod({storedRows(dt, rows), static_cast<int64_t>(rb)});
   if (data.length < need) {
     fail(env, label + " holds " + str(data.length) + " bytes, " + di.name + " " + str(rows) + "x" + str(cols) +
                   " needs " + str(need));
@@ -176,7 +176,7 @@ class NativeKernels : public Napi::ObjectWrap<NativeKernels> {
     checkWeight(env, "weight", dt, rows, cols, w);
     DType rt;
     if (!repackedType(dt, cols, &rt)) return env.Null();
-    auto out = Napi::Uint8Array::New(env, static_cast<size_t>(rows) * rowBytes(rt, cols));
+    auto out = Napi::Uint8Array::New(env, static_cast<size_t>(storedRows(rt, rows)) * rowBytes(rt, cols));
     repackRows(ctx(env), dt, w.data, rows, cols, out.Data());
     Napi::Object o = Napi::Object::New(env);
     o.Set("data", out);

@@ -43,6 +43,7 @@ struct Context {
   std::vector<RopeTable> ropeTables;
   // The activations of the current quantized GEMM (qmatmul.cc), shared by its threads.
   std::vector<QActBlock> qact;
+  std::vector<uint8_t> qsummary;  // and what the interleaved GEMM derives from them (qmatmul-x16.cc)
 };
 
 /** out[m*N + n] = sum_k x[m*K + k] * W[n][k] for m < M; W is N x K of type dt. */
@@ -50,6 +51,12 @@ void matmul(Context& ctx, float* out, const float* x, const uint8_t* w, DType dt
 
 /** matmul for integer-capable weight types (qtypeInfo(dt).integer): int8 activations, integer dot products. */
 void qmatmul(Context& ctx, float* out, const float* x, const uint8_t* w, DType dt, int64_t N, int64_t K, int64_t M);
+
+/**
+ * qmatmul for the interleaved forms (qrepack.cc; AVX-512 build only), given the activations
+ * already quantized: M rows of numSuperblocks(K) blocks.
+ */
+void qmatmulX16(Context& ctx, float* out, const QActBlock* xq, const uint8_t* w, DType dt, int64_t N, int64_t K, int64_t M);
 
 /** The repacked form of t for rows of K (qrepack.cc), when this build has one: true and *out set. */
 bool repackedType(DType t, int64_t K, DType* out);

@@ -38,6 +38,7 @@ struct QActBlock {
   float d[QLANES];
   int32_t off[QLANES];
   float s[QLANES];  // d[l] * (sum of q in lane l), for the weights' m term
+  int32_t sum[QLANES];  // sum of q in lane l
 };
 
 /** How a weight type takes part in integer dot products. */

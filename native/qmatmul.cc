@@ -298,6 +298,10 @@ void qmatmul(Context& ctx, float* out, const float* x, const uint8_t* w, DType d
 
   const int64_t threads = ctx.pool.size();
 #if STEPWISE_AVX512
+  if (isInterleaved(dt)) {
+    qmatmulX16(ctx, out, xq, w, dt, N, K, M);
+    return;
+  }
   if (M <= 4) {
     // Chunks of rows, several per thread; each weight superblock is unpacked once for all M
     // activation rows, and the next rows' weights are prefetched a superblock at a time.

@@ -1,23 +1,34 @@
-// Repacking of q4_0 and q4_k weights, once per tensor, into forms the AVX-512 GEMMs read without
-// unpacking (what llama.cpp's CPU "repack" buffer types do for the same formats). Unpacking a
-// superblock into the lane order of qblocks.h costs ~55 vector instructions against 4 dot
-// products, which bound the decode of one sequence at a quarter of the memory bandwidth; the
-// repacked form stores the nibbles already in lane order (byte p: lane bytes p and p + 128) and
-// the scales as plain bytes, in about the file's size (148 bytes per 256 elements for q4_k, 144
-// for q4_0), so a superblock is 2 loads and 4 masks before the dot products.
+// Interleaving of q4_0 and q4_k weights, once per tensor, into the forms the AVX-512 GEMM of
+// qmatmul-x16.cc reads (what llama.cpp's CPU "repack" buffer types do for the same formats).
+//
+// 16 consecutive rows are stored side by side, so one 64-byte vector holds the same 4 columns of
+// all 16 rows: a VNNI dot product with 4 activation bytes broadcast then adds into 16 outputs at
+// once, and the scales of a block are one vector over the rows. The per-pair epilogue of the
+// lane form (qblocks.h: one per 256 products of one weight row and one activation row) becomes one
+// per 32 products of 16 rows, and no horizontal folds remain.
+//
+// q4_0_x16, per group of 16 rows and per 32-column block b (288 bytes, the file's 16 x 18):
+//   bytes 64v + 4r + i (v < 4, r < 16, i < 4): row r's file byte 4v + i, i.e. column 4v + i in the
+//   low nibble and column 16 + 4v + i in the high one;  bytes 256 + 2r: row r's f16 scale.
+// q4_k_x16, per group and per 256-column superblock (2368 bytes, 148 per row against 144):
+//   bytes 256j + 64v + 4r + i: sub-block j's columns 32j + 4v + i (low nibble) and
+//   32j + 16 + 4v + i (high);  2048 + 2r: f16 d;  2080 + 2r: f16 dmin;  2112 + 16j + r: the
+//   6-bit scale of sub-block j;  2240 + 32p + 2r + t: the 6-bit min of sub-block 2p + t (pairs
+//   of 16-bit lanes once widened, for the 16-bit dot product of the min term).
+// Rows past the tensor's end, up to the group's 16, are zeros.
 #include <cstring>
 
 #include "ggml-blocks.h"
 #include "kernels.h"
 #include "qblocks.h"
+#include "simd.h"  // STEPWISE_AVX512: without it the repacking was compiled out, silently
 
 namespace stepwise {
 
 bool repackedType(DType t, int64_t K, DType* out) {
 #if STEPWISE_AVX512
-  if (K % QK != 0) return false;
-  if (t == DType::Q4_K) return *out = DType::Q4_K_R, true;
-  if (t == DType::Q4_0) return *out = DType::Q4_0_R, true;
+  if (t == DType::Q4_K && K % QK == 0) return *out = DType::Q4_K_X16, true;
+  if (t == DType::Q4_0 && K % 32 == 0) return *out = DType::Q4_0_X16, true;
 #else
   (void)t;
   (void)K;
@@ -26,31 +37,67 @@ bool repackedType(DType t, int64_t K, DType* out) {
   return false;
 }
 
+namespace {
+
+constexpr int64_t kQ40Group = 16 * 18;   // bytes per group and 32-column block
+constexpr int64_t kQ4KGroup = 16 * 148;  // bytes per group and superblock
+
+void interleaveQ4_0(const uint8_t* src, int64_t rows, int64_t K, int64_t g, uint8_t* dst) {
+  const int64_t nb = K / 32;
+  const size_t rb = rowBytes(DType::Q4_0, K);
+  for (int64_t b = 0; b < nb; b++) {
+    uint8_t* o = dst + (g * nb + b) * kQ40Group;
+    std::memset(o, 0, kQ40Group);
+    for (int r = 0; r < 16 && g * 16 + r < rows; r++) {
+      const uint8_t* blk = src + static_cast<size_t>(g * 16 + r) * rb + b * 18;
+      for (int v = 0; v < 4; v++) std::memcpy(o + 64 * v + 4 * r, blk + 2 + 4 * v, 4);
+      std::memcpy(o + 256 + 2 * r, blk, 2);
+    }
+  }
+}
+
+void interleaveQ4_K(const uint8_t* src, int64_t rows, int64_t K, int64_t g, uint8_t* dst) {
+  const int64_t nsb = K / QK;
+  const size_t rb = rowBytes(DType::Q4_K, K);
+  uint8_t u[QK];  // one superblock's 4-bit values in column order
+  for (int64_t s = 0; s < nsb; s++) {
+    uint8_t* o = dst + (g * nsb + s) * kQ4KGroup;
+    std::memset(o, 0, kQ4KGroup);
+    for (int r = 0; r < 16 && g * 16 + r < rows; r++) {
+      const uint8_t* b = src + static_cast<size_t>(g * 16 + r) * rb + s * 144;
+      // 64-column chunks of 32 bytes: low nibbles are the chunk's first 32 columns.
+      for (int c = 0; c < 4; c++)
+        for (int t = 0; t < 32; t++) {
+          u[64 * c + t] = b[16 + 32 * c + t] & 0x0f;
+          u[64 * c + 32 + t] = b[16 + 32 * c + t] >> 4;
+        }
+      for (int j = 0; j < 8; j++)
+        for (int v = 0; v < 4; v++)
+          for (int i = 0; i < 4; i++) {
+            const int e = 32 * j + 4 * v + i;
+            o[256 * j + 64 * v + 4 * r + i] = static_cast<uint8_t>(u[e] | (u[e + 16] << 4));
+          }
+      std::memcpy(o + 2048 + 2 * r, b, 2);
+      std::memcpy(o + 2080 + 2 * r, b + 2, 2);
+      for (int j = 0; j < 8; j++) {
+        int sc, m;
+        ggml::q4kScaleMin(b + 4, j, &sc, &m);
+        o[2112 + 16 * j + r] = static_cast<uint8_t>(sc);
+        o[2240 + 32 * (j / 2) + 2 * r + j % 2] = static_cast<uint8_t>(m);
+      }
+    }
+  }
+}
+
+}  // namespace
+
 void repackRows(Context& ctx, DType t, const uint8_t* src, int64_t rows, int64_t K, uint8_t* dst) {
   DType rt;
   if (!repackedType(t, K, &rt)) return;
-  const size_t srb = rowBytes(t, K), drb = rowBytes(rt, K);
-  const int64_t nsb = K / QK;
-  ctx.pool.parallelFor(rows, [&](int64_t r, int) {
-    QWeightBlock wb;
-    for (int64_t s = 0; s < nsb; s++) {
-      const uint8_t* row = src + static_cast<size_t>(r) * srb;
-      uint8_t* o = dst + static_cast<size_t>(r) * drb + static_cast<size_t>(s) * static_cast<size_t>(dtypeInfo(rt).blockBytes);
-      unpackWeightBlock(t, row, K, s, &wb);  // lane-ordered bytes, 0..15
-      for (int p = 0; p < 128; p++) o[p] = static_cast<uint8_t>(wb.u[p] | (wb.u[p + 128] << 4));
-      if (t == DType::Q4_K) {
-        const uint8_t* b = row + s * 144;
-        std::memcpy(o + 128, b, 4);  // f16 d, f16 dmin
-        for (int j = 0; j < 8; j++) {
-          int sc, m;
-          ggml::q4kScaleMin(b + 4, j, &sc, &m);
-          o[132 + j] = static_cast<uint8_t>(sc);
-          o[140 + j] = static_cast<uint8_t>(m);
-        }
-      } else {
-        for (int j = 0; j < 8; j++) std::memcpy(o + 128 + 2 * j, row + (s * 8 + j) * 18, 2);  // f16 d of each block
-      }
-    }
+  const int64_t groups = storedRows(rt, rows) / kInterleave;
+  ctx.pool.parallelFor(groups, [&](int64_t g, int) {
+    if (t == DType::Q4_0) interleaveQ4_0(src, rows, K, g, dst);
+    else interleaveQ4_K(src, rows, K, g, dst);
   });
 }
 

@@ -149,43 +149,12 @@ inline __m256i valuesQ4_0(const uint8_t* b) {
 }
 
 /**
- * The repacked forms (qrepack.cc): 128 bytes of lane-ordered nibbles (byte p holds lane bytes p and
- * p + 128), then the scales — q4_k_r: f16 d, f16 dmin, 8 scale bytes, 8 min bytes (148 bytes);
- * q4_0_r: 8 f16 block scales (144 bytes). The lane scales come out as the same float products the
- * other paths compute, so every path gives the same bits.
- */
-__attribute__((always_inline)) inline void nibbleLanes(const uint8_t* b, __m512i u[4]) {
-  const __m512i mask = _mm512_set1_epi8(0x0f);
-  const __m512i lo = _mm512_loadu_si512(b), hi = _mm512_loadu_si512(b + 64);
-  u[0] = _mm512_and_si512(lo, mask);
-  u[1] = _mm512_and_si512(hi, mask);
-  u[2] = _mm512_and_si512(_mm512_srli_epi16(lo, 4), mask);
-  u[3] = _mm512_and_si512(_mm512_srli_epi16(hi, 4), mask);
-}
-
-__attribute__((always_inline)) inline void regsQ4_K_R(const uint8_t* b, QWeightBlock* o, __m512i u[4]) {
-  nibbleLanes(b, u);
-  uint64_t sc, m;
-  std::memcpy(&sc, b + 132, 8);
-  std::memcpy(&m, b + 140, 8);
-  storePairs(o->s, sc, f16ToF32(loadU16(b + 128)));
-  storePairs(o->m, m, f16ToF32(loadU16(b + 130)));
-}
-
-__attribute__((always_inline)) inline void regsQ4_0_R(const uint8_t* b, QWeightBlock* o, __m512i u[4]) {
-  nibbleLanes(b, u);
-  blockScales(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 128)), o);
-}
-
-/**
  * Superblock sb of a row in registers when its type has a fast path (q4_k, q5_k, q6_k, and whole
  * superblocks of q8_0 and q4_0): true, with o's scales and mins written; false otherwise.
  */
 __attribute__((always_inline)) inline bool unpackRegs(DType t, const uint8_t* row, int64_t K, int64_t sb, QWeightBlock* o, __m512i u[4]) {
   switch (t) {
     case DType::Q4_K: regsQ4_K(row + sb * 144, o, u); return true;
-    case DType::Q4_K_R: regsQ4_K_R(row + sb * 148, o, u); return true;
-    case DType::Q4_0_R: regsQ4_0_R(row + sb * 144, o, u); return true;
     case DType::Q5_K: regsQ5_K(row + sb * 176, o, u); return true;
     case DType::Q6_K: regsQ6_K(row + sb * 210, o, u); return true;
     case DType::Q8_0:

@@ -56,9 +56,9 @@ QTypeInfo qtypeInfo(DType t) {
       return {true, 32, false, false, 256};
     case DType::IQ4_XS:
       return {true, 128, false, true, 256};
-    case DType::Q4_0_R:
+    case DType::Q4_0_X16:
       return {true, 8, false, false, 32};
-    case DType::Q4_K_R:
+    case DType::Q4_K_X16:
       return {true, 0, true, false, 256};
   }
   return {false, 0, false, false, 0};
@@ -313,6 +313,7 @@ void quantizeActBlock(const float* x, int group, int off, QActBlock* o) {
     sum = _mm512_dpbusd_epi32(sum, _mm512_set1_epi8(1), q[c]);
   }
   _mm512_storeu_ps(o->d, d16);
+  _mm512_storeu_si512(o->sum, sum);
   _mm512_storeu_si512(o->off, _mm512_mullo_epi32(_mm512_set1_epi32(off), sum));
   _mm512_storeu_ps(o->s, _mm512_mul_ps(d16, _mm512_cvtepi32_ps(sum)));
 }
@@ -359,6 +360,7 @@ void quantizeActRow(const float* x, int64_t K, int group, int off, QActBlock* ou
       int32_t sum = 0;
       for (int i = 0; i < 16; i++) sum += natural[16 * l + i];
       o->d[l] = d[l / 2];
+      o->sum[l] = sum;
       o->off[l] = off * sum;
       o->s[l] = o->d[l] * static_cast<float>(sum);
     }

@@ -5,11 +5,12 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
 
-import { createNativeKernels, nativeAddonPath, nativeUnavailableReason, selectedNativeAddonPath } from '../../src/model/kernels/native.js';
+import { nativeAddonPath, nativeUnavailableReason, selectedNativeAddonPath } from '../../src/model/kernels/native.js';
 import { quantize } from '../../src/model/kernels/quant.js';
 
 const skip = nativeUnavailableReason() ?? false;
@@ -19,16 +20,39 @@ function values(n: number, seed: number): Float32Array {
 }
 
 describe('native addon', { skip }, () => {
+  it('interleaves q4_0 and q4_k weights in the avx512 build, and only there', () => {
+    // The interleaved GEMM (native/qmatmul-x16.cc) is reached only through repack: a build that
+    // compiled it out would still pass every accuracy test, so its presence is checked here.
+    const addon = createRequire(import.meta.url)(selectedNativeAddonPath());
+    const k = new addon.NativeKernels(1);
+    try {
+      for (const [dtype, code] of [['q4_0', 4], ['q4_k', 5]] as const) {
+        const rows = 20, cols = 256;
+        const packed = k.repack(quantize(dtype, values(rows * cols, 3), rows, cols), code, rows, cols);
+        if (addon.simd !== 'avx512-vnni') {
+          assert.equal(packed, null, `${addon.simd}: no interleaved form`);
+          continue;
+        }
+        assert.equal(packed.dtype, code === 4 ? 15 : 16);
+        // Two groups of 16 rows: the last one padded with zeros.
+        assert.equal(packed.data.length, 32 * (dtype === 'q4_0' ? 144 : 148));
+      }
+    } finally {
+      k.close();
+    }
+  });
+
   it('runs in several worker threads at once, with the same bits as on the main thread, and lets them exit', async () => {
     const rows = 96;
     const cols = 512;
     const M = 7;
     const w = quantize('q4_k', values(rows * cols, 1), rows, cols);
     const x = values(M * cols, 2);
+    // The main thread calls the addon as the workers do (the file's q4_k, code 5, not repacked).
     const expected = new Float32Array(M * rows);
-    const k = createNativeKernels({ threads: 2 });
-    k.matmul(expected, x, { name: 'w', dtype: 'q4_k', rows, cols, data: w }, M);
-    k.close();
+    const main = new (createRequire(import.meta.url)(selectedNativeAddonPath()).NativeKernels)(2);
+    main.matmul(expected, x, w, 5, rows, cols, M, 'w');
+    main.close();
 
     // Plain JavaScript workers load the addon directly: this checks the addon, not tsx.
     const code = `
@@ -143,9 +167,10 @@ describe('install script (scripts/build-native.mjs)', () => {
 
 describe('instruction-set variants', { skip }, () => {
   // Each variant this CPU can run, forced with STEPWISE_ISA in a child process: its name, and the
-  // bits of a q4_k and a q8_0 product. AVX2 and AVX-512 do the same float operations lane for lane
-  // (their integer sums are exact), so they agree bit for bit; the scalar build does not fuse
-  // multiply-adds, so it is only close.
+  // bits of a q4_k and a q8_0 product. On the file's forms AVX2 and AVX-512 do the same float
+  // operations lane for lane (their integer sums are exact), so they agree bit for bit; the scalar
+  // build does not fuse multiply-adds, and AVX-512's interleaved q4_k (qrepack.cc) sums in another
+  // order, so those are only close.
   const script = `
     import { createNativeKernels } from './src/model/kernels/native.ts';
     import { quantize } from './src/model/kernels/quant.ts';
@@ -176,31 +201,31 @@ describe('instruction-set variants', { skip }, () => {
     console.log(JSON.stringify({ name: k.name, out, kvSame }));
     k.close();
   `;
-  const run = (isa: string) => {
-    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
-      encoding: 'utf8', env: { ...process.env, STEPWISE_ISA: isa },
+  const run = (isa: string, env: Record<string, string> = {}) =>
+    spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      encoding: 'utf8', env: { ...process.env, STEPWISE_ISA: isa, ...env },
     });
-    return r;
-  };
 
   it('loads the variant STEPWISE_ISA names, or says why it cannot', () => {
     const results = new Map<string, number[]>();
-    for (const isa of ['avx512', 'avx2', 'generic']) {
-      const r = run(isa);
+    for (const isa of ['avx512', 'avx2', 'generic', 'avx512-repacked']) {
+      const r = isa === 'avx512-repacked' ? run('avx512') : run(isa, { STEPWISE_NO_REPACK: '1' });
       if (r.status !== 0) {
         // Only a CPU without the variant's features (or a compiler without its flags) may refuse.
-        assert.match(r.stderr, new RegExp(`STEPWISE_ISA=${isa}: (this CPU lacks|.* is not built)`), r.stderr);
+        assert.match(r.stderr, new RegExp(`STEPWISE_ISA=${isa.split('-')[0]}: (this CPU lacks|.* is not built)`), r.stderr);
         continue;
       }
       const { name, out, kvSame } = JSON.parse(r.stdout) as { name: string; out: number[]; kvSame: Record<string, boolean> };
-      assert.match(name, { avx512: /^native-avx512-vnni /, avx2: /^native-avx2 /, generic: /^native-scalar / }[isa]!);
+      assert.match(name, { avx512: /^native-avx512-vnni /, avx2: /^native-avx2 /, generic: /^native-scalar / }[isa.split('-')[0]!]!);
       assert.deepEqual(kvSame, { f16: true, q8_0: true }, `${isa}: KV bytes as the reference writes them`);
       results.set(isa, out);
     }
     assert.ok(results.has('generic'), 'the generic variant always runs');
     const [a512, a2, gen] = [results.get('avx512'), results.get('avx2'), results.get('generic')!];
     if (a512 && a2) assert.deepEqual(a512, a2, 'AVX-512 and AVX2 give the same bits');
-    for (const other of [a512, a2]) {
+    const repacked = results.get('avx512-repacked');
+    if (a512) assert.notDeepEqual(repacked, a512, 'the avx512 build interleaves q4_k (another summation order)');
+    for (const other of [a512, a2, repacked]) {
       if (!other) continue;
       for (let i = 0; i < gen.length; i++) assert.ok(Math.abs(other[i]! - gen[i]!) <= 1e-4 * Math.max(1, Math.abs(gen[i]!)), `element ${i}`);
     }

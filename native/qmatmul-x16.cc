@@ -1,0 +1,233 @@
+// GEMM for the interleaved q4_0 / q4_k forms of qrepack.cc (AVX-512 build): out[m][n] = sum_k x[m][k] W[n][k],
+// with x quantized to int8 by qmatmul.cc (QActBlock, qblocks.h).
+//
+// Outputs in lanes. A 64-byte weight vector holds 4 columns of 16 rows; the activation's 4 bytes
+// of those columns are broadcast, and one vpdpbusd adds 4 products into each of the 16 rows'
+// integer sums. A tile is NG groups of 16 rows by MR activation rows; the broadcasts serve all NG
+// groups and each unpacked weight vector all MR rows. Per 32-column block the exact integer sums
+// become floats once, for 16 rows at a time:
+//   q4_0:  acc += float(sum(u * q) - 8 * sum(q)) * (d_w[rows] * d_x)
+//   q4_k:  per superblock  f = sum over sub-blocks j of float(sum_j(u * q)) * sc_j[rows], then
+//          acc += f * (d[rows] * d_x) - float(sum_j m_j[rows] * sum_j(q)) * (dmin[rows] * d_x)
+// (the min term's integer sum by 16-bit dot products of min pairs with sub-block sum pairs).
+// Against the lane form (qmatmul.cc) this is one float step per 512 products instead of one per
+// 256 of a single (row, activation row) pair, and no horizontal fold at the end.
+//
+// Batch invariance: an output's integer sums are exact, and its float operations are the same
+// sequence (blocks in column order) whatever the tile shape, M, thread or chunk of activation rows
+// computed it; rows only sit in different lanes of different vectors.
+#include <algorithm>
+#include <cstring>
+
+#include "kernels.h"
+#include "qblocks.h"
+#include "simd.h"
+
+#if STEPWISE_AVX512
+
+// GCC 12's false positive inside its own AVX-512 headers (see qmatmul.cc).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+namespace stepwise {
+namespace {
+
+constexpr int64_t kQ40Block = 16 * 18;   // bytes per group of 16 rows and 32 columns
+constexpr int64_t kQ4KBlock = 16 * 148;  // bytes per group and 256 columns
+constexpr int NG = 2;                    // groups per tile
+constexpr int MR40 = 6;                  // activation rows per tile, q4_0
+constexpr int MR4K = 4;                  // q4_k keeps a third accumulator per pair
+constexpr int64_t MC = 96;               // activation rows per task: a multiple of both MRs
+
+/** What the tiles need of an activation block besides its bytes. */
+struct XSummary {
+  float d;       // its scale
+  int32_t v[4];  // q4_0: v[0] = -8 * sum(q);  q4_k: sub-block sums of q as 16-bit pairs (2p, 2p+1)
+};
+
+inline int32_t load4(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+/** The nibbles of one weight vector: columns 4v..4v+3 (low) and 16+4v.. (high) of 16 rows. */
+__attribute__((always_inline)) inline void nibbles(const uint8_t* p, __m512i* lo, __m512i* hi) {
+  const __m512i mask = _mm512_set1_epi8(0x0f);
+  const __m512i raw = _mm512_loadu_si512(p);
+  *lo = _mm512_and_si512(raw, mask);
+  *hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), mask);
+}
+
+/**
+ * isum[g][m] += the products of one 32-column block: `blk[g]` its weight bytes per group, `q[m]`
+ * the activation rows' lane-ordered bytes at that block (columns 4v + i of it sit at 64v + i,
+ * columns 16 + 4v + i at 64v + 4 + i; qblocks.h).
+ */
+template <int G, int MR>
+__attribute__((always_inline)) inline void blockSums(const uint8_t* const* blk, const int8_t* const* q, __m512i (&isum)[NG][MR]) {
+  for (int v = 0; v < 4; v++) {
+    __m512i lo[G], hi[G];
+    for (int g = 0; g < G; g++) nibbles(blk[g] + 64 * v, &lo[g], &hi[g]);
+    for (int m = 0; m < MR; m++) {
+      const __m512i xl = _mm512_set1_epi32(load4(q[m] + 64 * v)), xh = _mm512_set1_epi32(load4(q[m] + 64 * v + 4));
+      for (int g = 0; g < G; g++) {
+        isum[g][m] = _mm512_dpbusd_epi32(isum[g][m], lo[g], xl);
+        isum[g][m] = _mm512_dpbusd_epi32(isum[g][m], hi[g], xh);
+      }
+    }
+  }
+}
+
+/** Stores 16 rows of results (fewer at the tensor's end). */
+inline void storeRows(float* out, __m512 v, int rows) {
+  if (rows >= 16) _mm512_storeu_ps(out, v);
+  else _mm512_mask_storeu_ps(out, static_cast<__mmask16>((1u << rows) - 1), v);
+}
+
+/**
+ * G groups x MR activation rows of q4_0_x16. w: the first group's bytes; x: the first activation
+ * row's superblocks (rows nsb apart); xs: its block summaries (rows nb apart); out: row 0's outputs
+ * of the tile's first weight row (rows ldo apart); rows: the tile's weight rows that exist.
+ */
+template <int G, int MR>
+void tileQ4_0(const uint8_t* w, int64_t nb, const QActBlock* x, int64_t nsb, const XSummary* xs, float* out, int64_t ldo, int rows) {
+  __m512 acc[NG][MR];
+  for (int g = 0; g < G; g++)
+    for (int m = 0; m < MR; m++) acc[g][m] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; b++) {
+    __m512i isum[NG][MR];
+    const int8_t* q[MR];
+    for (int m = 0; m < MR; m++) {
+      const __m512i init = _mm512_set1_epi32(xs[m * nb + b].v[0]);  // -8 * sum(q): exact either way
+      for (int g = 0; g < G; g++) isum[g][m] = init;
+      q[m] = x[m * nsb + b / 8].q + 8 * (b % 8);
+    }
+    const uint8_t* blk[NG];
+    for (int g = 0; g < G; g++) blk[g] = w + (g * nb + b) * kQ40Block;
+    blockSums<G, MR>(blk, q, isum);
+    for (int g = 0; g < G; g++) {
+      const __m512 ws = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk[g] + 256)));
+      for (int m = 0; m < MR; m++)
+        acc[g][m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[g][m]), _mm512_mul_ps(ws, _mm512_set1_ps(xs[m * nb + b].d)), acc[g][m]);
+    }
+  }
+  for (int g = 0; g < G; g++)
+    for (int m = 0; m < MR; m++) storeRows(out + m * ldo + 16 * g, acc[g][m], rows - 16 * g);
+}
+
+/** tileQ4_0 for q4_k_x16; xs: one summary per superblock (rows nsb apart). */
+template <int G, int MR>
+void tileQ4_K(const uint8_t* w, int64_t /*nb*/, const QActBlock* x, int64_t nsb, const XSummary* xs, float* out, int64_t ldo, int rows) {
+  __m512 acc[NG][MR];
+  for (int g = 0; g < G; g++)
+    for (int m = 0; m < MR; m++) acc[g][m] = _mm512_setzero_ps();
+  for (int64_t s = 0; s < nsb; s++) {
+    const uint8_t* sb[NG];
+    for (int g = 0; g < G; g++) sb[g] = w + (g * nsb + s) * kQ4KBlock;
+    __m512 f[NG][MR];
+    for (int g = 0; g < G; g++)
+      for (int m = 0; m < MR; m++) f[g][m] = _mm512_setzero_ps();
+    for (int j = 0; j < 8; j++) {
+      __m512i isum[NG][MR];
+      const int8_t* q[MR];
+      for (int m = 0; m < MR; m++) q[m] = x[m * nsb + s].q + 8 * j;
+      for (int g = 0; g < G; g++)
+        for (int m = 0; m < MR; m++) isum[g][m] = _mm512_setzero_si512();
+      const uint8_t* blk[NG];
+      for (int g = 0; g < G; g++) blk[g] = sb[g] + 256 * j;
+      blockSums<G, MR>(blk, q, isum);
+      for (int g = 0; g < G; g++) {
+        const __m512 sc = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sb[g] + 2112 + 16 * j))));
+        for (int m = 0; m < MR; m++) f[g][m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[g][m]), sc, f[g][m]);
+      }
+    }
+    for (int g = 0; g < G; g++) {
+      const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sb[g] + 2048)));
+      const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sb[g] + 2080)));
+      __m512i mins[MR];
+      for (int m = 0; m < MR; m++) mins[m] = _mm512_setzero_si512();
+      for (int p = 0; p < 4; p++) {
+        const __m512i mp = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sb[g] + 2240 + 32 * p)));
+        for (int m = 0; m < MR; m++) mins[m] = _mm512_dpwssd_epi32(mins[m], mp, _mm512_set1_epi32(xs[m * nsb + s].v[p]));
+      }
+      for (int m = 0; m < MR; m++) {
+        const __m512 xd = _mm512_set1_ps(xs[m * nsb + s].d);
+        acc[g][m] = _mm512_fmadd_ps(f[g][m], _mm512_mul_ps(d, xd), acc[g][m]);
+        acc[g][m] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mins[m]), _mm512_mul_ps(dmin, xd), acc[g][m]);
+      }
+    }
+  }
+  for (int g = 0; g < G; g++)
+    for (int m = 0; m < MR; m++) storeRows(out + m * ldo + 16 * g, acc[g][m], rows - 16 * g);
+}
+
+using TileFn = void (*)(const uint8_t*, int64_t, const QActBlock*, int64_t, const XSummary*, float*, int64_t, int);
+
+template <int G, int MR>
+struct Q40 {
+  static constexpr TileFn fn = tileQ4_0<G, MR>;
+};
+template <int G, int MR>
+struct Q4K {
+  static constexpr TileFn fn = tileQ4_K<G, MR>;
+};
+
+template <template <int, int> class T, int... Ms>
+constexpr TileFn kTiles[NG][sizeof...(Ms)] = {{T<1, Ms>::fn...}, {T<2, Ms>::fn...}};
+
+/** Summaries of M activation rows: per 32-column block (q4_0) or per superblock (q4_k). */
+void summarize(const QActBlock* xq, int64_t M, int64_t nsb, int64_t nb, bool k, XSummary* xs) {
+  for (int64_t m = 0; m < M; m++) {
+    for (int64_t s = 0; s < nsb; s++) {
+      const QActBlock& a = xq[m * nsb + s];
+      if (k) {
+        XSummary& o = xs[m * nsb + s];
+        o.d = a.d[0];
+        for (int p = 0; p < 4; p++) {
+          const int32_t lo = a.sum[4 * p] + a.sum[4 * p + 1], hi = a.sum[4 * p + 2] + a.sum[4 * p + 3];
+          o.v[p] = static_cast<int32_t>(static_cast<uint32_t>(static_cast<uint16_t>(lo)) | (static_cast<uint32_t>(static_cast<uint16_t>(hi)) << 16));
+        }
+      } else {
+        for (int j = 0; j < 8 && s * 8 + j < nb; j++) {
+          XSummary& o = xs[m * nb + s * 8 + j];
+          o.d = a.d[2 * j];
+          o.v[0] = -(a.off[2 * j] + a.off[2 * j + 1]);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void qmatmulX16(Context& ctx, float* out, const QActBlock* xq, const uint8_t* w, DType dt, int64_t N, int64_t K, int64_t M) {
+  const bool k = dt == DType::Q4_K_X16;
+  const int64_t nsb = numSuperblocks(K);
+  const int64_t nb = k ? nsb : K / 32;      // summaries per activation row
+  const int64_t groupBytes = k ? nsb * kQ4KBlock : nb * kQ40Block;
+  const int mr = k ? MR4K : MR40;
+  if (ctx.qsummary.size() < static_cast<size_t>(M * nb) * sizeof(XSummary)) ctx.qsummary.resize(static_cast<size_t>(M * nb) * sizeof(XSummary));
+  XSummary* xs = reinterpret_cast<XSummary*>(ctx.qsummary.data());
+  summarize(xq, M, nsb, nb, k, xs);
+
+  const int64_t groups = (N + 15) / 16;
+  const int64_t tiles = (groups + NG - 1) / NG;
+  const int64_t chunks = (M + MC - 1) / MC;
+  ctx.pool.parallelFor(chunks * tiles, [&](int64_t task, int) {
+    const int64_t m0 = (task / tiles) * MC, m1 = std::min(M, m0 + MC);
+    const int64_t g0 = (task % tiles) * NG;
+    const int ng = static_cast<int>(std::min<int64_t>(NG, groups - g0));
+    const int rows = static_cast<int>(std::min<int64_t>(16 * NG, N - 16 * g0));
+    for (int64_t m = m0; m < m1; m += mr) {
+      const int n = static_cast<int>(std::min<int64_t>(mr, m1 - m));
+      const TileFn fn = k ? kTiles<Q4K, 1, 2, 3, 4>[ng - 1][n - 1] : kTiles<Q40, 1, 2, 3, 4, 5, 6>[ng - 1][n - 1];
+      fn(w + g0 * groupBytes, nb, xq + m * nsb, nsb, xs + m * nb, out + m * N + 16 * g0, N, rows);
+    }
+  });
+}
+
+}  // namespace stepwise
+
+#endif
