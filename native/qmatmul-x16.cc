@@ -35,7 +35,7 @@ namespace {
 
 constexpr int64_t kQ40Block = 16 * 18;   // bytes per group of 16 rows and 32 columns
 constexpr int64_t kQ4KBlock = 16 * 148;  // bytes per group and 256 columns
-constexpr int NG = 2;                    // groups per tile
+constexpr int NG = 4;                    // groups per tile, at most (2 unless one activation row: decode)
 constexpr int MR40 = 6;                  // activation rows per tile, q4_0
 constexpr int MR4K = 4;                  // q4_k keeps a third accumulator per pair
 constexpr int64_t MC = 96;               // activation rows per task: a multiple of both MRs
@@ -175,7 +175,7 @@ struct Q4K {
 };
 
 template <template <int, int> class T, int... Ms>
-constexpr TileFn kTiles[NG][sizeof...(Ms)] = {{T<1, Ms>::fn...}, {T<2, Ms>::fn...}};
+constexpr TileFn kTiles[NG][sizeof...(Ms)] = {{T<1, Ms>::fn...}, {T<2, Ms>::fn...}, {T<3, Ms>::fn...}, {T<4, Ms>::fn...}};
 
 /** Summaries of M activation rows: per 32-column block (q4_0) or per superblock (q4_k). */
 void summarize(const QActBlock* xq, int64_t M, int64_t nsb, int64_t nb, bool k, XSummary* xs) {
@@ -212,14 +212,17 @@ void qmatmulX16(Context& ctx, float* out, const QActBlock* xq, const uint8_t* w,
   XSummary* xs = reinterpret_cast<XSummary*>(ctx.qsummary.data());
   summarize(xq, M, nsb, nb, k, xs);
 
+  // One activation row has no broadcasts to share: 4 groups give 4 independent chains of sums
+  // and 4 weight streams in flight. More rows take 2 groups, so the accumulators fit in registers.
+  const int ngTile = M == 1 ? 4 : 2;
   const int64_t groups = (N + 15) / 16;
-  const int64_t tiles = (groups + NG - 1) / NG;
+  const int64_t tiles = (groups + ngTile - 1) / ngTile;
   const int64_t chunks = (M + MC - 1) / MC;
   ctx.pool.parallelFor(chunks * tiles, [&](int64_t task, int) {
     const int64_t m0 = (task / tiles) * MC, m1 = std::min(M, m0 + MC);
-    const int64_t g0 = (task % tiles) * NG;
-    const int ng = static_cast<int>(std::min<int64_t>(NG, groups - g0));
-    const int rows = static_cast<int>(std::min<int64_t>(16 * NG, N - 16 * g0));
+    const int64_t g0 = (task % tiles) * ngTile;
+    const int ng = static_cast<int>(std::min<int64_t>(ngTile, groups - g0));
+    const int rows = static_cast<int>(std::min<int64_t>(16 * ngTile, N - 16 * g0));
     for (int64_t m = m0; m < m1; m += mr) {
       const int n = static_cast<int>(std::min<int64_t>(mr, m1 - m));
       const TileFn fn = k ? kTiles<Q4K, 1, 2, 3, 4>[ng - 1][n - 1] : kTiles<Q40, 1, 2, 3, 4, 5, 6>[ng - 1][n - 1];
