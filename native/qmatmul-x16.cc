@@ -1,4 +1,4 @@
-// GEMM for the interleaved q4_0 / q4_k forms of qrepack.cc (AVX-512 build): out[m][n] = sum_k x[m][k] W[n][k],
+// GEMM for the interleaved q4_0 / q4_k / q8_0 forms of qrepack.cc (AVX-512 build): out[m][n] = sum_k x[m][k] W[n][k],
 // with x quantized to int8 by qmatmul.cc (QActBlock, qblocks.h).
 //
 // Outputs in lanes. A 64-byte weight vector holds 4 columns of 16 rows; the activation's 4 bytes
@@ -6,7 +6,7 @@
 // integer sums. A tile is NG groups of 16 rows by MR activation rows; the broadcasts serve all NG
 // groups and each unpacked weight vector all MR rows. Per 32-column block the exact integer sums
 // become floats once, for 16 rows at a time:
-//   q4_0:  acc += float(sum(u * q) - 8 * sum(q)) * (d_w[rows] * d_x)
+//   q4_0, q8_0:  acc += float(sum(u * q) - off * sum(q)) * (d_w[rows] * d_x)   (off 8, 128)
 //   q4_k:  per superblock  f = sum over sub-blocks j of float(sum_j(u * q)) * sc_j[rows], then
 //          acc += f * (d[rows] * d_x) - float(sum_j m_j[rows] * sum_j(q)) * (dmin[rows] * d_x)
 // (the min term's integer sum by 16-bit dot products of min pairs with sub-block sum pairs).
@@ -35,6 +35,7 @@ namespace {
 
 constexpr int64_t kQ40Block = 16 * 18;   // bytes per group of 16 rows and 32 columns
 constexpr int64_t kQ4KBlock = 16 * 148;  // bytes per group and 256 columns
+constexpr int64_t kQ80Block = 16 * 34;   // bytes per group and 32 columns
 constexpr int NG = 4;                    // groups per tile, at most (2 unless one activation row: decode)
 constexpr int MR40 = 6;                  // activation rows per tile, q4_0
 constexpr int MR4K = 4;                  // q4_k keeps a third accumulator per pair
@@ -43,7 +44,7 @@ constexpr int64_t MC = 96;               // activation rows per task: a multiple
 /** What the tiles need of an activation block besides its bytes. */
 struct XSummary {
   float d;       // its scale
-  int32_t v[4];  // q4_0: v[0] = -8 * sum(q);  q4_k: sub-block sums of q as 16-bit pairs (2p, 2p+1)
+  int32_t v[4];  // q4_0, q8_0: v[0] = -off * sum(q);  q4_k: sub-block sums of q as 16-bit pairs (2p, 2p+1)
 };
 
 inline int32_t load4(const int8_t* p) {
@@ -63,10 +64,22 @@ __attribute__((always_inline)) inline void nibbles(const uint8_t* p, __m512i* lo
 /**
  * isum[g][m] += the products of one 32-column block: `blk[g]` its weight bytes per group, `q[m]`
  * the activation rows' lane-ordered bytes at that block (columns 4v + i of it sit at 64v + i,
- * columns 16 + 4v + i at 64v + 4 + i; qblocks.h).
+ * columns 16 + 4v + i at 64v + 4 + i; qblocks.h). Bytes: 8 vectors of whole bytes (q8_0), else 4
+ * of nibble pairs.
  */
-template <int G, int MR>
+template <bool Bytes, int G, int MR>
 __attribute__((always_inline)) inline void blockSums(const uint8_t* const* blk, const int8_t* const* q, __m512i (&isum)[NG][MR]) {
+  if constexpr (Bytes) {
+    for (int v = 0; v < 8; v++) {
+      __m512i u[G];
+      for (int g = 0; g < G; g++) u[g] = _mm512_loadu_si512(blk[g] + 64 * v);
+      for (int m = 0; m < MR; m++) {
+        const __m512i xv = _mm512_set1_epi32(load4(q[m] + 64 * (v % 4) + 4 * (v / 4)));
+        for (int g = 0; g < G; g++) isum[g][m] = _mm512_dpbusd_epi32(isum[g][m], u[g], xv);
+      }
+    }
+    return;
+  }
   for (int v = 0; v < 4; v++) {
     __m512i lo[G], hi[G];
     for (int g = 0; g < G; g++) nibbles(blk[g] + 64 * v, &lo[g], &hi[g]);
@@ -87,12 +100,14 @@ inline void storeRows(float* out, __m512 v, int rows) {
 }
 
 /**
- * G groups x MR activation rows of q4_0_x16. w: the first group's bytes; x: the first activation
- * row's superblocks (rows nsb apart); xs: its block summaries (rows nb apart); out: row 0's outputs
- * of the tile's first weight row (rows ldo apart); rows: the tile's weight rows that exist.
+ * G groups x MR activation rows of a 32-column block form (q4_0_x16: Bytes false, q8_0_x16: true).
+ * w: the first group's bytes; x: the first activation row's superblocks (rows nsb apart); xs: its
+ * block summaries (rows nb apart); out: row 0's outputs of the tile's first weight row (rows ldo
+ * apart); rows: the tile's weight rows that exist.
  */
-template <int G, int MR>
-void tileQ4_0(const uint8_t* w, int64_t nb, const QActBlock* x, int64_t nsb, const XSummary* xs, float* out, int64_t ldo, int rows) {
+template <bool Bytes, int G, int MR>
+void tileBlock32(const uint8_t* w, int64_t nb, const QActBlock* x, int64_t nsb, const XSummary* xs, float* out, int64_t ldo, int rows) {
+  constexpr int64_t blockBytes = Bytes ? kQ80Block : kQ40Block, scales = Bytes ? 512 : 256;
   __m512 acc[NG][MR];
   for (int g = 0; g < G; g++)
     for (int m = 0; m < MR; m++) acc[g][m] = _mm512_setzero_ps();
@@ -100,15 +115,15 @@ void tileQ4_0(const uint8_t* w, int64_t nb, const QActBlock* x, int64_t nsb, con
     __m512i isum[NG][MR];
     const int8_t* q[MR];
     for (int m = 0; m < MR; m++) {
-      const __m512i init = _mm512_set1_epi32(xs[m * nb + b].v[0]);  // -8 * sum(q): exact either way
+      const __m512i init = _mm512_set1_epi32(xs[m * nb + b].v[0]);  // -off * sum(q): exact either way
       for (int g = 0; g < G; g++) isum[g][m] = init;
       q[m] = x[m * nsb + b / 8].q + 8 * (b % 8);
     }
     const uint8_t* blk[NG];
-    for (int g = 0; g < G; g++) blk[g] = w + (g * nb + b) * kQ40Block;
-    blockSums<G, MR>(blk, q, isum);
+    for (int g = 0; g < G; g++) blk[g] = w + (g * nb + b) * blockBytes;
+    blockSums<Bytes, G, MR>(blk, q, isum);
     for (int g = 0; g < G; g++) {
-      const __m512 ws = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk[g] + 256)));
+      const __m512 ws = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk[g] + scales)));
       for (int m = 0; m < MR; m++)
         acc[g][m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[g][m]), _mm512_mul_ps(ws, _mm512_set1_ps(xs[m * nb + b].d)), acc[g][m]);
     }
@@ -117,7 +132,7 @@ void tileQ4_0(const uint8_t* w, int64_t nb, const QActBlock* x, int64_t nsb, con
     for (int m = 0; m < MR; m++) storeRows(out + m * ldo + 16 * g, acc[g][m], rows - 16 * g);
 }
 
-/** tileQ4_0 for q4_k_x16; xs: one summary per superblock (rows nsb apart). */
+/** tileBlock32 for q4_k_x16; xs: one summary per superblock (rows nsb apart). */
 template <int G, int MR>
 void tileQ4_K(const uint8_t* w, int64_t /*nb*/, const QActBlock* x, int64_t nsb, const XSummary* xs, float* out, int64_t ldo, int rows) {
   __m512 acc[NG][MR];
@@ -137,7 +152,7 @@ void tileQ4_K(const uint8_t* w, int64_t /*nb*/, const QActBlock* x, int64_t nsb,
         for (int m = 0; m < MR; m++) isum[g][m] = _mm512_setzero_si512();
       const uint8_t* blk[NG];
       for (int g = 0; g < G; g++) blk[g] = sb[g] + 256 * j;
-      blockSums<G, MR>(blk, q, isum);
+      blockSums<false, G, MR>(blk, q, isum);
       for (int g = 0; g < G; g++) {
         const __m512 sc = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sb[g] + 2112 + 16 * j))));
         for (int m = 0; m < MR; m++) f[g][m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[g][m]), sc, f[g][m]);
@@ -167,7 +182,11 @@ using TileFn = void (*)(const uint8_t*, int64_t, const QActBlock*, int64_t, cons
 
 template <int G, int MR>
 struct Q40 {
-  static constexpr TileFn fn = tileQ4_0<G, MR>;
+  static constexpr TileFn fn = tileBlock32<false, G, MR>;
+};
+template <int G, int MR>
+struct Q80 {
+  static constexpr TileFn fn = tileBlock32<true, G, MR>;
 };
 template <int G, int MR>
 struct Q4K {
@@ -206,7 +225,7 @@ void qmatmulX16(Context& ctx, float* out, const QActBlock* xq, const uint8_t* w,
   const bool k = dt == DType::Q4_K_X16;
   const int64_t nsb = numSuperblocks(K);
   const int64_t nb = k ? nsb : K / 32;      // summaries per activation row
-  const int64_t groupBytes = k ? nsb * kQ4KBlock : nb * kQ40Block;
+  const int64_t groupBytes = k ? nsb * kQ4KBlock : nb * (dt == DType::Q8_0_X16 ? kQ80Block : kQ40Block);
   const int mr = k ? MR4K : MR40;
   if (ctx.qsummary.size() < static_cast<size_t>(M * nb) * sizeof(XSummary)) ctx.qsummary.resize(static_cast<size_t>(M * nb) * sizeof(XSummary));
   XSummary* xs = reinterpret_cast<XSummary*>(ctx.qsummary.data());
@@ -225,7 +244,9 @@ void qmatmulX16(Context& ctx, float* out, const QActBlock* xq, const uint8_t* w,
     const int rows = static_cast<int>(std::min<int64_t>(16 * ngTile, N - 16 * g0));
     for (int64_t m = m0; m < m1; m += mr) {
       const int n = static_cast<int>(std::min<int64_t>(mr, m1 - m));
-      const TileFn fn = k ? kTiles<Q4K, 1, 2, 3, 4>[ng - 1][n - 1] : kTiles<Q40, 1, 2, 3, 4, 5, 6>[ng - 1][n - 1];
+      const TileFn fn = k                         ? kTiles<Q4K, 1, 2, 3, 4>[ng - 1][n - 1]
+                        : dt == DType::Q8_0_X16 ? kTiles<Q80, 1, 2, 3, 4, 5, 6>[ng - 1][n - 1]
+                                                : kTiles<Q40, 1, 2, 3, 4, 5, 6>[ng - 1][n - 1];
       fn(w + g0 * groupBytes, nb, xq + m * nsb, nsb, xs + m * nb, out + m * N + 16 * g0, N, rows);
     }
   });

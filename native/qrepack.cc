@@ -1,4 +1,4 @@
-// Interleaving of q4_0 and q4_k weights, once per tensor, into the forms the AVX-512 GEMM of
+// Interleaving of q4_0, q4_k and q8_0 weights, once per tensor, into the forms the AVX-512 GEMM of
 // qmatmul-x16.cc reads (what llama.cpp's CPU "repack" buffer types do for the same formats).
 //
 // 16 consecutive rows are stored side by side, so one 64-byte vector holds the same 4 columns of
@@ -15,6 +15,9 @@
 //   32j + 16 + 4v + i (high);  2048 + 2r: f16 d;  2080 + 2r: f16 dmin;  2112 + 16j + r: the
 //   6-bit scale of sub-block j;  2240 + 32p + 2r + t: the 6-bit min of sub-block 2p + t (pairs
 //   of 16-bit lanes once widened, for the 16-bit dot product of the min term).
+// q8_0_x16, per group and 32-column block (544 bytes, the file's 16 x 34):
+//   bytes 64v + 4r + i (v < 8): row r's value 4v + i plus 128 (an unsigned byte, as VNNI takes
+//   weights);  bytes 512 + 2r: row r's f16 scale.
 // Rows past the tensor's end, up to the group's 16, are zeros.
 #include <cstring>
 
@@ -29,6 +32,7 @@ bool repackedType(DType t, int64_t K, DType* out) {
 #if STEPWISE_AVX512
   if (t == DType::Q4_K && K % QK == 0) return *out = DType::Q4_K_X16, true;
   if (t == DType::Q4_0 && K % 32 == 0) return *out = DType::Q4_0_X16, true;
+  if (t == DType::Q8_0 && K % 32 == 0) return *out = DType::Q8_0_X16, true;
 #else
   (void)t;
   (void)K;
@@ -41,6 +45,7 @@ namespace {
 
 constexpr int64_t kQ40Group = 16 * 18;   // bytes per group and 32-column block
 constexpr int64_t kQ4KGroup = 16 * 148;  // bytes per group and superblock
+constexpr int64_t kQ80Group = 16 * 34;   // bytes per group and 32-column block
 
 void interleaveQ4_0(const uint8_t* src, int64_t rows, int64_t K, int64_t g, uint8_t* dst) {
   const int64_t nb = K / 32;
@@ -52,6 +57,21 @@ void interleaveQ4_0(const uint8_t* src, int64_t rows, int64_t K, int64_t g, uint
       const uint8_t* blk = src + static_cast<size_t>(g * 16 + r) * rb + b * 18;
       for (int v = 0; v < 4; v++) std::memcpy(o + 64 * v + 4 * r, blk + 2 + 4 * v, 4);
       std::memcpy(o + 256 + 2 * r, blk, 2);
+    }
+  }
+}
+
+void interleaveQ8_0(const uint8_t* src, int64_t rows, int64_t K, int64_t g, uint8_t* dst) {
+  const int64_t nb = K / 32;
+  const size_t rb = rowBytes(DType::Q8_0, K);
+  for (int64_t b = 0; b < nb; b++) {
+    uint8_t* o = dst + (g * nb + b) * kQ80Group;
+    std::memset(o, 0, kQ80Group);
+    for (int r = 0; r < 16 && g * 16 + r < rows; r++) {
+      const uint8_t* blk = src + static_cast<size_t>(g * 16 + r) * rb + b * 34;
+      for (int v = 0; v < 8; v++)
+        for (int i = 0; i < 4; i++) o[64 * v + 4 * r + i] = static_cast<uint8_t>(blk[2 + 4 * v + i] ^ 0x80);
+      std::memcpy(o + 512 + 2 * r, blk, 2);
     }
   }
 }
@@ -97,6 +117,7 @@ void repackRows(Context& ctx, DType t, const uint8_t* src, int64_t rows, int64_t
   const int64_t groups = storedRows(rt, rows) / kInterleave;
   ctx.pool.parallelFor(groups, [&](int64_t g, int) {
     if (t == DType::Q4_0) interleaveQ4_0(src, rows, K, g, dst);
+    else if (t == DType::Q8_0) interleaveQ8_0(src, rows, K, g, dst);
     else interleaveQ4_K(src, rows, K, g, dst);
   });
 }

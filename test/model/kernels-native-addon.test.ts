@@ -20,22 +20,22 @@ function values(n: number, seed: number): Float32Array {
 }
 
 describe('native addon', { skip }, () => {
-  it('interleaves q4_0 and q4_k weights in the avx512 build, and only there', () => {
+  it('interleaves q4_0, q4_k and q8_0 weights in the avx512 build, and only there', () => {
     // The interleaved GEMM (native/qmatmul-x16.cc) is reached only through repack: a build that
     // compiled it out would still pass every accuracy test, so its presence is checked here.
     const addon = createRequire(import.meta.url)(selectedNativeAddonPath());
     const k = new addon.NativeKernels(1);
     try {
-      for (const [dtype, code] of [['q4_0', 4], ['q4_k', 5]] as const) {
+      for (const [dtype, code, packedCode, bytesPer256] of [['q4_0', 4, 15, 144], ['q4_k', 5, 16, 148], ['q8_0', 3, 17, 272]] as const) {
         const rows = 20, cols = 256;
         const packed = k.repack(quantize(dtype, values(rows * cols, 3), rows, cols), code, rows, cols);
         if (addon.simd !== 'avx512-vnni') {
           assert.equal(packed, null, `${addon.simd}: no interleaved form`);
           continue;
         }
-        assert.equal(packed.dtype, code === 4 ? 15 : 16);
+        assert.equal(packed.dtype, packedCode);
         // Two groups of 16 rows: the last one padded with zeros.
-        assert.equal(packed.data.length, 32 * (dtype === 'q4_0' ? 144 : 148));
+        assert.equal(packed.data.length, 32 * bytesPer256);
       }
     } finally {
       k.close();
