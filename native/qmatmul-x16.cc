@@ -1,4 +1,4 @@
-// GEMM for the interleaved q4_0 / q4_k / q8_0 forms of qrepack.cc (AVX-512 build): out[m][n] = sum_k x[m][k] W[n][k],
+// GEMM for the interleaved q4_0 / q4_k / q8_0 / q6_k forms of qrepack.cc (AVX-512 build): out[m][n] = sum_k x[m][k] W[n][k],
 // with x quantized to int8 by qmatmul.cc (QActBlock, qblocks.h).
 //
 // Outputs in lanes. A 64-byte weight vector holds 4 columns of 16 rows; the activation's 4 bytes
@@ -9,7 +9,9 @@
 //   q4_0, q8_0:  acc += float(sum(u * q) - off * sum(q)) * (d_w[rows] * d_x)   (off 8, 128)
 //   q4_k:  per superblock  f = sum over sub-blocks j of float(sum_j(u * q)) * sc_j[rows], then
 //          acc += f * (d[rows] * d_x) - float(sum_j m_j[rows] * sum_j(q)) * (dmin[rows] * d_x)
-// (the min term's integer sum by 16-bit dot products of min pairs with sub-block sum pairs).
+// (the min term's integer sum by 16-bit dot products of min pairs with sub-block sum pairs);
+//   q6_k:  per superblock  t = sum over 16-column sub-blocks of (sum(u * q) - 32 * sum(q)) * sc[rows]
+//          in integers, then acc += float(t) * (d[rows] * d_x)
 // Against the lane form (qmatmul.cc) this is one float step per 512 products instead of one per
 // 256 of a single (row, activation row) pair, and no horizontal fold at the end.
 //
@@ -36,6 +38,7 @@ namespace {
 constexpr int64_t kQ40Block = 16 * 18;   // bytes per group of 16 rows and 32 columns
 constexpr int64_t kQ4KBlock = 16 * 148;  // bytes per group and 256 columns
 constexpr int64_t kQ80Block = 16 * 34;   // bytes per group and 32 columns
+constexpr int64_t kQ6KBlock = 16 * 210;  // bytes per group and 256 columns
 constexpr int NG = 4;                    // groups per tile, at most (2 unless one activation row: decode)
 constexpr int MR40 = 6;                  // activation rows per tile, q4_0
 constexpr int MR4K = 4;                  // q4_k keeps a third accumulator per pair
@@ -178,6 +181,69 @@ void tileQ4_K(const uint8_t* w, int64_t /*nb*/, const QActBlock* x, int64_t nsb,
     for (int m = 0; m < MR; m++) storeRows(out + m * ldo + 16 * g, acc[g][m], rows - 16 * g);
 }
 
+/**
+ * The 6-bit values of q6_k_x16's 32-column block at `blk`, vector v (columns 4v..4v+3 if !hi, else
+ * 16+4v..): 4 low bits from the nibble vector, 2 high bits moved from their pair byte to bits 4-5
+ * (16-bit shifts: what crosses a byte boundary is masked off).
+ */
+template <bool Hi>
+__attribute__((always_inline)) inline __m512i q6Values(const uint8_t* blk, int v) {
+  const __m512i m4 = _mm512_set1_epi8(0x0f), m2 = _mm512_set1_epi8(0x30);
+  const __m512i nib = _mm512_loadu_si512(blk + 64 * v), hb = _mm512_loadu_si512(blk + 256 + 64 * (v / 2));
+  const bool odd = v % 2;
+  const __m512i low = Hi ? _mm512_and_si512(_mm512_srli_epi16(nib, 4), m4) : _mm512_and_si512(nib, m4);
+  const __m512i high = Hi ? (odd ? _mm512_srli_epi16(hb, 2) : hb) : (odd ? _mm512_slli_epi16(hb, 2) : _mm512_slli_epi16(hb, 4));
+  return _mm512_or_si512(low, _mm512_and_si512(high, m2));
+}
+
+/**
+ * tileBlock32 for q6_k_x16. A 16-column sub-block has its own int8 scale, so its exact sum (offset
+ * 32 removed) is scaled in integers and summed over the superblock (|total| < 2^29), which goes to
+ * float once: acc += float(total) * (d[rows] * d_x).
+ */
+template <int G, int MR>
+void tileQ6_K(const uint8_t* w, int64_t /*nb*/, const QActBlock* x, int64_t nsb, const XSummary* /*xs*/, float* out, int64_t ldo, int rows) {
+  __m512 acc[NG][MR];
+  for (int g = 0; g < G; g++)
+    for (int m = 0; m < MR; m++) acc[g][m] = _mm512_setzero_ps();
+  for (int64_t s = 0; s < nsb; s++) {
+    const uint8_t* sb[NG];
+    for (int g = 0; g < G; g++) sb[g] = w + (g * nsb + s) * kQ6KBlock;
+    __m512i total[NG][MR];
+    for (int g = 0; g < G; g++)
+      for (int m = 0; m < MR; m++) total[g][m] = _mm512_setzero_si512();
+    for (int j = 0; j < 8; j++) {
+      for (int hi = 0; hi < 2; hi++) {
+        const int lane = 2 * j + hi;  // the 16-column sub-block, as a lane of the activation (qblocks.h)
+        __m512i isum[NG][MR];
+        for (int m = 0; m < MR; m++) {
+          const __m512i init = _mm512_set1_epi32(-x[m * nsb + s].off[lane]);  // -32 * sum(q)
+          for (int g = 0; g < G; g++) isum[g][m] = init;
+        }
+        for (int v = 0; v < 4; v++) {
+          __m512i u[NG];
+          for (int g = 0; g < G; g++) u[g] = hi ? q6Values<true>(sb[g] + 384 * j, v) : q6Values<false>(sb[g] + 384 * j, v);
+          for (int m = 0; m < MR; m++) {
+            const __m512i xv = _mm512_set1_epi32(load4(x[m * nsb + s].q + 64 * v + 8 * j + 4 * hi));
+            for (int g = 0; g < G; g++) isum[g][m] = _mm512_dpbusd_epi32(isum[g][m], u[g], xv);
+          }
+        }
+        for (int g = 0; g < G; g++) {
+          const __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sb[g] + 3072 + 16 * lane)));
+          for (int m = 0; m < MR; m++) total[g][m] = _mm512_add_epi32(total[g][m], _mm512_mullo_epi32(isum[g][m], sc));
+        }
+      }
+    }
+    for (int g = 0; g < G; g++) {
+      const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sb[g] + 3328)));
+      for (int m = 0; m < MR; m++)
+        acc[g][m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(total[g][m]), _mm512_mul_ps(d, _mm512_set1_ps(x[m * nsb + s].d[0])), acc[g][m]);
+    }
+  }
+  for (int g = 0; g < G; g++)
+    for (int m = 0; m < MR; m++) storeRows(out + m * ldo + 16 * g, acc[g][m], rows - 16 * g);
+}
+
 using TileFn = void (*)(const uint8_t*, int64_t, const QActBlock*, int64_t, const XSummary*, float*, int64_t, int);
 
 template <int G, int MR>
@@ -187,6 +253,10 @@ struct Q40 {
 template <int G, int MR>
 struct Q80 {
   static constexpr TileFn fn = tileBlock32<true, G, MR>;
+};
+template <int G, int MR>
+struct Q6K {
+  static constexpr TileFn fn = tileQ6_K<G, MR>;
 };
 template <int G, int MR>
 struct Q4K {
@@ -222,10 +292,12 @@ void summarize(const QActBlock* xq, int64_t M, int64_t nsb, int64_t nb, bool k, 
 }  // namespace
 
 void qmatmulX16(Context& ctx, float* out, const QActBlock* xq, const uint8_t* w, DType dt, int64_t N, int64_t K, int64_t M) {
-  const bool k = dt == DType::Q4_K_X16;
+  const bool k = dt == DType::Q4_K_X16 || dt == DType::Q6_K_X16;  // 256-column superblocks
   const int64_t nsb = numSuperblocks(K);
   const int64_t nb = k ? nsb : K / 32;      // summaries per activation row
-  const int64_t groupBytes = k ? nsb * kQ4KBlock : nb * (dt == DType::Q8_0_X16 ? kQ80Block : kQ40Block);
+  const int64_t groupBytes = dt == DType::Q4_K_X16   ? nsb * kQ4KBlock
+                             : dt == DType::Q6_K_X16 ? nsb * kQ6KBlock
+                                                     : nb * (dt == DType::Q8_0_X16 ? kQ80Block : kQ40Block);
   const int mr = k ? MR4K : MR40;
   if (ctx.qsummary.size() < static_cast<size_t>(M * nb) * sizeof(XSummary)) ctx.qsummary.resize(static_cast<size_t>(M * nb) * sizeof(XSummary));
   XSummary* xs = reinterpret_cast<XSummary*>(ctx.qsummary.data());
@@ -244,7 +316,8 @@ void qmatmulX16(Context& ctx, float* out, const QActBlock* xq, const uint8_t* w,
     const int rows = static_cast<int>(std::min<int64_t>(16 * ngTile, N - 16 * g0));
     for (int64_t m = m0; m < m1; m += mr) {
       const int n = static_cast<int>(std::min<int64_t>(mr, m1 - m));
-      const TileFn fn = k                         ? kTiles<Q4K, 1, 2, 3, 4>[ng - 1][n - 1]
+      const TileFn fn = dt == DType::Q4_K_X16   ? kTiles<Q4K, 1, 2, 3, 4>[ng - 1][n - 1]
+                        : dt == DType::Q6_K_X16 ? kTiles<Q6K, 1, 2, 3, 4>[ng - 1][n - 1]
                         : dt == DType::Q8_0_X16 ? kTiles<Q80, 1, 2, 3, 4, 5, 6>[ng - 1][n - 1]
                                                 : kTiles<Q40, 1, 2, 3, 4, 5, 6>[ng - 1][n - 1];
       fn(w + g0 * groupBytes, nb, xq + m * nsb, nsb, xs + m * nb, out + m * N + 16 * g0, N, rows);

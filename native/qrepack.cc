@@ -1,4 +1,4 @@
-// Interleaving of q4_0, q4_k and q8_0 weights, once per tensor, into the forms the AVX-512 GEMM of
+// Interleaving of q4_0, q4_k, q8_0 and q6_k weights, once per tensor, into the forms the AVX-512 GEMM of
 // qmatmul-x16.cc reads (what llama.cpp's CPU "repack" buffer types do for the same formats).
 //
 // 16 consecutive rows are stored side by side, so one 64-byte vector holds the same 4 columns of
@@ -18,6 +18,11 @@
 // q8_0_x16, per group and 32-column block (544 bytes, the file's 16 x 34):
 //   bytes 64v + 4r + i (v < 8): row r's value 4v + i plus 128 (an unsigned byte, as VNNI takes
 //   weights);  bytes 512 + 2r: row r's f16 scale.
+// q6_k_x16, per group and superblock (3360 bytes, the file's 16 x 210): per 32-column block j at
+//   384j, the low 4 bits as q4_0_x16's 256 bytes, then 128 bytes of high 2-bit pairs: byte
+//   256 + 64h + 4r + i (h < 2) holds those of columns 4(2h) + i, 4(2h+1) + i, 16 + 4(2h) + i and
+//   16 + 4(2h+1) + i at shifts 0, 2, 4, 6;  3072 + 16t + r: the int8 scale of 16-column
+//   sub-block t;  3328 + 2r: f16 d.
 // Rows past the tensor's end, up to the group's 16, are zeros.
 #include <cstring>
 
@@ -33,6 +38,7 @@ bool repackedType(DType t, int64_t K, DType* out) {
   if (t == DType::Q4_K && K % QK == 0) return *out = DType::Q4_K_X16, true;
   if (t == DType::Q4_0 && K % 32 == 0) return *out = DType::Q4_0_X16, true;
   if (t == DType::Q8_0 && K % 32 == 0) return *out = DType::Q8_0_X16, true;
+  if (t == DType::Q6_K && K % QK == 0) return *out = DType::Q6_K_X16, true;
 #else
   (void)t;
   (void)K;
@@ -46,6 +52,7 @@ namespace {
 constexpr int64_t kQ40Group = 16 * 18;   // bytes per group and 32-column block
 constexpr int64_t kQ4KGroup = 16 * 148;  // bytes per group and superblock
 constexpr int64_t kQ80Group = 16 * 34;   // bytes per group and 32-column block
+constexpr int64_t kQ6KGroup = 16 * 210;  // bytes per group and superblock
 
 void interleaveQ4_0(const uint8_t* src, int64_t rows, int64_t K, int64_t g, uint8_t* dst) {
   const int64_t nb = K / 32;
@@ -109,6 +116,45 @@ void interleaveQ4_K(const uint8_t* src, int64_t rows, int64_t K, int64_t g, uint
   }
 }
 
+/** Column e (< 256) of a q6_k superblock's 6-bit values (ggml's layout: 128-column halves). */
+inline int q6kValue(const uint8_t* b, int e) {
+  const uint8_t* ql = b + 64 * (e / 128);
+  const uint8_t* qh = b + 128 + 32 * (e / 128);
+  const int quarter = e % 128 / 32, t = e % 32;
+  const int low = (ql[t + 32 * (quarter & 1)] >> (4 * (quarter >> 1))) & 0x0f;
+  return low | (((qh[t] >> (2 * quarter)) & 3) << 4);
+}
+
+void interleaveQ6_K(const uint8_t* src, int64_t rows, int64_t K, int64_t g, uint8_t* dst) {
+  const int64_t nsb = K / QK;
+  const size_t rb = rowBytes(DType::Q6_K, K);
+  uint8_t u[QK];
+  for (int64_t s = 0; s < nsb; s++) {
+    uint8_t* o = dst + (g * nsb + s) * kQ6KGroup;
+    std::memset(o, 0, kQ6KGroup);
+    for (int r = 0; r < 16 && g * 16 + r < rows; r++) {
+      const uint8_t* b = src + static_cast<size_t>(g * 16 + r) * rb + s * 210;
+      for (int e = 0; e < QK; e++) u[e] = static_cast<uint8_t>(q6kValue(b, e));
+      for (int j = 0; j < 8; j++) {
+        uint8_t* blk = o + 384 * j;
+        for (int v = 0; v < 4; v++)
+          for (int i = 0; i < 4; i++) {
+            const int e = 32 * j + 4 * v + i;
+            blk[64 * v + 4 * r + i] = static_cast<uint8_t>((u[e] & 0x0f) | ((u[e + 16] & 0x0f) << 4));
+          }
+        for (int h = 0; h < 2; h++)
+          for (int i = 0; i < 4; i++) {
+            const int e = 32 * j + 8 * h + i;  // columns e, e + 4, e + 16, e + 20
+            blk[256 + 64 * h + 4 * r + i] =
+                static_cast<uint8_t>((u[e] >> 4) | ((u[e + 4] >> 4) << 2) | ((u[e + 16] >> 4) << 4) | ((u[e + 20] >> 4) << 6));
+          }
+      }
+      for (int t = 0; t < 16; t++) o[3072 + 16 * t + r] = b[192 + t];
+      std::memcpy(o + 3328 + 2 * r, b + 208, 2);
+    }
+  }
+}
+
 }  // namespace
 
 void repackRows(Context& ctx, DType t, const uint8_t* src, int64_t rows, int64_t K, uint8_t* dst) {
@@ -118,6 +164,7 @@ void repackRows(Context& ctx, DType t, const uint8_t* src, int64_t rows, int64_t
   ctx.pool.parallelFor(groups, [&](int64_t g, int) {
     if (t == DType::Q4_0) interleaveQ4_0(src, rows, K, g, dst);
     else if (t == DType::Q8_0) interleaveQ8_0(src, rows, K, g, dst);
+    else if (t == DType::Q6_K) interleaveQ6_K(src, rows, K, g, dst);
     else interleaveQ4_K(src, rows, K, g, dst);
   });
 }

@@ -272,17 +272,18 @@ export function createNativeKernels(opts: { threads?: number } = {}): NativeKern
   const addon = loadNativeAddon();
   const k = new addon.NativeKernels(threads);
   const name = `native-${addon.simd} (${threads} thread${threads === 1 ? '' : 's'})`;
-  // q4_0 / q4_k / q8_0 weights interleaved 16 rows at a time, once (native/qrepack.cc, AVX-512
+  // q4_0 / q4_k / q8_0 / q6_k weights interleaved 16 rows at a time, once (native/qrepack.cc, AVX-512
   // build), for the outputs-in-lanes GEMM; about the file's size. The original bytes stay for
   // embeddings and the TypeScript kernels, so memory grows by the repacked tensors' size
   // (STEPWISE_NO_REPACK=1 keeps the file's form only). Within rounding either way (tested).
+  const INTERLEAVED = new Set(['q4_0', 'q4_k', 'q8_0', 'q6_k']);
   const repacked = new WeakMap<WeightTensor, { data: Uint8Array; dtype: number }>();
   const repackedOf = (w: WeightTensor): { data: Uint8Array; dtype: number } => {
     let r = repacked.get(w);
     if (!r) {
       const code = dtypeCode('matmul', w);
       r = { data: w.data, dtype: code };
-      if ((w.dtype === 'q4_0' || w.dtype === 'q4_k' || w.dtype === 'q8_0') && typeof k.repack === 'function' && process.env.STEPWISE_NO_REPACK !== '1') {
+      if (INTERLEAVED.has(w.dtype) && typeof k.repack === 'function' && process.env.STEPWISE_NO_REPACK !== '1') {
         let packed: { data: Uint8Array; dtype: number } | null = null;
         call('matmul', () => {
           packed = k.repack!(w.data, code, w.rows, w.cols);
