@@ -1,4 +1,4 @@
-// GEMM for the interleaved q4_0 / q4_k / q8_0 / q6_k forms of qrepack.cc (AVX-512 build): out[m][n] = sum_k x[m][k] W[n][k],
+// GEMM for the interleaved q4_0 / q4_k / q5_k / q6_k / q8_0 forms of qrepack.cc (AVX-512 build): out[m][n] = sum_k x[m][k] W[n][k],
 // with x quantized to int8 by qmatmul.cc (QActBlock, qblocks.h).
 //
 // Outputs in lanes. A 64-byte weight vector holds 4 columns of 16 rows; the activation's 4 bytes
@@ -7,7 +7,7 @@
 // groups and each unpacked weight vector all MR rows. Per 32-column block the exact integer sums
 // become floats once, for 16 rows at a time:
 //   q4_0, q8_0:  acc += float(sum(u * q) - off * sum(q)) * (d_w[rows] * d_x)   (off 8, 128)
-//   q4_k:  per superblock  f = sum over sub-blocks j of float(sum_j(u * q)) * sc_j[rows], then
+//   q4_k (q5_k: the fifth bit or-ed in):  per superblock  f = sum over sub-blocks j of float(sum_j(u * q)) * sc_j[rows], then
 //          acc += f * (d[rows] * d_x) - float(sum_j m_j[rows] * sum_j(q)) * (dmin[rows] * d_x)
 // (the min term's integer sum by 16-bit dot products of min pairs with sub-block sum pairs);
 //   q6_k:  per superblock  t = sum over 16-column sub-blocks of (sum(u * q) - 32 * sum(q)) * sc[rows]
@@ -39,6 +39,7 @@ constexpr int64_t kQ40Block = 16 * 18;   // bytes per group of 16 rows and 32 co
 constexpr int64_t kQ4KBlock = 16 * 148;  // bytes per group and 256 columns
 constexpr int64_t kQ80Block = 16 * 34;   // bytes per group and 32 columns
 constexpr int64_t kQ6KBlock = 16 * 210;  // bytes per group and 256 columns
+constexpr int64_t kQ5KBlock = 16 * 180;  // bytes per group and 256 columns: q4_k's, then the fifth bits
 constexpr int NG = 4;                    // groups per tile, at most (2 unless one activation row: decode)
 constexpr int MR40 = 6;                  // activation rows per tile, q4_0
 constexpr int MR4K = 4;                  // q4_k keeps a third accumulator per pair
@@ -70,8 +71,9 @@ __attribute__((always_inline)) inline void nibbles(const uint8_t* p, __m512i* lo
  * columns 16 + 4v + i at 64v + 4 + i; qblocks.h). Bytes: 8 vectors of whole bytes (q8_0), else 4
  * of nibble pairs.
  */
-template <bool Bytes, int G, int MR>
-__attribute__((always_inline)) inline void blockSums(const uint8_t* const* blk, const int8_t* const* q, __m512i (&isum)[NG][MR]) {
+template <bool Bytes, int G, int MR, bool Five = false>
+__attribute__((always_inline)) inline void blockSums(const uint8_t* const* blk, const int8_t* const* q, __m512i (&isum)[NG][MR],
+                                                     const uint8_t* const* high = nullptr) {
   if constexpr (Bytes) {
     for (int v = 0; v < 8; v++) {
       __m512i u[G];
@@ -85,7 +87,18 @@ __attribute__((always_inline)) inline void blockSums(const uint8_t* const* blk, 
   }
   for (int v = 0; v < 4; v++) {
     __m512i lo[G], hi[G];
-    for (int g = 0; g < G; g++) nibbles(blk[g] + 64 * v, &lo[g], &hi[g]);
+    for (int g = 0; g < G; g++) {
+      nibbles(blk[g] + 64 * v, &lo[g], &hi[g]);
+      if constexpr (Five) {
+        // q5_k: bit v of the high byte is column 4v+i's fifth bit, bit 4+v column 16+4v+i's; both
+        // moved to bit 4 (16-bit shifts of at most 4: only bit 4 of each byte is kept).
+        const __m512i hb = _mm512_loadu_si512(high[g]), b4 = _mm512_set1_epi8(0x10);
+        const __m512i hl = v == 0 ? _mm512_slli_epi16(hb, 4) : v == 1 ? _mm512_slli_epi16(hb, 3) : v == 2 ? _mm512_slli_epi16(hb, 2) : _mm512_slli_epi16(hb, 1);
+        const __m512i hh = v == 0 ? hb : v == 1 ? _mm512_srli_epi16(hb, 1) : v == 2 ? _mm512_srli_epi16(hb, 2) : _mm512_srli_epi16(hb, 3);
+        lo[g] = _mm512_or_si512(lo[g], _mm512_and_si512(hl, b4));
+        hi[g] = _mm512_or_si512(hi[g], _mm512_and_si512(hh, b4));
+      }
+    }
     for (int m = 0; m < MR; m++) {
       const __m512i xl = _mm512_set1_epi32(load4(q[m] + 64 * v)), xh = _mm512_set1_epi32(load4(q[m] + 64 * v + 4));
       for (int g = 0; g < G; g++) {
@@ -135,15 +148,15 @@ void tileBlock32(const uint8_t* w, int64_t nb, const QActBlock* x, int64_t nsb, 
     for (int m = 0; m < MR; m++) storeRows(out + m * ldo + 16 * g, acc[g][m], rows - 16 * g);
 }
 
-/** tileBlock32 for q4_k_x16; xs: one summary per superblock (rows nsb apart). */
-template <int G, int MR>
+/** tileBlock32 for q4_k_x16 (and q5_k_x16: Five); xs: one summary per superblock (rows nsb apart). */
+template <bool Five, int G, int MR>
 void tileQ4_K(const uint8_t* w, int64_t /*nb*/, const QActBlock* x, int64_t nsb, const XSummary* xs, float* out, int64_t ldo, int rows) {
   __m512 acc[NG][MR];
   for (int g = 0; g < G; g++)
     for (int m = 0; m < MR; m++) acc[g][m] = _mm512_setzero_ps();
   for (int64_t s = 0; s < nsb; s++) {
     const uint8_t* sb[NG];
-    for (int g = 0; g < G; g++) sb[g] = w + (g * nsb + s) * kQ4KBlock;
+    for (int g = 0; g < G; g++) sb[g] = w + (g * nsb + s) * (Five ? kQ5KBlock : kQ4KBlock);
     __m512 f[NG][MR];
     for (int g = 0; g < G; g++)
       for (int m = 0; m < MR; m++) f[g][m] = _mm512_setzero_ps();
@@ -154,8 +167,12 @@ void tileQ4_K(const uint8_t* w, int64_t /*nb*/, const QActBlock* x, int64_t nsb,
       for (int g = 0; g < G; g++)
         for (int m = 0; m < MR; m++) isum[g][m] = _mm512_setzero_si512();
       const uint8_t* blk[NG];
-      for (int g = 0; g < G; g++) blk[g] = sb[g] + 256 * j;
-      blockSums<false, G, MR>(blk, q, isum);
+      const uint8_t* high[NG];
+      for (int g = 0; g < G; g++) {
+        blk[g] = sb[g] + 256 * j;
+        high[g] = sb[g] + 2368 + 64 * j;
+      }
+      blockSums<false, G, MR, Five>(blk, q, isum, high);
       for (int g = 0; g < G; g++) {
         const __m512 sc = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sb[g] + 2112 + 16 * j))));
         for (int m = 0; m < MR; m++) f[g][m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[g][m]), sc, f[g][m]);
@@ -260,7 +277,11 @@ struct Q6K {
 };
 template <int G, int MR>
 struct Q4K {
-  static constexpr TileFn fn = tileQ4_K<G, MR>;
+  static constexpr TileFn fn = tileQ4_K<false, G, MR>;
+};
+template <int G, int MR>
+struct Q5K {
+  static constexpr TileFn fn = tileQ4_K<true, G, MR>;
 };
 
 template <template <int, int> class T, int... Ms>
@@ -292,10 +313,11 @@ void summarize(const QActBlock* xq, int64_t M, int64_t nsb, int64_t nb, bool k, 
 }  // namespace
 
 void qmatmulX16(Context& ctx, float* out, const QActBlock* xq, const uint8_t* w, DType dt, int64_t N, int64_t K, int64_t M) {
-  const bool k = dt == DType::Q4_K_X16 || dt == DType::Q6_K_X16;  // 256-column superblocks
+  const bool k = dt == DType::Q4_K_X16 || dt == DType::Q5_K_X16 || dt == DType::Q6_K_X16;  // 256-column superblocks
   const int64_t nsb = numSuperblocks(K);
   const int64_t nb = k ? nsb : K / 32;      // summaries per activation row
   const int64_t groupBytes = dt == DType::Q4_K_X16   ? nsb * kQ4KBlock
+                             : dt == DType::Q5_K_X16 ? nsb * kQ5KBlock
                              : dt == DType::Q6_K_X16 ? nsb * kQ6KBlock
                                                      : nb * (dt == DType::Q8_0_X16 ? kQ80Block : kQ40Block);
   const int mr = k ? MR4K : MR40;
@@ -317,6 +339,7 @@ void qmatmulX16(Context& ctx, float* out, const QActBlock* xq, const uint8_t* w,
     for (int64_t m = m0; m < m1; m += mr) {
       const int n = static_cast<int>(std::min<int64_t>(mr, m1 - m));
       const TileFn fn = dt == DType::Q4_K_X16   ? kTiles<Q4K, 1, 2, 3, 4>[ng - 1][n - 1]
+                        : dt == DType::Q5_K_X16 ? kTiles<Q5K, 1, 2, 3, 4>[ng - 1][n - 1]
                         : dt == DType::Q6_K_X16 ? kTiles<Q6K, 1, 2, 3, 4>[ng - 1][n - 1]
                         : dt == DType::Q8_0_X16 ? kTiles<Q80, 1, 2, 3, 4, 5, 6>[ng - 1][n - 1]
                                                 : kTiles<Q40, 1, 2, 3, 4, 5, 6>[ng - 1][n - 1];

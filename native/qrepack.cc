@@ -1,4 +1,4 @@
-// Interleaving of q4_0, q4_k, q8_0 and q6_k weights, once per tensor, into the forms the AVX-512 GEMM of
+// Interleaving of q4_0, q4_k, q5_k, q6_k and q8_0 weights, once per tensor, into the forms the AVX-512 GEMM of
 // qmatmul-x16.cc reads (what llama.cpp's CPU "repack" buffer types do for the same formats).
 //
 // 16 consecutive rows are stored side by side, so one 64-byte vector holds the same 4 columns of
@@ -15,6 +15,9 @@
 //   32j + 16 + 4v + i (high);  2048 + 2r: f16 d;  2080 + 2r: f16 dmin;  2112 + 16j + r: the
 //   6-bit scale of sub-block j;  2240 + 32p + 2r + t: the 6-bit min of sub-block 2p + t (pairs
 //   of 16-bit lanes once widened, for the 16-bit dot product of the min term).
+// q5_k_x16, per group and superblock (2880 bytes, 180 per row against 176): q4_k_x16's 2368
+//   bytes for the low 4 bits, scales and mins, then per block j 64 bytes at 2368 + 64j: byte 4r + i
+//   holds the fifth bits of columns 4v + i (bit v) and 16 + 4v + i (bit 4 + v), v < 4.
 // q8_0_x16, per group and 32-column block (544 bytes, the file's 16 x 34):
 //   bytes 64v + 4r + i (v < 8): row r's value 4v + i plus 128 (an unsigned byte, as VNNI takes
 //   weights);  bytes 512 + 2r: row r's f16 scale.
@@ -39,6 +42,7 @@ bool repackedType(DType t, int64_t K, DType* out) {
   if (t == DType::Q4_0 && K % 32 == 0) return *out = DType::Q4_0_X16, true;
   if (t == DType::Q8_0 && K % 32 == 0) return *out = DType::Q8_0_X16, true;
   if (t == DType::Q6_K && K % QK == 0) return *out = DType::Q6_K_X16, true;
+  if (t == DType::Q5_K && K % QK == 0) return *out = DType::Q5_K_X16, true;
 #else
   (void)t;
   (void)K;
@@ -53,6 +57,7 @@ constexpr int64_t kQ40Group = 16 * 18;   // bytes per group and 32-column block
 constexpr int64_t kQ4KGroup = 16 * 148;  // bytes per group and superblock
 constexpr int64_t kQ80Group = 16 * 34;   // bytes per group and 32-column block
 constexpr int64_t kQ6KGroup = 16 * 210;  // bytes per group and superblock
+constexpr int64_t kQ5KGroup = 16 * 180;  // bytes per group and superblock
 
 void interleaveQ4_0(const uint8_t* src, int64_t rows, int64_t K, int64_t g, uint8_t* dst) {
   const int64_t nb = K / 32;
@@ -83,26 +88,33 @@ void interleaveQ8_0(const uint8_t* src, int64_t rows, int64_t K, int64_t g, uint
   }
 }
 
-void interleaveQ4_K(const uint8_t* src, int64_t rows, int64_t K, int64_t g, uint8_t* dst) {
+/** q4_k_x16, or q5_k_x16 with Five (the fifth bits after q4_k's layout). */
+template <bool Five>
+void interleaveK(const uint8_t* src, int64_t rows, int64_t K, int64_t g, uint8_t* dst) {
   const int64_t nsb = K / QK;
-  const size_t rb = rowBytes(DType::Q4_K, K);
-  uint8_t u[QK];  // one superblock's 4-bit values in column order
+  const DType t = Five ? DType::Q5_K : DType::Q4_K;
+  const size_t rb = rowBytes(t, K), sbBytes = Five ? 176 : 144, groupBytes = Five ? kQ5KGroup : kQ4KGroup;
+  uint8_t u[QK];  // one superblock's values in column order (5 bits for q5_k)
   for (int64_t s = 0; s < nsb; s++) {
-    uint8_t* o = dst + (g * nsb + s) * kQ4KGroup;
-    std::memset(o, 0, kQ4KGroup);
+    uint8_t* o = dst + (g * nsb + s) * groupBytes;
+    std::memset(o, 0, groupBytes);
     for (int r = 0; r < 16 && g * 16 + r < rows; r++) {
-      const uint8_t* b = src + static_cast<size_t>(g * 16 + r) * rb + s * 144;
-      // 64-column chunks of 32 bytes: low nibbles are the chunk's first 32 columns.
+      const uint8_t* b = src + static_cast<size_t>(g * 16 + r) * rb + s * sbBytes;
+      // 64-column chunks of 32 bytes: low nibbles are the chunk's first 32 columns; q5_k's fifth
+      // bits: qh[t] bit 2c (column 64c + t) and 2c + 1 (column 64c + 32 + t).
+      const uint8_t* qs = b + (Five ? 48 : 16);
       for (int c = 0; c < 4; c++)
-        for (int t = 0; t < 32; t++) {
-          u[64 * c + t] = b[16 + 32 * c + t] & 0x0f;
-          u[64 * c + 32 + t] = b[16 + 32 * c + t] >> 4;
+        for (int t2 = 0; t2 < 32; t2++) {
+          const int h0 = Five ? ((b[16 + t2] >> (2 * c)) & 1) << 4 : 0, h1 = Five ? ((b[16 + t2] >> (2 * c + 1)) & 1) << 4 : 0;
+          u[64 * c + t2] = static_cast<uint8_t>((qs[32 * c + t2] & 0x0f) | h0);
+          u[64 * c + 32 + t2] = static_cast<uint8_t>((qs[32 * c + t2] >> 4) | h1);
         }
       for (int j = 0; j < 8; j++)
         for (int v = 0; v < 4; v++)
           for (int i = 0; i < 4; i++) {
             const int e = 32 * j + 4 * v + i;
-            o[256 * j + 64 * v + 4 * r + i] = static_cast<uint8_t>(u[e] | (u[e + 16] << 4));
+            o[256 * j + 64 * v + 4 * r + i] = static_cast<uint8_t>((u[e] & 0x0f) | ((u[e + 16] & 0x0f) << 4));
+            if (Five) o[2368 + 64 * j + 4 * r + i] |= static_cast<uint8_t>(((u[e] >> 4) << v) | ((u[e + 16] >> 4) << (4 + v)));
           }
       std::memcpy(o + 2048 + 2 * r, b, 2);
       std::memcpy(o + 2080 + 2 * r, b + 2, 2);
@@ -165,7 +177,8 @@ void repackRows(Context& ctx, DType t, const uint8_t* src, int64_t rows, int64_t
     if (t == DType::Q4_0) interleaveQ4_0(src, rows, K, g, dst);
     else if (t == DType::Q8_0) interleaveQ8_0(src, rows, K, g, dst);
     else if (t == DType::Q6_K) interleaveQ6_K(src, rows, K, g, dst);
-    else interleaveQ4_K(src, rows, K, g, dst);
+    else if (t == DType::Q5_K) interleaveK<true>(src, rows, K, g, dst);
+    else interleaveK<false>(src, rows, K, g, dst);
   });
 }
 

@@ -62,6 +62,8 @@ QTypeInfo qtypeInfo(DType t) {
       return {true, 128, false, true, 32};
     case DType::Q6_K_X16:
       return {true, 32, false, false, 256};
+    case DType::Q5_K_X16:
+      return {true, 0, true, false, 256};
     case DType::Q4_K_X16:
       return {true, 0, true, false, 256};
   }
