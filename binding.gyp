@@ -19,6 +19,7 @@
       "native/kv-cache.cc",
       "native/mapped-file.cc",
       "native/matmul.cc",
+      "native/matmul-x16.cc",
       "native/qmatmul.cc",
       "native/qmatmul-x16.cc",
       "native/qrepack.cc",

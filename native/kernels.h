@@ -58,6 +58,9 @@ void qmatmul(Context& ctx, float* out, const float* x, const uint8_t* w, DType d
  */
 void qmatmulX16(Context& ctx, float* out, const QActBlock* xq, const uint8_t* w, DType dt, int64_t N, int64_t K, int64_t M);
 
+/** matmul for the interleaved float forms (qrepack.cc, matmul-x16.cc; AVX-512 build only). */
+void matmulX16(Context& ctx, float* out, const float* x, const uint8_t* w, DType dt, int64_t N, int64_t K, int64_t M);
+
 /** The repacked form of t for rows of K (qrepack.cc), when this build has one: true and *out set. */
 bool repackedType(DType t, int64_t K, DType* out);
 

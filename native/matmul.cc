@@ -219,6 +219,12 @@ struct MicroTable {
 
 void matmul(Context& ctx, float* out, const float* x, const uint8_t* w, DType dt, int64_t N, int64_t K, int64_t M) {
   if (N <= 0 || M <= 0) return;
+#if STEPWISE_AVX512
+  if (dt == DType::F32_X16 || dt == DType::F16_X16 || dt == DType::BF16_X16) {
+    matmulX16(ctx, out, x, w, dt, N, K, M);
+    return;
+  }
+#endif
   if (qtypeInfo(dt).integer) {
     qmatmul(ctx, out, x, w, dt, N, K, M);
     return;

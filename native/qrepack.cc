@@ -43,6 +43,9 @@ bool repackedType(DType t, int64_t K, DType* out) {
   if (t == DType::Q8_0 && K % 32 == 0) return *out = DType::Q8_0_X16, true;
   if (t == DType::Q6_K && K % QK == 0) return *out = DType::Q6_K_X16, true;
   if (t == DType::Q5_K && K % QK == 0) return *out = DType::Q5_K_X16, true;
+  if (t == DType::F32) return *out = DType::F32_X16, true;
+  if (t == DType::F16) return *out = DType::F16_X16, true;
+  if (t == DType::BF16) return *out = DType::BF16_X16, true;
 #else
   (void)t;
   (void)K;
@@ -167,6 +170,16 @@ void interleaveQ6_K(const uint8_t* src, int64_t rows, int64_t K, int64_t g, uint
   }
 }
 
+/** f32 / f16 / bf16: element k of row r at 16k + r of its group (eb bytes each). */
+void interleaveFloat(const uint8_t* src, int64_t rows, int64_t K, int64_t g, size_t eb, uint8_t* dst) {
+  uint8_t* o = dst + static_cast<size_t>(g * K) * 16 * eb;
+  std::memset(o, 0, static_cast<size_t>(K) * 16 * eb);
+  for (int r = 0; r < 16 && g * 16 + r < rows; r++) {
+    const uint8_t* row = src + static_cast<size_t>(g * 16 + r) * K * eb;
+    for (int64_t k = 0; k < K; k++) std::memcpy(o + (static_cast<size_t>(k) * 16 + r) * eb, row + k * eb, eb);
+  }
+}
+
 }  // namespace
 
 void repackRows(Context& ctx, DType t, const uint8_t* src, int64_t rows, int64_t K, uint8_t* dst) {
@@ -174,7 +187,8 @@ void repackRows(Context& ctx, DType t, const uint8_t* src, int64_t rows, int64_t
   if (!repackedType(t, K, &rt)) return;
   const int64_t groups = storedRows(rt, rows) / kInterleave;
   ctx.pool.parallelFor(groups, [&](int64_t g, int) {
-    if (t == DType::Q4_0) interleaveQ4_0(src, rows, K, g, dst);
+    if (t == DType::F32 || t == DType::F16 || t == DType::BF16) interleaveFloat(src, rows, K, g, t == DType::F32 ? 4 : 2, dst);
+    else if (t == DType::Q4_0) interleaveQ4_0(src, rows, K, g, dst);
     else if (t == DType::Q8_0) interleaveQ8_0(src, rows, K, g, dst);
     else if (t == DType::Q6_K) interleaveQ6_K(src, rows, K, g, dst);
     else if (t == DType::Q5_K) interleaveK<true>(src, rows, K, g, dst);

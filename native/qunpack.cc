@@ -31,6 +31,9 @@ QTypeInfo qtypeInfo(DType t) {
     case DType::F32:
     case DType::F16:
     case DType::BF16:
+    case DType::F32_X16:
+    case DType::F16_X16:
+    case DType::BF16_X16:
       return {false, 0, false, false, 0};
     case DType::Q8_0:
       return {true, 128, false, true, 32};

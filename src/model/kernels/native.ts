@@ -276,7 +276,7 @@ export function createNativeKernels(opts: { threads?: number } = {}): NativeKern
   // build), for the outputs-in-lanes GEMM; about the file's size. The original bytes stay for
   // embeddings and the TypeScript kernels, so memory grows by the repacked tensors' size
   // (STEPWISE_NO_REPACK=1 keeps the file's form only). Within rounding either way (tested).
-  const INTERLEAVED = new Set(['q4_0', 'q4_k', 'q5_k', 'q6_k', 'q8_0']);
+  const INTERLEAVED = new Set(['f32', 'f16', 'bf16', 'q4_0', 'q4_k', 'q5_k', 'q6_k', 'q8_0']);
   const repacked = new WeakMap<WeightTensor, { data: Uint8Array; dtype: number }>();
   const repackedOf = (w: WeightTensor): { data: Uint8Array; dtype: number } => {
     let r = repacked.get(w);

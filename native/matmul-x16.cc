@@ -1,0 +1,115 @@
+// GEMM for the interleaved float forms of qrepack.cc (f32 / f16 / bf16 weights, AVX-512 build):
+// out[m][n] = sum_k x[m][k] * W[n][k], with 16 weight rows stored side by side (element k of row r
+// of a group at 16k + r).
+//
+// Outputs in lanes. One weight vector holds column k of 16 rows; x[m][k] is broadcast and one FMA
+// adds into 16 outputs. A tile is G groups x MR activation rows: per column, G weight loads (f16 /
+// bf16 widened as loaded) and MR broadcasts feed G*MR FMAs into register accumulators (4 x 6). The row
+// form (matmul.cc) keeps 16 partial sums per output and folds them at the end; with short rows
+// (768 columns) the folds and the activation vectors streamed per tile bound it at about half the
+// FMA peak. Here nothing is folded and an activation column is 4 bytes per row.
+//
+// Batch invariance: every output is one chain of FMAs over k = 0, 1, ..., K-1 in order, whatever
+// the tile shape, M, thread or chunk of activation rows; rows only sit in different lanes.
+#include <algorithm>
+#include <array>
+#include <utility>
+
+#include "kernels.h"
+#include "simd.h"
+
+#if STEPWISE_AVX512
+
+// GCC 12's false positive inside its own AVX-512 headers (see qmatmul.cc).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+namespace stepwise {
+namespace {
+
+constexpr int GMAX = 4;          // groups per tile (fewer at the tensor's end)
+constexpr int MR = 6;            // activation rows per tile: 24 accumulators, 4 weight vectors, 1 broadcast
+constexpr int64_t MC = 96;       // activation rows per task
+
+struct Half { uint16_t bits; };
+struct BHalf { uint16_t bits; };
+
+inline __m512 loadW(const float* p) { return _mm512_loadu_ps(p); }
+inline __m512 loadW(const Half* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+inline __m512 loadW(const BHalf* p) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
+}
+
+inline void storeRows(float* out, __m512 v, int rows) {
+  if (rows >= 16) _mm512_storeu_ps(out, v);
+  else _mm512_mask_storeu_ps(out, static_cast<__mmask16>((1u << rows) - 1), v);
+}
+
+/**
+ * G groups x R activation rows. w: the tile's first group (groups 16K elements apart); x: the
+ * first activation row (rows ldx apart); out: row 0's outputs of the tile's first weight row (rows
+ * ldo apart); rows: the tile's weight rows that exist.
+ */
+template <class W, int G, int R>
+void tile(const W* w, int64_t K, const float* x, int64_t ldx, float* out, int64_t ldo, int rows) {
+  __m512 acc[G][R];
+  for (int g = 0; g < G; g++)
+    for (int m = 0; m < R; m++) acc[g][m] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < K; k++) {
+    __m512 wv[G];
+    for (int g = 0; g < G; g++) wv[g] = loadW(w + (g * K + k) * 16);
+    for (int m = 0; m < R; m++) {
+      const __m512 xb = _mm512_set1_ps(x[m * ldx + k]);
+      for (int g = 0; g < G; g++) acc[g][m] = _mm512_fmadd_ps(wv[g], xb, acc[g][m]);
+    }
+  }
+  for (int g = 0; g < G; g++)
+    for (int m = 0; m < R; m++) storeRows(out + m * ldo + 16 * g, acc[g][m], rows - 16 * g);
+}
+
+using TileFn = void (*)(const void*, int64_t, const float*, int64_t, float*, int64_t, int);
+
+template <class W, int G, int R>
+void tileFn(const void* w, int64_t K, const float* x, int64_t ldx, float* out, int64_t ldo, int rows) {
+  tile<W, G, R>(static_cast<const W*>(w), K, x, ldx, out, ldo, rows);
+}
+
+template <class W, int G, int... Rs>
+constexpr std::array<TileFn, MR> tileRow(std::integer_sequence<int, Rs...>) {
+  return {tileFn<W, G, Rs + 1>...};
+}
+
+template <class W>
+struct Tiles {
+  static constexpr std::array<TileFn, MR> fns[GMAX] = {
+      tileRow<W, 1>(std::make_integer_sequence<int, MR>{}), tileRow<W, 2>(std::make_integer_sequence<int, MR>{}),
+      tileRow<W, 3>(std::make_integer_sequence<int, MR>{}), tileRow<W, 4>(std::make_integer_sequence<int, MR>{}),
+  };
+};
+
+}  // namespace
+
+void matmulX16(Context& ctx, float* out, const float* x, const uint8_t* w, DType dt, int64_t N, int64_t K, int64_t M) {
+  const auto& fns = dt == DType::F32_X16 ? Tiles<float>::fns : dt == DType::F16_X16 ? Tiles<Half>::fns : Tiles<BHalf>::fns;
+  const size_t groupBytes = static_cast<size_t>(K) * 16 * (dt == DType::F32_X16 ? 4 : 2);
+  // 4 groups x 6 rows: at one to a few activation rows the 4 weight streams and chains keep memory
+  // busy; at many, it ran as fast as 2 groups x 12 rows (measured), so one shape serves every M.
+  const int64_t groups = (N + 15) / 16;
+  const int64_t tiles = (groups + GMAX - 1) / GMAX;
+  const int64_t chunks = (M + MC - 1) / MC;
+  ctx.pool.parallelFor(chunks * tiles, [&](int64_t task, int) {
+    const int64_t m0 = (task / tiles) * MC, m1 = std::min(M, m0 + MC);
+    const int64_t g0 = (task % tiles) * GMAX;
+    const int ng = static_cast<int>(std::min<int64_t>(GMAX, groups - g0));
+    const int rows = static_cast<int>(std::min<int64_t>(16 * GMAX, N - 16 * g0));
+    for (int64_t m = m0; m < m1; m += MR) {
+      const int r = static_cast<int>(std::min<int64_t>(MR, m1 - m));
+      fns[ng - 1][r - 1](w + static_cast<size_t>(g0) * groupBytes, K, x + m * K, K, out + m * N + 16 * g0, N, rows);
+    }
+  });
+}
+
+}  // namespace stepwise
+
+#endif
