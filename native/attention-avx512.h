@@ -69,10 +69,11 @@ inline __m512 fold4Keys(__m512 a, __m512 b, __m512 c, __m512 d) { return foldPai
  * (10,14,11,15), which is the order that leaves key i in lane i after the last two tree steps
  * (foldPairs of two passes gives 8 keys' half sums; foldChunks of two such gives the 16 scores).
  */
-template <int NB, class T>
+template <int NB, int CH, class T>
 inline void scoreTile(const float* const* qv, const T* const* kp, int64_t hd, __m512* s) {
-  const int64_t chunks = (hd + 15) / 16;
-  const __mmask16 tail = hd % 16 ? static_cast<__mmask16>((1u << (hd % 16)) - 1) : static_cast<__mmask16>(0xFFFF);
+  // CH > 0: the head width is CH whole chunks, known here, so the loop unrolls with plain loads.
+  const int64_t chunks = CH > 0 ? CH : (hd + 15) / 16;
+  const __mmask16 tail = CH == 0 && hd % 16 ? static_cast<__mmask16>((1u << (hd % 16)) - 1) : static_cast<__mmask16>(0xFFFF);
   __m512 pairDone[NB];  // the pass just before (even passes)
   __m512 lowKeys[NB];   // keys 0-7 after three tree steps
   for (int pass = 0; pass < 4; pass++) {
@@ -116,6 +117,24 @@ struct VecState {
 };
 
 /**
+ * The maxima of 4 score vectors, in lanes 0-3 (max is exact, so the tree only has to keep a
+ * vector's lanes apart from the others'): the score tree's shuffles with max for add, then one
+ * permute. A shorter chain than 4 separate reductions, with no scalar round trip.
+ */
+inline __m128 max4(__m512 a, __m512 b, __m512 c, __m512 d) {
+  const auto halves = [](__m512 x, __m512 y) {
+    return _mm512_max_ps(_mm512_shuffle_f32x4(x, y, _MM_SHUFFLE(1, 0, 1, 0)), _mm512_shuffle_f32x4(x, y, _MM_SHUFFLE(3, 2, 3, 2)));
+  };
+  const __m512 ab = halves(a, b);  // [a: 8 | b: 8]
+  const __m512 cd = halves(c, d);
+  // Per 128-bit chunk: a's (or b's) 2 pair maxima, then c's (or d's).
+  __m512 m = _mm512_max_ps(_mm512_shuffle_ps(ab, cd, _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_ps(ab, cd, _MM_SHUFFLE(3, 1, 3, 1)));
+  m = _mm512_max_ps(m, _mm512_shuffle_ps(m, m, _MM_SHUFFLE(2, 3, 0, 1)));     // chunk: [a a c c] of its 4 lanes
+  m = _mm512_max_ps(m, _mm512_shuffle_f32x4(m, m, _MM_SHUFFLE(2, 3, 0, 1)));  // chunks 0/1: a, c; 2/3: b, d
+  return _mm512_castps512_ps128(_mm512_permutexvar_ps(_mm512_setr_epi32(0, 8, 2, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), m));
+}
+
+/**
  * Online softmax for NB vectors on one tile: scales the scores, masks lanes outside live[v] to
  * -inf, moves each running max to include the tile, and leaves the weights in p and the
  * accumulator's rescale factor in corr (e^(m_old - m_new): 1 exactly when the max stands, 0 on a
@@ -124,22 +143,30 @@ struct VecState {
 template <int NB>
 inline void softmaxTile(const __m512* s, const __mmask16* live, float scale, const VecState* st) {
   const __m512 negInf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
-  alignas(64) float mOld[16] = {0};
-  alignas(64) float mNew[16] = {0};
-  __m512 sv[NB];
+  __m512 sv[4];
+  float old[4] = {0, 0, 0, 0};
   for (int v = 0; v < NB; v++) {
     sv[v] = _mm512_mask_mul_ps(negInf, live[v], s[v], _mm512_set1_ps(scale));
-    mOld[v] = *st[v].runMax;
-    mNew[v] = std::max(mOld[v], _mm512_reduce_max_ps(sv[v]));
+    old[v] = *st[v].runMax;
   }
-  // All NB factors in one exp16 (lanes are independent: a vector's factor is the same bits in any block).
-  alignas(64) float corr[16];
-  _mm512_store_ps(corr, exp16(_mm512_sub_ps(_mm512_load_ps(mOld), _mm512_load_ps(mNew))));
+  for (int v = NB; v < 4; v++) sv[v] = sv[0];  // unused lanes
+  const __m128 mOld = _mm_setr_ps(old[0], old[1], old[2], old[3]);
+  const __m128 mNew = _mm_max_ps(mOld, max4(sv[0], sv[1], sv[2], sv[3]));
+  // All NB factors in one exp16 (lanes are independent: a vector's factor is the same bits in any
+  // block). Where no max moved, every factor is e^0 = 1 exactly, so the exp is skipped.
+  alignas(16) float corr[4];
+  alignas(16) float mn[4];
+  _mm_store_ps(mn, mNew);
+  if ((_mm_cmp_ps_mask(mOld, mNew, _CMP_NEQ_UQ) & ((1 << NB) - 1)) == 0) {
+    _mm_store_ps(corr, _mm_set1_ps(1.0f));
+  } else {
+    _mm_store_ps(corr, _mm512_castps512_ps128(exp16(_mm512_zextps128_ps512(_mm_sub_ps(mOld, mNew)))));
+  }
   for (int v = 0; v < NB; v++) {
-    const __m512 pv = exp16(_mm512_sub_ps(sv[v], _mm512_set1_ps(mNew[v])));  // exp16(-inf) = 0
+    const __m512 pv = exp16(_mm512_sub_ps(sv[v], _mm512_set1_ps(mn[v])));  // exp16(-inf) = 0
     _mm512_storeu_ps(st[v].p, pv);
     _mm512_storeu_ps(st[v].runSum, _mm512_fmadd_ps(_mm512_loadu_ps(st[v].runSum), _mm512_set1_ps(corr[v]), pv));
-    *st[v].runMax = mNew[v];
+    *st[v].runMax = mn[v];
     *st[v].corr = corr[v];
   }
 }
@@ -149,7 +176,13 @@ template <int NB, class T>
 inline void weighBlock(const float* const* qv, const VecState* st, const __mmask16* live, const T* const* kp, int64_t hd,
                        float scale) {
   __m512 s[NB];
-  scoreTile<NB, T>(qv, kp, hd, s);
+  if (hd == 64) {
+    scoreTile<NB, 4, T>(qv, kp, hd, s);
+  } else if (hd == 128) {
+    scoreTile<NB, 8, T>(qv, kp, hd, s);
+  } else {
+    scoreTile<NB, 0, T>(qv, kp, hd, s);
+  }
   softmaxTile<NB>(s, live, scale, st);
 }
 
@@ -160,16 +193,19 @@ inline void weighBlock(const float* const* qv, const VecState* st, const __mmask
  * FMA, which leaves the other lanes exactly as they were (the same bits as the full path's FMAs
  * for the keys it does take).
  */
-template <int NB, int DC, bool Full, class T>
+template <int NB, int DC, bool Full, bool Whole, class T>
 inline void addValues(const VecState* st, int64_t d0, const __mmask16* m, const __mmask16* live, const T* const* vp) {
+  // Whole: all DC chunks are whole, so the masks are constants and the loads plain.
+  __mmask16 mk[DC];
+  for (int j = 0; j < DC; j++) mk[j] = Whole ? static_cast<__mmask16>(0xFFFF) : m[j];
   __m512 a[NB][DC];
   for (int v = 0; v < NB; v++) {
     const __m512 c = _mm512_set1_ps(*st[v].corr);
-    for (int j = 0; j < DC; j++) a[v][j] = _mm512_mul_ps(_mm512_maskz_loadu_ps(m[j], st[v].acc + d0 + 16 * j), c);
+    for (int j = 0; j < DC; j++) a[v][j] = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk[j], st[v].acc + d0 + 16 * j), c);
   }
   for (int i = 0; i < kTile; i++) {
     __m512 vx[DC];
-    for (int j = 0; j < DC; j++) vx[j] = load16(vp[i] + d0 + 16 * j, m[j]);
+    for (int j = 0; j < DC; j++) vx[j] = load16(vp[i] + d0 + 16 * j, mk[j]);
     for (int v = 0; v < NB; v++) {
       const __m512 pb = _mm512_set1_ps(st[v].p[i]);
       if constexpr (Full) {
@@ -181,7 +217,7 @@ inline void addValues(const VecState* st, int64_t d0, const __mmask16* m, const 
     }
   }
   for (int v = 0; v < NB; v++)
-    for (int j = 0; j < DC; j++) _mm512_mask_storeu_ps(st[v].acc + d0 + 16 * j, m[j], a[v][j]);
+    for (int j = 0; j < DC; j++) _mm512_mask_storeu_ps(st[v].acc + d0 + 16 * j, mk[j], a[v][j]);
 }
 
 /** addValues for a block of NB vectors over the whole head width, up to 4 chunks (64 elements) at a time. */
@@ -195,20 +231,24 @@ inline void addValuesBlock(const VecState* st, const __mmask16* live, const T* c
     __mmask16 m[4];
     for (int j = 0; j < 4; j++) m[j] = c0 + j == chunks - 1 ? tail : static_cast<__mmask16>(0xFFFF);
     const int64_t dc = std::min<int64_t>(4, chunks - c0);
-    if (full && dc == 4) {
-      addValues<NB, 4, true, T>(st, 16 * c0, m, live, vp);
+    const bool whole = dc == 4 && (c0 + 4 < chunks || hd % 16 == 0);
+    if (full && whole) {
+      addValues<NB, 4, true, true, T>(st, 16 * c0, m, live, vp);  // the common case
+    } else if (whole) {
+      addValues<NB, 4, false, true, T>(st, 16 * c0, m, live, vp);
     } else if (full) {
       switch (dc) {
-        case 1: addValues<NB, 1, true, T>(st, 16 * c0, m, live, vp); break;
-        case 2: addValues<NB, 2, true, T>(st, 16 * c0, m, live, vp); break;
-        default: addValues<NB, 3, true, T>(st, 16 * c0, m, live, vp); break;
+        case 1: addValues<NB, 1, true, false, T>(st, 16 * c0, m, live, vp); break;
+        case 2: addValues<NB, 2, true, false, T>(st, 16 * c0, m, live, vp); break;
+        case 3: addValues<NB, 3, true, false, T>(st, 16 * c0, m, live, vp); break;
+        default: addValues<NB, 4, true, false, T>(st, 16 * c0, m, live, vp); break;
       }
     } else {
       switch (dc) {
-        case 1: addValues<NB, 1, false, T>(st, 16 * c0, m, live, vp); break;
-        case 2: addValues<NB, 2, false, T>(st, 16 * c0, m, live, vp); break;
-        case 3: addValues<NB, 3, false, T>(st, 16 * c0, m, live, vp); break;
-        default: addValues<NB, 4, false, T>(st, 16 * c0, m, live, vp); break;
+        case 1: addValues<NB, 1, false, false, T>(st, 16 * c0, m, live, vp); break;
+        case 2: addValues<NB, 2, false, false, T>(st, 16 * c0, m, live, vp); break;
+        case 3: addValues<NB, 3, false, false, T>(st, 16 * c0, m, live, vp); break;
+        default: addValues<NB, 4, false, false, T>(st, 16 * c0, m, live, vp); break;
       }
     }
   }
