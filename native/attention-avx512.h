@@ -105,10 +105,14 @@ inline void scoreTile(const float* const* qv, const T* const* kp, int64_t hd, __
 }
 
 /**
- * One query vector's state for a KV head: accumulator (hd floats), running max, per-lane running
- * sums, and the current tile's weights and rescale factor (from the softmax to the values).
+ * One query vector (a row and a query head) of a pass: where its query and output are, its row in
+ * the group, and its state: accumulator (hd floats), running max, per-lane running sums, and the
+ * current tile's weights and rescale factor (from the softmax to the values).
  */
 struct VecState {
+  const float* q;
+  float* out;
+  int row;
   float* acc;
   float* runMax;
   float* runSum;  // 16 lanes
@@ -300,14 +304,18 @@ inline void writeOutput(const VecState& s, int64_t hd, float* o) {
 // Vector state a pass over KV heads keeps (the rest of L1 holds the tile's K and V).
 constexpr int64_t kStateBytes = 16 * 1024;
 
-/** The live vectors of a tile, kBlock at a time: fn(nb, vectors, their live masks). */
+/** A head's live vectors (indices into hs), kBlock at a time: fn(nb, their states, their live masks). */
 template <class F>
-inline void forBlocks(const int64_t* live, int64_t nLive, const __mmask16* liveOf, int64_t G, F&& fn) {
+inline void forBlocks(const VecState* hs, const int64_t* live, int64_t nLive, const __mmask16* liveOf, F&& fn) {
   for (int64_t b = 0; b < nLive; b += kBlock) {
     const int nb = static_cast<int>(std::min<int64_t>(kBlock, nLive - b));
+    VecState bs[kBlock];
     __mmask16 masks[kBlock];
-    for (int j = 0; j < nb; j++) masks[j] = liveOf[live[b + j] / G];
-    fn(nb, live + b, masks);
+    for (int j = 0; j < nb; j++) {
+      bs[j] = hs[live[b + j]];
+      masks[j] = liveOf[bs[j].row];
+    }
+    fn(nb, bs, masks);
   }
 }
 
@@ -354,22 +362,24 @@ void attendRows(const Job& job, int64_t r0, int nRows, int64_t g0, int64_t g1, S
   const int64_t hdPad = (hd + 15) / 16 * 16;
   const int64_t floatsPerVec = hdPad + 34;
   const int64_t pass = std::clamp<int64_t>(kStateBytes / (perHead * floatsPerVec * 4), 1, g1 - g0);
-  const int64_t nVec = pass * perHead;
-  float* base = scratch.need(scratch.a, static_cast<size_t>(nVec * floatsPerVec));
-  std::vector<VecState> st(static_cast<size_t>(nVec));
-  for (int64_t v = 0; v < nVec; v++) {
-    float* f = base + v * floatsPerVec;
-    st[static_cast<size_t>(v)] = {f, f + hdPad, f + hdPad + 1, f + hdPad + 17, f + hdPad + 33};
-  }
+  float* base = scratch.need(scratch.a, static_cast<size_t>(pass * perHead * floatsPerVec));
+  std::vector<VecState> st(static_cast<size_t>(pass * perHead));
   std::vector<int64_t> live(static_cast<size_t>(perHead));  // a tile's live vectors
   float* kvBuf = kv.dtype == KvDtype::Q8_0 ? scratch.need(scratch.b, static_cast<size_t>(kTile * hd)) : nullptr;
 
   for (int64_t gp = g0; gp < g1; gp += pass) {
     const int64_t gEnd = std::min(g1, gp + pass);
-    for (const VecState& s : st) {
-      std::fill(s.acc, s.acc + hdPad, 0.0f);
-      std::fill(s.runSum, s.runSum + 16, 0.0f);
-      *s.runMax = -std::numeric_limits<float>::infinity();
+    VecState* v = st.data();
+    float* f = base;
+    for (int64_t g = gp; g < gEnd; g++) {
+      for (int q = 0; q < nRows; q++) {
+        for (int64_t hq = 0; hq < G; hq++, v++, f += floatsPerVec) {
+          const int64_t at = (r0 + q) * qDim + (g * G + hq) * hd;
+          *v = {job.q + at, job.out + at, q, f, f + hdPad, f + hdPad + 1, f + hdPad + 17, f + hdPad + 33};
+          std::fill(f, f + hdPad + 17, 0.0f);
+          *v->runMax = -std::numeric_limits<float>::infinity();
+        }
+      }
     }
     for (int64_t t = 0; t < tiles; t++) {
       const int64_t t0 = first + t * kTile;
@@ -388,14 +398,9 @@ void attendRows(const Job& job, int64_t r0, int nRows, int64_t g0, int64_t g1, S
         if (t + 1 < tiles) prefetchTile(kv, kv.k, off + kTile, g);
         const T* kp[kTile];
         tileRows<T>(kv, kv.k, off, g, kvBuf, kp);
-        const VecState* hs = st.data() + (g - gp) * perHead;
-        forBlocks(live.data(), nLive, liveOf, G, [&](int nb, const int64_t* vs, const __mmask16* masks) {
+        forBlocks(st.data() + (g - gp) * perHead, live.data(), nLive, liveOf, [&](int nb, const VecState* bs, const __mmask16* masks) {
           const float* qv[kBlock];
-          VecState bs[kBlock];
-          for (int j = 0; j < nb; j++) {
-            qv[j] = job.q + (r0 + vs[j] / G) * qDim + (g * G + vs[j] % G) * hd;
-            bs[j] = hs[vs[j]];
-          }
+          for (int j = 0; j < nb; j++) qv[j] = bs[j].q;
           switch (nb) {
             case 1: weighBlock<1, T>(qv, bs, masks, kp, hd, job.scale); break;
             case 2: weighBlock<2, T>(qv, bs, masks, kp, hd, job.scale); break;
@@ -408,10 +413,7 @@ void attendRows(const Job& job, int64_t r0, int nRows, int64_t g0, int64_t g1, S
         if (t + 1 < tiles) prefetchTile(kv, kv.v, off + kTile, g);
         const T* vp[kTile];
         tileRows<T>(kv, kv.v, off, g, kvBuf, vp);
-        const VecState* hs = st.data() + (g - gp) * perHead;
-        forBlocks(live.data(), nLive, liveOf, G, [&](int nb, const int64_t* vs, const __mmask16* masks) {
-          VecState bs[kBlock];
-          for (int j = 0; j < nb; j++) bs[j] = hs[vs[j]];
+        forBlocks(st.data() + (g - gp) * perHead, live.data(), nLive, liveOf, [&](int nb, const VecState* bs, const __mmask16* masks) {
           switch (nb) {
             case 1: addValuesBlock<1, T>(bs, masks, vp, hd); break;
             case 2: addValuesBlock<2, T>(bs, masks, vp, hd); break;
@@ -421,11 +423,7 @@ void attendRows(const Job& job, int64_t r0, int nRows, int64_t g0, int64_t g1, S
         });
       }
     }
-    for (int64_t g = gp; g < gEnd; g++) {
-      for (int64_t v = 0; v < perHead; v++) {
-        writeOutput(st[static_cast<size_t>((g - gp) * perHead + v)], hd, job.out + (r0 + v / G) * qDim + (g * G + v % G) * hd);
-      }
-    }
+    for (const VecState* s = st.data(); s != v; s++) writeOutput(*s, hd, s->out);
   }
 }
 
