@@ -15,6 +15,8 @@
 //      accumulator per tile (e^(m_old - m_new), exp16 again, for the block's vectors at once);
 //   3. values: acc = acc*corr, then acc += p_i * v_i for the tile's keys in order, 4 head-dimension
 //      vectors at a time so each broadcast weight and each V load serves several FMAs.
+// Per tile, steps 1-2 run for every block of the KV heads in the current pass before step 3 does,
+// so blocks' softmax chains overlap; the next tile's K/V rows are prefetched meanwhile.
 //
 // Batch invariance: a vector's float operations depend only on its own query, its position (which
 // tiles it sees, and its mask within the first and last of them) and the cached K/V. Blocking only
