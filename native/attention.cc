@@ -1,12 +1,17 @@
 // Causal attention over paged KV with an online softmax (no score matrix), grouped-query aware.
 //
-// Work unit: a group of up to QR=3 consecutive batch rows of the same sequence (a prefill chunk
-// gives such groups; a decode row is a group of one) times a range of KV heads. The group walks
-// its keys in tiles of 8 aligned to absolute positions (0-7, 8-15, ...). Per tile and head, each
-// K vector load serves every query row of the group and every query head sharing that KV head:
-// the scores are a small GEMM with the same register blocking as matmul.cc. Then, per row, the
-// running max and sum are updated (the accumulator is rescaled by e^(m_old - m_new)) and the
-// tile's values are added in position order, each V load again shared by the group's rows.
+// Two kernels, one per build: the avx512 variant runs the 16-lane flash-attention kernel in
+// attention-avx512.h (query tiles of up to 16 rows, 16-key tiles, a polynomial exp); the avx2 and
+// generic variants run the 8-lane kernel below. Each is batch invariant on its own; their bits
+// differ from each other's. This file holds the 8-lane kernel and the dispatcher both share.
+//
+// The 8-lane kernel's work unit: a group of up to QR=3 consecutive batch rows of the same sequence
+// (a prefill chunk gives such groups; a decode row is a group of one) times a range of KV heads.
+// The group walks its keys in tiles of 8 aligned to absolute positions (0-7, 8-15, ...). Per tile
+// and head, each K vector load serves every query row of the group and every query head sharing
+// that KV head: the scores are a small GEMM with the same register blocking as matmul.cc. Then,
+// per row, the running max and sum are updated (the accumulator is rescaled by e^(m_old - m_new))
+// and the tile's values are added in position order, each V load again shared by the group's rows.
 //
 // Batch invariance: for one row and head the operations are always the same, whatever the group
 // or the task split: dot products with 8 lanes over the head dimension folded by the fixed tree,
@@ -26,6 +31,37 @@
 namespace stepwise {
 namespace {
 
+struct Job {
+  float* out;
+  const float* q;
+  const PagedKv* kv;
+  const AttentionRows* rows;
+  int64_t nHeads;
+  int64_t G;       // query heads per KV head
+  float scale;
+  int64_t window;  // 0: every earlier key
+};
+
+constexpr int64_t kParallelWork = 1 << 15;   // key*dim products below which one thread is quicker
+
+}  // namespace
+}  // namespace stepwise
+
+#if STEPWISE_AVX512
+// GCC 12's false positives inside its own AVX-512 headers (_mm512_undefined_ps; see qmatmul.cc).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+namespace stepwise {
+namespace {
+#include "attention-avx512.h"
+}  // namespace
+}  // namespace stepwise
+#else
+namespace stepwise {
+namespace {
+
 constexpr int kTile = 8;
 
 // K/V elements are floats (f32 caches, and q8_0 rows decoded per tile) or f16 bits converted as
@@ -37,7 +73,6 @@ inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
 inline __m256 load8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
 #endif
 constexpr int QR = 3;                        // rows per group
-constexpr int64_t kParallelWork = 1 << 15;   // key*dim products below which one thread is quicker
 
 /**
  * s[q*kTile + koff + i] = q_q . k_i for KN keys (4 or 8) and NQ query rows: the dot products only,
@@ -192,17 +227,6 @@ inline void accumulate(float* const* acc, const float* corr, const float* p, con
 #endif
 }
 
-struct Job {
-  float* out;
-  const float* q;
-  const PagedKv* kv;
-  const AttentionRows* rows;
-  int64_t nHeads;
-  int64_t G;       // query heads per KV head
-  float scale;
-  int64_t window;  // 0: every earlier key
-};
-
 /** Attention for NQ rows of one sequence (batch rows r[0..NQ)) and KV heads g0..g1-1. */
 /** T: the element type read (float: f32 caches and decoded q8_0 rows; uint16_t: f16 caches). */
 template <int NQ, class T>
@@ -310,6 +334,29 @@ void attendGroup(const Job& job, const int64_t* r, int64_t g0, int64_t g1, Scrat
   }
 }
 
+/** The 8-lane kernel for rows r0 .. r0+nRows-1 (nRows <= QR) of one sequence, KV heads g0..g1-1. */
+template <class T>
+void attendRows(const Job& job, int64_t r0, int nRows, int64_t g0, int64_t g1, Scratch& scratch) {
+  const int64_t r[QR] = {r0, r0 + 1, r0 + 2};
+  switch (nRows) {
+    case 1: attendGroup<1, T>(job, r, g0, g1, scratch); break;
+    case 2: attendGroup<2, T>(job, r, g0, g1, scratch); break;
+    default: attendGroup<3, T>(job, r, g0, g1, scratch); break;
+  }
+}
+
+}  // namespace
+}  // namespace stepwise
+#endif
+
+namespace stepwise {
+namespace {
+#if STEPWISE_AVX512
+using attn512::attendRows;
+constexpr int kGroupRows = attn512::kGroupRows;
+#else
+constexpr int kGroupRows = QR;
+#endif
 }  // namespace
 
 void attention(Context& ctx, float* out, const float* q, const PagedKv& kv, const AttentionRows& rows, int64_t nHeads,
@@ -318,20 +365,29 @@ void attention(Context& ctx, float* out, const float* q, const PagedKv& kv, cons
   const int64_t hd = kv.headDim;
   const Job job{out, q, &kv, &rows, nHeads, nHeads / kv.nKvHeads, scale, window};
 
-  // Groups of up to QR consecutive rows of one sequence: start index and size.
-  std::vector<std::pair<int64_t, int>> groups;
+  // Groups of up to kGroupRows consecutive rows of one sequence: start index, size, keys read.
+  struct Group {
+    int64_t r0;
+    int size;
+    int64_t keys;
+  };
+  std::vector<Group> groups;
   int64_t work = 0;
   for (int64_t r = 0; r < rows.numRows; r++) {
-    const int64_t keys = static_cast<int64_t>(rows.positions[r]) + 1;
-    work += (window > 0 ? std::min(keys, window) : keys) * nHeads * hd;
-    if (!groups.empty() && groups.back().second < QR && rows.rowSeq[groups.back().first] == rows.rowSeq[r]) {
-      groups.back().second++;
+    const int64_t pos = static_cast<int64_t>(rows.positions[r]) + 1;
+    const int64_t keys = window > 0 ? std::min(pos, window) : pos;
+    work += keys * nHeads * hd;
+    if (!groups.empty() && groups.back().size < kGroupRows && rows.rowSeq[groups.back().r0] == rows.rowSeq[r]) {
+      groups.back().size++;
+      groups.back().keys = std::max(groups.back().keys, keys);
     } else {
-      groups.emplace_back(r, 1);
+      groups.push_back({r, 1, keys});
     }
   }
-  // KV heads per task: all of them (contiguous reads per key slot) unless that leaves too few
-  // tasks to spread over the threads.
+  // The costliest groups first (a prompt's last rows see the most keys), so the threads do not
+  // wait on one long task at the end. The order changes no result: tasks are independent.
+  std::stable_sort(groups.begin(), groups.end(), [](const Group& a, const Group& b) { return a.keys * a.size > b.keys * b.size; });
+  // KV heads per task: all of them unless that leaves too few tasks to spread over the threads.
   const int64_t numGroups = static_cast<int64_t>(groups.size());
   const int64_t wantTasks = 4 * ctx.pool.size();
   const int64_t chunks = std::min(kv.nKvHeads, std::max<int64_t>(1, (wantTasks + numGroups - 1) / numGroups));
@@ -339,16 +395,14 @@ void attention(Context& ctx, float* out, const float* q, const PagedKv& kv, cons
   const int64_t headChunks = (kv.nKvHeads + perChunk - 1) / perChunk;
 
   const auto task = [&](int64_t t, int tid) {
-    const auto& [r0, size] = groups[static_cast<size_t>(t / headChunks)];
+    const Group& grp = groups[static_cast<size_t>(t / headChunks)];
     const int64_t g0 = (t % headChunks) * perChunk;
     const int64_t g1 = std::min(kv.nKvHeads, g0 + perChunk);
-    const int64_t r[QR] = {r0, r0 + 1, r0 + 2};
     Scratch& sc = ctx.scratch[static_cast<size_t>(tid)];
-    const bool half = kv.dtype == KvDtype::F16;
-    switch (size) {
-      case 1: half ? attendGroup<1, uint16_t>(job, r, g0, g1, sc) : attendGroup<1, float>(job, r, g0, g1, sc); break;
-      case 2: half ? attendGroup<2, uint16_t>(job, r, g0, g1, sc) : attendGroup<2, float>(job, r, g0, g1, sc); break;
-      default: half ? attendGroup<3, uint16_t>(job, r, g0, g1, sc) : attendGroup<3, float>(job, r, g0, g1, sc); break;
+    if (kv.dtype == KvDtype::F16) {
+      attendRows<uint16_t>(job, grp.r0, grp.size, g0, g1, sc);
+    } else {
+      attendRows<float>(job, grp.r0, grp.size, g0, g1, sc);
     }
   };
   const int64_t ntasks = numGroups * headChunks;

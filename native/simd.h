@@ -167,6 +167,44 @@ inline __m256 exp8(__m256 x) {
 #if STEPWISE_AVX512
 /** foldLanes16 on a 512-bit accumulator. */
 inline float fold16(__m512 a) { return fold1(_mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1))); }
+
+// GCC 12 warns inside its own AVX-512 headers here (_mm512_undefined_ps): a false positive.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+/**
+ * e^x on 16 lanes: exp8's range reduction and polynomial, with 2^n applied by scalef (one
+ * rounding). Same limits: below -87.3 gives 0 (so -inf masks a lane out), above 88.7 +inf, NaN
+ * stays NaN. Each lane's result depends on that lane alone. Its bits may differ from exp8's.
+ */
+inline __m512 exp16(__m512 x) {
+  const __m512 hi = _mm512_set1_ps(88.7228391f);
+  const __m512 lo = _mm512_set1_ps(-87.3365448f);
+  const __mmask16 under = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
+  const __mmask16 over = _mm512_cmp_ps_mask(x, hi, _CMP_GT_OQ);
+  const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+  const __m512 xc = _mm512_min_ps(_mm512_max_ps(x, lo), hi);
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.0f / 720.0f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  __m512 y = _mm512_scalef_ps(p, n);
+  y = _mm512_mask_mov_ps(y, under, _mm512_setzero_ps());
+  y = _mm512_mask_mov_ps(y, over, _mm512_set1_ps(INFINITY));
+  return _mm512_mask_mov_ps(y, nan, x);
+}
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 #endif
 
 }  // namespace stepwise

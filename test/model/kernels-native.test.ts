@@ -421,6 +421,49 @@ describe('native kernels', { skip }, () => {
     assertSameBits(last, whole.subarray((n - 1) * width), 'moved blocks');
   });
 
+  for (const dtype of ['f32', 'f16', 'q8_0'] as const) {
+    it(`a 40-row prompt with a sliding window over a ${dtype} cache gives each row the same bits however it is chunked (grouped-query heads, a head width with a tail)`, () => {
+      // 3 query heads per KV head; width 40 leaves a tail after whole 16- and 8-lane chunks (q8_0
+      // needs a multiple of 32). A window of 13 starts inside a key tile for most rows.
+      const [nHeads, nKvHeads, headDim, blockSize, n, window] = [6, 2, dtype === 'q8_0' ? 64 : 40, 8, 40, 13];
+      const width = nHeads * headDim;
+      const kvDim = nKvHeads * headDim;
+      const kv = createKvStorage({ nLayers: 1, nKvHeads, headDim } as ModelConfig, 8, blockSize, dtype);
+      const table = [4, 0, 6, 2, 5];
+      const other = [1, 3];  // an unrelated sequence, 9 keys
+      const keyRows: Array<[number, number]> = [
+        ...Array.from({ length: n }, (_, p): [number, number] => [0, p]),
+        ...Array.from({ length: 9 }, (_, p): [number, number] => [1, p]),
+      ];
+      const all = meta(keyRows, [table, other], blockSize);
+      nk.writeKv(kv, 0, randomF32(keyRows.length * kvDim, 41, 3), randomF32(keyRows.length * kvDim, 42), all);
+      const q = randomF32(n * width, 43, 2);
+      const rows = (from: number, len: number) => Array.from({ length: len }, (_, i): [number, number] => [0, from + i]);
+      const whole = new Float32Array(n * width);
+      nk.attention(whole, q, kv, 0, meta(rows(0, n), [table, other], blockSize), nHeads, { window });
+      const want = new Float32Array(n * width);
+      ref.attention(want, q, kv, 0, meta(rows(0, n), [table, other], blockSize), nHeads, { window });
+      assertClose(whole, want, `attention over ${dtype} with a window`);
+      // Chunks of 1, 5, 17 and 17 rows on one thread, each after a row of the other sequence.
+      let p0 = 0;
+      for (const len of [1, 5, 17, 17]) {
+        const qb = new Float32Array((len + 1) * width);
+        qb.set(randomF32(width, 44));
+        qb.set(q.subarray(p0 * width, (p0 + len) * width), width);
+        const out = new Float32Array(qb.length);
+        nk1.attention(out, qb, kv, 0, meta([[1, 8], ...rows(p0, len)], [table, other], blockSize), nHeads, { window });
+        assertSameBits(out.subarray(width), whole.subarray(p0 * width, (p0 + len) * width), `${dtype} chunk at ${p0}`);
+        p0 += len;
+      }
+      // Rows alone, as decode steps: at the start, across the window's first tile edge, at the end.
+      for (const p of [0, 12, 13, 21, 39]) {
+        const one = new Float32Array(width);
+        nk.attention(one, q.subarray(p * width, (p + 1) * width), kv, 0, meta([[0, p]], [table, other], blockSize), nHeads, { window });
+        assertSameBits(one, whole.subarray(p * width, (p + 1) * width), `${dtype} row ${p} alone`);
+      }
+    });
+  }
+
   it('reject bad arguments with a KernelArgumentError naming the problem', () => {
     const w = weight('f32', 4, 8, 1);
     const isArg = (re: RegExp) => (e: unknown) => e instanceof KernelArgumentError && re.test((e as Error).message);
