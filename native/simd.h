@@ -89,7 +89,8 @@ inline float bf16ToF32(uint16_t h) {
  * activation row is bound by memory latency as much as bandwidth: the GEMMs call this for the next
  * tile's rows while they work on the current one.
  */
-inline void prefetchBytes(const void* p, size_t n) {
+// Always inlined: GCC dropped calls to an out-of-line function whose only effect is prefetches.
+__attribute__((always_inline)) inline void prefetchBytes(const void* p, size_t n) {
   const char* c = static_cast<const char*>(p);
   for (size_t o = 0; o < n; o += 64) __builtin_prefetch(c + o, 0, 3);
 }
