@@ -56,10 +56,12 @@ class ThreadPool {
   TaskFn fn_ = nullptr;
   void* ctx_ = nullptr;
   int64_t ntasks_ = 0;
-  std::atomic<int64_t> next_{0};
-  std::atomic<int64_t> done_{0};    // tasks finished in the current job
-  std::atomic<int> active_{0};      // workers inside the current job
-  std::atomic<uint64_t> generation_{0};  // odd while a job is open
+  // Each counter on its own cache line: every task claim writes next_, and a line shared with what
+  // the caller spins on (done_) or workers poll (generation_) bounced between the cores per task.
+  alignas(64) std::atomic<int64_t> next_{0};
+  alignas(64) std::atomic<int64_t> done_{0};    // tasks finished in the current job
+  alignas(64) std::atomic<int> active_{0};      // workers inside the current job
+  alignas(64) std::atomic<uint64_t> generation_{0};  // odd while a job is open
   std::atomic<int> sleepers_{0};
   std::atomic<bool> stop_{false};
   std::mutex mu_;
