@@ -52,11 +52,8 @@ void matmul(Context& ctx, float* out, const float* x, const uint8_t* w, DType dt
 /** matmul for integer-capable weight types (qtypeInfo(dt).integer): int8 activations, integer dot products. */
 void qmatmul(Context& ctx, float* out, const float* x, const uint8_t* w, DType dt, int64_t N, int64_t K, int64_t M);
 
-/**
- * qmatmul for the interleaved forms (qrepack.cc; AVX-512 build only), given the activations
- * already quantized: M rows of numSuperblocks(K) blocks.
- */
-void qmatmulX16(Context& ctx, float* out, const QActBlock* xq, const uint8_t* w, DType dt, int64_t N, int64_t K, int64_t M);
+/** qmatmul for the interleaved forms (qrepack.cc, qmatmul-x16.cc; AVX-512 build only). */
+void qmatmulX16(Context& ctx, float* out, const float* x, const uint8_t* w, DType dt, int64_t N, int64_t K, int64_t M);
 
 /** matmul for the interleaved float forms (qrepack.cc, matmul-x16.cc; AVX-512 build only). */
 void matmulX16(Context& ctx, float* out, const float* x, const uint8_t* w, DType dt, int64_t N, int64_t K, int64_t M);

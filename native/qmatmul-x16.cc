@@ -44,6 +44,7 @@ constexpr int NG = 4;                    // groups per tile, at most (2 unless o
 constexpr int MR40 = 6;                  // activation rows per tile, q4_0
 constexpr int MR4K = 4;                  // q4_k keeps a third accumulator per pair
 constexpr int64_t MC = 96;               // activation rows per task: a multiple of both MRs
+constexpr int64_t kRowSplit = 128;       // from this many activation rows, tasks split the rows (see qmatmulX16)
 
 /** What the tiles need of an activation block besides its bytes. */
 struct XSummary {
@@ -312,7 +313,8 @@ void summarize(const QActBlock* xq, int64_t M, int64_t nsb, int64_t nb, bool k, 
 
 }  // namespace
 
-void qmatmulX16(Context& ctx, float* out, const QActBlock* xq, const uint8_t* w, DType dt, int64_t N, int64_t K, int64_t M) {
+void qmatmulX16(Context& ctx, float* out, const float* x, const uint8_t* w, DType dt, int64_t N, int64_t K, int64_t M) {
+  const QTypeInfo qi = qtypeInfo(dt);
   const bool k = dt == DType::Q4_K_X16 || dt == DType::Q5_K_X16 || dt == DType::Q6_K_X16;  // 256-column superblocks
   const int64_t nsb = numSuperblocks(K);
   const int64_t nb = k ? nsb : K / 32;      // summaries per activation row
@@ -321,19 +323,24 @@ void qmatmulX16(Context& ctx, float* out, const QActBlock* xq, const uint8_t* w,
                              : dt == DType::Q6_K_X16 ? nsb * kQ6KBlock
                                                      : nb * (dt == DType::Q8_0_X16 ? kQ80Block : kQ40Block);
   const int mr = k ? MR4K : MR40;
+  if (ctx.qact.size() < static_cast<size_t>(M * nsb)) ctx.qact.resize(static_cast<size_t>(M * nsb));
   if (ctx.qsummary.size() < static_cast<size_t>(M * nb) * sizeof(XSummary)) ctx.qsummary.resize(static_cast<size_t>(M * nb) * sizeof(XSummary));
+  QActBlock* xq = ctx.qact.data();
   XSummary* xs = reinterpret_cast<XSummary*>(ctx.qsummary.data());
-  summarize(xq, M, nsb, nb, k, xs);
+  // Activation rows m0..m1-1 quantized and summarized.
+  const auto prepare = [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; m++) quantizeActRow(x + m * K, K, qi.group, qi.off, xq + m * nsb);
+    summarize(xq + m0 * nsb, m1 - m0, nsb, nb, k, xs + m0 * nb);
+  };
 
   // One activation row has no broadcasts to share: 4 groups give 4 independent chains of sums
   // and 4 weight streams in flight. More rows take 2 groups, so the accumulators fit in registers.
   const int ngTile = M == 1 ? 4 : 2;
   const int64_t groups = (N + 15) / 16;
   const int64_t tiles = (groups + ngTile - 1) / ngTile;
-  const int64_t chunks = (M + MC - 1) / MC;
-  ctx.pool.parallelFor(chunks * tiles, [&](int64_t task, int) {
-    const int64_t m0 = (task / tiles) * MC, m1 = std::min(M, m0 + MC);
-    const int64_t g0 = (task % tiles) * ngTile;
+  // Rows m0..m1-1 times tile t of the weights.
+  const auto multiply = [&](int64_t m0, int64_t m1, int64_t t) {
+    const int64_t g0 = t * ngTile;
     const int ng = static_cast<int>(std::min<int64_t>(ngTile, groups - g0));
     const int rows = static_cast<int>(std::min<int64_t>(16 * ngTile, N - 16 * g0));
     for (int64_t m = m0; m < m1; m += mr) {
@@ -345,6 +352,28 @@ void qmatmulX16(Context& ctx, float* out, const QActBlock* xq, const uint8_t* w,
                                                 : kTiles<Q40, 1, 2, 3, 4, 5, 6>[ng - 1][n - 1];
       fn(w + g0 * groupBytes, nb, xq + m * nsb, nsb, xs + m * nb, out + m * N + 16 * g0, N, rows);
     }
+  };
+
+  const int64_t threads = ctx.pool.size();
+  if (M >= kRowSplit && threads > 1) {
+    // Many rows (a prompt): each task takes a share of the rows, quantizes them and multiplies them
+    // with every weight tile. The rows a core quantized are the rows it reads, and there is one
+    // round of the pool instead of two; every task reads all the weights, which many rows amortize.
+    const int64_t parts = 2 * threads;
+    const int64_t per = ((M + parts - 1) / parts + mr - 1) / mr * mr;
+    ctx.pool.parallelFor((M + per - 1) / per, [&](int64_t task, int) {
+      const int64_t m0 = task * per, m1 = std::min(M, m0 + per);
+      prepare(m0, m1);
+      for (int64_t t = 0; t < tiles; t++) multiply(m0, m1, t);
+    });
+    return;
+  }
+  ctx.pool.parallelFor(M, [&](int64_t m, int) { quantizeActRow(x + m * K, K, qi.group, qi.off, xq + m * nsb); });
+  summarize(xq, M, nsb, nb, k, xs);
+  const int64_t chunks = (M + MC - 1) / MC;
+  ctx.pool.parallelFor(chunks * tiles, [&](int64_t task, int) {
+    const int64_t m0 = (task / tiles) * MC;
+    multiply(m0, std::min(M, m0 + MC), task % tiles);
   });
 }
 

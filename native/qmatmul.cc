@@ -288,6 +288,12 @@ QMicroFn pickMicro(const QTypeInfo& qi, int nr, int mr) {
 
 void qmatmul(Context& ctx, float* out, const float* x, const uint8_t* w, DType dt, int64_t N, int64_t K, int64_t M) {
   if (N <= 0 || M <= 0) return;
+#if STEPWISE_AVX512
+  if (isInterleaved(dt)) {
+    qmatmulX16(ctx, out, x, w, dt, N, K, M);  // quantizes the activations its own way
+    return;
+  }
+#endif
   const QTypeInfo qi = qtypeInfo(dt);
   const int64_t nsb = numSuperblocks(K);
   const size_t rb = rowBytes(dt, K);
@@ -299,10 +305,6 @@ void qmatmul(Context& ctx, float* out, const float* x, const uint8_t* w, DType d
 
   const int64_t threads = ctx.pool.size();
 #if STEPWISE_AVX512
-  if (isInterleaved(dt)) {
-    qmatmulX16(ctx, out, xq, w, dt, N, K, M);
-    return;
-  }
   if (M <= 4) {
     // Chunks of rows, several per thread; each weight superblock is unpacked once for all M
     // activation rows, and the next rows' weights are prefetched a superblock at a time.
