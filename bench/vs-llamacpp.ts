@@ -66,9 +66,12 @@ for (const dtype of dtypes) {
   rows.push({ dtype, label: `prompt ${P}`, v: { stepwise: pp(ours), llamacpp: pp(peer) } });
   console.error(`${dtype} prompt ${P}: stepwise ${pp(ours).toFixed(1)} tok/s, llama.cpp ${pp(peer).toFixed(1)} tok/s`);
   if (Number(values.threads) > 1) {
+    // Both sides of the ratio without llama.cpp in the process: its threads spin-wait after its
+    // own runs, which slowed the next multi-threaded measurement here (not the one-thread one).
+    const all = await measure(model, promptArgs, values.threads, false);
     const one = await measure(model, promptArgs, '1', false);
-    scaling.push({ dtype, ratio: pp(ours) / pp(one.ours) });
-    console.error(`${dtype} prompt ${P} on 1 thread: stepwise ${pp(one.ours).toFixed(1)} tok/s`);
+    scaling.push({ dtype, ratio: pp(all.ours) / pp(one.ours) });
+    console.error(`${dtype} prompt ${P} without llama.cpp: stepwise ${pp(all.ours).toFixed(1)} tok/s on ${values.threads} threads, ${pp(one.ours).toFixed(1)} on 1`);
   }
 }
 

@@ -78,8 +78,13 @@ export async function runOffline(llm: LLM, workload: Workload, opts: OfflineRunO
   }
 }
 
-/** A few tokens through the engine before timing starts: worker start-up, JIT and caches. */
-export async function warmUp(llm: LLM, vocabSize: number, bosId: number | undefined): Promise<void> {
-  const prompt = [bosId ?? 1, 3 % vocabSize, 4 % vocabSize, 5 % vocabSize].map((t) => Math.min(t, vocabSize - 1));
+/**
+ * Tokens through the engine before timing starts: worker start-up, JIT and caches, and one prompt
+ * of `promptLen` tokens (the workload's longest step) so the forward pass's buffers have grown to
+ * size before the clock starts, as vLLM's start-up profile run does; the first timed prompt would
+ * otherwise carry its page faults (tens of ms on a 512-token prompt, as much as a thread's share).
+ */
+export async function warmUp(llm: LLM, vocabSize: number, bosId: number | undefined, promptLen = 4): Promise<void> {
+  const prompt = Array.from({ length: Math.max(4, promptLen) }, (_, i) => (i === 0 ? (bosId ?? 1) : 3 + ((i * 7) % 97)) % vocabSize);
   await llm.generate(prompt, { maxTokens: 4, ignoreEos: true, temperature: 0 });
 }

@@ -118,7 +118,9 @@ export async function runBenchmark(o: BenchOptions): Promise<BenchResults> {
           o.progress.note(`measuring the kernels' peak (${llm.backend})...`);
           results.peakFlops = measurePeakFlops(await getKernels(opts.backend, { threads: opts.threads })).flops;
         }
-        await warmUp(llm, header!.config.vocabSize, tokenizer?.bosId ?? (header!.format === 'llama2c' ? 1 : undefined));
+        const longest = workload.requests.reduce((n, r) => Math.max(n, r.promptTokenIds.length), 0);
+        const warmLen = Math.min(longest, opts.maxNumBatchedTokens, opts.maxModelLen - 4);
+        await warmUp(llm, header!.config.vocabSize, tokenizer?.bosId ?? (header!.format === 'llama2c' ? 1 : undefined), warmLen);
         const label = policyLabel(policy, Math.min(opts.staticBatchSize, opts.maxNumSeqs));
         o.progress.stage(label, workload.requests.length);
         const run = await runOffline(llm, workload, { structuredOutputs: o.structuredOutputs, onRequestDone: () => o.progress.tick() });

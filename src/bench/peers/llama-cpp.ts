@@ -51,9 +51,11 @@ export async function runLlamaCpp(workload: Workload, opts: LlamaCppRunOptions):
       });
       try {
         const sequences = Array.from({ length: K }, () => context.getSequence());
-        // Warm-up, untimed, like Stepwise's.
+        // Warm-up, untimed, like Stepwise's: the workload's longest prompt, so neither engine's
+        // first timed prompt carries one-time costs.
         {
-          const first = workload.requests[0].promptTokenIds.slice(0, 4);
+          const longestPrompt = workload.requests.reduce((a, r) => (r.promptTokenIds.length > a.length ? r.promptTokenIds : a), workload.requests[0].promptTokenIds);
+          const first = longestPrompt.slice(0, Math.max(4, Math.min(longestPrompt.length, context.contextSize - 4)));
           let n = 0;
           for await (const _ of sequences[0].evaluate(first as never, { temperature: 0 })) if (++n >= 2) break;
           await sequences[0].clearHistory();
