@@ -1,5 +1,6 @@
-// GEMM for the interleaved q4_0 / q4_k / q5_k / q6_k / q8_0 forms of qrepack.cc (AVX-512 build): out[m][n] = sum_k x[m][k] W[n][k],
-// with x quantized to int8 by qmatmul.cc (QActBlock, qblocks.h).
+// GEMM for the interleaved q4_0 / q4_k / q5_k / q6_k / q8_0 forms of qrepack.cc (AVX-512 build):
+// out[m][n] = sum_k x[m][k] W[n][k], with x quantized to int8 here (quantizeActRow: QActBlock,
+// qblocks.h), as for the lane form.
 //
 // Outputs in lanes. A 64-byte weight vector holds 4 columns of 16 rows; the activation's 4 bytes
 // of those columns are broadcast, and one vpdpbusd adds 4 products into each of the 16 rows'
@@ -41,8 +42,8 @@ constexpr int64_t kQ80Block = 16 * 34;   // bytes per group and 32 columns
 constexpr int64_t kQ6KBlock = 16 * 210;  // bytes per group and 256 columns
 constexpr int64_t kQ5KBlock = 16 * 180;  // bytes per group and 256 columns: q4_k's, then the fifth bits
 constexpr int NG = 4;                    // groups per tile, at most (2 unless one activation row: decode)
-constexpr int MR40 = 6;                  // activation rows per tile, q4_0
-constexpr int MR4K = 4;                  // q4_k keeps a third accumulator per pair
+constexpr int MR40 = 6;                  // activation rows per tile, q4_0 and q8_0
+constexpr int MR4K = 4;                  // the k-quants keep a third accumulator per pair
 constexpr int64_t MC = 96;               // activation rows per task: a multiple of both MRs
 constexpr int64_t kRowSplit = 128;       // from this many activation rows, tasks split the rows (see qmatmulX16)
 
