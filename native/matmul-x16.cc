@@ -42,11 +42,6 @@ inline __m512 loadW(const BHalf* p) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
 }
 
-inline void storeRows(float* out, __m512 v, int rows) {
-  if (rows >= 16) _mm512_storeu_ps(out, v);
-  else _mm512_mask_storeu_ps(out, static_cast<__mmask16>((1u << rows) - 1), v);
-}
-
 /**
  * G groups x R activation rows. w: the tile's first group (groups 16K elements apart); x: the
  * first activation row (rows ldx apart); out: row 0's outputs of the tile's first weight row (rows
@@ -78,7 +73,7 @@ void tile(const W* w, int64_t K, const float* x, int64_t ldx, float* out, int64_
       for (int m = 0; m < R; m++) total[g][m] = _mm512_add_ps(total[g][m], acc[g][m]);
   }
   for (int g = 0; g < G; g++)
-    for (int m = 0; m < R; m++) storeRows(out + m * ldo + 16 * g, total[g][m], rows - 16 * g);
+    for (int m = 0; m < R; m++) storeRows16(out + m * ldo + 16 * g, total[g][m], rows - 16 * g);
 }
 
 using TileFn = void (*)(const void*, int64_t, const float*, int64_t, float*, int64_t, int);

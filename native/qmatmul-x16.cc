@@ -111,12 +111,6 @@ __attribute__((always_inline)) inline void blockSums(const uint8_t* const* blk, 
   }
 }
 
-/** Stores 16 rows of results (fewer at the tensor's end). */
-inline void storeRows(float* out, __m512 v, int rows) {
-  if (rows >= 16) _mm512_storeu_ps(out, v);
-  else _mm512_mask_storeu_ps(out, static_cast<__mmask16>((1u << rows) - 1), v);
-}
-
 /**
  * G groups x MR activation rows of a 32-column block form (q4_0_x16: Bytes false, q8_0_x16: true).
  * w: the first group's bytes; x: the first activation row's superblocks (rows nsb apart); xs: its
@@ -147,7 +141,7 @@ void tileBlock32(const uint8_t* w, int64_t nb, const QActBlock* x, int64_t nsb, 
     }
   }
   for (int g = 0; g < G; g++)
-    for (int m = 0; m < MR; m++) storeRows(out + m * ldo + 16 * g, acc[g][m], rows - 16 * g);
+    for (int m = 0; m < MR; m++) storeRows16(out + m * ldo + 16 * g, acc[g][m], rows - 16 * g);
 }
 
 /** tileBlock32 for q4_k_x16 (and q5_k_x16: Five); xs: one summary per superblock (rows nsb apart). */
@@ -197,7 +191,7 @@ void tileQ4_K(const uint8_t* w, int64_t /*nb*/, const QActBlock* x, int64_t nsb,
     }
   }
   for (int g = 0; g < G; g++)
-    for (int m = 0; m < MR; m++) storeRows(out + m * ldo + 16 * g, acc[g][m], rows - 16 * g);
+    for (int m = 0; m < MR; m++) storeRows16(out + m * ldo + 16 * g, acc[g][m], rows - 16 * g);
 }
 
 /**
@@ -260,7 +254,7 @@ void tileQ6_K(const uint8_t* w, int64_t /*nb*/, const QActBlock* x, int64_t nsb,
     }
   }
   for (int g = 0; g < G; g++)
-    for (int m = 0; m < MR; m++) storeRows(out + m * ldo + 16 * g, acc[g][m], rows - 16 * g);
+    for (int m = 0; m < MR; m++) storeRows16(out + m * ldo + 16 * g, acc[g][m], rows - 16 * g);
 }
 
 using TileFn = void (*)(const uint8_t*, int64_t, const QActBlock*, int64_t, const XSummary*, float*, int64_t, int);

@@ -62,31 +62,24 @@ constexpr int64_t kQ80Group = 16 * 34;   // bytes per group and 32-column block
 constexpr int64_t kQ6KGroup = 16 * 210;  // bytes per group and superblock
 constexpr int64_t kQ5KGroup = 16 * 180;  // bytes per group and superblock
 
-void interleaveQ4_0(const uint8_t* src, int64_t rows, int64_t K, int64_t g, uint8_t* dst) {
+/**
+ * q4_0_x16 (Bytes false: the file's nibble bytes as they are) or q8_0_x16 (Bytes true: values
+ * plus 128); the 32-column block types, whose blocks hold a f16 scale and then the values.
+ */
+template <bool Bytes>
+void interleaveBlock32(const uint8_t* src, int64_t rows, int64_t K, int64_t g, uint8_t* dst) {
+  constexpr int64_t fileBlock = Bytes ? 34 : 18, groupBytes = Bytes ? kQ80Group : kQ40Group;
+  constexpr int vectors = Bytes ? 8 : 4, scales = 64 * vectors;
   const int64_t nb = K / 32;
-  const size_t rb = rowBytes(DType::Q4_0, K);
+  const size_t rb = rowBytes(Bytes ? DType::Q8_0 : DType::Q4_0, K);
   for (int64_t b = 0; b < nb; b++) {
-    uint8_t* o = dst + (g * nb + b) * kQ40Group;
-    std::memset(o, 0, kQ40Group);
+    uint8_t* o = dst + (g * nb + b) * groupBytes;
+    std::memset(o, 0, groupBytes);
     for (int r = 0; r < 16 && g * 16 + r < rows; r++) {
-      const uint8_t* blk = src + static_cast<size_t>(g * 16 + r) * rb + b * 18;
-      for (int v = 0; v < 4; v++) std::memcpy(o + 64 * v + 4 * r, blk + 2 + 4 * v, 4);
-      std::memcpy(o + 256 + 2 * r, blk, 2);
-    }
-  }
-}
-
-void interleaveQ8_0(const uint8_t* src, int64_t rows, int64_t K, int64_t g, uint8_t* dst) {
-  const int64_t nb = K / 32;
-  const size_t rb = rowBytes(DType::Q8_0, K);
-  for (int64_t b = 0; b < nb; b++) {
-    uint8_t* o = dst + (g * nb + b) * kQ80Group;
-    std::memset(o, 0, kQ80Group);
-    for (int r = 0; r < 16 && g * 16 + r < rows; r++) {
-      const uint8_t* blk = src + static_cast<size_t>(g * 16 + r) * rb + b * 34;
-      for (int v = 0; v < 8; v++)
-        for (int i = 0; i < 4; i++) o[64 * v + 4 * r + i] = static_cast<uint8_t>(blk[2 + 4 * v + i] ^ 0x80);
-      std::memcpy(o + 512 + 2 * r, blk, 2);
+      const uint8_t* blk = src + static_cast<size_t>(g * 16 + r) * rb + b * fileBlock;
+      for (int v = 0; v < vectors; v++)
+        for (int i = 0; i < 4; i++) o[64 * v + 4 * r + i] = static_cast<uint8_t>(blk[2 + 4 * v + i] ^ (Bytes ? 0x80 : 0));
+      std::memcpy(o + scales + 2 * r, blk, 2);
     }
   }
 }
@@ -188,8 +181,8 @@ void repackRows(Context& ctx, DType t, const uint8_t* src, int64_t rows, int64_t
   const int64_t groups = storedRows(rt, rows) / kInterleave;
   ctx.pool.parallelFor(groups, [&](int64_t g, int) {
     if (t == DType::F32 || t == DType::F16 || t == DType::BF16) interleaveFloat(src, rows, K, g, t == DType::F32 ? 4 : 2, dst);
-    else if (t == DType::Q4_0) interleaveQ4_0(src, rows, K, g, dst);
-    else if (t == DType::Q8_0) interleaveQ8_0(src, rows, K, g, dst);
+    else if (t == DType::Q4_0) interleaveBlock32<false>(src, rows, K, g, dst);
+    else if (t == DType::Q8_0) interleaveBlock32<true>(src, rows, K, g, dst);
     else if (t == DType::Q6_K) interleaveQ6_K(src, rows, K, g, dst);
     else if (t == DType::Q5_K) interleaveK<true>(src, rows, K, g, dst);
     else interleaveK<false>(src, rows, K, g, dst);

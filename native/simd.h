@@ -166,6 +166,12 @@ inline __m256 exp8(__m256 x) {
 #endif
 
 #if STEPWISE_AVX512
+/** Stores 16 outputs of an interleaved GEMM's row group, or its first `rows` at a tensor's end. */
+inline void storeRows16(float* out, __m512 v, int rows) {
+  if (rows >= 16) _mm512_storeu_ps(out, v);
+  else _mm512_mask_storeu_ps(out, static_cast<__mmask16>((1u << rows) - 1), v);
+}
+
 /** foldLanes16 on a 512-bit accumulator. */
 inline float fold16(__m512 a) { return fold1(_mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1))); }
 
