@@ -133,6 +133,10 @@ void tileBlock32(const uint8_t* w, int64_t nb, const QActBlock* x, int64_t nsb, 
     }
     const uint8_t* blk[NG];
     for (int g = 0; g < G; g++) blk[g] = w + (g * nb + b) * blockBytes;
+    // One activation row (decode) is a stream of weights: fetch a few blocks ahead in every group.
+    if constexpr (MR == 1)
+      for (int g = 0; g < G; g++)
+        if (b + 4 < nb) prefetchBytes(blk[g] + 4 * blockBytes, blockBytes);
     blockSums<Bytes, G, MR>(blk, q, isum);
     for (int g = 0; g < G; g++) {
       const __m512 ws = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk[g] + scales)));
@@ -167,6 +171,12 @@ void tileQ4_K(const uint8_t* w, int64_t /*nb*/, const QActBlock* x, int64_t nsb,
       for (int g = 0; g < G; g++) {
         blk[g] = sb[g] + 256 * j;
         high[g] = sb[g] + 2368 + 64 * j;
+      }
+      // One activation row (decode): the next superblock of every group, a share per sub-block.
+      if constexpr (MR == 1) {
+        constexpr int64_t bytes = Five ? kQ5KBlock : kQ4KBlock, share = (bytes / 8 + 63) / 64 * 64;
+        for (int g = 0; g < G; g++)
+          if (s + 1 < nsb) prefetchBytes(sb[g] + bytes + j * share, static_cast<size_t>(std::min<int64_t>(share, bytes - j * share)));
       }
       blockSums<false, G, MR, Five>(blk, q, isum, high);
       for (int g = 0; g < G; g++) {
