@@ -1,5 +1,6 @@
-// Interleaving of q4_0, q4_k, q5_k, q6_k and q8_0 weights, once per tensor, into the forms the AVX-512 GEMM of
-// qmatmul-x16.cc reads (what llama.cpp's CPU "repack" buffer types do for the same formats).
+// Interleaving of weights, once per tensor, into the forms the AVX-512 GEMMs of qmatmul-x16.cc
+// (q4_0, q4_k, q5_k, q6_k, q8_0) and matmul-x16.cc (f32, f16, bf16: element k of row r at 16k + r
+// of its group) read; what llama.cpp's CPU "repack" buffer types do for the same formats.
 //
 // 16 consecutive rows are stored side by side, so one 64-byte vector holds the same 4 columns of
 // all 16 rows: a VNNI dot product with 4 activation bytes broadcast then adds into 16 outputs at
