@@ -16,6 +16,7 @@
 #include <array>
 #include <utility>
 
+#include "float-weights.h"
 #include "kernels.h"
 #include "simd.h"
 
@@ -32,15 +33,6 @@ namespace {
 constexpr int GMAX = 4;          // groups per tile (fewer at the tensor's end)
 constexpr int MR = 6;            // activation rows per tile: 24 accumulators, 4 weight vectors, 1 broadcast
 constexpr int64_t MC = 96;       // activation rows per task
-
-struct Half { uint16_t bits; };
-struct BHalf { uint16_t bits; };
-
-inline __m512 loadW(const float* p) { return _mm512_loadu_ps(p); }
-inline __m512 loadW(const Half* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
-inline __m512 loadW(const BHalf* p) {
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
-}
 
 /**
  * G groups x R activation rows. w: the tile's first group (groups 16K elements apart); x: the
