@@ -59,16 +59,12 @@ QTypeInfo qtypeInfo(DType t) {
       return {true, 32, false, false, 256};
     case DType::IQ4_XS:
       return {true, 128, false, true, 256};
-    case DType::Q4_0_X16:
-      return {true, 8, false, false, 32};
-    case DType::Q8_0_X16:
-      return {true, 128, false, true, 32};
-    case DType::Q6_K_X16:
-      return {true, 32, false, false, 256};
-    case DType::Q5_K_X16:
-      return {true, 0, true, false, 256};
-    case DType::Q4_K_X16:
-      return {true, 0, true, false, 256};
+    // The interleaved forms multiply as the file types they were made from.
+    case DType::Q4_0_X16: return qtypeInfo(DType::Q4_0);
+    case DType::Q8_0_X16: return qtypeInfo(DType::Q8_0);
+    case DType::Q6_K_X16: return qtypeInfo(DType::Q6_K);
+    case DType::Q5_K_X16: return qtypeInfo(DType::Q5_K);
+    case DType::Q4_K_X16: return qtypeInfo(DType::Q4_K);
   }
   return {false, 0, false, false, 0};
 }
