@@ -331,6 +331,7 @@ void qmatmulX16(Context& ctx, float* out, const float* x, const uint8_t* w, DTyp
                              : dt == DType::Q6_K_X16 ? nsb * kQ6KBlock
                                                      : nb * (dt == DType::Q8_0_X16 ? kQ80Block : kQ40Block);
   const int mr = k ? MR4K : MR40;
+  const bool summaries = dt != DType::Q6_K_X16;  // q6_k's tiles read the activation blocks alone
   if (ctx.qact.size() < static_cast<size_t>(M * nsb)) ctx.qact.resize(static_cast<size_t>(M * nsb));
   if (ctx.qsummary.size() < static_cast<size_t>(M * nb) * sizeof(XSummary)) ctx.qsummary.resize(static_cast<size_t>(M * nb) * sizeof(XSummary));
   QActBlock* xq = ctx.qact.data();
@@ -338,7 +339,7 @@ void qmatmulX16(Context& ctx, float* out, const float* x, const uint8_t* w, DTyp
   // Activation rows m0..m1-1 quantized and summarized.
   const auto prepare = [&](int64_t m0, int64_t m1) {
     for (int64_t m = m0; m < m1; m++) quantizeActRow(x + m * K, K, qi.group, qi.off, xq + m * nsb);
-    summarize(xq + m0 * nsb, m1 - m0, nsb, nb, k, xs + m0 * nb);
+    if (summaries) summarize(xq + m0 * nsb, m1 - m0, nsb, nb, k, xs + m0 * nb);
   };
 
   // One activation row has no broadcasts to share: 4 groups give 4 independent chains of sums
@@ -377,7 +378,7 @@ void qmatmulX16(Context& ctx, float* out, const float* x, const uint8_t* w, DTyp
     return;
   }
   ctx.pool.parallelFor(M, [&](int64_t m, int) { quantizeActRow(x + m * K, K, qi.group, qi.off, xq + m * nsb); });
-  summarize(xq, M, nsb, nb, k, xs);
+  if (summaries) summarize(xq, M, nsb, nb, k, xs);
   const int64_t chunks = (M + MC - 1) / MC;
   ctx.pool.parallelFor(chunks * tiles, [&](int64_t task, int) {
     const int64_t m0 = (task / tiles) * MC;
