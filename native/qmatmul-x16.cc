@@ -20,8 +20,8 @@
 // sequence (blocks in column order) whatever the tile shape, M, thread or chunk of activation rows
 // computed it; rows only sit in different lanes of different vectors.
 #include <algorithm>
-#include <cstring>
 
+#include "ggml-blocks.h"
 #include "kernels.h"
 #include "qblocks.h"
 #include "simd.h"
@@ -53,11 +53,8 @@ struct XSummary {
   int32_t v[4];  // q4_0, q8_0: v[0] = -off * sum(q);  q4_k: sub-block sums of q as 16-bit pairs (2p, 2p+1)
 };
 
-inline int32_t load4(const int8_t* p) {
-  int32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
+/** 4 activation bytes as one 32-bit lane, for a broadcast. */
+inline int32_t load4(const int8_t* p) { return static_cast<int32_t>(ggml::loadU32(reinterpret_cast<const uint8_t*>(p))); }
 
 /** The nibbles of one weight vector: columns 4v..4v+3 (low) and 16+4v.. (high) of 16 rows. */
 __attribute__((always_inline)) inline void nibbles(const uint8_t* p, __m512i* lo, __m512i* hi) {
