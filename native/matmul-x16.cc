@@ -97,6 +97,19 @@ void matmulX16(Context& ctx, float* out, const float* x, const uint8_t* w, DType
   // busy; at many, it ran as fast as 2 groups x 12 rows (measured), so one shape serves every M.
   const int64_t groups = (N + 15) / 16;
   const int64_t tiles = (groups + GMAX - 1) / GMAX;
+  if (M == 1) {
+    // One row (decode): one run of consecutive groups per thread, as qmatmulX16 does; 12 groups
+    // (768 rows) as 3 tiles would leave one of two threads a third of the work.
+    const int64_t tasks = std::min(groups, static_cast<int64_t>(ctx.pool.size()));
+    ctx.pool.parallelFor(tasks, [&](int64_t task, int) {
+      const int64_t gB = groups * (task + 1) / tasks;
+      for (int64_t g0 = groups * task / tasks; g0 < gB; g0 += GMAX) {
+        const int ng = static_cast<int>(std::min<int64_t>(GMAX, gB - g0));
+        fns[ng - 1][0](w + static_cast<size_t>(g0) * groupBytes, K, x, K, out + 16 * g0, N, static_cast<int>(std::min<int64_t>(16 * ng, N - 16 * g0)));
+      }
+    });
+    return;
+  }
   const int64_t chunks = (M + MC - 1) / MC;
   ctx.pool.parallelFor(chunks * tiles, [&](int64_t task, int) {
     const int64_t m0 = (task / tiles) * MC, m1 = std::min(M, m0 + MC);
