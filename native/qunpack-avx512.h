@@ -1,4 +1,4 @@
-// AVX-512 unpacking of the common quantized types into the lane form of qblocks.h, in registers:
+// AVX-512 unpacking of every quantized type into the lane form of qblocks.h, in registers:
 // the bytes of one superblock come back as the 4 lane-ordered vectors, the lane scales and mins
 // are written to a QWeightBlock. Shared by qunpack.cc (which stores the vectors into the GEMM's
 // tile) and qmatmul.cc (whose one-row path multiplies them at once, without the round trip).
@@ -125,8 +125,11 @@ inline void blockScales(__m128i halves, QWeightBlock* o) {
   _mm512_storeu_ps(o->m, _mm512_setzero_ps());
 }
 
-/** 32-element block types: block j's 32 values are natural bytes 32j..32j+31. */
-template <int BB, __m256i (*Values)(const uint8_t*)>
+/**
+ * 32-element block types: block j's 32 values are natural bytes 32j..32j+31. Mins: the block's
+ * second f16 is its min (q4_1, q5_1: w = d*q + min), stored negated as the lane form's m.
+ */
+template <int BB, __m256i (*Values)(const uint8_t*), bool Mins = false>
 inline void regs32(const uint8_t* row, int64_t sb, QWeightBlock* o, __m512i u[4]) {
   const int64_t first = sb * 8;  // a whole superblock: callers check
   __m512i z[4];
@@ -137,20 +140,112 @@ inline void regs32(const uint8_t* row, int64_t sb, QWeightBlock* o, __m512i u[4]
   alignas(16) uint16_t d[8];
   for (int j = 0; j < 8; j++) d[j] = loadU16(row + (first + j) * BB);
   blockScales(_mm_load_si128(reinterpret_cast<const __m128i*>(d)), o);
+  if constexpr (Mins) {
+    alignas(16) uint16_t m[8];
+    for (int j = 0; j < 8; j++) m[j] = loadU16(row + (first + j) * BB + 2);
+    const __m512i pairs = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    const __m512 mins = _mm512_permutexvar_ps(pairs, _mm512_castps256_ps512(_mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(m)))));
+    _mm512_storeu_ps(o->m, _mm512_xor_ps(mins, _mm512_set1_ps(-0.0f)));  // -min: the sign bit flipped, as scalar negation
+  }
   toLanes(z, u);
 }
 
-inline __m256i valuesQ8_0(const uint8_t* b) { return _mm256_xor_si256(load32(b + 2), _mm256_set1_epi8(static_cast<char>(0x80))); }
-
-inline __m256i valuesQ4_0(const uint8_t* b) {
-  const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 2));
+/** 16 bytes of nibbles as 32 values in natural order: the low nibbles (0-15), then the high (16-31). */
+inline __m256i nibbles32(const uint8_t* p) {
+  const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
   const __m128i m = _mm_set1_epi8(0x0f);
   return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_and_si128(q, m)), _mm_and_si128(_mm_srli_epi16(q, 4), m), 1);
 }
 
+/** nibbles32 with value j's fifth bit from bit j of the 32-bit qh at `qh` (q5_0, q5_1). */
+inline __m256i nibbles32Fifth(const uint8_t* p, const uint8_t* qh) {
+  return _mm256_or_si256(nibbles32(p), _mm256_maskz_mov_epi8(static_cast<__mmask32>(ggml::loadU32(qh)), _mm256_set1_epi8(0x10)));
+}
+
+/** iq4_nl's 16 values plus 128 (the lane form's unsigned bytes), in both 128-bit halves for a shuffle. */
+inline __m256i iq4nlTable() {
+  alignas(16) uint8_t t[16];
+  for (int i = 0; i < 16; i++) t[i] = static_cast<uint8_t>(ggml::kIq4nl[i] + 128);
+  return _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(t)));
+}
+
+inline __m256i valuesQ8_0(const uint8_t* b) { return _mm256_xor_si256(load32(b + 2), _mm256_set1_epi8(static_cast<char>(0x80))); }
+inline __m256i valuesQ4_0(const uint8_t* b) { return nibbles32(b + 2); }
+inline __m256i valuesQ4_1(const uint8_t* b) { return nibbles32(b + 4); }
+inline __m256i valuesQ5_0(const uint8_t* b) { return nibbles32Fifth(b + 6, b + 2); }
+inline __m256i valuesQ5_1(const uint8_t* b) { return nibbles32Fifth(b + 8, b + 4); }
+inline __m256i valuesIQ4_NL(const uint8_t* b) { return _mm256_shuffle_epi8(iq4nlTable(), nibbles32(b + 2)); }
+
+/** 16 lanes of d * (v[l] - bias) from 16 unsigned bytes (q2_k, q3_k: one scale per 16 elements). */
+inline void storeLaneScales(float* out, const uint8_t* v16, float d, int bias) {
+  const __m512i v = _mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v16))), _mm512_set1_epi32(bias));
+  _mm512_storeu_ps(out, _mm512_mul_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(v)));
+}
+
+/** The 2-bit values of q2_k/q3_k's 64 qs bytes: elements 128n + 32j + l = (qs[32n + l] >> 2j) & 3, as 4 vectors. */
+inline void twoBitVectors(const uint8_t* qs, __m512i z[4]) {
+  const __m512i m2 = _mm512_set1_epi8(3);
+  for (int n = 0; n < 2; n++) {
+    const __m512i q = _mm512_broadcast_i64x4(load32(qs + 32 * n));
+    // 16-bit shifts: the bits a byte takes from its neighbour are masked off.
+    const __m512i s01 = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+    const __m512i s23 = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
+    z[2 * n] = _mm512_and_si512(_mm512_srlv_epi16(q, s01), m2);
+    z[2 * n + 1] = _mm512_and_si512(_mm512_srlv_epi16(q, s23), m2);
+  }
+}
+
+inline void regsQ2_K(const uint8_t* b, QWeightBlock* o, __m512i u[4]) {
+  // 16 bytes of scales: lane l's scale in the low nibble, its min in the high one.
+  const __m512i sm = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b)));
+  _mm512_storeu_ps(o->s, _mm512_mul_ps(_mm512_set1_ps(f16ToF32(loadU16(b + 80))), _mm512_cvtepi32_ps(_mm512_and_si512(sm, _mm512_set1_epi32(0x0f)))));
+  _mm512_storeu_ps(o->m, _mm512_mul_ps(_mm512_set1_ps(f16ToF32(loadU16(b + 82))), _mm512_cvtepi32_ps(_mm512_srli_epi32(sm, 4))));
+  __m512i z[4];
+  twoBitVectors(b + 16, z);
+  toLanes(z, u);
+}
+
+inline void regsQ3_K(const uint8_t* b, QWeightBlock* o, __m512i u[4]) {
+  // The 6-bit scales: low 4 bits from bytes 96-103 (lanes 0-7 low nibbles, 8-15 high), high 2 bits
+  // from bytes 104-107 (lane l: byte 104 + (l & 3), shift 2 * (l >> 2)).
+  const uint8_t* s = b + 96;
+  alignas(16) uint8_t sc[16];
+  for (int l = 0; l < 16; l++) {
+    const int low = l < 8 ? s[l] & 0x0f : s[l - 8] >> 4;
+    sc[l] = static_cast<uint8_t>(low | (((s[8 + (l & 3)] >> (2 * (l >> 2))) & 3) << 4));
+  }
+  storeLaneScales(o->s, sc, f16ToF32(loadU16(b + 108)), 32);
+  _mm512_storeu_ps(o->m, _mm512_setzero_ps());
+  // Value e: its 2 bits plus 4 when bit e >> 5 of hmask byte e & 31 is set (q - 4 + 4, off 4).
+  __m512i z[4];
+  twoBitVectors(b + 32, z);
+  const __m512i hm = _mm512_broadcast_i64x4(load32(b));
+  for (int k = 0; k < 4; k++) {
+    const __m512i shift = _mm512_inserti64x4(_mm512_set1_epi16(static_cast<short>(2 * k)), _mm256_set1_epi16(static_cast<short>(2 * k + 1)), 1);
+    const __m512i bit = _mm512_and_si512(_mm512_srlv_epi16(hm, shift), _mm512_set1_epi8(1));
+    z[k] = _mm512_or_si512(z[k], _mm512_slli_epi16(bit, 2));
+  }
+  toLanes(z, u);
+}
+
+inline void regsIQ4_XS(const uint8_t* b, QWeightBlock* o, __m512i u[4]) {
+  const int scalesH = loadU16(b + 2);
+  alignas(16) uint8_t ls[16];
+  for (int ib = 0; ib < 8; ib++)
+    ls[2 * ib] = ls[2 * ib + 1] = static_cast<uint8_t>(((b[4 + (ib >> 1)] >> (4 * (ib & 1))) & 0x0f) | (((scalesH >> (2 * ib)) & 3) << 4));
+  storeLaneScales(o->s, ls, f16ToF32(loadU16(b)), 32);
+  _mm512_storeu_ps(o->m, _mm512_setzero_ps());
+  const __m256i table = iq4nlTable();
+  __m512i z[4];
+  for (int c = 0; c < 4; c++)
+    z[c] = join(_mm256_shuffle_epi8(table, nibbles32(b + 8 + 32 * c)), _mm256_shuffle_epi8(table, nibbles32(b + 24 + 32 * c)));
+  toLanes(z, u);
+}
+
 /**
- * Superblock sb of a row in registers when its type has a fast path (q4_k, q5_k, q6_k, and whole
- * superblocks of q8_0 and q4_0): true, with o's scales and mins written; false otherwise.
+ * Superblock sb of a row in registers: true, with o's scales and mins written; false for a
+ * 32-element block type's partial last superblock (K not a multiple of 256), which the scalar
+ * unpacker pads with zeros.
  */
 __attribute__((always_inline)) inline bool unpackRegs(DType t, const uint8_t* row, int64_t K, int64_t sb, QWeightBlock* o, __m512i u[4]) {
   switch (t) {
@@ -165,6 +260,25 @@ __attribute__((always_inline)) inline bool unpackRegs(DType t, const uint8_t* ro
       if ((sb + 1) * QK > K) return false;
       regs32<18, valuesQ4_0>(row, sb, o, u);
       return true;
+    case DType::Q4_1:
+      if ((sb + 1) * QK > K) return false;
+      regs32<20, valuesQ4_1, true>(row, sb, o, u);
+      return true;
+    case DType::Q5_0:
+      if ((sb + 1) * QK > K) return false;
+      regs32<22, valuesQ5_0>(row, sb, o, u);
+      return true;
+    case DType::Q5_1:
+      if ((sb + 1) * QK > K) return false;
+      regs32<24, valuesQ5_1, true>(row, sb, o, u);
+      return true;
+    case DType::IQ4_NL:
+      if ((sb + 1) * QK > K) return false;
+      regs32<18, valuesIQ4_NL>(row, sb, o, u);
+      return true;
+    case DType::Q2_K: regsQ2_K(row + sb * 84, o, u); return true;
+    case DType::Q3_K: regsQ3_K(row + sb * 110, o, u); return true;
+    case DType::IQ4_XS: regsIQ4_XS(row + sb * 136, o, u); return true;
     default: return false;
   }
 }

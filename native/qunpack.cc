@@ -19,6 +19,7 @@
 // GCC 12's false positive inside its own AVX-512 headers (see qmatmul.cc).
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 
 namespace stepwise {
