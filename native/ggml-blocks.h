@@ -20,6 +20,17 @@ inline void q4kScaleMin(const uint8_t* s, int j, int* sc, int* m) {
 
 inline constexpr int8_t kIq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 
+/** kIq4nl plus 128: the unsigned bytes the integer GEMMs take (offset 128), for a 16-byte table lookup. */
+struct Iq4nlUnsigned {
+  alignas(16) uint8_t v[16];
+};
+constexpr Iq4nlUnsigned makeIq4nlUnsigned() {
+  Iq4nlUnsigned t{};
+  for (int i = 0; i < 16; i++) t.v[i] = static_cast<uint8_t>(kIq4nl[i] + 128);
+  return t;
+}
+inline constexpr Iq4nlUnsigned kIq4nlUnsigned = makeIq4nlUnsigned();
+
 inline uint32_t loadU32(const uint8_t* p) {
   return static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8) | (static_cast<uint32_t>(p[2]) << 16) |
          (static_cast<uint32_t>(p[3]) << 24);

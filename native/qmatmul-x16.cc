@@ -25,6 +25,7 @@
 #include "kernels.h"
 #include "qblocks.h"
 #include "simd.h"
+#include "x16-forms.h"
 
 #if STEPWISE_AVX512
 
@@ -36,11 +37,9 @@
 namespace stepwise {
 namespace {
 
-constexpr int64_t kQ40Block = 16 * 18;   // bytes per group of 16 rows and 32 columns
-constexpr int64_t kQ4KBlock = 16 * 148;  // bytes per group and 256 columns
-constexpr int64_t kQ80Block = 16 * 34;   // bytes per group and 32 columns
-constexpr int64_t kQ6KBlock = 16 * 210;  // bytes per group and 256 columns
-constexpr int64_t kQ5KBlock = 16 * 180;  // bytes per group and 256 columns: q4_k's, then the fifth bits
+using x16::kQ4KBlock;
+using x16::kQ5KBlock;
+using x16::kQ6KBlock;
 constexpr int NG = 4;                    // groups per tile, at most (2 unless one activation row: decode)
 constexpr int MR40 = 6;                  // activation rows per tile, q4_0 and q8_0
 constexpr int MR4K = 4;                  // the k-quants keep a third accumulator per pair
@@ -50,7 +49,8 @@ constexpr int64_t kRowSplit = 128;       // from this many activation rows, task
 /** What the tiles need of an activation block besides its bytes. */
 struct XSummary {
   float d;       // its scale
-  int32_t v[4];  // q4_0, q8_0: v[0] = -off * sum(q);  q4_k: sub-block sums of q as 16-bit pairs (2p, 2p+1)
+  int32_t v[4];  // 32-column blocks: v[0] = -off * sum(q);  q4_k: sub-block sums of q as 16-bit pairs (2p, 2p+1)
+  float ms;      // 32-column blocks: d * sum(q), which the weights' mins multiply (q4_1, q5_1)
 };
 
 /** 4 activation bytes as one 32-bit lane, for a broadcast. */
@@ -70,7 +70,7 @@ __attribute__((always_inline)) inline void nibbles(const uint8_t* p, __m512i* lo
  * columns 16 + 4v + i at 64v + 4 + i; qblocks.h). Bytes: 8 vectors of whole bytes (q8_0), else 4
  * of nibble pairs.
  */
-template <bool Bytes, int G, int MR, bool Five = false>
+template <bool Bytes, int G, int MR, bool Five = false, bool Table = false>
 __attribute__((always_inline)) inline void blockSums(const uint8_t* const* blk, const int8_t* const* q, __m512i (&isum)[NG][MR],
                                                      const uint8_t* const* high = nullptr) {
   if constexpr (Bytes) {
@@ -97,6 +97,12 @@ __attribute__((always_inline)) inline void blockSums(const uint8_t* const* blk, 
         lo[g] = _mm512_or_si512(lo[g], _mm512_and_si512(hl, b4));
         hi[g] = _mm512_or_si512(hi[g], _mm512_and_si512(hh, b4));
       }
+      if constexpr (Table) {
+        // iq4_nl: the nibbles index ggml's 16 values (plus 128, unsigned for VNNI), in every 128-bit lane.
+        const __m512i tbl = _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(ggml::kIq4nlUnsigned.v)));
+        lo[g] = _mm512_shuffle_epi8(tbl, lo[g]);
+        hi[g] = _mm512_shuffle_epi8(tbl, hi[g]);
+      }
     }
     for (int m = 0; m < MR; m++) {
       const __m512i xl = _mm512_set1_epi32(load4(q[m] + 64 * v)), xh = _mm512_set1_epi32(load4(q[m] + 64 * v + 4));
@@ -109,15 +115,15 @@ __attribute__((always_inline)) inline void blockSums(const uint8_t* const* blk, 
 }
 
 /**
- * G groups x MR activation rows of a 32-column block form (q4_0_x16: Bytes false, q8_0_x16: true).
- * w: the first group's bytes; x: the first activation row's superblocks (rows nsb apart); xs: its
- * block summaries (rows nb apart); out: row 0's outputs of the tile's first weight row (rows ldo
- * apart); rows: the tile's weight rows that exist.
+ * G groups x MR activation rows of a 32-column block form F (x16-forms.h). w: the first group's
+ * bytes; x: the first activation row's superblocks (rows nsb apart); xs: its block summaries (rows
+ * nb apart); out: row 0's outputs of the tile's first weight row (rows ldo apart); rows: the tile's
+ * weight rows that exist; wEnd: the end of the weights, which prefetches stay before.
  */
-template <bool Bytes, int G, int MR>
+template <const x16::Block32& F, int G, int MR>
 void tileBlock32(const uint8_t* w, int64_t nb, const QActBlock* x, int64_t nsb, const XSummary* xs, float* out, int64_t ldo, int rows,
                  const uint8_t* wEnd) {
-  constexpr int64_t blockBytes = Bytes ? kQ80Block : kQ40Block, scales = Bytes ? 512 : 256;
+  constexpr int64_t blockBytes = F.size(), scales = F.scales();
   __m512 acc[NG][MR];
   for (int g = 0; g < G; g++)
     for (int m = 0; m < MR; m++) acc[g][m] = _mm512_setzero_ps();
@@ -130,7 +136,11 @@ void tileBlock32(const uint8_t* w, int64_t nb, const QActBlock* x, int64_t nsb, 
       q[m] = x[m * nsb + b / 8].q + 8 * (b % 8);
     }
     const uint8_t* blk[NG];
-    for (int g = 0; g < G; g++) blk[g] = w + (g * nb + b) * blockBytes;
+    const uint8_t* high[NG];
+    for (int g = 0; g < G; g++) {
+      blk[g] = w + (g * nb + b) * blockBytes;
+      high[g] = blk[g] + 256;  // q5_0, q5_1: the fifth bits
+    }
     // One activation row (decode) is a stream of weights: 12 blocks (3.4 KB) ahead in every group, so
     // enough loads are in flight when both cores stream (4 blocks ahead: q4_0 on 2 threads 0.33 ms
     // for the 32000x768 output matrix, 12: 0.285 ms). Near a group's end, the same block of the
@@ -140,11 +150,16 @@ void tileBlock32(const uint8_t* w, int64_t nb, const QActBlock* x, int64_t nsb, 
         const uint8_t* p = blk[g] + 12 * blockBytes + (b + 12 < nb ? 0 : (G - 1) * nb * blockBytes);
         if (p < wEnd) prefetchBytes(p, blockBytes);
       }
-    blockSums<Bytes, G, MR>(blk, q, isum);
+    blockSums<F.bytes, G, MR, F.five, F.table>(blk, q, isum, high);
     for (int g = 0; g < G; g++) {
       const __m512 ws = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk[g] + scales)));
       for (int m = 0; m < MR; m++)
         acc[g][m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[g][m]), _mm512_mul_ps(ws, _mm512_set1_ps(xs[m * nb + b].d)), acc[g][m]);
+      if constexpr (F.mins) {
+        // w = d * q + min: the min times the block's activation sum, d_x * sum(q).
+        const __m512 wm = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk[g] + F.minsAt())));
+        for (int m = 0; m < MR; m++) acc[g][m] = _mm512_fmadd_ps(wm, _mm512_set1_ps(xs[m * nb + b].ms), acc[g][m]);
+      }
     }
   }
   for (int g = 0; g < G; g++)
@@ -286,13 +301,12 @@ void tileQ6_K(const uint8_t* w, int64_t /*nb*/, const QActBlock* x, int64_t nsb,
 
 using TileFn = void (*)(const uint8_t*, int64_t, const QActBlock*, int64_t, const XSummary*, float*, int64_t, int, const uint8_t*);
 
-template <int G, int MR>
-struct Q40 {
-  static constexpr TileFn fn = tileBlock32<false, G, MR>;
-};
-template <int G, int MR>
-struct Q80 {
-  static constexpr TileFn fn = tileBlock32<true, G, MR>;
+template <const x16::Block32& F>
+struct B32 {
+  template <int G, int MR>
+  struct T {
+    static constexpr TileFn fn = tileBlock32<F, G, MR>;
+  };
 };
 template <int G, int MR>
 struct Q6K {
@@ -309,6 +323,21 @@ struct Q5K {
 
 template <template <int, int> class T, int... Ms>
 constexpr TileFn kTiles[NG][sizeof...(Ms)] = {{T<1, Ms>::fn...}, {T<2, Ms>::fn...}, {T<3, Ms>::fn...}, {T<4, Ms>::fn...}};
+
+/** The tile of type dt for ng groups and n activation rows. */
+TileFn tileFor(DType dt, int ng, int n) {
+  switch (dt) {
+    case DType::Q4_K_X16: return kTiles<Q4K, 1, 2, 3, 4>[ng - 1][n - 1];
+    case DType::Q5_K_X16: return kTiles<Q5K, 1, 2, 3, 4>[ng - 1][n - 1];
+    case DType::Q6_K_X16: return kTiles<Q6K, 1, 2, 3, 4>[ng - 1][n - 1];
+    case DType::Q8_0_X16: return kTiles<B32<x16::kQ8_0>::T, 1, 2, 3, 4, 5, 6>[ng - 1][n - 1];
+    case DType::Q4_1_X16: return kTiles<B32<x16::kQ4_1>::T, 1, 2, 3, 4, 5, 6>[ng - 1][n - 1];
+    case DType::Q5_0_X16: return kTiles<B32<x16::kQ5_0>::T, 1, 2, 3, 4, 5, 6>[ng - 1][n - 1];
+    case DType::Q5_1_X16: return kTiles<B32<x16::kQ5_1>::T, 1, 2, 3, 4, 5, 6>[ng - 1][n - 1];
+    case DType::IQ4_NL_X16: return kTiles<B32<x16::kIQ4_NL>::T, 1, 2, 3, 4, 5, 6>[ng - 1][n - 1];
+    default: return kTiles<B32<x16::kQ4_0>::T, 1, 2, 3, 4, 5, 6>[ng - 1][n - 1];
+  }
+}
 
 /** Summaries of M activation rows: per 32-column block (q4_0) or per superblock (q4_k). */
 void summarize(const QActBlock* xq, int64_t M, int64_t nsb, int64_t nb, bool k, XSummary* xs) {
@@ -327,6 +356,7 @@ void summarize(const QActBlock* xq, int64_t M, int64_t nsb, int64_t nb, bool k, 
           XSummary& o = xs[m * nb + s * 8 + j];
           o.d = a.d[2 * j];
           o.v[0] = -(a.off[2 * j] + a.off[2 * j + 1]);
+          o.ms = o.d * static_cast<float>(a.sum[2 * j] + a.sum[2 * j + 1]);
         }
       }
     }
@@ -337,13 +367,14 @@ void summarize(const QActBlock* xq, int64_t M, int64_t nsb, int64_t nb, bool k, 
 
 void qmatmulX16(Context& ctx, float* out, const float* x, const uint8_t* w, DType dt, int64_t N, int64_t K, int64_t M) {
   const QTypeInfo qi = qtypeInfo(dt);
-  const bool k = dt == DType::Q4_K_X16 || dt == DType::Q5_K_X16 || dt == DType::Q6_K_X16;  // 256-column superblocks
+  const x16::Block32* b32 = x16::block32Of(dt);
+  const bool k = !b32;  // q4_k, q5_k, q6_k: 256-column superblocks
   const int64_t nsb = numSuperblocks(K);
   const int64_t nb = k ? nsb : K / 32;      // summaries per activation row
   const int64_t groupBytes = dt == DType::Q4_K_X16   ? nsb * kQ4KBlock
                              : dt == DType::Q5_K_X16 ? nsb * kQ5KBlock
                              : dt == DType::Q6_K_X16 ? nsb * kQ6KBlock
-                                                     : nb * (dt == DType::Q8_0_X16 ? kQ80Block : kQ40Block);
+                                                     : nb * b32->size();
   const int mr = k ? MR4K : MR40;
   const bool summaries = dt != DType::Q6_K_X16;  // q6_k's tiles read the activation blocks alone
   if (ctx.qact.size() < static_cast<size_t>(M * nsb)) ctx.qact.resize(static_cast<size_t>(M * nsb));
@@ -369,11 +400,7 @@ void qmatmulX16(Context& ctx, float* out, const float* x, const uint8_t* w, DTyp
       const int rows = static_cast<int>(std::min<int64_t>(16 * ng, N - 16 * g0));
       for (int64_t m = m0; m < m1; m += mr) {
         const int n = static_cast<int>(std::min<int64_t>(mr, m1 - m));
-        const TileFn fn = dt == DType::Q4_K_X16   ? kTiles<Q4K, 1, 2, 3, 4>[ng - 1][n - 1]
-                          : dt == DType::Q5_K_X16 ? kTiles<Q5K, 1, 2, 3, 4>[ng - 1][n - 1]
-                          : dt == DType::Q6_K_X16 ? kTiles<Q6K, 1, 2, 3, 4>[ng - 1][n - 1]
-                          : dt == DType::Q8_0_X16 ? kTiles<Q80, 1, 2, 3, 4, 5, 6>[ng - 1][n - 1]
-                                                  : kTiles<Q40, 1, 2, 3, 4, 5, 6>[ng - 1][n - 1];
+        const TileFn fn = tileFor(dt, ng, n);
         fn(w + g0 * groupBytes, nb, xq + m * nsb, nsb, xs + m * nb, out + m * N + 16 * g0, N, rows, wEnd);
       }
     }

@@ -1,5 +1,5 @@
 // Interleaving of weights, once per tensor, into the forms the AVX-512 GEMMs of qmatmul-x16.cc
-// (q4_0, q4_k, q5_k, q6_k, q8_0) and matmul-x16.cc (f32, f16, bf16: element k of row r at 16k + r
+// (q4_0, q4_1, q5_0, q5_1, iq4_nl, q8_0, q4_k, q5_k, q6_k) and matmul-x16.cc (f32, f16, bf16: element k of row r at 16k + r
 // of its group) read; what llama.cpp's CPU "repack" buffer types do for the same formats.
 //
 // 16 consecutive rows are stored side by side, so one 64-byte vector holds the same 4 columns of
@@ -22,6 +22,11 @@
 // q8_0_x16, per group and 32-column block (544 bytes, the file's 16 x 34):
 //   bytes 64v + 4r + i (v < 8): row r's value 4v + i plus 128 (an unsigned byte, as VNNI takes
 //   weights);  bytes 512 + 2r: row r's f16 scale.
+// iq4_nl_x16: q4_0_x16's layout (the nibbles index ggml's table; the GEMM looks them up).
+// q4_1_x16 (320 bytes, 16 x 20): q4_0_x16's, then 288 + 2r: row r's f16 min.
+// q5_0_x16 (352 bytes, 16 x 22): the nibbles as q4_0_x16's, then 256 + 4r + i: the fifth bits of
+//   columns 4v + i (bit v) and 16 + 4v + i (bit 4 + v), v < 4, as q5_k_x16's;  320 + 2r: f16 scale.
+// q5_1_x16 (384 bytes, 16 x 24): q5_0_x16's, then 352 + 2r: row r's f16 min.
 // q6_k_x16, per group and superblock (3360 bytes, the file's 16 x 210): per 32-column block j at
 //   384j, the low 4 bits as q4_0_x16's 256 bytes, then 128 bytes of high 2-bit pairs: byte
 //   256 + 64h + 4r + i (h < 2) holds those of columns 4(2h) + i, 4(2h+1) + i, 16 + 4(2h) + i and
@@ -34,6 +39,7 @@
 #include "kernels.h"
 #include "qblocks.h"
 #include "simd.h"  // STEPWISE_AVX512: without it the repacking was compiled out, silently
+#include "x16-forms.h"
 
 namespace stepwise {
 
@@ -42,6 +48,10 @@ bool repackedType(DType t, int64_t K, DType* out) {
   if (t == DType::Q4_K && K % QK == 0) return *out = DType::Q4_K_X16, true;
   if (t == DType::Q4_0 && K % 32 == 0) return *out = DType::Q4_0_X16, true;
   if (t == DType::Q8_0 && K % 32 == 0) return *out = DType::Q8_0_X16, true;
+  if (t == DType::Q4_1 && K % 32 == 0) return *out = DType::Q4_1_X16, true;
+  if (t == DType::Q5_0 && K % 32 == 0) return *out = DType::Q5_0_X16, true;
+  if (t == DType::Q5_1 && K % 32 == 0) return *out = DType::Q5_1_X16, true;
+  if (t == DType::IQ4_NL && K % 32 == 0) return *out = DType::IQ4_NL_X16, true;
   if (t == DType::Q6_K && K % QK == 0) return *out = DType::Q6_K_X16, true;
   if (t == DType::Q5_K && K % QK == 0) return *out = DType::Q5_K_X16, true;
   if (t == DType::F32) return *out = DType::F32_X16, true;
@@ -57,30 +67,35 @@ bool repackedType(DType t, int64_t K, DType* out) {
 
 namespace {
 
-constexpr int64_t kQ40Group = 16 * 18;   // bytes per group and 32-column block
-constexpr int64_t kQ4KGroup = 16 * 148;  // bytes per group and superblock
-constexpr int64_t kQ80Group = 16 * 34;   // bytes per group and 32-column block
-constexpr int64_t kQ6KGroup = 16 * 210;  // bytes per group and superblock
-constexpr int64_t kQ5KGroup = 16 * 180;  // bytes per group and superblock
+using x16::kQ4KBlock;
+using x16::kQ5KBlock;
+using x16::kQ6KBlock;
 
 /**
- * q4_0_x16 (Bytes false: the file's nibble bytes as they are) or q8_0_x16 (Bytes true: values
- * plus 128); the 32-column block types, whose blocks hold a f16 scale and then the values.
+ * The 32-column block forms (x16-forms.h): per block, the file's nibble bytes as they are (q8_0:
+ * its values plus 128), the fifth bits of q5_0/q5_1 moved to their byte and bit, the f16 scales and
+ * the f16 mins side by side.
  */
-template <bool Bytes>
-void interleaveBlock32(const uint8_t* src, int64_t rows, int64_t K, int64_t g, uint8_t* dst) {
-  constexpr int64_t fileBlock = Bytes ? 34 : 18, groupBytes = Bytes ? kQ80Group : kQ40Group;
-  constexpr int vectors = Bytes ? 8 : 4, scales = 64 * vectors;
-  const int64_t nb = K / 32;
-  const size_t rb = rowBytes(Bytes ? DType::Q8_0 : DType::Q4_0, K);
+void interleaveBlock32(const x16::Block32& f, DType file, const uint8_t* src, int64_t rows, int64_t K, int64_t g, uint8_t* dst) {
+  const int vectors = f.bytes ? 8 : 4;
+  const int64_t nb = K / 32, blockBytes = f.size();
+  const size_t rb = rowBytes(file, K);
   for (int64_t b = 0; b < nb; b++) {
-    uint8_t* o = dst + (g * nb + b) * groupBytes;
-    std::memset(o, 0, groupBytes);
+    uint8_t* o = dst + (g * nb + b) * blockBytes;
+    std::memset(o, 0, static_cast<size_t>(blockBytes));
     for (int r = 0; r < 16 && g * 16 + r < rows; r++) {
-      const uint8_t* blk = src + static_cast<size_t>(g * 16 + r) * rb + b * fileBlock;
+      const uint8_t* blk = src + static_cast<size_t>(g * 16 + r) * rb + b * f.fileBlock;
+      const uint8_t* q = blk + f.valuesAt;
       for (int v = 0; v < vectors; v++)
-        for (int i = 0; i < 4; i++) o[64 * v + 4 * r + i] = static_cast<uint8_t>(blk[2 + 4 * v + i] ^ (Bytes ? 0x80 : 0));
-      std::memcpy(o + scales + 2 * r, blk, 2);
+        for (int i = 0; i < 4; i++) o[64 * v + 4 * r + i] = static_cast<uint8_t>(q[4 * v + i] ^ (f.bytes ? 0x80 : 0));
+      if (f.five) {
+        const uint32_t qh = ggml::loadU32(blk + f.fifthAt);  // bit j: column j's fifth bit
+        for (int v = 0; v < 4; v++)
+          for (int i = 0; i < 4; i++)
+            o[256 + 4 * r + i] |= static_cast<uint8_t>((((qh >> (4 * v + i)) & 1) << v) | (((qh >> (16 + 4 * v + i)) & 1) << (4 + v)));
+      }
+      std::memcpy(o + f.scales() + 2 * r, blk, 2);
+      if (f.mins) std::memcpy(o + f.minsAt() + 2 * r, blk + 2, 2);
     }
   }
 }
@@ -90,7 +105,7 @@ template <bool Five>
 void interleaveK(const uint8_t* src, int64_t rows, int64_t K, int64_t g, uint8_t* dst) {
   const int64_t nsb = K / QK;
   const DType t = Five ? DType::Q5_K : DType::Q4_K;
-  const size_t rb = rowBytes(t, K), sbBytes = Five ? 176 : 144, groupBytes = Five ? kQ5KGroup : kQ4KGroup;
+  const size_t rb = rowBytes(t, K), sbBytes = Five ? 176 : 144, groupBytes = Five ? kQ5KBlock : kQ4KBlock;
   uint8_t u[QK];  // one superblock's values in column order (5 bits for q5_k)
   for (int64_t s = 0; s < nsb; s++) {
     uint8_t* o = dst + (g * nsb + s) * groupBytes;
@@ -139,8 +154,8 @@ void interleaveQ6_K(const uint8_t* src, int64_t rows, int64_t K, int64_t g, uint
   const size_t rb = rowBytes(DType::Q6_K, K);
   uint8_t u[QK];
   for (int64_t s = 0; s < nsb; s++) {
-    uint8_t* o = dst + (g * nsb + s) * kQ6KGroup;
-    std::memset(o, 0, kQ6KGroup);
+    uint8_t* o = dst + (g * nsb + s) * kQ6KBlock;
+    std::memset(o, 0, kQ6KBlock);
     for (int r = 0; r < 16 && g * 16 + r < rows; r++) {
       const uint8_t* b = src + static_cast<size_t>(g * 16 + r) * rb + s * 210;
       for (int e = 0; e < QK; e++) u[e] = static_cast<uint8_t>(q6kValue(b, e));
@@ -182,8 +197,7 @@ void repackRows(Context& ctx, DType t, const uint8_t* src, int64_t rows, int64_t
   const int64_t groups = storedRows(rt, rows) / kInterleave;
   ctx.pool.parallelFor(groups, [&](int64_t g, int) {
     if (t == DType::F32 || t == DType::F16 || t == DType::BF16) interleaveFloat(src, rows, K, g, t == DType::F32 ? 4 : 2, dst);
-    else if (t == DType::Q4_0) interleaveBlock32<false>(src, rows, K, g, dst);
-    else if (t == DType::Q8_0) interleaveBlock32<true>(src, rows, K, g, dst);
+    else if (const x16::Block32* f = x16::block32Of(rt)) interleaveBlock32(*f, t, src, rows, K, g, dst);
     else if (t == DType::Q6_K) interleaveQ6_K(src, rows, K, g, dst);
     else if (t == DType::Q5_K) interleaveK<true>(src, rows, K, g, dst);
     else interleaveK<false>(src, rows, K, g, dst);

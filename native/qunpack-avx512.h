@@ -13,6 +13,14 @@
 
 #if STEPWISE_AVX512
 
+// GCC 12's false positive inside its own AVX-512 headers (see qmatmul.cc), for whichever file
+// includes this one.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 namespace stepwise {
 namespace avx512q {
 
@@ -163,11 +171,7 @@ inline __m256i nibbles32Fifth(const uint8_t* p, const uint8_t* qh) {
 }
 
 /** iq4_nl's 16 values plus 128 (the lane form's unsigned bytes), in both 128-bit halves for a shuffle. */
-inline __m256i iq4nlTable() {
-  alignas(16) uint8_t t[16];
-  for (int i = 0; i < 16; i++) t[i] = static_cast<uint8_t>(ggml::kIq4nl[i] + 128);
-  return _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(t)));
-}
+inline __m256i iq4nlTable() { return _mm256_broadcastsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i*>(ggml::kIq4nlUnsigned.v))); }
 
 inline __m256i valuesQ8_0(const uint8_t* b) { return _mm256_xor_si256(load32(b + 2), _mm256_set1_epi8(static_cast<char>(0x80))); }
 inline __m256i valuesQ4_0(const uint8_t* b) { return nibbles32(b + 2); }
@@ -285,5 +289,9 @@ __attribute__((always_inline)) inline bool unpackRegs(DType t, const uint8_t* ro
 
 }  // namespace avx512q
 }  // namespace stepwise
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 #endif

@@ -19,7 +19,6 @@
 // GCC 12's false positive inside its own AVX-512 headers (see qmatmul.cc).
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 
 namespace stepwise {
@@ -66,6 +65,10 @@ QTypeInfo qtypeInfo(DType t) {
     case DType::Q6_K_X16: return qtypeInfo(DType::Q6_K);
     case DType::Q5_K_X16: return qtypeInfo(DType::Q5_K);
     case DType::Q4_K_X16: return qtypeInfo(DType::Q4_K);
+    case DType::Q4_1_X16: return qtypeInfo(DType::Q4_1);
+    case DType::Q5_0_X16: return qtypeInfo(DType::Q5_0);
+    case DType::Q5_1_X16: return qtypeInfo(DType::Q5_1);
+    case DType::IQ4_NL_X16: return qtypeInfo(DType::IQ4_NL);
   }
   return {false, 0, false, false, 0};
 }
