@@ -40,6 +40,7 @@ namespace {
 using x16::kQ4KBlock;
 using x16::kQ5KBlock;
 using x16::kQ6KBlock;
+using x16::kIQ4XSBlock;
 constexpr int NG = 4;                    // groups per tile, at most (2 unless one activation row: decode)
 constexpr int MR40 = 6;                  // activation rows per tile, q4_0 and q8_0
 constexpr int MR4K = 4;                  // the k-quants keep a third accumulator per pair
@@ -166,6 +167,20 @@ void tileBlock32(const uint8_t* w, int64_t nb, const QActBlock* x, int64_t nsb, 
     for (int m = 0; m < MR; m++) storeRows16(out + m * ldo + 16 * g, acc[g][m], rows - 16 * g);
 }
 
+/**
+ * One activation row (decode) of a superblock form: sub-block j's eighth of the next superblock of
+ * the group at sb (two ahead measured slower on one thread and no faster on two); after a group's
+ * last, the first of the next tile's group, since the tiles of a one-row task follow each other in
+ * memory. Never at or past wEnd.
+ */
+template <int64_t Bytes, int G>
+__attribute__((always_inline)) inline void prefetchNextSuperblock(const uint8_t* sb, int64_t s, int64_t nsb, int j, const uint8_t* wEnd) {
+  constexpr int64_t share = (Bytes / 8 + 63) / 64 * 64;  // whole lines; the last shares may be short or empty
+  const int64_t n = std::min<int64_t>(share, Bytes - j * share);
+  const uint8_t* p = sb + Bytes + j * share + (s + 1 < nsb ? 0 : (G - 1) * nsb * Bytes);
+  if (n > 0 && p < wEnd) prefetchBytes(p, static_cast<size_t>(n));
+}
+
 /** tileBlock32 for q4_k_x16 (and q5_k_x16: Five); xs: one summary per superblock (rows nsb apart). */
 template <bool Five, int G, int MR>
 void tileQ4_K(const uint8_t* w, int64_t /*nb*/, const QActBlock* x, int64_t nsb, const XSummary* xs, float* out, int64_t ldo, int rows,
@@ -191,16 +206,8 @@ void tileQ4_K(const uint8_t* w, int64_t /*nb*/, const QActBlock* x, int64_t nsb,
         blk[g] = sb[g] + 256 * j;
         high[g] = sb[g] + 2368 + 64 * j;
       }
-      // One activation row (decode): the next superblock of every group, a share per sub-block
-      // (two ahead measured slower on one thread and no faster on two); after a group's last, the
-      // first of the next tile's group.
-      if constexpr (MR == 1) {
-        constexpr int64_t bytes = Five ? kQ5KBlock : kQ4KBlock, share = (bytes / 8 + 63) / 64 * 64;
-        for (int g = 0; g < G; g++) {
-          const uint8_t* p = sb[g] + bytes + j * share + (s + 1 < nsb ? 0 : (G - 1) * nsb * bytes);
-          if (p < wEnd) prefetchBytes(p, static_cast<size_t>(std::min<int64_t>(share, bytes - j * share)));
-        }
-      }
+      if constexpr (MR == 1)
+        for (int g = 0; g < G; g++) prefetchNextSuperblock<Five ? kQ5KBlock : kQ4KBlock, G>(sb[g], s, nsb, j, wEnd);
       blockSums<false, G, MR, Five>(blk, q, isum, high);
       for (int g = 0; g < G; g++) {
         const __m512 sc = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sb[g] + 2112 + 16 * j))));
@@ -260,14 +267,8 @@ void tileQ6_K(const uint8_t* w, int64_t /*nb*/, const QActBlock* x, int64_t nsb,
     for (int g = 0; g < G; g++)
       for (int m = 0; m < MR; m++) total[g][m] = _mm512_setzero_si512();
     for (int j = 0; j < 8; j++) {
-      // One activation row: as tileQ4_K, the next superblock (or the next tile's first) ahead.
-      if constexpr (MR == 1) {
-        constexpr int64_t share = (kQ6KBlock / 8 + 63) / 64 * 64;
-        for (int g = 0; g < G; g++) {
-          const uint8_t* p = sb[g] + kQ6KBlock + j * share + (s + 1 < nsb ? 0 : (G - 1) * nsb * kQ6KBlock);
-          if (p < wEnd) prefetchBytes(p, static_cast<size_t>(std::min<int64_t>(share, kQ6KBlock - j * share)));
-        }
-      }
+      if constexpr (MR == 1)
+        for (int g = 0; g < G; g++) prefetchNextSuperblock<kQ6KBlock, G>(sb[g], s, nsb, j, wEnd);
       for (int hi = 0; hi < 2; hi++) {
         const int lane = 2 * j + hi;  // the 16-column sub-block, as a lane of the activation (qblocks.h)
         __m512i isum[NG][MR];
@@ -299,6 +300,51 @@ void tileQ6_K(const uint8_t* w, int64_t /*nb*/, const QActBlock* x, int64_t nsb,
     for (int m = 0; m < MR; m++) storeRows16(out + m * ldo + 16 * g, acc[g][m], rows - 16 * g);
 }
 
+/**
+ * tileBlock32 for iq4_xs_x16: as tileQ6_K, but 32-column sub-blocks of table values (offset 128)
+ * whose scales (ls - 32) multiply the exact sums in integers (|total| < 2^28), then float once.
+ */
+template <int G, int MR>
+void tileIQ4_XS(const uint8_t* w, int64_t /*nb*/, const QActBlock* x, int64_t nsb, const XSummary* /*xs*/, float* out, int64_t ldo, int rows,
+                const uint8_t* wEnd) {
+  __m512 acc[NG][MR];
+  for (int g = 0; g < G; g++)
+    for (int m = 0; m < MR; m++) acc[g][m] = _mm512_setzero_ps();
+  for (int64_t s = 0; s < nsb; s++) {
+    const uint8_t* sb[NG];
+    for (int g = 0; g < G; g++) sb[g] = w + (g * nsb + s) * kIQ4XSBlock;
+    __m512i total[NG][MR];
+    for (int g = 0; g < G; g++)
+      for (int m = 0; m < MR; m++) total[g][m] = _mm512_setzero_si512();
+    for (int j = 0; j < 8; j++) {
+      if constexpr (MR == 1)
+        for (int g = 0; g < G; g++) prefetchNextSuperblock<kIQ4XSBlock, G>(sb[g], s, nsb, j, wEnd);
+      __m512i isum[NG][MR];
+      const int8_t* q[MR];
+      for (int m = 0; m < MR; m++) {
+        const QActBlock& a = x[m * nsb + s];
+        const __m512i init = _mm512_set1_epi32(-(a.off[2 * j] + a.off[2 * j + 1]));  // -128 * sum(q)
+        for (int g = 0; g < G; g++) isum[g][m] = init;
+        q[m] = a.q + 8 * j;
+      }
+      const uint8_t* blk[NG];
+      for (int g = 0; g < G; g++) blk[g] = sb[g] + 256 * j;
+      blockSums<false, G, MR, false, true>(blk, q, isum);
+      for (int g = 0; g < G; g++) {
+        const __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sb[g] + 2048 + 16 * j)));
+        for (int m = 0; m < MR; m++) total[g][m] = _mm512_add_epi32(total[g][m], _mm512_mullo_epi32(isum[g][m], sc));
+      }
+    }
+    for (int g = 0; g < G; g++) {
+      const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sb[g] + 2176)));
+      for (int m = 0; m < MR; m++)
+        acc[g][m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(total[g][m]), _mm512_mul_ps(d, _mm512_set1_ps(x[m * nsb + s].d[0])), acc[g][m]);
+    }
+  }
+  for (int g = 0; g < G; g++)
+    for (int m = 0; m < MR; m++) storeRows16(out + m * ldo + 16 * g, acc[g][m], rows - 16 * g);
+}
+
 using TileFn = void (*)(const uint8_t*, int64_t, const QActBlock*, int64_t, const XSummary*, float*, int64_t, int, const uint8_t*);
 
 template <const x16::Block32& F>
@@ -311,6 +357,10 @@ struct B32 {
 template <int G, int MR>
 struct Q6K {
   static constexpr TileFn fn = tileQ6_K<G, MR>;
+};
+template <int G, int MR>
+struct IQ4XS {
+  static constexpr TileFn fn = tileIQ4_XS<G, MR>;
 };
 template <int G, int MR>
 struct Q4K {
@@ -330,6 +380,7 @@ TileFn tileFor(DType dt, int ng, int n) {
     case DType::Q4_K_X16: return kTiles<Q4K, 1, 2, 3, 4>[ng - 1][n - 1];
     case DType::Q5_K_X16: return kTiles<Q5K, 1, 2, 3, 4>[ng - 1][n - 1];
     case DType::Q6_K_X16: return kTiles<Q6K, 1, 2, 3, 4>[ng - 1][n - 1];
+    case DType::IQ4_XS_X16: return kTiles<IQ4XS, 1, 2, 3, 4>[ng - 1][n - 1];
     case DType::Q8_0_X16: return kTiles<B32<x16::kQ8_0>::T, 1, 2, 3, 4, 5, 6>[ng - 1][n - 1];
     case DType::Q4_1_X16: return kTiles<B32<x16::kQ4_1>::T, 1, 2, 3, 4, 5, 6>[ng - 1][n - 1];
     case DType::Q5_0_X16: return kTiles<B32<x16::kQ5_0>::T, 1, 2, 3, 4, 5, 6>[ng - 1][n - 1];
@@ -368,15 +419,16 @@ void summarize(const QActBlock* xq, int64_t M, int64_t nsb, int64_t nb, bool k, 
 void qmatmulX16(Context& ctx, float* out, const float* x, const uint8_t* w, DType dt, int64_t N, int64_t K, int64_t M) {
   const QTypeInfo qi = qtypeInfo(dt);
   const x16::Block32* b32 = x16::block32Of(dt);
-  const bool k = !b32;  // q4_k, q5_k, q6_k: 256-column superblocks
+  const bool k = !b32;  // q4_k, q5_k, q6_k, iq4_xs: 256-column superblocks
   const int64_t nsb = numSuperblocks(K);
   const int64_t nb = k ? nsb : K / 32;      // summaries per activation row
   const int64_t groupBytes = dt == DType::Q4_K_X16   ? nsb * kQ4KBlock
                              : dt == DType::Q5_K_X16 ? nsb * kQ5KBlock
                              : dt == DType::Q6_K_X16 ? nsb * kQ6KBlock
+                             : dt == DType::IQ4_XS_X16 ? nsb * kIQ4XSBlock
                                                      : nb * b32->size();
   const int mr = k ? MR4K : MR40;
-  const bool summaries = dt != DType::Q6_K_X16;  // q6_k's tiles read the activation blocks alone
+  const bool summaries = dt != DType::Q6_K_X16 && dt != DType::IQ4_XS_X16;  // their tiles read the activation blocks alone
   if (ctx.qact.size() < static_cast<size_t>(M * nsb)) ctx.qact.resize(static_cast<size_t>(M * nsb));
   if (ctx.qsummary.size() < static_cast<size_t>(M * nb) * sizeof(XSummary)) ctx.qsummary.resize(static_cast<size_t>(M * nb) * sizeof(XSummary));
   QActBlock* xq = ctx.qact.data();

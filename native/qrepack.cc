@@ -1,5 +1,5 @@
 // Interleaving of weights, once per tensor, into the forms the AVX-512 GEMMs of qmatmul-x16.cc
-// (q4_0, q4_1, q5_0, q5_1, iq4_nl, q8_0, q4_k, q5_k, q6_k) and matmul-x16.cc (f32, f16, bf16: element k of row r at 16k + r
+// (q4_0, q4_1, q5_0, q5_1, iq4_nl, q8_0, q4_k, q5_k, q6_k, iq4_xs) and matmul-x16.cc (f32, f16, bf16: element k of row r at 16k + r
 // of its group) read; what llama.cpp's CPU "repack" buffer types do for the same formats.
 //
 // 16 consecutive rows are stored side by side, so one 64-byte vector holds the same 4 columns of
@@ -32,6 +32,9 @@
 //   256 + 64h + 4r + i (h < 2) holds those of columns 4(2h) + i, 4(2h+1) + i, 16 + 4(2h) + i and
 //   16 + 4(2h+1) + i at shifts 0, 2, 4, 6;  3072 + 16t + r: the int8 scale of 16-column
 //   sub-block t;  3328 + 2r: f16 d.
+// iq4_xs_x16, per group and superblock (2208 bytes, 138 per row against 136): per 32-column
+//   sub-block j at 256j, q4_0_x16's nibble layout (indexes into ggml's table);  2048 + 16j + r: the
+//   sub-block's scale minus 32 as an int8;  2176 + 2r: f16 d.
 // Rows past the tensor's end, up to the group's 16, are zeros.
 #include <cstring>
 
@@ -52,6 +55,7 @@ bool repackedType(DType t, int64_t K, DType* out) {
   if (t == DType::Q5_0 && K % 32 == 0) return *out = DType::Q5_0_X16, true;
   if (t == DType::Q5_1 && K % 32 == 0) return *out = DType::Q5_1_X16, true;
   if (t == DType::IQ4_NL && K % 32 == 0) return *out = DType::IQ4_NL_X16, true;
+  if (t == DType::IQ4_XS && K % QK == 0) return *out = DType::IQ4_XS_X16, true;
   if (t == DType::Q6_K && K % QK == 0) return *out = DType::Q6_K_X16, true;
   if (t == DType::Q5_K && K % QK == 0) return *out = DType::Q5_K_X16, true;
   if (t == DType::F32) return *out = DType::F32_X16, true;
@@ -70,6 +74,7 @@ namespace {
 using x16::kQ4KBlock;
 using x16::kQ5KBlock;
 using x16::kQ6KBlock;
+using x16::kIQ4XSBlock;
 
 /**
  * The 32-column block forms (x16-forms.h): per block, the file's nibble bytes as they are (q8_0:
@@ -179,6 +184,27 @@ void interleaveQ6_K(const uint8_t* src, int64_t rows, int64_t K, int64_t g, uint
   }
 }
 
+void interleaveIQ4_XS(const uint8_t* src, int64_t rows, int64_t K, int64_t g, uint8_t* dst) {
+  const int64_t nsb = K / QK;
+  const size_t rb = rowBytes(DType::IQ4_XS, K);
+  for (int64_t s = 0; s < nsb; s++) {
+    uint8_t* o = dst + (g * nsb + s) * kIQ4XSBlock;
+    std::memset(o, 0, kIQ4XSBlock);
+    for (int r = 0; r < 16 && g * 16 + r < rows; r++) {
+      const uint8_t* b = src + static_cast<size_t>(g * 16 + r) * rb + s * 136;
+      const int scalesH = b[2] | (b[3] << 8);
+      for (int j = 0; j < 8; j++) {
+        // Sub-block j's 16 bytes hold column i in the low nibble and 16 + i in the high one, as q4_0's.
+        for (int v = 0; v < 4; v++)
+          for (int i = 0; i < 4; i++) o[256 * j + 64 * v + 4 * r + i] = b[8 + 16 * j + 4 * v + i];
+        const int ls = ((b[4 + (j >> 1)] >> (4 * (j & 1))) & 0x0f) | (((scalesH >> (2 * j)) & 3) << 4);
+        o[2048 + 16 * j + r] = static_cast<uint8_t>(static_cast<int8_t>(ls - 32));
+      }
+      std::memcpy(o + 2176 + 2 * r, b, 2);
+    }
+  }
+}
+
 /** f32 / f16 / bf16: element k of row r at 16k + r of its group (eb bytes each). */
 void interleaveFloat(const uint8_t* src, int64_t rows, int64_t K, int64_t g, size_t eb, uint8_t* dst) {
   uint8_t* o = dst + static_cast<size_t>(g * K) * 16 * eb;
@@ -199,6 +225,7 @@ void repackRows(Context& ctx, DType t, const uint8_t* src, int64_t rows, int64_t
     if (t == DType::F32 || t == DType::F16 || t == DType::BF16) interleaveFloat(src, rows, K, g, t == DType::F32 ? 4 : 2, dst);
     else if (const x16::Block32* f = x16::block32Of(rt)) interleaveBlock32(*f, t, src, rows, K, g, dst);
     else if (t == DType::Q6_K) interleaveQ6_K(src, rows, K, g, dst);
+    else if (t == DType::IQ4_XS) interleaveIQ4_XS(src, rows, K, g, dst);
     else if (t == DType::Q5_K) interleaveK<true>(src, rows, K, g, dst);
     else interleaveK<false>(src, rows, K, g, dst);
   });
