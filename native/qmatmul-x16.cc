@@ -41,6 +41,7 @@ using x16::kQ4KBlock;
 using x16::kQ5KBlock;
 using x16::kQ6KBlock;
 using x16::kIQ4XSBlock;
+using x16::kQ3KBlock;
 constexpr int NG = 4;                    // groups per tile, at most (2 unless one activation row: decode)
 constexpr int MR40 = 6;                  // activation rows per tile, q4_0 and q8_0
 constexpr int MR4K = 4;                  // the k-quants keep a third accumulator per pair
@@ -250,48 +251,74 @@ __attribute__((always_inline)) inline __m512i q6Values(const uint8_t* blk, int v
 }
 
 /**
- * tileBlock32 for q6_k_x16. A 16-column sub-block has its own int8 scale, so its exact sum (offset
- * 32 removed) is scaled in integers and summed over the superblock (|total| < 2^29), which goes to
- * float once: acc += float(total) * (d[rows] * d_x).
+ * q3_k_x16's 3-bit values of its 32-column block at `blk`, vector v (as q6Values): 2 bits from the
+ * pair vectors (q6_k_x16's high-pair layout), the third from the bit vector at 128 (q5_0_x16's
+ * fifth-bit layout) moved to bit 2.
  */
-template <int G, int MR>
-void tileQ6_K(const uint8_t* w, int64_t /*nb*/, const QActBlock* x, int64_t nsb, const XSummary* /*xs*/, float* out, int64_t ldo, int rows,
-              const uint8_t* wEnd) {
+template <bool Hi>
+__attribute__((always_inline)) inline __m512i q3Values(const uint8_t* blk, int v) {
+  const __m512i pairs = _mm512_loadu_si512(blk + 64 * (v / 2)), bits = _mm512_loadu_si512(blk + 128);
+  const int shift = 2 * (v % 2) + (Hi ? 4 : 0), bit = v + (Hi ? 4 : 0);
+  const __m512i two = _mm512_and_si512(_mm512_srli_epi16(pairs, shift), _mm512_set1_epi8(3));
+  const __m512i third = _mm512_and_si512(_mm512_srli_epi16(bits, bit), _mm512_set1_epi8(1));
+  return _mm512_or_si512(two, _mm512_slli_epi16(third, 2));
+}
+
+/** The 16-column sub-block forms (tile16): where their parts lie, and their values. */
+struct Q6KForm {
+  static constexpr int64_t bytes = kQ6KBlock, block = 384, scales = 3072, d = 3328;
+  template <bool Hi>
+  static __m512i values(const uint8_t* blk, int v) { return q6Values<Hi>(blk, v); }
+};
+struct Q3KForm {
+  static constexpr int64_t bytes = kQ3KBlock, block = 192, scales = 1536, d = 1792;
+  template <bool Hi>
+  static __m512i values(const uint8_t* blk, int v) { return q3Values<Hi>(blk, v); }
+};
+
+/**
+ * tileBlock32 for the 16-column sub-block forms (q6_k_x16, q3_k_x16). A sub-block has its own int8
+ * scale, so its exact sum (the offset, 32 or 4, removed) is scaled in integers and summed over the
+ * superblock (|total| < 2^29), which goes to float once: acc += float(total) * (d[rows] * d_x).
+ */
+template <class F, int G, int MR>
+void tile16(const uint8_t* w, int64_t /*nb*/, const QActBlock* x, int64_t nsb, const XSummary* /*xs*/, float* out, int64_t ldo, int rows,
+            const uint8_t* wEnd) {
   __m512 acc[NG][MR];
   for (int g = 0; g < G; g++)
     for (int m = 0; m < MR; m++) acc[g][m] = _mm512_setzero_ps();
   for (int64_t s = 0; s < nsb; s++) {
     const uint8_t* sb[NG];
-    for (int g = 0; g < G; g++) sb[g] = w + (g * nsb + s) * kQ6KBlock;
+    for (int g = 0; g < G; g++) sb[g] = w + (g * nsb + s) * F::bytes;
     __m512i total[NG][MR];
     for (int g = 0; g < G; g++)
       for (int m = 0; m < MR; m++) total[g][m] = _mm512_setzero_si512();
     for (int j = 0; j < 8; j++) {
       if constexpr (MR == 1)
-        for (int g = 0; g < G; g++) prefetchNextSuperblock<kQ6KBlock, G>(sb[g], s, nsb, j, wEnd);
+        for (int g = 0; g < G; g++) prefetchNextSuperblock<F::bytes, G>(sb[g], s, nsb, j, wEnd);
       for (int hi = 0; hi < 2; hi++) {
         const int lane = 2 * j + hi;  // the 16-column sub-block, as a lane of the activation (qblocks.h)
         __m512i isum[NG][MR];
         for (int m = 0; m < MR; m++) {
-          const __m512i init = _mm512_set1_epi32(-x[m * nsb + s].off[lane]);  // -32 * sum(q)
+          const __m512i init = _mm512_set1_epi32(-x[m * nsb + s].off[lane]);  // -off * sum(q)
           for (int g = 0; g < G; g++) isum[g][m] = init;
         }
         for (int v = 0; v < 4; v++) {
           __m512i u[NG];
-          for (int g = 0; g < G; g++) u[g] = hi ? q6Values<true>(sb[g] + 384 * j, v) : q6Values<false>(sb[g] + 384 * j, v);
+          for (int g = 0; g < G; g++) u[g] = hi ? F::template values<true>(sb[g] + F::block * j, v) : F::template values<false>(sb[g] + F::block * j, v);
           for (int m = 0; m < MR; m++) {
             const __m512i xv = _mm512_set1_epi32(load4(x[m * nsb + s].q + 64 * v + 8 * j + 4 * hi));
             for (int g = 0; g < G; g++) isum[g][m] = _mm512_dpbusd_epi32(isum[g][m], u[g], xv);
           }
         }
         for (int g = 0; g < G; g++) {
-          const __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sb[g] + 3072 + 16 * lane)));
+          const __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sb[g] + F::scales + 16 * lane)));
           for (int m = 0; m < MR; m++) total[g][m] = _mm512_add_epi32(total[g][m], _mm512_mullo_epi32(isum[g][m], sc));
         }
       }
     }
     for (int g = 0; g < G; g++) {
-      const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sb[g] + 3328)));
+      const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sb[g] + F::d)));
       for (int m = 0; m < MR; m++)
         acc[g][m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(total[g][m]), _mm512_mul_ps(d, _mm512_set1_ps(x[m * nsb + s].d[0])), acc[g][m]);
     }
@@ -301,7 +328,7 @@ void tileQ6_K(const uint8_t* w, int64_t /*nb*/, const QActBlock* x, int64_t nsb,
 }
 
 /**
- * tileBlock32 for iq4_xs_x16: as tileQ6_K, but 32-column sub-blocks of table values (offset 128)
+ * tileBlock32 for iq4_xs_x16: as tile16, but 32-column sub-blocks of table values (offset 128)
  * whose scales (ls - 32) multiply the exact sums in integers (|total| < 2^28), then float once.
  */
 template <int G, int MR>
@@ -356,7 +383,11 @@ struct B32 {
 };
 template <int G, int MR>
 struct Q6K {
-  static constexpr TileFn fn = tileQ6_K<G, MR>;
+  static constexpr TileFn fn = tile16<Q6KForm, G, MR>;
+};
+template <int G, int MR>
+struct Q3K {
+  static constexpr TileFn fn = tile16<Q3KForm, G, MR>;
 };
 template <int G, int MR>
 struct IQ4XS {
@@ -381,6 +412,7 @@ TileFn tileFor(DType dt, int ng, int n) {
     case DType::Q5_K_X16: return kTiles<Q5K, 1, 2, 3, 4>[ng - 1][n - 1];
     case DType::Q6_K_X16: return kTiles<Q6K, 1, 2, 3, 4>[ng - 1][n - 1];
     case DType::IQ4_XS_X16: return kTiles<IQ4XS, 1, 2, 3, 4>[ng - 1][n - 1];
+    case DType::Q3_K_X16: return kTiles<Q3K, 1, 2, 3, 4>[ng - 1][n - 1];
     case DType::Q8_0_X16: return kTiles<B32<x16::kQ8_0>::T, 1, 2, 3, 4, 5, 6>[ng - 1][n - 1];
     case DType::Q4_1_X16: return kTiles<B32<x16::kQ4_1>::T, 1, 2, 3, 4, 5, 6>[ng - 1][n - 1];
     case DType::Q5_0_X16: return kTiles<B32<x16::kQ5_0>::T, 1, 2, 3, 4, 5, 6>[ng - 1][n - 1];
@@ -419,16 +451,17 @@ void summarize(const QActBlock* xq, int64_t M, int64_t nsb, int64_t nb, bool k, 
 void qmatmulX16(Context& ctx, float* out, const float* x, const uint8_t* w, DType dt, int64_t N, int64_t K, int64_t M) {
   const QTypeInfo qi = qtypeInfo(dt);
   const x16::Block32* b32 = x16::block32Of(dt);
-  const bool k = !b32;  // q4_k, q5_k, q6_k, iq4_xs: 256-column superblocks
+  const bool k = !b32;  // q3_k, q4_k, q5_k, q6_k, iq4_xs: 256-column superblocks
   const int64_t nsb = numSuperblocks(K);
   const int64_t nb = k ? nsb : K / 32;      // summaries per activation row
   const int64_t groupBytes = dt == DType::Q4_K_X16   ? nsb * kQ4KBlock
                              : dt == DType::Q5_K_X16 ? nsb * kQ5KBlock
                              : dt == DType::Q6_K_X16 ? nsb * kQ6KBlock
                              : dt == DType::IQ4_XS_X16 ? nsb * kIQ4XSBlock
+                             : dt == DType::Q3_K_X16 ? nsb * kQ3KBlock
                                                      : nb * b32->size();
   const int mr = k ? MR4K : MR40;
-  const bool summaries = dt != DType::Q6_K_X16 && dt != DType::IQ4_XS_X16;  // their tiles read the activation blocks alone
+  const bool summaries = dt == DType::Q4_K_X16 || dt == DType::Q5_K_X16 || b32;  // the others' tiles read the activation blocks alone
   if (ctx.qact.size() < static_cast<size_t>(M * nsb)) ctx.qact.resize(static_cast<size_t>(M * nsb));
   if (ctx.qsummary.size() < static_cast<size_t>(M * nb) * sizeof(XSummary)) ctx.qsummary.resize(static_cast<size_t>(M * nb) * sizeof(XSummary));
   QActBlock* xq = ctx.qact.data();

@@ -1,5 +1,5 @@
 // Interleaving of weights, once per tensor, into the forms the AVX-512 GEMMs of qmatmul-x16.cc
-// (q4_0, q4_1, q5_0, q5_1, iq4_nl, q8_0, q4_k, q5_k, q6_k, iq4_xs) and matmul-x16.cc (f32, f16, bf16: element k of row r at 16k + r
+// (q4_0, q4_1, q5_0, q5_1, iq4_nl, q8_0, q3_k, q4_k, q5_k, q6_k, iq4_xs) and matmul-x16.cc (f32, f16, bf16: element k of row r at 16k + r
 // of its group) read; what llama.cpp's CPU "repack" buffer types do for the same formats.
 //
 // 16 consecutive rows are stored side by side, so one 64-byte vector holds the same 4 columns of
@@ -35,6 +35,10 @@
 // iq4_xs_x16, per group and superblock (2208 bytes, 138 per row against 136): per 32-column
 //   sub-block j at 256j, q4_0_x16's nibble layout (indexes into ggml's table);  2048 + 16j + r: the
 //   sub-block's scale minus 32 as an int8;  2176 + 2r: f16 d.
+// q3_k_x16, per group and superblock (1824 bytes, 114 per row against 110): per 32-column block j
+//   at 192j, 128 bytes of the values' low 2 bits as q6_k_x16's high pairs, then 64 bytes of their
+//   third bits as q5_0_x16's fifth bits (value = 2 bits + 4 * third bit, offset 4, as the lane
+//   form's);  1536 + 16t + r: the 6-bit scale of 16-column sub-block t minus 32, an int8;  1792 + 2r: f16 d.
 // Rows past the tensor's end, up to the group's 16, are zeros.
 #include <cstring>
 
@@ -56,6 +60,7 @@ bool repackedType(DType t, int64_t K, DType* out) {
   if (t == DType::Q5_1 && K % 32 == 0) return *out = DType::Q5_1_X16, true;
   if (t == DType::IQ4_NL && K % 32 == 0) return *out = DType::IQ4_NL_X16, true;
   if (t == DType::IQ4_XS && K % QK == 0) return *out = DType::IQ4_XS_X16, true;
+  if (t == DType::Q3_K && K % QK == 0) return *out = DType::Q3_K_X16, true;
   if (t == DType::Q6_K && K % QK == 0) return *out = DType::Q6_K_X16, true;
   if (t == DType::Q5_K && K % QK == 0) return *out = DType::Q5_K_X16, true;
   if (t == DType::F32) return *out = DType::F32_X16, true;
@@ -75,6 +80,7 @@ using x16::kQ4KBlock;
 using x16::kQ5KBlock;
 using x16::kQ6KBlock;
 using x16::kIQ4XSBlock;
+using x16::kQ3KBlock;
 
 /**
  * The 32-column block forms (x16-forms.h): per block, the file's nibble bytes as they are (q8_0:
@@ -205,6 +211,39 @@ void interleaveIQ4_XS(const uint8_t* src, int64_t rows, int64_t K, int64_t g, ui
   }
 }
 
+void interleaveQ3_K(const uint8_t* src, int64_t rows, int64_t K, int64_t g, uint8_t* dst) {
+  const int64_t nsb = K / QK;
+  const size_t rb = rowBytes(DType::Q3_K, K);
+  uint8_t u[QK];
+  for (int64_t s = 0; s < nsb; s++) {
+    uint8_t* o = dst + (g * nsb + s) * kQ3KBlock;
+    std::memset(o, 0, kQ3KBlock);
+    for (int r = 0; r < 16 && g * 16 + r < rows; r++) {
+      const uint8_t* b = src + static_cast<size_t>(g * 16 + r) * rb + s * 110;
+      // Value e: its 2 bits, plus 4 when bit e >> 5 of hmask byte e & 31 is set (ggml: minus 4 when clear).
+      for (int e = 0; e < QK; e++) u[e] = static_cast<uint8_t>(ggml::twoBits(b + 32, e) | (((b[e & 31] >> (e >> 5)) & 1) << 2));
+      for (int j = 0; j < 8; j++) {
+        uint8_t* blk = o + 192 * j;
+        for (int h = 0; h < 2; h++)
+          for (int i = 0; i < 4; i++) {
+            const int e = 32 * j + 8 * h + i;  // columns e, e + 4, e + 16, e + 20
+            blk[64 * h + 4 * r + i] = static_cast<uint8_t>((u[e] & 3) | ((u[e + 4] & 3) << 2) | ((u[e + 16] & 3) << 4) | ((u[e + 20] & 3) << 6));
+          }
+        for (int v = 0; v < 4; v++)
+          for (int i = 0; i < 4; i++)
+            blk[128 + 4 * r + i] |= static_cast<uint8_t>(((u[32 * j + 4 * v + i] >> 2) << v) | ((u[32 * j + 16 + 4 * v + i] >> 2) << (4 + v)));
+      }
+      const uint8_t* sc = b + 96;
+      for (int t = 0; t < 16; t++) {
+        const int low = t < 8 ? sc[t] & 0x0f : sc[t - 8] >> 4;
+        const int high = (sc[8 + (t & 3)] >> (2 * (t >> 2))) & 3;
+        o[1536 + 16 * t + r] = static_cast<uint8_t>(static_cast<int8_t>((low | (high << 4)) - 32));
+      }
+      std::memcpy(o + 1792 + 2 * r, b + 108, 2);
+    }
+  }
+}
+
 /** f32 / f16 / bf16: element k of row r at 16k + r of its group (eb bytes each). */
 void interleaveFloat(const uint8_t* src, int64_t rows, int64_t K, int64_t g, size_t eb, uint8_t* dst) {
   uint8_t* o = dst + static_cast<size_t>(g * K) * 16 * eb;
@@ -226,6 +265,7 @@ void repackRows(Context& ctx, DType t, const uint8_t* src, int64_t rows, int64_t
     else if (const x16::Block32* f = x16::block32Of(rt)) interleaveBlock32(*f, t, src, rows, K, g, dst);
     else if (t == DType::Q6_K) interleaveQ6_K(src, rows, K, g, dst);
     else if (t == DType::IQ4_XS) interleaveIQ4_XS(src, rows, K, g, dst);
+    else if (t == DType::Q3_K) interleaveQ3_K(src, rows, K, g, dst);
     else if (t == DType::Q5_K) interleaveK<true>(src, rows, K, g, dst);
     else interleaveK<false>(src, rows, K, g, dst);
   });

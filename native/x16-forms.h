@@ -14,6 +14,7 @@ inline constexpr int64_t kQ4KBlock = 16 * 148;  // q4_k's 144 bytes a row, and t
 inline constexpr int64_t kQ5KBlock = 16 * 180;  // q4_k_x16's 2368 bytes, then the fifth bits
 inline constexpr int64_t kQ6KBlock = 16 * 210;
 inline constexpr int64_t kIQ4XSBlock = 16 * 138;  // iq4_xs's 136 bytes a row, its scales whole bytes
+inline constexpr int64_t kQ3KBlock = 16 * 114;    // q3_k's 110 bytes a row, its scales whole bytes
 
 /**
  * The 32-column block forms, per group of 16 rows and 32-column block: the values first (8
