@@ -14,9 +14,9 @@ enum class DType : int {
   // Interleaved forms (qrepack.cc): never in a file; the AVX-512 build makes them from the file types.
   Q4_0_X16 = 15, Q4_K_X16 = 16, Q8_0_X16 = 17, Q6_K_X16 = 18, Q5_K_X16 = 19,
   F32_X16 = 20, F16_X16 = 21, BF16_X16 = 22, Q4_1_X16 = 23, Q5_0_X16 = 24, Q5_1_X16 = 25, IQ4_NL_X16 = 26,
-  IQ4_XS_X16 = 27, Q3_K_X16 = 28,
+  IQ4_XS_X16 = 27, Q3_K_X16 = 28, Q2_K_X16 = 29,
 };
-inline constexpr int kNumDTypes = 29;
+inline constexpr int kNumDTypes = 30;
 // Codes JavaScript may pass: the file types.
 inline constexpr int kNumFileDTypes = 15;
 
@@ -39,7 +39,7 @@ inline constexpr DTypeInfo kDTypeInfo[kNumDTypes] = {
     {"q2_k", 256, 84},  {"q3_k", 256, 110}, {"q5_k", 256, 176}, {"iq4_nl", 32, 18}, {"iq4_xs", 256, 136},
     {"q4_0_x16", 32, 18}, {"q4_k_x16", 256, 148}, {"q8_0_x16", 32, 34},
     {"q6_k_x16", 256, 210}, {"q5_k_x16", 256, 180}, {"f32_x16", 1, 4},   {"f16_x16", 1, 2},  {"bf16_x16", 1, 2},
-    {"q4_1_x16", 32, 20},   {"q5_0_x16", 32, 22},   {"q5_1_x16", 32, 24}, {"iq4_nl_x16", 32, 18}, {"iq4_xs_x16", 256, 138}, {"q3_k_x16", 256, 114},
+    {"q4_1_x16", 32, 20},   {"q5_0_x16", 32, 22},   {"q5_1_x16", 32, 24}, {"iq4_nl_x16", 32, 18}, {"iq4_xs_x16", 256, 138}, {"q3_k_x16", 256, 114}, {"q2_k_x16", 256, 100},
 };
 
 inline const DTypeInfo& dtypeInfo(DType t) { return kDTypeInfo[static_cast<int>(t)]; }

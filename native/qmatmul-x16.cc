@@ -42,6 +42,7 @@ using x16::kQ5KBlock;
 using x16::kQ6KBlock;
 using x16::kIQ4XSBlock;
 using x16::kQ3KBlock;
+using x16::kQ2KBlock;
 constexpr int NG = 4;                    // groups per tile, at most (2 unless one activation row: decode)
 constexpr int MR40 = 6;                  // activation rows per tile, q4_0 and q8_0
 constexpr int MR4K = 4;                  // the k-quants keep a third accumulator per pair
@@ -264,22 +265,39 @@ __attribute__((always_inline)) inline __m512i q3Values(const uint8_t* blk, int v
   return _mm512_or_si512(two, _mm512_slli_epi16(third, 2));
 }
 
-/** The 16-column sub-block forms (tile16): where their parts lie, and their values. */
+/** q2_k_x16's 2-bit values (q3Values without the third bit). */
+template <bool Hi>
+__attribute__((always_inline)) inline __m512i q2Values(const uint8_t* blk, int v) {
+  return _mm512_and_si512(_mm512_srli_epi16(_mm512_loadu_si512(blk + 64 * (v / 2)), 2 * (v % 2) + (Hi ? 4 : 0)), _mm512_set1_epi8(3));
+}
+
+/**
+ * The 16-column sub-block forms (tile16): where their parts lie, and their values. mins: q2_k's
+ * 4-bit sub-block mins as 16-bit pairs at `mins` (32p + 2r + t: sub-block 2p + t), and its f16
+ * dmin at `dmin`.
+ */
 struct Q6KForm {
-  static constexpr int64_t bytes = kQ6KBlock, block = 384, scales = 3072, d = 3328;
+  static constexpr int64_t bytes = kQ6KBlock, block = 384, scales = 3072, d = 3328, mins = 0, dmin = 0;
   template <bool Hi>
   static __m512i values(const uint8_t* blk, int v) { return q6Values<Hi>(blk, v); }
 };
 struct Q3KForm {
-  static constexpr int64_t bytes = kQ3KBlock, block = 192, scales = 1536, d = 1792;
+  static constexpr int64_t bytes = kQ3KBlock, block = 192, scales = 1536, d = 1792, mins = 0, dmin = 0;
   template <bool Hi>
   static __m512i values(const uint8_t* blk, int v) { return q3Values<Hi>(blk, v); }
 };
+struct Q2KForm {
+  static constexpr int64_t bytes = kQ2KBlock, block = 128, scales = 1024, d = 1536, mins = 1280, dmin = 1568;
+  template <bool Hi>
+  static __m512i values(const uint8_t* blk, int v) { return q2Values<Hi>(blk, v); }
+};
 
 /**
- * tileBlock32 for the 16-column sub-block forms (q6_k_x16, q3_k_x16). A sub-block has its own int8
- * scale, so its exact sum (the offset, 32 or 4, removed) is scaled in integers and summed over the
- * superblock (|total| < 2^29), which goes to float once: acc += float(total) * (d[rows] * d_x).
+ * tileBlock32 for the 16-column sub-block forms (q6_k_x16, q3_k_x16, q2_k_x16). A sub-block has its
+ * own int8 scale, so its exact sum (the offset, 32, 4 or 0, removed) is scaled in integers and
+ * summed over the superblock (|total| < 2^29), which goes to float once: acc += float(total) *
+ * (d[rows] * d_x). q2_k's mins: the integer sum of min * (the sub-block's activation sum) by 16-bit
+ * dot products of pairs, then acc -= float(that) * (dmin[rows] * d_x), as q4_k's.
  */
 template <class F, int G, int MR>
 void tile16(const uint8_t* w, int64_t /*nb*/, const QActBlock* x, int64_t nsb, const XSummary* /*xs*/, float* out, int64_t ldo, int rows,
@@ -321,6 +339,21 @@ void tile16(const uint8_t* w, int64_t /*nb*/, const QActBlock* x, int64_t nsb, c
       const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sb[g] + F::d)));
       for (int m = 0; m < MR; m++)
         acc[g][m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(total[g][m]), _mm512_mul_ps(d, _mm512_set1_ps(x[m * nsb + s].d[0])), acc[g][m]);
+      if constexpr (F::mins != 0) {
+        __m512i mins[MR];
+        for (int m = 0; m < MR; m++) mins[m] = _mm512_setzero_si512();
+        for (int p = 0; p < 8; p++) {
+          const __m512i mp = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sb[g] + F::mins + 32 * p)));
+          for (int m = 0; m < MR; m++) {
+            const int32_t* sum = x[m * nsb + s].sum;  // lane sums, |sum| <= 16 * 127: 16-bit pairs
+            const uint32_t pair = static_cast<uint16_t>(sum[2 * p]) | (static_cast<uint32_t>(static_cast<uint16_t>(sum[2 * p + 1])) << 16);
+            mins[m] = _mm512_dpwssd_epi32(mins[m], mp, _mm512_set1_epi32(static_cast<int32_t>(pair)));
+          }
+        }
+        const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sb[g] + F::dmin)));
+        for (int m = 0; m < MR; m++)
+          acc[g][m] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mins[m]), _mm512_mul_ps(dmin, _mm512_set1_ps(x[m * nsb + s].d[0])), acc[g][m]);
+      }
     }
   }
   for (int g = 0; g < G; g++)
@@ -390,6 +423,10 @@ struct Q3K {
   static constexpr TileFn fn = tile16<Q3KForm, G, MR>;
 };
 template <int G, int MR>
+struct Q2K {
+  static constexpr TileFn fn = tile16<Q2KForm, G, MR>;
+};
+template <int G, int MR>
 struct IQ4XS {
   static constexpr TileFn fn = tileIQ4_XS<G, MR>;
 };
@@ -413,6 +450,7 @@ TileFn tileFor(DType dt, int ng, int n) {
     case DType::Q6_K_X16: return kTiles<Q6K, 1, 2, 3, 4>[ng - 1][n - 1];
     case DType::IQ4_XS_X16: return kTiles<IQ4XS, 1, 2, 3, 4>[ng - 1][n - 1];
     case DType::Q3_K_X16: return kTiles<Q3K, 1, 2, 3, 4>[ng - 1][n - 1];
+    case DType::Q2_K_X16: return kTiles<Q2K, 1, 2, 3, 4>[ng - 1][n - 1];
     case DType::Q8_0_X16: return kTiles<B32<x16::kQ8_0>::T, 1, 2, 3, 4, 5, 6>[ng - 1][n - 1];
     case DType::Q4_1_X16: return kTiles<B32<x16::kQ4_1>::T, 1, 2, 3, 4, 5, 6>[ng - 1][n - 1];
     case DType::Q5_0_X16: return kTiles<B32<x16::kQ5_0>::T, 1, 2, 3, 4, 5, 6>[ng - 1][n - 1];
@@ -451,7 +489,7 @@ void summarize(const QActBlock* xq, int64_t M, int64_t nsb, int64_t nb, bool k, 
 void qmatmulX16(Context& ctx, float* out, const float* x, const uint8_t* w, DType dt, int64_t N, int64_t K, int64_t M) {
   const QTypeInfo qi = qtypeInfo(dt);
   const x16::Block32* b32 = x16::block32Of(dt);
-  const bool k = !b32;  // q3_k, q4_k, q5_k, q6_k, iq4_xs: 256-column superblocks
+  const bool k = !b32;  // q2_k, q3_k, q4_k, q5_k, q6_k, iq4_xs: 256-column superblocks
   const int64_t nsb = numSuperblocks(K);
   const int64_t nb = k ? nsb : K / 32;      // summaries per activation row
   const int64_t groupBytes = dt == DType::Q4_K_X16   ? nsb * kQ4KBlock
@@ -459,6 +497,7 @@ void qmatmulX16(Context& ctx, float* out, const float* x, const uint8_t* w, DTyp
                              : dt == DType::Q6_K_X16 ? nsb * kQ6KBlock
                              : dt == DType::IQ4_XS_X16 ? nsb * kIQ4XSBlock
                              : dt == DType::Q3_K_X16 ? nsb * kQ3KBlock
+                             : dt == DType::Q2_K_X16 ? nsb * kQ2KBlock
                                                      : nb * b32->size();
   const int mr = k ? MR4K : MR40;
   const bool summaries = dt == DType::Q4_K_X16 || dt == DType::Q5_K_X16 || b32;  // the others' tiles read the activation blocks alone

@@ -1,5 +1,5 @@
 // Interleaving of weights, once per tensor, into the forms the AVX-512 GEMMs of qmatmul-x16.cc
-// (q4_0, q4_1, q5_0, q5_1, iq4_nl, q8_0, q3_k, q4_k, q5_k, q6_k, iq4_xs) and matmul-x16.cc (f32, f16, bf16: element k of row r at 16k + r
+// (q4_0, q4_1, q5_0, q5_1, iq4_nl, q8_0, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_xs) and matmul-x16.cc (f32, f16, bf16: element k of row r at 16k + r
 // of its group) read; what llama.cpp's CPU "repack" buffer types do for the same formats.
 //
 // 16 consecutive rows are stored side by side, so one 64-byte vector holds the same 4 columns of
@@ -39,6 +39,10 @@
 //   at 192j, 128 bytes of the values' low 2 bits as q6_k_x16's high pairs, then 64 bytes of their
 //   third bits as q5_0_x16's fifth bits (value = 2 bits + 4 * third bit, offset 4, as the lane
 //   form's);  1536 + 16t + r: the 6-bit scale of 16-column sub-block t minus 32, an int8;  1792 + 2r: f16 d.
+// q2_k_x16, per group and superblock (1600 bytes, 100 per row against 84): per 32-column block j
+//   at 128j, the 2-bit values as q3_k_x16's;  1024 + 16t + r: the 4-bit scale of 16-column
+//   sub-block t;  1280 + 32p + 2r + i: the 4-bit min of sub-block 2p + i (16-bit pairs once
+//   widened, as q4_k_x16's);  1536 + 2r: f16 d;  1568 + 2r: f16 dmin.
 // Rows past the tensor's end, up to the group's 16, are zeros.
 #include <cstring>
 
@@ -61,6 +65,7 @@ bool repackedType(DType t, int64_t K, DType* out) {
   if (t == DType::IQ4_NL && K % 32 == 0) return *out = DType::IQ4_NL_X16, true;
   if (t == DType::IQ4_XS && K % QK == 0) return *out = DType::IQ4_XS_X16, true;
   if (t == DType::Q3_K && K % QK == 0) return *out = DType::Q3_K_X16, true;
+  if (t == DType::Q2_K && K % QK == 0) return *out = DType::Q2_K_X16, true;
   if (t == DType::Q6_K && K % QK == 0) return *out = DType::Q6_K_X16, true;
   if (t == DType::Q5_K && K % QK == 0) return *out = DType::Q5_K_X16, true;
   if (t == DType::F32) return *out = DType::F32_X16, true;
@@ -81,6 +86,7 @@ using x16::kQ5KBlock;
 using x16::kQ6KBlock;
 using x16::kIQ4XSBlock;
 using x16::kQ3KBlock;
+using x16::kQ2KBlock;
 
 /**
  * The 32-column block forms (x16-forms.h): per block, the file's nibble bytes as they are (q8_0:
@@ -244,6 +250,31 @@ void interleaveQ3_K(const uint8_t* src, int64_t rows, int64_t K, int64_t g, uint
   }
 }
 
+void interleaveQ2_K(const uint8_t* src, int64_t rows, int64_t K, int64_t g, uint8_t* dst) {
+  const int64_t nsb = K / QK;
+  const size_t rb = rowBytes(DType::Q2_K, K);
+  for (int64_t s = 0; s < nsb; s++) {
+    uint8_t* o = dst + (g * nsb + s) * kQ2KBlock;
+    std::memset(o, 0, kQ2KBlock);
+    for (int r = 0; r < 16 && g * 16 + r < rows; r++) {
+      const uint8_t* b = src + static_cast<size_t>(g * 16 + r) * rb + s * 84;
+      for (int j = 0; j < 8; j++)
+        for (int h = 0; h < 2; h++)
+          for (int i = 0; i < 4; i++) {
+            const int e = 32 * j + 8 * h + i;  // columns e, e + 4, e + 16, e + 20
+            const auto two = [&](int c) { return ggml::twoBits(b + 16, c); };
+            o[128 * j + 64 * h + 4 * r + i] = static_cast<uint8_t>(two(e) | (two(e + 4) << 2) | (two(e + 16) << 4) | (two(e + 20) << 6));
+          }
+      for (int t = 0; t < 16; t++) {
+        o[1024 + 16 * t + r] = b[t] & 0x0f;
+        o[1280 + 32 * (t / 2) + 2 * r + t % 2] = b[t] >> 4;
+      }
+      std::memcpy(o + 1536 + 2 * r, b + 80, 2);
+      std::memcpy(o + 1568 + 2 * r, b + 82, 2);
+    }
+  }
+}
+
 /** f32 / f16 / bf16: element k of row r at 16k + r of its group (eb bytes each). */
 void interleaveFloat(const uint8_t* src, int64_t rows, int64_t K, int64_t g, size_t eb, uint8_t* dst) {
   uint8_t* o = dst + static_cast<size_t>(g * K) * 16 * eb;
@@ -266,6 +297,7 @@ void repackRows(Context& ctx, DType t, const uint8_t* src, int64_t rows, int64_t
     else if (t == DType::Q6_K) interleaveQ6_K(src, rows, K, g, dst);
     else if (t == DType::IQ4_XS) interleaveIQ4_XS(src, rows, K, g, dst);
     else if (t == DType::Q3_K) interleaveQ3_K(src, rows, K, g, dst);
+    else if (t == DType::Q2_K) interleaveQ2_K(src, rows, K, g, dst);
     else if (t == DType::Q5_K) interleaveK<true>(src, rows, K, g, dst);
     else interleaveK<false>(src, rows, K, g, dst);
   });

@@ -71,6 +71,7 @@ QTypeInfo qtypeInfo(DType t) {
     case DType::IQ4_NL_X16: return qtypeInfo(DType::IQ4_NL);
     case DType::IQ4_XS_X16: return qtypeInfo(DType::IQ4_XS);
     case DType::Q3_K_X16: return qtypeInfo(DType::Q3_K);
+    case DType::Q2_K_X16: return qtypeInfo(DType::Q2_K);
   }
   return {false, 0, false, false, 0};
 }

@@ -15,6 +15,7 @@ inline constexpr int64_t kQ5KBlock = 16 * 180;  // q4_k_x16's 2368 bytes, then t
 inline constexpr int64_t kQ6KBlock = 16 * 210;
 inline constexpr int64_t kIQ4XSBlock = 16 * 138;  // iq4_xs's 136 bytes a row, its scales whole bytes
 inline constexpr int64_t kQ3KBlock = 16 * 114;    // q3_k's 110 bytes a row, its scales whole bytes
+inline constexpr int64_t kQ2KBlock = 16 * 100;    // q2_k's 84 bytes a row, its scales and mins whole bytes
 
 /**
  * The 32-column block forms, per group of 16 rows and 32-column block: the values first (8

@@ -272,12 +272,12 @@ export function createNativeKernels(opts: { threads?: number } = {}): NativeKern
   const addon = loadNativeAddon();
   const k = new addon.NativeKernels(threads);
   const name = `native-${addon.simd} (${threads} thread${threads === 1 ? '' : 's'})`;
-  // Float and every quantized type but q2_k interleaved 16 rows at a time, once
+  // Float and quantized weights interleaved 16 rows at a time, once
   // (native/qrepack.cc, AVX-512 build), for the outputs-in-lanes GEMMs; about the file's size
   // (an f32 model's matrices are copied whole). The original bytes stay for
   // embeddings and the TypeScript kernels, so memory grows by the repacked tensors' size
   // (STEPWISE_NO_REPACK=1 keeps the file's form only). Within rounding either way (tested).
-  const INTERLEAVED = new Set(['f32', 'f16', 'bf16', 'q4_0', 'q4_1', 'q5_0', 'q5_1', 'iq4_nl', 'iq4_xs', 'q3_k', 'q4_k', 'q5_k', 'q6_k', 'q8_0']);
+  const INTERLEAVED = new Set(['f32', 'f16', 'bf16', 'q4_0', 'q4_1', 'q5_0', 'q5_1', 'iq4_nl', 'iq4_xs', 'q2_k', 'q3_k', 'q4_k', 'q5_k', 'q6_k', 'q8_0']);
   const repacked = new WeakMap<WeightTensor, { data: Uint8Array; dtype: number }>();
   const repackedOf = (w: WeightTensor): { data: Uint8Array; dtype: number } => {
     let r = repacked.get(w);
