@@ -5,9 +5,14 @@
 //
 //   npx tsx bench/kernels.ts [--threads N] [--dtypes f32,q8_0] [--ms 1,8,32,64] [--time-ms 150]
 //   npx tsx bench/kernels.ts --forward [--dtypes f32,f16] [--context 128]
+//   npx tsx bench/kernels.ts --prompt-scaling [--dtypes q8_0,q4_0] [--threads 2] [--rounds 7]
 //
 // --forward instead times whole forward passes (TransformerModel) of a random model with the 110m
 // preset's shape: decode steps of 1..64 sequences and a 512-token prompt, as tokens per second.
+// --prompt-scaling times that model's 512-token prompt on --threads threads against one thread,
+// alternating pass by pass in one process (two kernel instances over the same weights), so the
+// machine's slow and fast phases fall on both sides; it reports the medians and the median of the
+// per-round ratios.
 //
 // Each measurement repeats the call for about --time-ms and reports the fastest run, which is the
 // least disturbed by other work on a shared machine. Not a test: nothing here asserts.
@@ -38,6 +43,8 @@ const { values: args } = parseArgs({
     ms: { type: 'string', default: '1,8,32,64' },
     'time-ms': { type: 'string', default: '150' },
     forward: { type: 'boolean', default: false },
+    'prompt-scaling': { type: 'boolean', default: false },
+    rounds: { type: 'string', default: '7' },
     context: { type: 'string', default: '128' },
   },
 });
@@ -156,6 +163,23 @@ function randomModel(dtype: DType, k: NativeKernels): TransformerModel {
   return new TransformerModel(c, weights, k);
 }
 
+/** One n-token prompt in one forward pass (logits for the last row only): milliseconds. */
+function promptPass(model: TransformerModel, n: number): number {
+  const blockSize = 16;
+  const blocks = Math.ceil(n / blockSize);
+  const kv = promptKv.get(model) ?? createKvStorage(model.config, blocks, blockSize);
+  promptKv.set(model, kv);
+  const meta = {
+    numRows: n, positions: Int32Array.from({ length: n }, (_, i) => i), rowSeq: new Int32Array(n),
+    blockTables: Int32Array.from({ length: blocks }, (_, i) => i), maxBlocksPerSeq: blocks, slotMapping: Int32Array.from({ length: n }, (_, i) => i),
+  };
+  const tokens = Int32Array.from({ length: n }, (_, i) => (i * 31) % 32000);
+  const t = performance.now();
+  model.forward({ tokens, meta, logitRows: Int32Array.of(n - 1) }, kv);
+  return performance.now() - t;
+}
+const promptKv = new WeakMap<TransformerModel, KvStorage>();
+
 /** A 512-token prompt in one forward pass (logits for the last row only): best of 3, tokens/s. */
 function prefillTokensPerSecond(model: TransformerModel, n: number): number {
   const blockSize = 16;
@@ -168,6 +192,34 @@ function prefillTokensPerSecond(model: TransformerModel, n: number): number {
   const tokens = Int32Array.from({ length: n }, (_, i) => (i * 31) % 32000);
   const ms = fastest(() => model.forward({ tokens, meta, logitRows: Int32Array.of(n - 1) }, kv), 0, 3);
   return (n / ms) * 1e3;
+}
+
+if (args['prompt-scaling']) {
+  const rounds = Number(args.rounds);
+  const one = createNativeKernels({ threads: 1 });
+  const many = createNativeKernels({ threads });
+  console.log(`# 512-token prompt of a random 110m-shaped model: ${many.name} against 1 thread, ${rounds} alternating rounds\n`);
+  console.log(`| dtype | 1 thread tok/s | ${threads} threads tok/s | ${threads} threads / 1 thread (median of rounds) | range |`);
+  console.log('|---|---:|---:|---:|---|');
+  for (const dtype of dtypes) {
+    const a = randomModel(dtype, one);
+    const b = new TransformerModel(a.config, a.weights, many);
+    const pass = (m: TransformerModel) => promptPass(m, 512);
+    pass(a);
+    pass(b);
+    const ta: number[] = [], tb: number[] = [], ratios: number[] = [];
+    for (let r = 0; r < rounds; r++) {
+      const x = pass(a), y = pass(b);
+      ta.push(x);
+      tb.push(y);
+      ratios.push(x / y);
+    }
+    const fmt = (ms: number) => ((512 / ms) * 1e3).toFixed(0);
+    console.log(`| ${dtype} | ${fmt(median(ta))} | ${fmt(median(tb))} | ${median(ratios).toFixed(2)}x | ${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)}x |`);
+  }
+  one.close();
+  many.close();
+  process.exit(0);
 }
 
 const k = createNativeKernels({ threads });

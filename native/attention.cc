@@ -48,11 +48,6 @@ constexpr int64_t kParallelWork = 1 << 15;   // key*dim products below which one
 }  // namespace stepwise
 
 #if STEPWISE_AVX512
-// GCC 12's false positives inside its own AVX-512 headers (_mm512_undefined_ps; see qmatmul.cc).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
 namespace stepwise {
 namespace {
 #include "attention-avx512.h"

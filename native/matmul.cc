@@ -28,10 +28,6 @@
 #include "kernels.h"
 #include "simd.h"
 
-// GCC 12's false positive inside its own AVX-512 headers (see qmatmul.cc).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
 
 namespace stepwise {
 namespace {

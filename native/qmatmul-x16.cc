@@ -29,10 +29,6 @@
 
 #if STEPWISE_AVX512
 
-// GCC 12's false positive inside its own AVX-512 headers (see qmatmul.cc).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
 
 namespace stepwise {
 namespace {

@@ -21,13 +21,6 @@
 #include "qunpack-avx512.h"
 #include "simd.h"
 
-// GCC 12 warns that the undefined upper halves inside its AVX-512 conversion intrinsics "may be
-// used uninitialized" (a false positive in its own headers).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
-
 namespace stepwise {
 namespace {
 

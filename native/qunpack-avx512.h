@@ -13,14 +13,6 @@
 
 #if STEPWISE_AVX512
 
-// GCC 12's false positive inside its own AVX-512 headers (see qmatmul.cc), for whichever file
-// includes this one.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-
 namespace stepwise {
 namespace avx512q {
 
@@ -289,9 +281,5 @@ __attribute__((always_inline)) inline bool unpackRegs(DType t, const uint8_t* ro
 
 }  // namespace avx512q
 }  // namespace stepwise
-
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
 
 #endif

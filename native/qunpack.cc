@@ -16,10 +16,6 @@
 #include "qunpack-avx512.h"
 #include "simd.h"
 
-// GCC 12's false positive inside its own AVX-512 headers (see qmatmul.cc).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
 
 namespace stepwise {
 

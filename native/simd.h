@@ -16,7 +16,18 @@
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #define STEPWISE_AVX2 1
+// GCC 12 warns inside its own AVX-512 headers (the _mm512_undefined_* operands of intrinsics such
+// as _mm512_cvtps_pd) wherever they are inlined: a false positive. The warning is placed in the
+// header, so silencing it while the header is read covers every file that includes this one.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 #else
 #define STEPWISE_AVX2 0
 #endif
@@ -175,12 +186,6 @@ inline void storeRows16(float* out, __m512 v, int rows) {
 /** foldLanes16 on a 512-bit accumulator. */
 inline float fold16(__m512 a) { return fold1(_mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1))); }
 
-// GCC 12 warns inside its own AVX-512 headers here (_mm512_undefined_ps): a false positive.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
 /**
  * e^x on 16 lanes: exp8's range reduction and polynomial, with 2^n applied by scalef (one
  * rounding). Same limits: below -87.3 gives 0 (so -inf masks a lane out), above 88.7 +inf, NaN
@@ -209,9 +214,6 @@ inline __m512 exp16(__m512 x) {
   y = _mm512_mask_mov_ps(y, over, _mm512_set1_ps(INFINITY));
   return _mm512_mask_mov_ps(y, nan, x);
 }
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
 #endif
 
 }  // namespace stepwise
