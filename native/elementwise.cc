@@ -168,7 +168,39 @@ void rope(Context& ctx, float* x, const int32_t* positions, int64_t M, int64_t n
   ctx.pool.parallelFor(tasks, [&](int64_t t, int) {
     for (int64_t m = t * per; m < std::min(M, (t + 1) * per); m++) {
       const int64_t pos = positions[m];
-      for (int64_t i = 0; i < half; i++) {
+      int64_t i = 0;
+#if STEPWISE_AVX512
+      // 8 pairs at a time, in double, with the scalar loop's operations (no fusing), so the same bits.
+      if (pos >= 0 && pos < table.positions) {
+        const double* cosRow = table.cos.data() + pos * half;
+        const double* sinRow = table.sin.data() + pos * half;
+        for (; i + 8 <= half; i += 8) {
+          const __m512d c = _mm512_loadu_pd(cosRow + i), sn = _mm512_loadu_pd(sinRow + i);
+          for (int64_t h = 0; h < nHeads; h++) {
+            float* p = x + m * width + h * headDim;
+            if (neox) {
+              const __m512d a = _mm512_cvtps_pd(_mm256_loadu_ps(p + i)), b = _mm512_cvtps_pd(_mm256_loadu_ps(p + half + i));
+              _mm256_storeu_ps(p + i, _mm512_cvtpd_ps(_mm512_sub_pd(_mm512_mul_pd(a, c), _mm512_mul_pd(b, sn))));
+              _mm256_storeu_ps(p + half + i, _mm512_cvtpd_ps(_mm512_add_pd(_mm512_mul_pd(a, sn), _mm512_mul_pd(b, c))));
+            } else {
+              // Pairs (2i, 2i+1) side by side: each half of 16 floats is 4 pairs (a, b); the swapped
+              // vector (b, a) meets (-s, s): a*c + b*(-s) = a*c - b*s, and b*c + a*s = a*s + b*c.
+              const __m512i lowPairs = _mm512_setr_epi64(0, 0, 1, 1, 2, 2, 3, 3), highPairs = _mm512_setr_epi64(4, 4, 5, 5, 6, 6, 7, 7);
+              const __m512d signs = _mm512_setr_pd(-1, 1, -1, 1, -1, 1, -1, 1);
+              for (int q = 0; q < 2; q++) {
+                const __m512i idx = q ? highPairs : lowPairs;
+                const __m512d cc = _mm512_permutexvar_pd(idx, c), ss = _mm512_mul_pd(_mm512_permutexvar_pd(idx, sn), signs);
+                float* pq = p + 2 * i + 8 * q;
+                const __m512d v = _mm512_cvtps_pd(_mm256_loadu_ps(pq));
+                const __m512d swapped = _mm512_permute_pd(v, 0x55);
+                _mm256_storeu_ps(pq, _mm512_cvtpd_ps(_mm512_add_pd(_mm512_mul_pd(v, cc), _mm512_mul_pd(swapped, ss))));
+              }
+            }
+          }
+        }
+      }
+#endif
+      for (; i < half; i++) {
         double c, s;
         if (pos >= 0 && pos < table.positions) {
           c = table.cos[static_cast<size_t>(pos * half + i)];

@@ -271,6 +271,22 @@ describe('native kernels', { skip }, () => {
     for (let m = 0; m < 4; m++) assertSameBits(results[m]!, all.subarray(m * width, (m + 1) * width), `position ${positions[m]}`);
   });
 
+  it('rope matches the reference bit for bit in both styles, with partial rotary widths and a tail of pairs', () => {
+    // The AVX-512 build rotates 8 pairs at a time in double, the rest one by one: same operations.
+    for (const style of ['normal', 'neox'] as const) {
+      for (const [nHeads, headDim, ropeDim] of [[4, 64, 64], [3, 32, 22], [2, 128, 64], [2, 40, 40]] as const) {
+        const M = 37;
+        const x = randomF32(M * nHeads * headDim, 17 + ropeDim);
+        const positions = Int32Array.from({ length: M }, (_, i) => (i * 977) % 9000);
+        const got = x.slice();
+        const want = x.slice();
+        nk.rope(got, positions, M, nHeads, headDim, ropeDim, 10000, { style });
+        ref.rope(want, positions, M, nHeads, headDim, ropeDim, 10000, { style });
+        assertSameBits(got, want, `rope ${style} ${nHeads}x${headDim}, ropeDim ${ropeDim}`);
+      }
+    }
+  });
+
   it('elementwise kernels are row-invariant, including the sizes that leave a vector tail', () => {
     const width = 172; // not a multiple of 8, like stories260K's hidden size
     const gate = randomF32(3 * width, 1, 8);
