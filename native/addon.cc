@@ -12,6 +12,7 @@
 #include <initializer_list>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "kernels.h"
 #include "simd.h"
@@ -49,6 +50,15 @@ ArrayArg<T> typedArg(const Napi::CallbackInfo& info, size_t i, const char* name,
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type) {
     failType(info.Env(), std::string(name) + " must be a " + typeName);
   }
+  auto a = v.As<Napi::TypedArrayOf<T>>();
+  return {a.Data(), static_cast<int64_t>(a.ElementLength())};
+}
+
+/** typedArg for an element of an array argument. */
+template <class T>
+ArrayArg<T> typedValue(const Napi::Env& env, const Napi::Value& v, const std::string& name, napi_typedarray_type type,
+                       const char* typeName) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type) failType(env, name + " must be a " + typeName);
   auto a = v.As<Napi::TypedArrayOf<T>>();
   return {a.Data(), static_cast<int64_t>(a.ElementLength())};
 }
@@ -133,6 +143,7 @@ class NativeKernels : public Napi::ObjectWrap<NativeKernels> {
                        {
                            InstanceAccessor<&NativeKernels::Threads>("threads"),
                            InstanceMethod<&NativeKernels::Matmul>("matmul"),
+                           InstanceMethod<&NativeKernels::MatmulParts>("matmulParts"),
                            InstanceMethod<&NativeKernels::Repack>("repack"),
                            InstanceMethod<&NativeKernels::Rmsnorm>("rmsnorm"),
                            InstanceMethod<&NativeKernels::Rope>("rope"),
@@ -198,6 +209,47 @@ class NativeKernels : public Napi::ObjectWrap<NativeKernels> {
     needLength(env, "out", out.length, M * rows, str(M) + " rows of " + weightLabel(info, 7) + "'s output width " + str(rows));
     if (M > 0 && overlaps(out, x)) fail(env, "out and x overlap");
     matmul(ctx(env), out.data, x.data, w.data, dt, rows, cols, M);
+    return env.Undefined();
+  }
+
+  // matmulParts(outs, x, datas, dtype, rows, cols, M, names): matmul of x with each of 1-8 weights of
+  // one dtype and width (a layer's q/k/v, its gate/up); outs[i] gets weight i's M x rows[i].
+  Napi::Value MatmulParts(const Napi::CallbackInfo& info) {
+    const Napi::Env env = info.Env();
+    if (!info[0].IsArray() || !info[2].IsArray() || !info[4].IsArray() || !info[7].IsArray()) {
+      failType(env, "outs, weight data, rows and names must be arrays");
+    }
+    const auto outs = info[0].As<Napi::Array>(), datas = info[2].As<Napi::Array>(), rowsOf = info[4].As<Napi::Array>(),
+               names = info[7].As<Napi::Array>();
+    auto x = f32Arg(info, 1, "x");
+    const DType dt = dtypeArg(info, 3, /*repacked=*/true);
+    const int64_t cols = intArg(info, 5, "weight cols", 1);
+    const int64_t M = intArg(info, 6, "M", 0);
+    const uint32_t n = outs.Length();
+    if (n < 1 || n > 8 || datas.Length() != n || rowsOf.Length() != n || names.Length() != n) {
+      fail(env, "matmulParts takes 1 to 8 weights with as many outputs, row counts and names, got " + str(n) + " outputs");
+    }
+    std::vector<WeightPart> parts(n);
+    std::vector<ArrayArg<float>> outArgs;
+    for (uint32_t i = 0; i < n; i++) {
+      const Napi::Value name = names[i];
+      const std::string label = "weight " + (name.IsString() ? name.As<Napi::String>().Utf8Value() : std::string("(unnamed)"));
+      const Napi::Value rv = rowsOf[i];
+      const double rd = rv.IsNumber() ? rv.As<Napi::Number>().DoubleValue() : -1;
+      if (!(rd >= 1 && rd <= 2147483647.0 && rd == static_cast<double>(static_cast<int64_t>(rd)))) fail(env, label + "'s rows must be an integer >= 1");
+      const int64_t rows = static_cast<int64_t>(rd);
+      auto w = typedValue<uint8_t>(env, datas[i], label + "'s data", napi_uint8_array, "Uint8Array");
+      auto out = typedValue<float>(env, outs[i], "out for " + label, napi_float32_array, "Float32Array");
+      checkWeight(env, label, dt, rows, cols, w);
+      needLength(env, "out", out.length, M * rows, str(M) + " rows of " + label + "'s output width " + str(rows));
+      if (M > 0 && overlaps(out, x)) fail(env, "out for " + label + " and x overlap");
+      for (const auto& o : outArgs)
+        if (M > 0 && overlaps(out, o)) fail(env, "out for " + label + " overlaps another output");
+      outArgs.push_back(out);
+      parts[i] = {w.data, rows, out.data};
+    }
+    needLength(env, "x", x.length, M * cols, str(M) + " rows of the input width " + str(cols));
+    matmulParts(ctx(env), parts.data(), static_cast<int>(n), x.data, dt, cols, M);
     return env.Undefined();
   }
 

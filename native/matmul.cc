@@ -192,6 +192,16 @@ struct MicroTable {
 
 }  // namespace
 
+void matmulParts(Context& ctx, const WeightPart* parts, int nParts, const float* x, DType dt, int64_t K, int64_t M) {
+#if STEPWISE_AVX512
+  if (isInterleaved(dt) && qtypeInfo(dt).integer && M > 0) {
+    qmatmulX16Parts(ctx, parts, nParts, x, dt, K, M);
+    return;
+  }
+#endif
+  for (int i = 0; i < nParts; i++) matmul(ctx, parts[i].out, x, parts[i].w, dt, parts[i].rows, K, M);
+}
+
 void matmul(Context& ctx, float* out, const float* x, const uint8_t* w, DType dt, int64_t N, int64_t K, int64_t M) {
   if (N <= 0 || M <= 0) return;
 #if STEPWISE_AVX512

@@ -20,6 +20,7 @@
 // sequence (blocks in column order) whatever the tile shape, M, thread or chunk of activation rows
 // computed it; rows only sit in different lanes of different vectors.
 #include <algorithm>
+#include <vector>
 
 #include "ggml-blocks.h"
 #include "kernels.h"
@@ -483,6 +484,11 @@ void summarize(const QActBlock* xq, int64_t M, int64_t nsb, int64_t nb, bool k, 
 }  // namespace
 
 void qmatmulX16(Context& ctx, float* out, const float* x, const uint8_t* w, DType dt, int64_t N, int64_t K, int64_t M) {
+  const WeightPart part{w, N, out};
+  qmatmulX16Parts(ctx, &part, 1, x, dt, K, M);
+}
+
+void qmatmulX16Parts(Context& ctx, const WeightPart* parts, int nParts, const float* x, DType dt, int64_t K, int64_t M) {
   const QTypeInfo qi = qtypeInfo(dt);
   const x16::Block32* b32 = x16::block32Of(dt);
   const bool k = !b32;  // q2_k, q3_k, q4_k, q5_k, q6_k, iq4_xs: 256-column superblocks
@@ -510,30 +516,44 @@ void qmatmulX16(Context& ctx, float* out, const float* x, const uint8_t* w, DTyp
   // One activation row has no broadcasts to share: 4 groups give 4 independent chains of sums
   // and 4 weight streams in flight. More rows take 2 groups, so the accumulators fit in registers.
   const int ngTile = M == 1 ? 4 : 2;
-  const uint8_t* wEnd = w + (N + 15) / 16 * groupBytes;
-  const int64_t groups = (N + 15) / 16;
-  const int64_t tiles = (groups + ngTile - 1) / ngTile;
-  // Rows m0..m1-1 times groups g0..g1-1 of the weights, in tiles of up to ngTile groups.
-  const auto multiplyGroups = [&](int64_t m0, int64_t m1, int64_t gA, int64_t gB) {
+  // The parts' groups and tiles, numbered across all parts in order (firstGroup/firstTile: where
+  // part i's begin; the last entries are the totals).
+  std::vector<int64_t> firstGroup(static_cast<size_t>(nParts) + 1, 0), firstTile(static_cast<size_t>(nParts) + 1, 0);
+  for (int i = 0; i < nParts; i++) {
+    const int64_t g = (parts[i].rows + 15) / 16;
+    firstGroup[static_cast<size_t>(i) + 1] = firstGroup[static_cast<size_t>(i)] + g;
+    firstTile[static_cast<size_t>(i) + 1] = firstTile[static_cast<size_t>(i)] + (g + ngTile - 1) / ngTile;
+  }
+  const int64_t groups = firstGroup.back(), tiles = firstTile.back();
+  // Rows m0..m1-1 times groups gA..gB-1 of part i, in tiles of up to ngTile groups.
+  const auto multiplyGroups = [&](int64_t m0, int64_t m1, int i, int64_t gA, int64_t gB) {
+    const WeightPart& p = parts[i];
+    const uint8_t* wEnd = p.w + (p.rows + 15) / 16 * groupBytes;
     for (int64_t g0 = gA; g0 < gB; g0 += ngTile) {
       const int ng = static_cast<int>(std::min<int64_t>(ngTile, gB - g0));
-      const int rows = static_cast<int>(std::min<int64_t>(16 * ng, N - 16 * g0));
+      const int rows = static_cast<int>(std::min<int64_t>(16 * ng, p.rows - 16 * g0));
       for (int64_t m = m0; m < m1; m += mr) {
         const int n = static_cast<int>(std::min<int64_t>(mr, m1 - m));
         const TileFn fn = tileFor(dt, ng, n);
-        fn(w + g0 * groupBytes, nb, xq + m * nsb, nsb, xs + m * nb, out + m * N + 16 * g0, N, rows, wEnd);
+        fn(p.w + g0 * groupBytes, nb, xq + m * nsb, nsb, xs + m * nb, p.out + m * p.rows + 16 * g0, p.rows, rows, wEnd);
       }
     }
   };
-  const auto multiply = [&](int64_t m0, int64_t m1, int64_t t) { multiplyGroups(m0, m1, t * ngTile, std::min(groups, (t + 1) * ngTile)); };
+  // Tile t of all parts' tiles.
+  const auto multiply = [&](int64_t m0, int64_t m1, int64_t t) {
+    int i = 0;
+    while (t >= firstTile[static_cast<size_t>(i) + 1]) i++;
+    const int64_t g0 = (t - firstTile[static_cast<size_t>(i)]) * ngTile, g = firstGroup[static_cast<size_t>(i) + 1] - firstGroup[static_cast<size_t>(i)];
+    multiplyGroups(m0, m1, i, g0, std::min(g, g0 + ngTile));
+  };
 
   const int64_t threads = ctx.pool.size();
   if (M >= kRowSplit && threads > 1) {
     // Many rows (a prompt): each task takes a share of the rows, quantizes them and multiplies them
     // with every weight tile. The rows a core quantized are the rows it reads, and there is one
     // round of the pool instead of two; every task reads all the weights, which many rows amortize.
-    const int64_t parts = 2 * threads;
-    const int64_t per = ((M + parts - 1) / parts + mr - 1) / mr * mr;
+    const int64_t shares = 2 * threads;
+    const int64_t per = ((M + shares - 1) / shares + mr - 1) / mr * mr;
     ctx.pool.parallelFor((M + per - 1) / per, [&](int64_t task, int) {
       const int64_t m0 = task * per, m1 = std::min(M, m0 + per);
       prepare(m0, m1);
@@ -549,7 +569,13 @@ void qmatmulX16(Context& ctx, float* out, const float* x, const uint8_t* w, DTyp
     // process: 1 was fastest for every shape, q4_0 768x768 43 GB/s against 39, 36 and 31.
     prepare(0, 1);
     const int64_t tasks = std::min(groups, threads);
-    ctx.pool.parallelFor(tasks, [&](int64_t task, int) { multiplyGroups(0, 1, groups * task / tasks, groups * (task + 1) / tasks); });
+    ctx.pool.parallelFor(tasks, [&](int64_t task, int) {
+      const int64_t gA = groups * task / tasks, gB = groups * (task + 1) / tasks;
+      for (int i = 0; i < nParts; i++) {
+        const int64_t lo = std::max(gA, firstGroup[static_cast<size_t>(i)]), hi = std::min(gB, firstGroup[static_cast<size_t>(i) + 1]);
+        if (lo < hi) multiplyGroups(0, 1, i, lo - firstGroup[static_cast<size_t>(i)], hi - firstGroup[static_cast<size_t>(i)]);
+      }
+    });
     return;
   }
   ctx.pool.parallelFor(M, [&](int64_t m, int) { quantizeActRow(x + m * K, K, qi.group, qi.off, xq + m * nsb); });

@@ -122,9 +122,7 @@ export class TransformerModel {
     const qDim = c.nHeads * c.headDim;
     const kvDim = c.nKvHeads * c.headDim;
     K.rmsnorm(xb, x, lw.attnNorm, N, c.dim, c.normEps);
-    K.matmul(q, xb, lw.wq, N);
-    K.matmul(k, xb, lw.wk, N);
-    K.matmul(v, xb, lw.wv, N);
+    this.matmulMany([q, k, v], xb, [lw.wq, lw.wk, lw.wv], N);
     if (lw.bq) K.addBias(q, lw.bq, N, qDim);
     if (lw.bk) K.addBias(k, lw.bk, N, kvDim);
     if (lw.bv) K.addBias(v, lw.bv, N, kvDim);
@@ -144,14 +142,20 @@ export class TransformerModel {
     K.add(x, xb, N * c.dim);
   }
 
+  /** Weights that read the same activations, in one kernel call where the kernels offer one. */
+  private matmulMany(outs: Float32Array[], x: Float32Array, ws: WeightTensor[], N: number): void {
+    const K = this.kernels;
+    if (K.matmulMany) K.matmulMany(outs, x, ws, N);
+    else for (let i = 0; i < ws.length; i++) K.matmul(outs[i]!, x, ws[i]!, N);
+  }
+
   /** Gated feed-forward: x += w2 · (act(w1·norm(x)) * w3·norm(x)), post-normed where the family does. */
   private ffnBlock(lw: LayerWeights, N: number): void {
     const c = this.config;
     const K = this.kernels;
     const { x, xb, hb, hb2 } = this;
     K.rmsnorm(xb, x, lw.ffnNorm, N, c.dim, c.normEps);
-    K.matmul(hb, xb, lw.wGate, N);
-    K.matmul(hb2, xb, lw.wUp, N);
+    this.matmulMany([hb, hb2], xb, [lw.wGate, lw.wUp], N);
     if (this.family.ffnActivation === 'gelu') K.geluMul(hb, hb, hb2, N * c.hiddenDim);
     else K.siluMul(hb, hb, hb2, N * c.hiddenDim);
     K.matmul(xb, hb, lw.wDown, N);

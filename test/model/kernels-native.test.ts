@@ -271,6 +271,40 @@ describe('native kernels', { skip }, () => {
     for (let m = 0; m < 4; m++) assertSameBits(results[m]!, all.subarray(m * width, (m + 1) * width), `position ${positions[m]}`);
   });
 
+  it('matmulMany gives every output the bits of its own matmul, on 1 and 2 threads, for every dtype and batch size', () => {
+    // Parts whose row counts end mid-group and mid-tile, so one call's tasks cross part boundaries
+    // (one row), tiles run part by part (a few rows) and each row share spans all parts (130 rows).
+    const cols = 512;
+    for (const dtype of DTYPES) {
+      const ws = [96, 40, 200].map((rows, i) => weight(dtype, rows, cols, 300 + i));
+      for (const M of [1, 3, 37, 130]) {
+        const x = randomF32(M * cols, M + 7);
+        for (const k of [nk, nk1]) {
+          const outs = ws.map((w) => new Float32Array(M * w.rows));
+          k.matmulMany!(outs, x, ws, M);
+          ws.forEach((w, i) => {
+            const alone = new Float32Array(M * w.rows);
+            k.matmul(alone, x, w, M);
+            assertSameBits(outs[i]!, alone, `${dtype} part ${i} M=${M} threads ${k.threads}`);
+          });
+        }
+      }
+    }
+    // Weights of different types go one by one: the same bits still.
+    const mixed = [weight('q4_k', 64, cols, 1), weight('q6_k', 32, cols, 2)];
+    const x = randomF32(2 * cols, 5);
+    const outs = mixed.map((w) => new Float32Array(2 * w.rows));
+    nk.matmulMany!(outs, x, mixed, 2);
+    mixed.forEach((w, i) => {
+      const alone = new Float32Array(2 * w.rows);
+      nk.matmul(alone, x, w, 2);
+      assertSameBits(outs[i]!, alone, `mixed part ${i}`);
+    });
+    assert.throws(() => nk.matmulMany!([outs[0]!], x, mixed, 2), KernelArgumentError);
+    assert.throws(() => nk.matmulMany!([outs[0]!, outs[0]!], x, [mixed[0]!, mixed[0]!], 2), /overlaps another output/);
+    assert.throws(() => nk.matmulMany!([outs[0]!, new Float32Array(3)], x, [mixed[0]!, mixed[0]!], 2), /out holds 3 elements/);
+  });
+
   it('rope matches the reference bit for bit in both styles, with partial rotary widths and a tail of pairs', () => {
     // The AVX-512 build rotates 8 pairs at a time in double, the rest one by one: same operations.
     for (const style of ['normal', 'neox'] as const) {

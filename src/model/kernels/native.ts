@@ -31,6 +31,7 @@ export class NativeKernelsUnavailableError extends Error {
 interface AddonKernels {
   readonly threads: number;
   matmul(out: Float32Array, x: Float32Array, w: Uint8Array, dtype: number, rows: number, cols: number, M: number, name: string): void;
+  matmulParts?(outs: Float32Array[], x: Float32Array, ws: Uint8Array[], dtype: number, rows: number[], cols: number, M: number, names: string[]): void;
   repack?(w: Uint8Array, dtype: number, rows: number, cols: number): { data: Uint8Array; dtype: number } | null;
   rmsnorm(out: Float32Array, x: Float32Array, weight: Float32Array, M: number, dim: number, eps: number): void;
   rope(
@@ -295,13 +296,28 @@ export function createNativeKernels(opts: { threads?: number } = {}): NativeKern
     }
     return r;
   };
+  const matmul = (out: Float32Array, x: Float32Array, w: WeightTensor, M: number): void => {
+    const r = repackedOf(w);
+    call('matmul', () => k.matmul(out, x, r.data, r.dtype, w.rows, w.cols, M, w.name));
+  };
   return {
     name,
     threads,
     simd: addon.simd,
-    matmul(out, x, w, M) {
-      const r = repackedOf(w);
-      call('matmul', () => k.matmul(out, x, r.data, r.dtype, w.rows, w.cols, M, w.name));
+    matmul,
+    matmulMany(outs, x, ws, M) {
+      if (outs.length !== ws.length) throw new KernelArgumentError('matmulMany', `${outs.length} outputs for ${ws.length} weights`);
+      const rs = ws.map(repackedOf);
+      // One call when the addon has it and the weights share a type and width (a Q4_K_M file's v is
+      // often q6_k beside q4_k's q and k: those go one by one).
+      const shared = typeof k.matmulParts === 'function' && ws.length <= 8 && rs.every((r, i) => r.dtype === rs[0]!.dtype && ws[i]!.cols === ws[0]!.cols);
+      if (!shared) {
+        for (let i = 0; i < ws.length; i++) matmul(outs[i]!, x, ws[i]!, M);
+        return;
+      }
+      call('matmulMany', () =>
+        k.matmulParts!(outs, x, rs.map((r) => r.data), rs[0]!.dtype, ws.map((w) => w.rows), ws[0]!.cols, M, ws.map((w) => w.name)),
+      );
     },
     rmsnorm(out, x, weight, M, dim, eps) {
       call('rmsnorm', () => k.rmsnorm(out, x, weight, M, dim, eps));

@@ -72,6 +72,14 @@ export interface Kernels {
   /** out[m*rows + n] = sum_k x[m*cols + k] * W[n][k], for m < M. */
   matmul(out: Float32Array, x: Float32Array, w: WeightTensor, M: number): void;
 
+  /**
+   * matmul(outs[i], x, ws[i], M) for every i: weights of one width that read the same activations
+   * (a layer's q/k/v, its gate/up), in one call where the backend can share the work (the native
+   * kernels quantize the activations once and run all the weights in one round of their pool).
+   * Each output has the bits its own matmul would give. Optional: callers fall back to matmul.
+   */
+  matmulMany?(outs: Float32Array[], x: Float32Array, ws: WeightTensor[], M: number): void;
+
   /** out[m] = x[m] / sqrt(mean(x[m]^2) + eps) * weight, over rows of width dim. out may alias x. */
   rmsnorm(out: Float32Array, x: Float32Array, weight: Float32Array, M: number, dim: number, eps: number): void;
 
