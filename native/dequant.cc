@@ -72,7 +72,6 @@ void blockQ4_0(const uint8_t* b, float* y) {
 #endif
 }
 
-
 void blockQ4_K(const uint8_t* b, float* y) {
   const float d = f16ToF32(loadU16(b));
   const float dmin = f16ToF32(loadU16(b + 2));
@@ -162,9 +161,6 @@ void blockQ6_K(const uint8_t* b, float* y) {
 // The further types (layouts and the order of operations: src/model/quant-codecs.ts). Scalar code:
 // every operation but the last is exact, so these match the TypeScript decoders bit for bit.
 
-
-
-
 void blockQ4_1(const uint8_t* b, float* y) {
   const float d = f16ToF32(loadU16(b)), m = f16ToF32(loadU16(b + 2));
   for (int j = 0; j < 32; j++) y[j] = d * static_cast<float>(nibble32(b + 4, 0, j)) + m;
@@ -181,7 +177,6 @@ void blockQ5_1(const uint8_t* b, float* y) {
   const uint32_t qh = loadU32(b + 4);
   for (int j = 0; j < 32; j++) y[j] = d * static_cast<float>(nibble32(b + 8, qh, j)) + m;
 }
-
 
 void blockQ2_K(const uint8_t* b, float* y) {
   const float d = f16ToF32(loadU16(b + 80)), dmin = f16ToF32(loadU16(b + 82));

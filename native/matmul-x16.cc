@@ -22,7 +22,6 @@
 
 #if STEPWISE_AVX512
 
-
 namespace stepwise {
 namespace {
 

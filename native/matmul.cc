@@ -28,7 +28,6 @@
 #include "kernels.h"
 #include "simd.h"
 
-
 namespace stepwise {
 namespace {
 

@@ -1,4 +1,4 @@
-// GEMM for the interleaved q4_0 / q4_k / q5_k / q6_k / q8_0 forms of qrepack.cc (AVX-512 build):
+// GEMM for the interleaved quantized forms of qrepack.cc (AVX-512 build; layouts: x16-forms.h):
 // out[m][n] = sum_k x[m][k] W[n][k], with x quantized to int8 here (quantizeActRow: QActBlock,
 // qblocks.h), as for the lane form.
 //
@@ -7,12 +7,16 @@
 // integer sums. A tile is NG groups of 16 rows by MR activation rows; the broadcasts serve all NG
 // groups and each unpacked weight vector all MR rows. Per 32-column block the exact integer sums
 // become floats once, for 16 rows at a time:
-//   q4_0, q8_0:  acc += float(sum(u * q) - off * sum(q)) * (d_w[rows] * d_x)   (off 8, 128)
+//   q4_0, q8_0, q5_0, iq4_nl:  acc += float(sum(u * q) - off * sum(q)) * (d_w[rows] * d_x)
+//          (off 8, 128, 16, 128; iq4_nl's u looked up in its table);  q4_1, q5_1 add
+//          min_w[rows] * (d_x * sum(q))
 //   q4_k (q5_k: the fifth bit or-ed in):  per superblock  f = sum over sub-blocks j of float(sum_j(u * q)) * sc_j[rows], then
 //          acc += f * (d[rows] * d_x) - float(sum_j m_j[rows] * sum_j(q)) * (dmin[rows] * d_x)
 // (the min term's integer sum by 16-bit dot products of min pairs with sub-block sum pairs);
-//   q6_k:  per superblock  t = sum over 16-column sub-blocks of (sum(u * q) - 32 * sum(q)) * sc[rows]
-//          in integers, then acc += float(t) * (d[rows] * d_x)
+//   q6_k (q3_k, q2_k: 3- and 2-bit values, offsets 4 and 0):  per superblock  t = sum over
+//          16-column sub-blocks of (sum(u * q) - off * sum(q)) * sc[rows] in integers, then
+//          acc += float(t) * (d[rows] * d_x);  q2_k subtracts its mins as q4_k does
+//   iq4_xs:  as q6_k over 32-column sub-blocks of table values (offset 128)
 // Against the lane form (qmatmul.cc) this is one float step per 512 products instead of one per
 // 256 of a single (row, activation row) pair, and no horizontal fold at the end.
 //
@@ -29,7 +33,6 @@
 #include "x16-forms.h"
 
 #if STEPWISE_AVX512
-
 
 namespace stepwise {
 namespace {

@@ -40,7 +40,6 @@ constexpr int64_t KCS = 8;   // superblocks per column block (2048 elements: 3 K
 using QMicroFn = void (*)(const QWeightBlock* w, int64_t ldw, const QActBlock* x, int64_t ldx, int64_t nsb,
                           float* acc, bool first, bool last, float* out, int64_t ldo);
 
-
 #if STEPWISE_AVX512
 
 /**

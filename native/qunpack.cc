@@ -16,7 +16,6 @@
 #include "qunpack-avx512.h"
 #include "simd.h"
 
-
 namespace stepwise {
 
 using namespace ggml;
@@ -71,7 +70,6 @@ QTypeInfo qtypeInfo(DType t) {
   }
   return {false, 0, false, false, 0};
 }
-
 
 void permuteToLanes(const uint8_t* natural, uint8_t* out) {
 #if STEPWISE_AVX512
@@ -244,7 +242,6 @@ template <void (*Super)(const uint8_t*, uint8_t*, QWeightBlock*), int BB>
 void superblock256(const uint8_t* row, int64_t, int64_t sb, uint8_t* u, QWeightBlock* o) {
   Super(row + sb * BB, u, o);
 }
-
 
 }  // namespace
 
