@@ -189,14 +189,9 @@ void blockQ2_K(const uint8_t* b, float* y) {
 
 void blockQ3_K(const uint8_t* b, float* y) {
   const float d = f16ToF32(loadU16(b + 108));
-  const uint8_t* s = b + 96;
   for (int e = 0; e < 256; e++) {
-    const int j = e >> 4;
-    const int low = j < 8 ? s[j] & 0x0f : s[j - 8] >> 4;
-    const int high = (s[8 + (j & 3)] >> (2 * (j >> 2))) & 3;
-    const float dl = d * static_cast<float>((low | (high << 4)) - 32);
-    const int hbit = (b[e & 31] >> (e >> 5)) & 1;
-    y[e] = dl * static_cast<float>(twoBits(b + 32, e) - (hbit ? 0 : 4));
+    const float dl = d * static_cast<float>(q3kScale(b, e >> 4));
+    y[e] = dl * static_cast<float>(q3kValue(b, e) - 4);
   }
 }
 
@@ -224,10 +219,8 @@ void blockIQ4_NL(const uint8_t* b, float* y) {
 
 void blockIQ4_XS(const uint8_t* b, float* y) {
   const float d = f16ToF32(loadU16(b));
-  const int scalesH = loadU16(b + 2);
   for (int ib = 0; ib < 8; ib++) {
-    const int ls = ((b[4 + (ib >> 1)] >> (4 * (ib & 1))) & 0x0f) | (((scalesH >> (2 * ib)) & 3) << 4);
-    const float dl = d * static_cast<float>(ls - 32);
+    const float dl = d * static_cast<float>(iq4xsScale(b, ib));
     for (int j = 0; j < 32; j++) y[32 * ib + j] = dl * static_cast<float>(kIq4nl[nibble32(b + 8 + 16 * ib, 0, j)]);
   }
 }

@@ -48,5 +48,24 @@ inline int twoBits(const uint8_t* qs, int e) {
   return (qs[(e >> 7) * 32 + (r & 31)] >> (2 * (r >> 5))) & 3;
 }
 
+/** Value e (0..255) of the q3_k block b as 0..7: its 2 bits, plus 4 when its hmask bit is set (ggml's q is this minus 4). */
+inline int q3kValue(const uint8_t* b, int e) { return twoBits(b + 32, e) | (((b[e & 31] >> (e >> 5)) & 1) << 2); }
+
+/**
+ * The signed scale (-32..31) of 16-element lane l of the q3_k block b: low 4 bits from bytes 96-103
+ * (lanes 0-7 the low nibbles, 8-15 the high), high 2 bits from byte 104 + (l & 3) at shift 2 * (l >> 2).
+ */
+inline int q3kScale(const uint8_t* b, int l) {
+  const uint8_t* s = b + 96;
+  const int low = l < 8 ? s[l] & 0x0f : s[l - 8] >> 4;
+  return (low | (((s[8 + (l & 3)] >> (2 * (l >> 2))) & 3) << 4)) - 32;
+}
+
+/** The signed scale (-32..31) of 32-element sub-block ib of the iq4_xs block b. */
+inline int iq4xsScale(const uint8_t* b, int ib) {
+  const int high = b[2] | (b[3] << 8);
+  return (((b[4 + (ib >> 1)] >> (4 * (ib & 1))) & 0x0f) | (((high >> (2 * ib)) & 3) << 4)) - 32;
+}
+
 }  // namespace ggml
 }  // namespace stepwise

@@ -414,29 +414,23 @@ struct B32 {
     static constexpr TileFn fn = tileBlock32<F, G, MR>;
   };
 };
-template <int G, int MR>
-struct Q6K {
-  static constexpr TileFn fn = tile16<Q6KForm, G, MR>;
+template <class F>
+struct Sub16 {
+  template <int G, int MR>
+  struct T {
+    static constexpr TileFn fn = tile16<F, G, MR>;
+  };
 };
-template <int G, int MR>
-struct Q3K {
-  static constexpr TileFn fn = tile16<Q3KForm, G, MR>;
-};
-template <int G, int MR>
-struct Q2K {
-  static constexpr TileFn fn = tile16<Q2KForm, G, MR>;
+template <bool Five>
+struct K45 {
+  template <int G, int MR>
+  struct T {
+    static constexpr TileFn fn = tileQ4_K<Five, G, MR>;
+  };
 };
 template <int G, int MR>
 struct IQ4XS {
   static constexpr TileFn fn = tileIQ4_XS<G, MR>;
-};
-template <int G, int MR>
-struct Q4K {
-  static constexpr TileFn fn = tileQ4_K<false, G, MR>;
-};
-template <int G, int MR>
-struct Q5K {
-  static constexpr TileFn fn = tileQ4_K<true, G, MR>;
 };
 
 template <template <int, int> class T, int... Ms>
@@ -445,12 +439,12 @@ constexpr TileFn kTiles[NG][sizeof...(Ms)] = {{T<1, Ms>::fn...}, {T<2, Ms>::fn..
 /** The tile of type dt for ng groups and n activation rows. */
 TileFn tileFor(DType dt, int ng, int n) {
   switch (dt) {
-    case DType::Q4_K_X16: return kTiles<Q4K, 1, 2, 3, 4>[ng - 1][n - 1];
-    case DType::Q5_K_X16: return kTiles<Q5K, 1, 2, 3, 4>[ng - 1][n - 1];
-    case DType::Q6_K_X16: return kTiles<Q6K, 1, 2, 3, 4>[ng - 1][n - 1];
+    case DType::Q4_K_X16: return kTiles<K45<false>::T, 1, 2, 3, 4>[ng - 1][n - 1];
+    case DType::Q5_K_X16: return kTiles<K45<true>::T, 1, 2, 3, 4>[ng - 1][n - 1];
+    case DType::Q6_K_X16: return kTiles<Sub16<Q6KForm>::T, 1, 2, 3, 4>[ng - 1][n - 1];
     case DType::IQ4_XS_X16: return kTiles<IQ4XS, 1, 2, 3, 4>[ng - 1][n - 1];
-    case DType::Q3_K_X16: return kTiles<Q3K, 1, 2, 3, 4>[ng - 1][n - 1];
-    case DType::Q2_K_X16: return kTiles<Q2K, 1, 2, 3, 4>[ng - 1][n - 1];
+    case DType::Q3_K_X16: return kTiles<Sub16<Q3KForm>::T, 1, 2, 3, 4>[ng - 1][n - 1];
+    case DType::Q2_K_X16: return kTiles<Sub16<Q2KForm>::T, 1, 2, 3, 4>[ng - 1][n - 1];
     case DType::Q8_0_X16: return kTiles<B32<x16::kQ8_0>::T, 1, 2, 3, 4, 5, 6>[ng - 1][n - 1];
     case DType::Q4_1_X16: return kTiles<B32<x16::kQ4_1>::T, 1, 2, 3, 4, 5, 6>[ng - 1][n - 1];
     case DType::Q5_0_X16: return kTiles<B32<x16::kQ5_0>::T, 1, 2, 3, 4, 5, 6>[ng - 1][n - 1];

@@ -88,6 +88,40 @@ using x16::kIQ4XSBlock;
 using x16::kQ3KBlock;
 using x16::kQ2KBlock;
 
+// The planes of a 32-column block, row r of the group: every form lays out a block's columns the
+// same way (byte 4r + i of a 64-byte vector holds row r's columns 4v + i and 16 + 4v + i), and
+// these write one row's share. Columns c are a superblock's (block j covers 32j .. 32j + 31).
+
+/** Nibble plane bytes 64v + 4r + i: nib(c) of column c = 32j + 4v + i low, of c + 16 high. */
+template <class F>
+void nibblePlanes(uint8_t* blk, int j, int r, F nib) {
+  for (int v = 0; v < 4; v++)
+    for (int i = 0; i < 4; i++) {
+      const int c = 32 * j + 4 * v + i;
+      blk[64 * v + 4 * r + i] = static_cast<uint8_t>((nib(c) & 0x0f) | ((nib(c + 16) & 0x0f) << 4));
+    }
+}
+
+/** 2-bit plane bytes 64h + 4r + i: two(c) of columns c = e, e + 4, e + 16, e + 20 (e = 32j + 8h + i) at shifts 0, 2, 4, 6. */
+template <class F>
+void pairPlanes(uint8_t* blk, int j, int r, F two) {
+  for (int h = 0; h < 2; h++)
+    for (int i = 0; i < 4; i++) {
+      const int e = 32 * j + 8 * h + i;
+      blk[64 * h + 4 * r + i] = static_cast<uint8_t>(two(e) | (two(e + 4) << 2) | (two(e + 16) << 4) | (two(e + 20) << 6));
+    }
+}
+
+/** 1-bit plane byte 4r + i, or-ed in: bit(c) of column c = 32j + 4v + i at bit v, of c + 16 at bit 4 + v. */
+template <class F>
+void bitPlane(uint8_t* blk, int j, int r, F bit) {
+  for (int v = 0; v < 4; v++)
+    for (int i = 0; i < 4; i++) {
+      const int c = 32 * j + 4 * v + i;
+      blk[4 * r + i] |= static_cast<uint8_t>((bit(c) << v) | (bit(c + 16) << (4 + v)));
+    }
+}
+
 /**
  * The 32-column block forms (x16-forms.h): per block, the file's nibble bytes as they are (q8_0:
  * its values plus 128), the fifth bits of q5_0/q5_1 moved to their byte and bit, the f16 scales and
@@ -106,10 +140,8 @@ void interleaveBlock32(const x16::Block32& f, DType file, const uint8_t* src, in
       for (int v = 0; v < vectors; v++)
         for (int i = 0; i < 4; i++) o[64 * v + 4 * r + i] = static_cast<uint8_t>(q[4 * v + i] ^ (f.bytes ? 0x80 : 0));
       if (f.five) {
-        const uint32_t qh = ggml::loadU32(blk + f.fifthAt);  // bit j: column j's fifth bit
-        for (int v = 0; v < 4; v++)
-          for (int i = 0; i < 4; i++)
-            o[256 + 4 * r + i] |= static_cast<uint8_t>((((qh >> (4 * v + i)) & 1) << v) | (((qh >> (16 + 4 * v + i)) & 1) << (4 + v)));
+        const uint32_t qh = ggml::loadU32(blk + f.fifthAt);  // bit c: column c's fifth bit
+        bitPlane(o + 256, 0, r, [&](int c) { return static_cast<int>((qh >> c) & 1); });
       }
       std::memcpy(o + f.scales() + 2 * r, blk, 2);
       if (f.mins) std::memcpy(o + f.minsAt() + 2 * r, blk + 2, 2);
@@ -138,13 +170,10 @@ void interleaveK(const uint8_t* src, int64_t rows, int64_t K, int64_t g, uint8_t
           u[64 * c + t2] = static_cast<uint8_t>((qs[32 * c + t2] & 0x0f) | h0);
           u[64 * c + 32 + t2] = static_cast<uint8_t>((qs[32 * c + t2] >> 4) | h1);
         }
-      for (int j = 0; j < 8; j++)
-        for (int v = 0; v < 4; v++)
-          for (int i = 0; i < 4; i++) {
-            const int e = 32 * j + 4 * v + i;
-            o[256 * j + 64 * v + 4 * r + i] = static_cast<uint8_t>((u[e] & 0x0f) | ((u[e + 16] & 0x0f) << 4));
-            if (Five) o[2368 + 64 * j + 4 * r + i] |= static_cast<uint8_t>(((u[e] >> 4) << v) | ((u[e + 16] >> 4) << (4 + v)));
-          }
+      for (int j = 0; j < 8; j++) {
+        nibblePlanes(o + 256 * j, j, r, [&](int c) { return u[c]; });
+        if (Five) bitPlane(o + 2368 + 64 * j, j, r, [&](int c) { return u[c] >> 4; });
+      }
       std::memcpy(o + 2048 + 2 * r, b, 2);
       std::memcpy(o + 2080 + 2 * r, b + 2, 2);
       for (int j = 0; j < 8; j++) {
@@ -177,18 +206,8 @@ void interleaveQ6_K(const uint8_t* src, int64_t rows, int64_t K, int64_t g, uint
       const uint8_t* b = src + static_cast<size_t>(g * 16 + r) * rb + s * 210;
       for (int e = 0; e < QK; e++) u[e] = static_cast<uint8_t>(q6kValue(b, e));
       for (int j = 0; j < 8; j++) {
-        uint8_t* blk = o + 384 * j;
-        for (int v = 0; v < 4; v++)
-          for (int i = 0; i < 4; i++) {
-            const int e = 32 * j + 4 * v + i;
-            blk[64 * v + 4 * r + i] = static_cast<uint8_t>((u[e] & 0x0f) | ((u[e + 16] & 0x0f) << 4));
-          }
-        for (int h = 0; h < 2; h++)
-          for (int i = 0; i < 4; i++) {
-            const int e = 32 * j + 8 * h + i;  // columns e, e + 4, e + 16, e + 20
-            blk[256 + 64 * h + 4 * r + i] =
-                static_cast<uint8_t>((u[e] >> 4) | ((u[e + 4] >> 4) << 2) | ((u[e + 16] >> 4) << 4) | ((u[e + 20] >> 4) << 6));
-          }
+        nibblePlanes(o + 384 * j, j, r, [&](int c) { return u[c]; });
+        pairPlanes(o + 384 * j + 256, j, r, [&](int c) { return u[c] >> 4; });
       }
       for (int t = 0; t < 16; t++) o[3072 + 16 * t + r] = b[192 + t];
       std::memcpy(o + 3328 + 2 * r, b + 208, 2);
@@ -204,13 +223,11 @@ void interleaveIQ4_XS(const uint8_t* src, int64_t rows, int64_t K, int64_t g, ui
     std::memset(o, 0, kIQ4XSBlock);
     for (int r = 0; r < 16 && g * 16 + r < rows; r++) {
       const uint8_t* b = src + static_cast<size_t>(g * 16 + r) * rb + s * 136;
-      const int scalesH = b[2] | (b[3] << 8);
       for (int j = 0; j < 8; j++) {
         // Sub-block j's 16 bytes hold column i in the low nibble and 16 + i in the high one, as q4_0's.
         for (int v = 0; v < 4; v++)
           for (int i = 0; i < 4; i++) o[256 * j + 64 * v + 4 * r + i] = b[8 + 16 * j + 4 * v + i];
-        const int ls = ((b[4 + (j >> 1)] >> (4 * (j & 1))) & 0x0f) | (((scalesH >> (2 * j)) & 3) << 4);
-        o[2048 + 16 * j + r] = static_cast<uint8_t>(static_cast<int8_t>(ls - 32));
+        o[2048 + 16 * j + r] = static_cast<uint8_t>(static_cast<int8_t>(ggml::iq4xsScale(b, j)));
       }
       std::memcpy(o + 2176 + 2 * r, b, 2);
     }
@@ -226,25 +243,12 @@ void interleaveQ3_K(const uint8_t* src, int64_t rows, int64_t K, int64_t g, uint
     std::memset(o, 0, kQ3KBlock);
     for (int r = 0; r < 16 && g * 16 + r < rows; r++) {
       const uint8_t* b = src + static_cast<size_t>(g * 16 + r) * rb + s * 110;
-      // Value e: its 2 bits, plus 4 when bit e >> 5 of hmask byte e & 31 is set (ggml: minus 4 when clear).
-      for (int e = 0; e < QK; e++) u[e] = static_cast<uint8_t>(ggml::twoBits(b + 32, e) | (((b[e & 31] >> (e >> 5)) & 1) << 2));
+      for (int e = 0; e < QK; e++) u[e] = static_cast<uint8_t>(ggml::q3kValue(b, e));
       for (int j = 0; j < 8; j++) {
-        uint8_t* blk = o + 192 * j;
-        for (int h = 0; h < 2; h++)
-          for (int i = 0; i < 4; i++) {
-            const int e = 32 * j + 8 * h + i;  // columns e, e + 4, e + 16, e + 20
-            blk[64 * h + 4 * r + i] = static_cast<uint8_t>((u[e] & 3) | ((u[e + 4] & 3) << 2) | ((u[e + 16] & 3) << 4) | ((u[e + 20] & 3) << 6));
-          }
-        for (int v = 0; v < 4; v++)
-          for (int i = 0; i < 4; i++)
-            blk[128 + 4 * r + i] |= static_cast<uint8_t>(((u[32 * j + 4 * v + i] >> 2) << v) | ((u[32 * j + 16 + 4 * v + i] >> 2) << (4 + v)));
+        pairPlanes(o + 192 * j, j, r, [&](int c) { return u[c] & 3; });
+        bitPlane(o + 192 * j + 128, j, r, [&](int c) { return u[c] >> 2; });
       }
-      const uint8_t* sc = b + 96;
-      for (int t = 0; t < 16; t++) {
-        const int low = t < 8 ? sc[t] & 0x0f : sc[t - 8] >> 4;
-        const int high = (sc[8 + (t & 3)] >> (2 * (t >> 2))) & 3;
-        o[1536 + 16 * t + r] = static_cast<uint8_t>(static_cast<int8_t>((low | (high << 4)) - 32));
-      }
+      for (int t = 0; t < 16; t++) o[1536 + 16 * t + r] = static_cast<uint8_t>(static_cast<int8_t>(ggml::q3kScale(b, t)));
       std::memcpy(o + 1792 + 2 * r, b + 108, 2);
     }
   }
@@ -258,13 +262,7 @@ void interleaveQ2_K(const uint8_t* src, int64_t rows, int64_t K, int64_t g, uint
     std::memset(o, 0, kQ2KBlock);
     for (int r = 0; r < 16 && g * 16 + r < rows; r++) {
       const uint8_t* b = src + static_cast<size_t>(g * 16 + r) * rb + s * 84;
-      for (int j = 0; j < 8; j++)
-        for (int h = 0; h < 2; h++)
-          for (int i = 0; i < 4; i++) {
-            const int e = 32 * j + 8 * h + i;  // columns e, e + 4, e + 16, e + 20
-            const auto two = [&](int c) { return ggml::twoBits(b + 16, c); };
-            o[128 * j + 64 * h + 4 * r + i] = static_cast<uint8_t>(two(e) | (two(e + 4) << 2) | (two(e + 16) << 4) | (two(e + 20) << 6));
-          }
+      for (int j = 0; j < 8; j++) pairPlanes(o + 128 * j, j, r, [&](int c) { return ggml::twoBits(b + 16, c); });
       for (int t = 0; t < 16; t++) {
         o[1024 + 16 * t + r] = b[t] & 0x0f;
         o[1280 + 32 * (t / 2) + 2 * r + t % 2] = b[t] >> 4;

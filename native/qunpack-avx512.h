@@ -172,9 +172,9 @@ inline __m256i valuesQ5_0(const uint8_t* b) { return nibbles32Fifth(b + 6, b + 2
 inline __m256i valuesQ5_1(const uint8_t* b) { return nibbles32Fifth(b + 8, b + 4); }
 inline __m256i valuesIQ4_NL(const uint8_t* b) { return _mm256_shuffle_epi8(iq4nlTable(), nibbles32(b + 2)); }
 
-/** 16 lanes of d * (v[l] - bias) from 16 unsigned bytes (q2_k, q3_k: one scale per 16 elements). */
-inline void storeLaneScales(float* out, const uint8_t* v16, float d, int bias) {
-  const __m512i v = _mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v16))), _mm512_set1_epi32(bias));
+/** 16 lanes of d * v[l] from 16 signed bytes (q3_k's and iq4_xs's scales). */
+inline void storeLaneScales(float* out, const int8_t* v16, float d) {
+  const __m512i v = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v16)));
   _mm512_storeu_ps(out, _mm512_mul_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(v)));
 }
 
@@ -202,15 +202,9 @@ inline void regsQ2_K(const uint8_t* b, QWeightBlock* o, __m512i u[4]) {
 }
 
 inline void regsQ3_K(const uint8_t* b, QWeightBlock* o, __m512i u[4]) {
-  // The 6-bit scales: low 4 bits from bytes 96-103 (lanes 0-7 low nibbles, 8-15 high), high 2 bits
-  // from bytes 104-107 (lane l: byte 104 + (l & 3), shift 2 * (l >> 2)).
-  const uint8_t* s = b + 96;
-  alignas(16) uint8_t sc[16];
-  for (int l = 0; l < 16; l++) {
-    const int low = l < 8 ? s[l] & 0x0f : s[l - 8] >> 4;
-    sc[l] = static_cast<uint8_t>(low | (((s[8 + (l & 3)] >> (2 * (l >> 2))) & 3) << 4));
-  }
-  storeLaneScales(o->s, sc, f16ToF32(loadU16(b + 108)), 32);
+  alignas(16) int8_t sc[16];
+  for (int l = 0; l < 16; l++) sc[l] = static_cast<int8_t>(ggml::q3kScale(b, l));
+  storeLaneScales(o->s, sc, f16ToF32(loadU16(b + 108)));
   _mm512_storeu_ps(o->m, _mm512_setzero_ps());
   // Value e: its 2 bits plus 4 when bit e >> 5 of hmask byte e & 31 is set (q - 4 + 4, off 4).
   __m512i z[4];
@@ -225,11 +219,9 @@ inline void regsQ3_K(const uint8_t* b, QWeightBlock* o, __m512i u[4]) {
 }
 
 inline void regsIQ4_XS(const uint8_t* b, QWeightBlock* o, __m512i u[4]) {
-  const int scalesH = loadU16(b + 2);
-  alignas(16) uint8_t ls[16];
-  for (int ib = 0; ib < 8; ib++)
-    ls[2 * ib] = ls[2 * ib + 1] = static_cast<uint8_t>(((b[4 + (ib >> 1)] >> (4 * (ib & 1))) & 0x0f) | (((scalesH >> (2 * ib)) & 3) << 4));
-  storeLaneScales(o->s, ls, f16ToF32(loadU16(b)), 32);
+  alignas(16) int8_t ls[16];
+  for (int ib = 0; ib < 8; ib++) ls[2 * ib] = ls[2 * ib + 1] = static_cast<int8_t>(ggml::iq4xsScale(b, ib));
+  storeLaneScales(o->s, ls, f16ToF32(loadU16(b)));
   _mm512_storeu_ps(o->m, _mm512_setzero_ps());
   const __m256i table = iq4nlTable();
   __m512i z[4];
@@ -244,34 +236,17 @@ inline void regsIQ4_XS(const uint8_t* b, QWeightBlock* o, __m512i u[4]) {
  * unpacker pads with zeros.
  */
 __attribute__((always_inline)) inline bool unpackRegs(DType t, const uint8_t* row, int64_t K, int64_t sb, QWeightBlock* o, __m512i u[4]) {
+  if (dtypeInfo(t).blockSize == 32 && (sb + 1) * QK > K) return false;
   switch (t) {
     case DType::Q4_K: regsQ4_K(row + sb * 144, o, u); return true;
     case DType::Q5_K: regsQ5_K(row + sb * 176, o, u); return true;
     case DType::Q6_K: regsQ6_K(row + sb * 210, o, u); return true;
-    case DType::Q8_0:
-      if ((sb + 1) * QK > K) return false;
-      regs32<34, valuesQ8_0>(row, sb, o, u);
-      return true;
-    case DType::Q4_0:
-      if ((sb + 1) * QK > K) return false;
-      regs32<18, valuesQ4_0>(row, sb, o, u);
-      return true;
-    case DType::Q4_1:
-      if ((sb + 1) * QK > K) return false;
-      regs32<20, valuesQ4_1, true>(row, sb, o, u);
-      return true;
-    case DType::Q5_0:
-      if ((sb + 1) * QK > K) return false;
-      regs32<22, valuesQ5_0>(row, sb, o, u);
-      return true;
-    case DType::Q5_1:
-      if ((sb + 1) * QK > K) return false;
-      regs32<24, valuesQ5_1, true>(row, sb, o, u);
-      return true;
-    case DType::IQ4_NL:
-      if ((sb + 1) * QK > K) return false;
-      regs32<18, valuesIQ4_NL>(row, sb, o, u);
-      return true;
+    case DType::Q8_0: regs32<34, valuesQ8_0>(row, sb, o, u); return true;
+    case DType::Q4_0: regs32<18, valuesQ4_0>(row, sb, o, u); return true;
+    case DType::Q4_1: regs32<20, valuesQ4_1, true>(row, sb, o, u); return true;
+    case DType::Q5_0: regs32<22, valuesQ5_0>(row, sb, o, u); return true;
+    case DType::Q5_1: regs32<24, valuesQ5_1, true>(row, sb, o, u); return true;
+    case DType::IQ4_NL: regs32<18, valuesIQ4_NL>(row, sb, o, u); return true;
     case DType::Q2_K: regsQ2_K(row + sb * 84, o, u); return true;
     case DType::Q3_K: regsQ3_K(row + sb * 110, o, u); return true;
     case DType::IQ4_XS: regsIQ4_XS(row + sb * 136, o, u); return true;

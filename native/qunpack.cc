@@ -156,15 +156,11 @@ void superQ2_K(const uint8_t* b, uint8_t* u, QWeightBlock* o) {
 
 void superQ3_K(const uint8_t* b, uint8_t* u, QWeightBlock* o) {
   const float d = f16ToF32(loadU16(b + 108));
-  const uint8_t* s = b + 96;
   for (int l = 0; l < QLANES; l++) {
-    const int low = l < 8 ? s[l] & 0x0f : s[l - 8] >> 4;
-    const int high = (s[8 + (l & 3)] >> (2 * (l >> 2))) & 3;
-    o->s[l] = d * static_cast<float>((low | (high << 4)) - 32);
+    o->s[l] = d * static_cast<float>(q3kScale(b, l));
     o->m[l] = 0.0f;
   }
-  // q - (hbit ? 0 : 4) + 4
-  for (int e = 0; e < QK; e++) u[e] = static_cast<uint8_t>(twoBits(b + 32, e) + (((b[e & 31] >> (e >> 5)) & 1) << 2));
+  for (int e = 0; e < QK; e++) u[e] = static_cast<uint8_t>(q3kValue(b, e));  // q + 4 (off 4)
 }
 
 /** q4_k / q5_k: sub-block j's d*sc and dmin*m on lanes 2j, 2j+1. */
@@ -230,10 +226,8 @@ void superQ6_K(const uint8_t* b, uint8_t* u, QWeightBlock* o) {
 
 void superIQ4_XS(const uint8_t* b, uint8_t* u, QWeightBlock* o) {
   const float d = f16ToF32(loadU16(b));
-  const int scalesH = loadU16(b + 2);
   for (int ib = 0; ib < 8; ib++) {
-    const int ls = ((b[4 + (ib >> 1)] >> (4 * (ib & 1))) & 0x0f) | (((scalesH >> (2 * ib)) & 3) << 4);
-    setPair(o, ib, d * static_cast<float>(ls - 32), 0.0f);
+    setPair(o, ib, d * static_cast<float>(iq4xsScale(b, ib)), 0.0f);
     for (int j = 0; j < 32; j++) u[32 * ib + j] = static_cast<uint8_t>(kIq4nl[nibble32(b + 8 + 16 * ib, 0, j)] + 128);
   }
 }
