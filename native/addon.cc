@@ -226,8 +226,8 @@ class NativeKernels : public Napi::ObjectWrap<NativeKernels> {
     const int64_t cols = intArg(info, 5, "weight cols", 1);
     const int64_t M = intArg(info, 6, "M", 0);
     const uint32_t n = outs.Length();
-    if (n < 1 || n > 8 || datas.Length() != n || rowsOf.Length() != n || names.Length() != n) {
-      fail(env, "matmulParts takes 1 to 8 weights with as many outputs, row counts and names, got " + str(n) + " outputs");
+    if (n < 1 || n > static_cast<uint32_t>(kMaxWeightParts) || datas.Length() != n || rowsOf.Length() != n || names.Length() != n) {
+      fail(env, "matmulParts takes 1 to " + str(kMaxWeightParts) + " weights with as many outputs, row counts and names, got " + str(n) + " outputs");
     }
     std::vector<WeightPart> parts(n);
     std::vector<ArrayArg<float>> outArgs;

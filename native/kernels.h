@@ -55,6 +55,9 @@ void qmatmul(Context& ctx, float* out, const float* x, const uint8_t* w, DType d
 /** qmatmul for the interleaved forms (qrepack.cc, qmatmul-x16.cc; AVX-512 build only). */
 void qmatmulX16(Context& ctx, float* out, const float* x, const uint8_t* w, DType dt, int64_t N, int64_t K, int64_t M);
 
+/** The most weights one multi-weight GEMM takes (a layer's q/k/v is 3). */
+inline constexpr int kMaxWeightParts = 8;
+
 /** One weight of a multi-weight GEMM: rows x K of the call's type, and its M x rows output. */
 struct WeightPart {
   const uint8_t* w;
@@ -67,7 +70,7 @@ struct WeightPart {
  * activations (a layer's q/k/v, its gate/up): the activations are quantized once and all the parts'
  * tiles share one round of the pool. Each output has the bits a call of its own gives.
  */
-void qmatmulX16Parts(Context& ctx, const WeightPart* parts, int nParts, const float* x, DType dt, int64_t K, int64_t M);
+void qmatmulX16Parts(Context& ctx, const WeightPart* parts, int nParts, const float* x, DType dt, int64_t K, int64_t M);  // nParts <= kMaxWeightParts
 
 /**
  * matmul for several weights of type dt and width K over the same activations x: one

@@ -24,7 +24,7 @@
 // sequence (blocks in column order) whatever the tile shape, M, thread or chunk of activation rows
 // computed it; rows only sit in different lanes of different vectors.
 #include <algorithm>
-#include <vector>
+#include <array>
 
 #include "ggml-blocks.h"
 #include "kernels.h"
@@ -514,14 +514,14 @@ void qmatmulX16Parts(Context& ctx, const WeightPart* parts, int nParts, const fl
   // and 4 weight streams in flight. More rows take 2 groups, so the accumulators fit in registers.
   const int ngTile = M == 1 ? 4 : 2;
   // The parts' groups and tiles, numbered across all parts in order (firstGroup/firstTile: where
-  // part i's begin; the last entries are the totals).
-  std::vector<int64_t> firstGroup(static_cast<size_t>(nParts) + 1, 0), firstTile(static_cast<size_t>(nParts) + 1, 0);
+  // part i's begin; entry nParts holds the totals). On the stack: this runs for every call.
+  std::array<int64_t, kMaxWeightParts + 1> firstGroup{}, firstTile{};
   for (int i = 0; i < nParts; i++) {
     const int64_t g = (parts[i].rows + 15) / 16;
     firstGroup[static_cast<size_t>(i) + 1] = firstGroup[static_cast<size_t>(i)] + g;
     firstTile[static_cast<size_t>(i) + 1] = firstTile[static_cast<size_t>(i)] + (g + ngTile - 1) / ngTile;
   }
-  const int64_t groups = firstGroup.back(), tiles = firstTile.back();
+  const int64_t groups = firstGroup[static_cast<size_t>(nParts)], tiles = firstTile[static_cast<size_t>(nParts)];
   // Rows m0..m1-1 times groups gA..gB-1 of part i, in tiles of up to ngTile groups.
   const auto multiplyGroups = [&](int64_t m0, int64_t m1, int i, int64_t gA, int64_t gB) {
     const WeightPart& p = parts[i];
