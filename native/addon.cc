@@ -508,6 +508,7 @@ static Napi::Object cpuFeatures(Napi::Env env) {
   o.Set("avx512dq", Napi::Boolean::New(env, __builtin_cpu_supports("avx512dq")));
   o.Set("avx512vnni", Napi::Boolean::New(env, __builtin_cpu_supports("avx512vnni")));
   o.Set("avx512bf16", Napi::Boolean::New(env, __builtin_cpu_supports("avx512bf16")));
+  o.Set("avx512vbmi", Napi::Boolean::New(env, __builtin_cpu_supports("avx512vbmi")));
 #endif
   return o;
 }

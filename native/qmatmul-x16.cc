@@ -252,20 +252,21 @@ __attribute__((always_inline)) inline __m512i q6Values(const uint8_t* blk, int v
 }
 
 /**
- * q3_k_x16's 3-bit values of its 32-column block at `blk`, vector v (as q6Values): 2 bits from the
- * pair vectors (q6_k_x16's high-pair layout), the third from the bit vector at 128 (q5_0_x16's
- * fifth-bit layout) moved to bit 2.
+ * q3_k_x16's 3-bit values of its 32-column block at `blk`, vector v (as q6Values): the vector's
+ * 24-byte run holds value b at bits 3b..3b+2. A byte permute gives each 8-byte lane its 3 bytes
+ * (values 8l..8l+7), a multishift puts value 8l + k's bits at the bottom of byte k, a mask clears
+ * the rest: three operations where the two-plane form took six shifts and masks.
  */
 template <bool Hi>
 __attribute__((always_inline)) inline __m512i q3Values(const uint8_t* blk, int v) {
-  const __m512i pairs = _mm512_loadu_si512(blk + 64 * (v / 2)), bits = _mm512_loadu_si512(blk + 128);
-  const int shift = 2 * (v % 2) + (Hi ? 4 : 0), bit = v + (Hi ? 4 : 0);
-  const __m512i two = _mm512_and_si512(_mm512_srli_epi16(pairs, shift), _mm512_set1_epi8(3));
-  const __m512i third = _mm512_and_si512(_mm512_srli_epi16(bits, bit), _mm512_set1_epi8(1));
-  return _mm512_or_si512(two, _mm512_slli_epi16(third, 2));
+  constexpr auto lane = [](int64_t l) { return 3 * l | (3 * l + 1) << 8 | (3 * l + 2) << 16; };  // bytes 3l, 3l+1, 3l+2
+  const __m512i spread = _mm512_set_epi64(lane(7), lane(6), lane(5), lane(4), lane(3), lane(2), lane(1), lane(0));
+  const __m512i shifts = _mm512_set1_epi64(0x15120f0c09060300);  // byte k: bit 3k
+  const __m512i run = _mm512_loadu_si512(blk + 24 * (v + (Hi ? 4 : 0)));  // 64 bytes, within the superblock: scales follow
+  return _mm512_and_si512(_mm512_multishift_epi64_epi8(shifts, _mm512_permutexvar_epi8(spread, run)), _mm512_set1_epi8(7));
 }
 
-/** q2_k_x16's 2-bit values (q3Values without the third bit). */
+/** q2_k_x16's 2-bit values, in q6_k_x16's high-pair layout. */
 template <bool Hi>
 __attribute__((always_inline)) inline __m512i q2Values(const uint8_t* blk, int v) {
   return _mm512_and_si512(_mm512_srli_epi16(_mm512_loadu_si512(blk + 64 * (v / 2)), 2 * (v % 2) + (Hi ? 4 : 0)), _mm512_set1_epi8(3));

@@ -36,11 +36,12 @@
 //   sub-block j at 256j, q4_0_x16's nibble layout (indexes into ggml's table);  2048 + 16j + r: the
 //   sub-block's scale minus 32 as an int8;  2176 + 2r: f16 d.
 // q3_k_x16, per group and superblock (1824 bytes, 114 per row against 110): per 32-column block j
-//   at 192j, 128 bytes of the values' low 2 bits as q6_k_x16's high pairs, then 64 bytes of their
-//   third bits as q5_0_x16's fifth bits (value = 2 bits + 4 * third bit, offset 4, as the lane
-//   form's);  1536 + 16t + r: the 6-bit scale of 16-column sub-block t minus 32, an int8;  1792 + 2r: f16 d.
+//   at 192j, 8 runs of 24 bytes, run n = 4h + v holding the 3-bit values (2 bits + 4 * the hmask
+//   bit, offset 4, as the lane form's) of columns 16h + 4v + i of row r at bits 3(4r + i) .. +2, so
+//   a byte permute and a multishift put each in its byte;  1536 + 16t + r: the 6-bit scale of
+//   16-column sub-block t minus 32, an int8;  1792 + 2r: f16 d.
 // q2_k_x16, per group and superblock (1600 bytes, 100 per row against 84): per 32-column block j
-//   at 128j, the 2-bit values as q3_k_x16's;  1024 + 16t + r: the 4-bit scale of 16-column
+//   at 128j, the 2-bit values as q6_k_x16's high pairs;  1024 + 16t + r: the 4-bit scale of 16-column
 //   sub-block t;  1280 + 32p + 2r + i: the 4-bit min of sub-block 2p + i (16-bit pairs once
 //   widened, as q4_k_x16's);  1536 + 2r: f16 d;  1568 + 2r: f16 dmin.
 // Rows past the tensor's end, up to the group's 16, are zeros.
@@ -119,6 +120,18 @@ void bitPlane(uint8_t* blk, int j, int r, F bit) {
     for (int i = 0; i < 4; i++) {
       const int c = 32 * j + 4 * v + i;
       blk[4 * r + i] |= static_cast<uint8_t>((bit(c) << v) | (bit(c + 16) << (4 + v)));
+    }
+}
+
+/** 3-bit run bytes (q3_k_x16): val(c) of column c = 32j + 16h + 4v + i at bits 3(4r + i) of run 4h + v, or-ed in. */
+template <class F>
+void tripleRuns(uint8_t* blk, int j, int r, F val) {
+  for (int n = 0; n < 8; n++)
+    for (int i = 0; i < 4; i++) {
+      const int bit = 3 * (4 * r + i), c = 32 * j + 16 * (n / 4) + 4 * (n % 4) + i;
+      const unsigned v = static_cast<unsigned>(val(c)) << (bit % 8);  // up to 10 bits: two bytes
+      blk[24 * n + bit / 8] |= static_cast<uint8_t>(v);
+      if (v > 0xff) blk[24 * n + bit / 8 + 1] |= static_cast<uint8_t>(v >> 8);
     }
 }
 
@@ -244,10 +257,7 @@ void interleaveQ3_K(const uint8_t* src, int64_t rows, int64_t K, int64_t g, uint
     for (int r = 0; r < 16 && g * 16 + r < rows; r++) {
       const uint8_t* b = src + static_cast<size_t>(g * 16 + r) * rb + s * 110;
       for (int e = 0; e < QK; e++) u[e] = static_cast<uint8_t>(ggml::q3kValue(b, e));
-      for (int j = 0; j < 8; j++) {
-        pairPlanes(o + 192 * j, j, r, [&](int c) { return u[c] & 3; });
-        bitPlane(o + 192 * j + 128, j, r, [&](int c) { return u[c] >> 2; });
-      }
+      for (int j = 0; j < 8; j++) tripleRuns(o + 192 * j, j, r, [&](int c) { return u[c]; });
       for (int t = 0; t < 16; t++) o[1536 + 16 * t + r] = static_cast<uint8_t>(static_cast<int8_t>(ggml::q3kScale(b, t)));
       std::memcpy(o + 1792 + 2 * r, b + 108, 2);
     }

@@ -22,7 +22,7 @@ const addonPath = join(releaseDir, 'stepwise_kernels_generic.node');
 // The instruction-set levels binding.gyp builds beyond the generic one, and the flags each needs.
 const LEVEL_FLAGS = {
   avx2: ['-mavx2', '-mfma', '-mf16c'],
-  avx512: ['-mavx2', '-mfma', '-mf16c', '-mavx512f', '-mavx512bw', '-mavx512vl', '-mavx512dq', '-mavx512vnni', '-mavx512bf16'],
+  avx512: ['-mavx2', '-mfma', '-mf16c', '-mavx512f', '-mavx512bw', '-mavx512vl', '-mavx512dq', '-mavx512vnni', '-mavx512bf16', '-mavx512vbmi'],
 };
 
 /**
@@ -114,7 +114,7 @@ function main() {
     const generic = createRequire(import.meta.url)(addonPath);
     const cpu = generic.cpu ?? {};
     const avx2 = cpu.avx2 && cpu.fma && cpu.f16c;
-    const avx512 = avx2 && ['avx512f', 'avx512bw', 'avx512vl', 'avx512dq', 'avx512vnni', 'avx512bf16'].every((f) => cpu[f]);
+    const avx512 = avx2 && ['avx512f', 'avx512bw', 'avx512vl', 'avx512dq', 'avx512vnni', 'avx512bf16', 'avx512vbmi'].every((f) => cpu[f]);
     const best = [avx512 && 'avx512', avx2 && 'avx2'].find((v) => v && existsSync(join(releaseDir, `stepwise_kernels_${v}.node`)));
     const addon = best ? createRequire(import.meta.url)(join(releaseDir, `stepwise_kernels_${best}.node`)) : generic;
     console.log(`stepwise: native kernels built (${levels.join(', ')}); this CPU uses ${addon.simd}, in ${releaseDir}`);

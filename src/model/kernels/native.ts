@@ -87,7 +87,7 @@ const RELEASE_DIR = join('build', 'Release');
 
 /** The addon variants binding.gyp builds, best first, with the CPU features each needs. */
 const VARIANTS: readonly { name: IsaLevel; needs: readonly string[] }[] = [
-  { name: 'avx512', needs: ['avx2', 'fma', 'f16c', 'avx512f', 'avx512bw', 'avx512vl', 'avx512dq', 'avx512vnni', 'avx512bf16'] },
+  { name: 'avx512', needs: ['avx2', 'fma', 'f16c', 'avx512f', 'avx512bw', 'avx512vl', 'avx512dq', 'avx512vnni', 'avx512bf16', 'avx512vbmi'] },
   { name: 'avx2', needs: ['avx2', 'fma', 'f16c'] },
   { name: 'generic', needs: [] },
 ];
