@@ -18,7 +18,7 @@ constexpr auto kSpin = std::chrono::microseconds(200);
 
 }  // namespace
 
-ThreadPool::ThreadPool(int threads) : size_(threads < 1 ? 1 : threads) {
+ThreadPool::ThreadPool(int threads) : size_(threads < 1 ? 1 : threads), blocks_(static_cast<size_t>(size_)) {
   threads_.reserve(static_cast<size_t>(size_ - 1));
   for (int t = 1; t < size_; t++) threads_.emplace_back([this, t] { workerLoop(t); });
 }
@@ -36,11 +36,14 @@ void ThreadPool::work(int tid) {
   // Finished tasks are reported once, on leaving: the caller spins on done_, so an increment per
   // task would pull its line away from the spinning core every few microseconds.
   int64_t finished = 0;
-  for (;;) {
-    const int64_t t = next_.fetch_add(1, std::memory_order_relaxed);
-    if (t >= ntasks_) break;
-    fn_(ctx_, t, tid);
-    finished++;
+  for (int k = 0; k < size_; k++) {  // its own block, then the others'
+    TaskBlock& b = blocks_[static_cast<size_t>((tid + k) % size_)];
+    for (;;) {
+      const int64_t t = b.next.fetch_add(1, std::memory_order_relaxed);
+      if (t >= b.end) break;
+      fn_(ctx_, t, tid);
+      finished++;
+    }
   }
   if (finished > 0) done_.fetch_add(finished, std::memory_order_release);
 }
@@ -64,7 +67,10 @@ void ThreadPool::run(int64_t ntasks, TaskFn fn, void* ctx) {
   fn_ = fn;
   ctx_ = ctx;
   ntasks_ = ntasks;
-  next_.store(0, std::memory_order_relaxed);
+  for (int b = 0; b < size_; b++) {
+    blocks_[static_cast<size_t>(b)].next.store(ntasks * b / size_, std::memory_order_relaxed);
+    blocks_[static_cast<size_t>(b)].end = ntasks * (b + 1) / size_;
+  }
   done_.store(0, std::memory_order_relaxed);
   // Open the job (generation becomes odd). seq_cst, then a seq_cst read of sleepers_: pairs with
   // a worker's increment of sleepers_ followed by its read of generation_, so one of the two always

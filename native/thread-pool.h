@@ -1,9 +1,13 @@
 // A persistent pool of worker threads for the kernels. The calling thread is worker 0 and takes
 // part in every job, so `threads = 2` means the caller plus one pool thread.
 //
-// A job is a number of independent tasks handed out dynamically (an atomic counter), so a core
-// that is busy elsewhere does not hold the others up. Results never depend on which thread ran a
-// task: kernels split work over output features, heads or rows, never over a reduction.
+// A job is a number of independent tasks. Each thread owns a contiguous block of them (thread t
+// the t-th of `size` equal blocks) and takes its own first, then helps with the others' blocks, so
+// a core that is busy elsewhere does not hold the others up. Owning a block keeps data on one core
+// from kernel to kernel: the row-wise kernels split rows into contiguous tasks, so the rows a
+// thread writes in one kernel (an add, a GEMM's row share) are mostly the rows it reads in the
+// next (an rmsnorm), from its own cache. Results never depend on which thread ran a task: kernels
+// split work over output features, heads or rows, never over a reduction.
 //
 // The caller waits for the job's tasks, not for every worker: on a machine shared with other
 // processes a worker may not get a core for milliseconds, and the caller then simply does its
@@ -56,9 +60,14 @@ class ThreadPool {
   TaskFn fn_ = nullptr;
   void* ctx_ = nullptr;
   int64_t ntasks_ = 0;
-  // Each counter on its own cache line: every task claim writes next_, and a line shared with what
-  // the caller spins on (done_) or workers poll (generation_) bounced between the cores per task.
-  alignas(64) std::atomic<int64_t> next_{0};
+  // Each counter on its own cache line: every task claim writes a block's next, and a line shared
+  // with another block's, with what the caller spins on (done_) or what workers poll (generation_)
+  // bounced between the cores per task.
+  struct alignas(64) TaskBlock {
+    std::atomic<int64_t> next{0};
+    int64_t end = 0;
+  };
+  std::vector<TaskBlock> blocks_;  // one per thread
   alignas(64) std::atomic<int64_t> done_{0};    // tasks finished in the current job
   alignas(64) std::atomic<int> active_{0};      // workers inside the current job
   alignas(64) std::atomic<uint64_t> generation_{0};  // odd while a job is open

@@ -271,6 +271,37 @@ describe('native kernels', { skip }, () => {
     for (let m = 0; m < 4; m++) assertSameBits(results[m]!, all.subarray(m * width, (m + 1) * width), `position ${positions[m]}`);
   });
 
+  it('a pool of more threads than cores (each thread owns a block of tasks; late ones are taken over) gives one thread\'s bits', () => {
+    // 5 threads on a machine of 2 cores: some are always descheduled, so others finish their blocks
+    // of tasks. Whoever runs a task, every kernel's result is the same.
+    const k5 = createNativeKernels({ threads: 5 });
+    try {
+      const cols = 512;
+      for (const dtype of ['f32', 'bf16', 'q8_0', 'q4_0', 'q4_k', 'q3_k'] as DType[]) {
+        const w = weight(dtype, 200, cols, 400);
+        for (const M of [1, 37, 130]) {
+          const x = randomF32(M * cols, M + 11);
+          const a = new Float32Array(M * w.rows);
+          const b = new Float32Array(M * w.rows);
+          for (let rep = 0; rep < 3; rep++) {
+            k5.matmul(a, x, w, M);
+            nk1.matmul(b, x, w, M);
+            assertSameBits(a, b, `${dtype} M=${M} 5 threads vs 1, try ${rep}`);
+          }
+        }
+      }
+      const xs = randomF32(300 * 256, 9);
+      const wn = randomF32(256, 10);
+      const r5 = new Float32Array(xs.length);
+      const r1 = new Float32Array(xs.length);
+      k5.rmsnorm(r5, xs, wn, 300, 256, 1e-6);
+      nk1.rmsnorm(r1, xs, wn, 300, 256, 1e-6);
+      assertSameBits(r5, r1, 'rmsnorm 5 threads vs 1');
+    } finally {
+      k5.close();
+    }
+  });
+
   it('matmulMany gives every output the bits of its own matmul, on 1 and 2 threads, for every dtype and batch size', () => {
     // Parts whose row counts end mid-group and mid-tile, so one call's tasks cross part boundaries
     // (one row), tiles run part by part (a few rows) and each row share spans all parts (130 rows).
