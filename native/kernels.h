@@ -2,6 +2,8 @@
 // fit the buffers and every index is in range.
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <cstdint>
 #include <vector>
 
@@ -66,6 +68,46 @@ struct WeightPart {
 };
 
 /**
+ * The groups of 16 rows of 1..kMaxWeightParts weights, and their tiles of up to `perTile` groups
+ * (a tile never spans two weights), numbered across the weights in order: how a multi-weight GEMM
+ * hands them out to threads as if they were one tensor.
+ */
+class PartGroups {
+ public:
+  PartGroups(const WeightPart* parts, int nParts, int64_t perTile) : n_(nParts), perTile_(perTile) {
+    for (int i = 0; i < nParts; i++) {
+      const int64_t g = (parts[i].rows + 15) / 16;
+      group_[i + 1] = group_[i] + g;
+      tile_[i + 1] = tile_[i] + (g + perTile - 1) / perTile;
+    }
+  }
+  int64_t groups() const { return group_[n_]; }
+  int64_t tiles() const { return tile_[n_]; }
+  /** fn(part, gA, gB) for tile t: groups gA..gB-1 of that part. */
+  template <class F>
+  void forTile(int64_t t, F&& fn) const {
+    int i = 0;
+    while (t >= tile_[i + 1]) i++;
+    const int64_t g0 = (t - tile_[i]) * perTile_;
+    fn(i, g0, std::min(group_[i + 1] - group_[i], g0 + perTile_));
+  }
+  /** fn(part, gA, gB) for every part's share of the groups a..b-1 of all parts, in order. */
+  template <class F>
+  void forGroups(int64_t a, int64_t b, F&& fn) const {
+    for (int i = 0; i < n_; i++) {
+      const int64_t lo = std::max(a, group_[i]), hi = std::min(b, group_[i + 1]);
+      if (lo < hi) fn(i, lo - group_[i], hi - group_[i]);
+    }
+  }
+
+ private:
+  int n_;
+  int64_t perTile_;
+  // On the stack: this is made on every call.
+  std::array<int64_t, kMaxWeightParts + 1> group_{}, tile_{};
+};
+
+/**
  * qmatmulX16 for several weights of one interleaved type and width that multiply the same
  * activations (a layer's q/k/v, its gate/up): the activations are quantized once and all the parts'
  * tiles share one round of the pool. Each output has the bits a call of its own gives.
@@ -74,12 +116,15 @@ void qmatmulX16Parts(Context& ctx, const WeightPart* parts, int nParts, const fl
 
 /**
  * matmul for several weights of type dt and width K over the same activations x: one
- * qmatmulX16Parts call for an interleaved quantized type, else one matmul per part.
+ * qmatmulX16Parts or matmulX16Parts call for an interleaved type, else one matmul per part.
  */
 void matmulParts(Context& ctx, const WeightPart* parts, int nParts, const float* x, DType dt, int64_t K, int64_t M);
 
 /** matmul for the interleaved float forms (qrepack.cc, matmul-x16.cc; AVX-512 build only). */
 void matmulX16(Context& ctx, float* out, const float* x, const uint8_t* w, DType dt, int64_t N, int64_t K, int64_t M);
+
+/** matmulX16 for several weights of one float form and width, in one round of the pool (as qmatmulX16Parts). */
+void matmulX16Parts(Context& ctx, const WeightPart* parts, int nParts, const float* x, DType dt, int64_t K, int64_t M);  // nParts <= kMaxWeightParts
 
 /** The repacked form of t for rows of K (qrepack.cc), when this build has one: true and *out set. */
 bool repackedType(DType t, int64_t K, DType* out);

@@ -94,35 +94,41 @@ struct Tiles {
 }  // namespace
 
 void matmulX16(Context& ctx, float* out, const float* x, const uint8_t* w, DType dt, int64_t N, int64_t K, int64_t M) {
+  const WeightPart part{w, N, out};
+  matmulX16Parts(ctx, &part, 1, x, dt, K, M);
+}
+
+void matmulX16Parts(Context& ctx, const WeightPart* parts, int nParts, const float* x, DType dt, int64_t K, int64_t M) {
   const auto& fns = dt == DType::F32_X16 ? Tiles<float>::fns : dt == DType::F16_X16 ? Tiles<Half>::fns : Tiles<BHalf>::fns;
   const size_t groupBytes = static_cast<size_t>(K) * 16 * (dt == DType::F32_X16 ? 4 : 2);
   // 4 groups x 6 rows: at one to a few activation rows the 4 weight streams and chains keep memory
   // busy; at many, it ran as fast as 2 groups x 12 rows (measured), so one shape serves every M.
-  const int64_t groups = (N + 15) / 16;
-  const int64_t tiles = (groups + GMAX - 1) / GMAX;
-  if (M == 1) {
-    // One row (decode): one run of consecutive groups per thread, as qmatmulX16 does; 12 groups
-    // (768 rows) as 3 tiles would leave one of two threads a third of the work.
-    const int64_t tasks = std::min(groups, static_cast<int64_t>(ctx.pool.size()));
-    ctx.pool.parallelFor(tasks, [&](int64_t task, int) {
-      const int64_t gB = groups * (task + 1) / tasks;
-      for (int64_t g0 = groups * task / tasks; g0 < gB; g0 += GMAX) {
-        const int ng = static_cast<int>(std::min<int64_t>(GMAX, gB - g0));
-        fns[ng - 1][0](w + static_cast<size_t>(g0) * groupBytes, K, x, K, out + 16 * g0, N, static_cast<int>(std::min<int64_t>(16 * ng, N - 16 * g0)));
+  const PartGroups pg(parts, nParts, GMAX);
+  // Rows m0..m1-1 times groups gA..gB-1 of part i, in tiles of up to GMAX groups.
+  const auto multiply = [&](int64_t m0, int64_t m1, int i, int64_t gA, int64_t gB) {
+    const WeightPart& p = parts[i];
+    for (int64_t g0 = gA; g0 < gB; g0 += GMAX) {
+      const int ng = static_cast<int>(std::min<int64_t>(GMAX, gB - g0));
+      const int rows = static_cast<int>(std::min<int64_t>(16 * ng, p.rows - 16 * g0));
+      for (int64_t m = m0; m < m1; m += MR) {
+        const int r = static_cast<int>(std::min<int64_t>(MR, m1 - m));
+        fns[ng - 1][r - 1](p.w + static_cast<size_t>(g0) * groupBytes, K, x + m * K, K, p.out + m * p.rows + 16 * g0, p.rows, rows);
       }
+    }
+  };
+  if (M == 1) {
+    // One row (decode): one run of consecutive groups per thread, as qmatmulX16Parts does; 12
+    // groups (768 rows) as 3 tiles would leave one of two threads a third of the work.
+    const int64_t tasks = std::min(pg.groups(), static_cast<int64_t>(ctx.pool.size()));
+    ctx.pool.parallelFor(tasks, [&](int64_t task, int) {
+      pg.forGroups(pg.groups() * task / tasks, pg.groups() * (task + 1) / tasks, [&](int i, int64_t gA, int64_t gB) { multiply(0, 1, i, gA, gB); });
     });
     return;
   }
-  const int64_t chunks = (M + MC - 1) / MC;
+  const int64_t chunks = (M + MC - 1) / MC, tiles = pg.tiles();
   ctx.pool.parallelFor(chunks * tiles, [&](int64_t task, int) {
-    const int64_t m0 = (task / tiles) * MC, m1 = std::min(M, m0 + MC);
-    const int64_t g0 = (task % tiles) * GMAX;
-    const int ng = static_cast<int>(std::min<int64_t>(GMAX, groups - g0));
-    const int rows = static_cast<int>(std::min<int64_t>(16 * GMAX, N - 16 * g0));
-    for (int64_t m = m0; m < m1; m += MR) {
-      const int r = static_cast<int>(std::min<int64_t>(MR, m1 - m));
-      fns[ng - 1][r - 1](w + static_cast<size_t>(g0) * groupBytes, K, x + m * K, K, out + m * N + 16 * g0, N, rows);
-    }
+    const int64_t m0 = (task / tiles) * MC;
+    pg.forTile(task % tiles, [&](int i, int64_t gA, int64_t gB) { multiply(m0, std::min(M, m0 + MC), i, gA, gB); });
   });
 }
 

@@ -193,8 +193,9 @@ struct MicroTable {
 
 void matmulParts(Context& ctx, const WeightPart* parts, int nParts, const float* x, DType dt, int64_t K, int64_t M) {
 #if STEPWISE_AVX512
-  if (isInterleaved(dt) && qtypeInfo(dt).integer && M > 0) {
-    qmatmulX16Parts(ctx, parts, nParts, x, dt, K, M);
+  if (isInterleaved(dt) && M > 0) {
+    if (qtypeInfo(dt).integer) qmatmulX16Parts(ctx, parts, nParts, x, dt, K, M);
+    else matmulX16Parts(ctx, parts, nParts, x, dt, K, M);
     return;
   }
 #endif

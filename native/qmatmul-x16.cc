@@ -24,7 +24,6 @@
 // sequence (blocks in column order) whatever the tile shape, M, thread or chunk of activation rows
 // computed it; rows only sit in different lanes of different vectors.
 #include <algorithm>
-#include <array>
 
 #include "ggml-blocks.h"
 #include "kernels.h"
@@ -514,17 +513,9 @@ void qmatmulX16Parts(Context& ctx, const WeightPart* parts, int nParts, const fl
   // One activation row has no broadcasts to share: 4 groups give 4 independent chains of sums
   // and 4 weight streams in flight. More rows take 2 groups, so the accumulators fit in registers.
   const int ngTile = M == 1 ? 4 : 2;
-  // The parts' groups and tiles, numbered across all parts in order (firstGroup/firstTile: where
-  // part i's begin; entry nParts holds the totals). On the stack: this runs for every call.
-  std::array<int64_t, kMaxWeightParts + 1> firstGroup{}, firstTile{};
-  for (int i = 0; i < nParts; i++) {
-    const int64_t g = (parts[i].rows + 15) / 16;
-    firstGroup[static_cast<size_t>(i) + 1] = firstGroup[static_cast<size_t>(i)] + g;
-    firstTile[static_cast<size_t>(i) + 1] = firstTile[static_cast<size_t>(i)] + (g + ngTile - 1) / ngTile;
-  }
-  const int64_t groups = firstGroup[static_cast<size_t>(nParts)], tiles = firstTile[static_cast<size_t>(nParts)];
+  const PartGroups pg(parts, nParts, ngTile);
   // Rows m0..m1-1 times groups gA..gB-1 of part i, in tiles of up to ngTile groups.
-  const auto multiplyGroups = [&](int64_t m0, int64_t m1, int i, int64_t gA, int64_t gB) {
+  const auto multiply = [&](int64_t m0, int64_t m1, int i, int64_t gA, int64_t gB) {
     const WeightPart& p = parts[i];
     const uint8_t* wEnd = p.w + (p.rows + 15) / 16 * groupBytes;
     for (int64_t g0 = gA; g0 < gB; g0 += ngTile) {
@@ -537,13 +528,6 @@ void qmatmulX16Parts(Context& ctx, const WeightPart* parts, int nParts, const fl
       }
     }
   };
-  // Tile t of all parts' tiles.
-  const auto multiply = [&](int64_t m0, int64_t m1, int64_t t) {
-    int i = 0;
-    while (t >= firstTile[static_cast<size_t>(i) + 1]) i++;
-    const int64_t g0 = (t - firstTile[static_cast<size_t>(i)]) * ngTile, g = firstGroup[static_cast<size_t>(i) + 1] - firstGroup[static_cast<size_t>(i)];
-    multiplyGroups(m0, m1, i, g0, std::min(g, g0 + ngTile));
-  };
 
   const int64_t threads = ctx.pool.size();
   if (M >= kRowSplit && threads > 1) {
@@ -555,7 +539,7 @@ void qmatmulX16Parts(Context& ctx, const WeightPart* parts, int nParts, const fl
     ctx.pool.parallelFor((M + per - 1) / per, [&](int64_t task, int) {
       const int64_t m0 = task * per, m1 = std::min(M, m0 + per);
       prepare(m0, m1);
-      for (int64_t t = 0; t < tiles; t++) multiply(m0, m1, t);
+      for (int64_t t = 0; t < pg.tiles(); t++) pg.forTile(t, [&](int i, int64_t gA, int64_t gB) { multiply(m0, m1, i, gA, gB); });
     });
     return;
   }
@@ -566,22 +550,18 @@ void qmatmulX16Parts(Context& ctx, const WeightPart* parts, int nParts, const fl
     // work. Measured on 2 threads against 2, 4 and 8 tasks per thread, alternating in one
     // process: 1 was fastest for every shape, q4_0 768x768 43 GB/s against 39, 36 and 31.
     prepare(0, 1);
-    const int64_t tasks = std::min(groups, threads);
+    const int64_t tasks = std::min(pg.groups(), threads);
     ctx.pool.parallelFor(tasks, [&](int64_t task, int) {
-      const int64_t gA = groups * task / tasks, gB = groups * (task + 1) / tasks;
-      for (int i = 0; i < nParts; i++) {
-        const int64_t lo = std::max(gA, firstGroup[static_cast<size_t>(i)]), hi = std::min(gB, firstGroup[static_cast<size_t>(i) + 1]);
-        if (lo < hi) multiplyGroups(0, 1, i, lo - firstGroup[static_cast<size_t>(i)], hi - firstGroup[static_cast<size_t>(i)]);
-      }
+      pg.forGroups(pg.groups() * task / tasks, pg.groups() * (task + 1) / tasks, [&](int i, int64_t gA, int64_t gB) { multiply(0, 1, i, gA, gB); });
     });
     return;
   }
   ctx.pool.parallelFor(M, [&](int64_t m, int) { quantizeActRow(x + m * K, K, qi.group, qi.off, xq + m * nsb); });
   if (summaries) summarize(xq, M, nsb, nb, k, xs);
-  const int64_t chunks = (M + MC - 1) / MC;
+  const int64_t chunks = (M + MC - 1) / MC, tiles = pg.tiles();
   ctx.pool.parallelFor(chunks * tiles, [&](int64_t task, int) {
     const int64_t m0 = (task / tiles) * MC;
-    multiply(m0, std::min(M, m0 + MC), task % tiles);
+    pg.forTile(task % tiles, [&](int i, int64_t gA, int64_t gB) { multiply(m0, std::min(M, m0 + MC), i, gA, gB); });
   });
 }
 
