@@ -382,9 +382,12 @@ void attention(Context& ctx, float* out, const float* q, const PagedKv& kv, cons
   // The costliest groups first (a prompt's last rows see the most keys), so the threads do not
   // wait on one long task at the end. The order changes no result: tasks are independent.
   std::stable_sort(groups.begin(), groups.end(), [](const Group& a, const Group& b) { return a.keys * a.size > b.keys * b.size; });
-  // KV heads per task: all of them unless that leaves too few tasks to spread over the threads.
+  // KV heads per task: all of them unless that leaves fewer tasks than threads. One decode row on
+  // 2 threads: 2 tasks of 6 heads, each reading one stretch of every cached key row, rather than
+  // 6 of 2 heads (a third of a stretch each): 20% less attention time per decode step on the 110m
+  // shape (a cold cache, the weights streamed between layers), alternating runs.
   const int64_t numGroups = static_cast<int64_t>(groups.size());
-  const int64_t wantTasks = 4 * ctx.pool.size();
+  const int64_t wantTasks = ctx.pool.size();
   const int64_t chunks = std::min(kv.nKvHeads, std::max<int64_t>(1, (wantTasks + numGroups - 1) / numGroups));
   const int64_t perChunk = (kv.nKvHeads + chunks - 1) / chunks;
   const int64_t headChunks = (kv.nKvHeads + perChunk - 1) / perChunk;
