@@ -123,6 +123,21 @@ void bitPlane(uint8_t* blk, int j, int r, F bit) {
     }
 }
 
+/**
+ * Walks group g's blocks of a form: for each of the n column blocks, zeroes its formBytes at dst
+ * (rows past the tensor's end stay zero) and calls fn(o, b, r) for each of its rows r, with o the
+ * form's block and b the row's block in the file (fileBlock bytes, rows rb bytes apart).
+ */
+template <class F>
+void forGroupBlocks(const uint8_t* src, int64_t rows, size_t rb, int64_t n, int64_t fileBlock, int64_t formBytes, int64_t g, uint8_t* dst,
+                    F fn) {
+  for (int64_t s = 0; s < n; s++) {
+    uint8_t* o = dst + (g * n + s) * formBytes;
+    std::memset(o, 0, static_cast<size_t>(formBytes));
+    for (int r = 0; r < 16 && g * 16 + r < rows; r++) fn(o, src + static_cast<size_t>(g * 16 + r) * rb + s * fileBlock, r);
+  }
+}
+
 /** 3-bit run bytes (q3_k_x16): val(c) of column c = 32j + 16h + 4v + i at bits 3(4r + i) of run 4h + v, or-ed in. */
 template <class F>
 void tripleRuns(uint8_t* blk, int j, int r, F val) {
@@ -142,61 +157,47 @@ void tripleRuns(uint8_t* blk, int j, int r, F val) {
  */
 void interleaveBlock32(const x16::Block32& f, DType file, const uint8_t* src, int64_t rows, int64_t K, int64_t g, uint8_t* dst) {
   const int vectors = f.bytes ? 8 : 4;
-  const int64_t nb = K / 32, blockBytes = f.size();
-  const size_t rb = rowBytes(file, K);
-  for (int64_t b = 0; b < nb; b++) {
-    uint8_t* o = dst + (g * nb + b) * blockBytes;
-    std::memset(o, 0, static_cast<size_t>(blockBytes));
-    for (int r = 0; r < 16 && g * 16 + r < rows; r++) {
-      const uint8_t* blk = src + static_cast<size_t>(g * 16 + r) * rb + b * f.fileBlock;
-      const uint8_t* q = blk + f.valuesAt;
-      for (int v = 0; v < vectors; v++)
-        for (int i = 0; i < 4; i++) o[64 * v + 4 * r + i] = static_cast<uint8_t>(q[4 * v + i] ^ (f.bytes ? 0x80 : 0));
-      if (f.five) {
-        const uint32_t qh = ggml::loadU32(blk + f.fifthAt);  // bit c: column c's fifth bit
-        bitPlane(o + 256, 0, r, [&](int c) { return static_cast<int>((qh >> c) & 1); });
-      }
-      std::memcpy(o + f.scales() + 2 * r, blk, 2);
-      if (f.mins) std::memcpy(o + f.minsAt() + 2 * r, blk + 2, 2);
+  forGroupBlocks(src, rows, rowBytes(file, K), K / 32, f.fileBlock, f.size(), g, dst, [&](uint8_t* o, const uint8_t* blk, int r) {
+    const uint8_t* q = blk + f.valuesAt;
+    for (int v = 0; v < vectors; v++)
+      for (int i = 0; i < 4; i++) o[64 * v + 4 * r + i] = static_cast<uint8_t>(q[4 * v + i] ^ (f.bytes ? 0x80 : 0));
+    if (f.five) {
+      const uint32_t qh = ggml::loadU32(blk + f.fifthAt);  // bit c: column c's fifth bit
+      bitPlane(o + 256, 0, r, [&](int c) { return static_cast<int>((qh >> c) & 1); });
     }
-  }
+    std::memcpy(o + f.scales() + 2 * r, blk, 2);
+    if (f.mins) std::memcpy(o + f.minsAt() + 2 * r, blk + 2, 2);
+  });
 }
 
 /** q4_k_x16, or q5_k_x16 with Five (the fifth bits after q4_k's layout). */
 template <bool Five>
 void interleaveK(const uint8_t* src, int64_t rows, int64_t K, int64_t g, uint8_t* dst) {
-  const int64_t nsb = K / QK;
   const DType t = Five ? DType::Q5_K : DType::Q4_K;
-  const size_t rb = rowBytes(t, K), sbBytes = Five ? 176 : 144, groupBytes = Five ? kQ5KBlock : kQ4KBlock;
   uint8_t u[QK];  // one superblock's values in column order (5 bits for q5_k)
-  for (int64_t s = 0; s < nsb; s++) {
-    uint8_t* o = dst + (g * nsb + s) * groupBytes;
-    std::memset(o, 0, groupBytes);
-    for (int r = 0; r < 16 && g * 16 + r < rows; r++) {
-      const uint8_t* b = src + static_cast<size_t>(g * 16 + r) * rb + s * sbBytes;
-      // 64-column chunks of 32 bytes: low nibbles are the chunk's first 32 columns; q5_k's fifth
-      // bits: qh[t] bit 2c (column 64c + t) and 2c + 1 (column 64c + 32 + t).
-      const uint8_t* qs = b + (Five ? 48 : 16);
-      for (int c = 0; c < 4; c++)
-        for (int t2 = 0; t2 < 32; t2++) {
-          const int h0 = Five ? ((b[16 + t2] >> (2 * c)) & 1) << 4 : 0, h1 = Five ? ((b[16 + t2] >> (2 * c + 1)) & 1) << 4 : 0;
-          u[64 * c + t2] = static_cast<uint8_t>((qs[32 * c + t2] & 0x0f) | h0);
-          u[64 * c + 32 + t2] = static_cast<uint8_t>((qs[32 * c + t2] >> 4) | h1);
-        }
-      for (int j = 0; j < 8; j++) {
-        nibblePlanes(o + 256 * j, j, r, [&](int c) { return u[c]; });
-        if (Five) bitPlane(o + 2368 + 64 * j, j, r, [&](int c) { return u[c] >> 4; });
+  forGroupBlocks(src, rows, rowBytes(t, K), K / QK, Five ? 176 : 144, Five ? kQ5KBlock : kQ4KBlock, g, dst, [&](uint8_t* o, const uint8_t* b, int r) {
+    // 64-column chunks of 32 bytes: low nibbles are the chunk's first 32 columns; q5_k's fifth
+    // bits: qh[t] bit 2c (column 64c + t) and 2c + 1 (column 64c + 32 + t).
+    const uint8_t* qs = b + (Five ? 48 : 16);
+    for (int c = 0; c < 4; c++)
+      for (int t2 = 0; t2 < 32; t2++) {
+        const int h0 = Five ? ((b[16 + t2] >> (2 * c)) & 1) << 4 : 0, h1 = Five ? ((b[16 + t2] >> (2 * c + 1)) & 1) << 4 : 0;
+        u[64 * c + t2] = static_cast<uint8_t>((qs[32 * c + t2] & 0x0f) | h0);
+        u[64 * c + 32 + t2] = static_cast<uint8_t>((qs[32 * c + t2] >> 4) | h1);
       }
-      std::memcpy(o + 2048 + 2 * r, b, 2);
-      std::memcpy(o + 2080 + 2 * r, b + 2, 2);
-      for (int j = 0; j < 8; j++) {
-        int sc, m;
-        ggml::q4kScaleMin(b + 4, j, &sc, &m);
-        o[2112 + 16 * j + r] = static_cast<uint8_t>(sc);
-        o[2240 + 32 * (j / 2) + 2 * r + j % 2] = static_cast<uint8_t>(m);
-      }
+    for (int j = 0; j < 8; j++) {
+      nibblePlanes(o + 256 * j, j, r, [&](int c) { return u[c]; });
+      if (Five) bitPlane(o + 2368 + 64 * j, j, r, [&](int c) { return u[c] >> 4; });
     }
-  }
+    std::memcpy(o + 2048 + 2 * r, b, 2);
+    std::memcpy(o + 2080 + 2 * r, b + 2, 2);
+    for (int j = 0; j < 8; j++) {
+      int sc, m;
+      ggml::q4kScaleMin(b + 4, j, &sc, &m);
+      o[2112 + 16 * j + r] = static_cast<uint8_t>(sc);
+      o[2240 + 32 * (j / 2) + 2 * r + j % 2] = static_cast<uint8_t>(m);
+    }
+  });
 }
 
 /** Column e (< 256) of a q6_k superblock's 6-bit values (ggml's layout: 128-column halves). */
@@ -209,78 +210,50 @@ inline int q6kValue(const uint8_t* b, int e) {
 }
 
 void interleaveQ6_K(const uint8_t* src, int64_t rows, int64_t K, int64_t g, uint8_t* dst) {
-  const int64_t nsb = K / QK;
-  const size_t rb = rowBytes(DType::Q6_K, K);
   uint8_t u[QK];
-  for (int64_t s = 0; s < nsb; s++) {
-    uint8_t* o = dst + (g * nsb + s) * kQ6KBlock;
-    std::memset(o, 0, kQ6KBlock);
-    for (int r = 0; r < 16 && g * 16 + r < rows; r++) {
-      const uint8_t* b = src + static_cast<size_t>(g * 16 + r) * rb + s * 210;
-      for (int e = 0; e < QK; e++) u[e] = static_cast<uint8_t>(q6kValue(b, e));
-      for (int j = 0; j < 8; j++) {
-        nibblePlanes(o + 384 * j, j, r, [&](int c) { return u[c]; });
-        pairPlanes(o + 384 * j + 256, j, r, [&](int c) { return u[c] >> 4; });
-      }
-      for (int t = 0; t < 16; t++) o[3072 + 16 * t + r] = b[192 + t];
-      std::memcpy(o + 3328 + 2 * r, b + 208, 2);
+  forGroupBlocks(src, rows, rowBytes(DType::Q6_K, K), K / QK, 210, kQ6KBlock, g, dst, [&](uint8_t* o, const uint8_t* b, int r) {
+    for (int e = 0; e < QK; e++) u[e] = static_cast<uint8_t>(q6kValue(b, e));
+    for (int j = 0; j < 8; j++) {
+      nibblePlanes(o + 384 * j, j, r, [&](int c) { return u[c]; });
+      pairPlanes(o + 384 * j + 256, j, r, [&](int c) { return u[c] >> 4; });
     }
-  }
+    for (int t = 0; t < 16; t++) o[3072 + 16 * t + r] = b[192 + t];
+    std::memcpy(o + 3328 + 2 * r, b + 208, 2);
+  });
 }
 
 void interleaveIQ4_XS(const uint8_t* src, int64_t rows, int64_t K, int64_t g, uint8_t* dst) {
-  const int64_t nsb = K / QK;
-  const size_t rb = rowBytes(DType::IQ4_XS, K);
-  for (int64_t s = 0; s < nsb; s++) {
-    uint8_t* o = dst + (g * nsb + s) * kIQ4XSBlock;
-    std::memset(o, 0, kIQ4XSBlock);
-    for (int r = 0; r < 16 && g * 16 + r < rows; r++) {
-      const uint8_t* b = src + static_cast<size_t>(g * 16 + r) * rb + s * 136;
-      for (int j = 0; j < 8; j++) {
-        // Sub-block j's 16 bytes hold column i in the low nibble and 16 + i in the high one, as q4_0's.
-        for (int v = 0; v < 4; v++)
-          for (int i = 0; i < 4; i++) o[256 * j + 64 * v + 4 * r + i] = b[8 + 16 * j + 4 * v + i];
-        o[2048 + 16 * j + r] = static_cast<uint8_t>(static_cast<int8_t>(ggml::iq4xsScale(b, j)));
-      }
-      std::memcpy(o + 2176 + 2 * r, b, 2);
+  forGroupBlocks(src, rows, rowBytes(DType::IQ4_XS, K), K / QK, 136, kIQ4XSBlock, g, dst, [&](uint8_t* o, const uint8_t* b, int r) {
+    for (int j = 0; j < 8; j++) {
+      // Sub-block j's 16 bytes hold column i in the low nibble and 16 + i in the high one, as q4_0's.
+      for (int v = 0; v < 4; v++)
+        for (int i = 0; i < 4; i++) o[256 * j + 64 * v + 4 * r + i] = b[8 + 16 * j + 4 * v + i];
+      o[2048 + 16 * j + r] = static_cast<uint8_t>(static_cast<int8_t>(ggml::iq4xsScale(b, j)));
     }
-  }
+    std::memcpy(o + 2176 + 2 * r, b, 2);
+  });
 }
 
 void interleaveQ3_K(const uint8_t* src, int64_t rows, int64_t K, int64_t g, uint8_t* dst) {
-  const int64_t nsb = K / QK;
-  const size_t rb = rowBytes(DType::Q3_K, K);
   uint8_t u[QK];
-  for (int64_t s = 0; s < nsb; s++) {
-    uint8_t* o = dst + (g * nsb + s) * kQ3KBlock;
-    std::memset(o, 0, kQ3KBlock);
-    for (int r = 0; r < 16 && g * 16 + r < rows; r++) {
-      const uint8_t* b = src + static_cast<size_t>(g * 16 + r) * rb + s * 110;
-      for (int e = 0; e < QK; e++) u[e] = static_cast<uint8_t>(ggml::q3kValue(b, e));
-      for (int j = 0; j < 8; j++) tripleRuns(o + 192 * j, j, r, [&](int c) { return u[c]; });
-      for (int t = 0; t < 16; t++) o[1536 + 16 * t + r] = static_cast<uint8_t>(static_cast<int8_t>(ggml::q3kScale(b, t)));
-      std::memcpy(o + 1792 + 2 * r, b + 108, 2);
-    }
-  }
+  forGroupBlocks(src, rows, rowBytes(DType::Q3_K, K), K / QK, 110, kQ3KBlock, g, dst, [&](uint8_t* o, const uint8_t* b, int r) {
+    for (int e = 0; e < QK; e++) u[e] = static_cast<uint8_t>(ggml::q3kValue(b, e));
+    for (int j = 0; j < 8; j++) tripleRuns(o + 192 * j, j, r, [&](int c) { return u[c]; });
+    for (int t = 0; t < 16; t++) o[1536 + 16 * t + r] = static_cast<uint8_t>(static_cast<int8_t>(ggml::q3kScale(b, t)));
+    std::memcpy(o + 1792 + 2 * r, b + 108, 2);
+  });
 }
 
 void interleaveQ2_K(const uint8_t* src, int64_t rows, int64_t K, int64_t g, uint8_t* dst) {
-  const int64_t nsb = K / QK;
-  const size_t rb = rowBytes(DType::Q2_K, K);
-  for (int64_t s = 0; s < nsb; s++) {
-    uint8_t* o = dst + (g * nsb + s) * kQ2KBlock;
-    std::memset(o, 0, kQ2KBlock);
-    for (int r = 0; r < 16 && g * 16 + r < rows; r++) {
-      const uint8_t* b = src + static_cast<size_t>(g * 16 + r) * rb + s * 84;
-      for (int j = 0; j < 8; j++) pairPlanes(o + 128 * j, j, r, [&](int c) { return ggml::twoBits(b + 16, c); });
-      for (int t = 0; t < 16; t++) {
-        o[1024 + 16 * t + r] = b[t] & 0x0f;
-        o[1280 + 32 * (t / 2) + 2 * r + t % 2] = b[t] >> 4;
-      }
-      std::memcpy(o + 1536 + 2 * r, b + 80, 2);
-      std::memcpy(o + 1568 + 2 * r, b + 82, 2);
+  forGroupBlocks(src, rows, rowBytes(DType::Q2_K, K), K / QK, 84, kQ2KBlock, g, dst, [&](uint8_t* o, const uint8_t* b, int r) {
+    for (int j = 0; j < 8; j++) pairPlanes(o + 128 * j, j, r, [&](int c) { return ggml::twoBits(b + 16, c); });
+    for (int t = 0; t < 16; t++) {
+      o[1024 + 16 * t + r] = b[t] & 0x0f;
+      o[1280 + 32 * (t / 2) + 2 * r + t % 2] = b[t] >> 4;
     }
-  }
+    std::memcpy(o + 1536 + 2 * r, b + 80, 2);
+    std::memcpy(o + 1568 + 2 * r, b + 82, 2);
+  });
 }
 
 /** f32 / f16 / bf16: element k of row r at 16k + r of its group (eb bytes each). */
